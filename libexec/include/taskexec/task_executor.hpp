@@ -1,0 +1,101 @@
+// task_executor: launches one task and supervises it until it is gone.
+//
+// All operations are coroutines on the executor's io_context and must be
+// started from the thread running it. They return result<T>: expected
+// failures (bad input, wrong state, a missing binary) are values, never
+// exceptions. Each checks the lifecycle first and fails with a distinct code
+// when it does not apply (see lifecycle.hpp):
+//   errc::not_launched     "task not yet launched"
+//   errc::already_launched "task already launched"
+//   errc::task_exited      "task has exited"
+//   errc::task_destroyed   "task executor destroyed"
+//
+// Lifetime: the task_executor may be destroyed while operations are pending;
+// they then complete with errc::task_destroyed. Its destructor SIGKILLs a
+// still-running task and its process group (it cannot wait: call shutdown()
+// first for an orderly end). The child_reaper must outlive it.
+//
+// Cancellation: wait() and shutdown() support terminal cancellation through
+// the awaiting coroutine's cancellation slot (e.g. asio awaitable_operators
+// `||`): the cancelled call returns errc::operation_canceled and changes
+// nothing. A shutdown runs in a coroutine of its own, so cancelling one
+// caller never abandons it half-way: it goes on, bounded, and later callers
+// share its result. launch(), signal() and version() complete without
+// suspending.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "taskexec/error.hpp"
+#include "taskexec/lifecycle.hpp"
+#include "taskexec/types.hpp"
+
+namespace taskexec {
+
+class child_reaper;
+
+struct task_executor_options {
+  /// Names the task in logs (and later its cgroup and hostname).
+  std::string task_id;
+  /// Upper bound of a whole shutdown, grace period included.
+  std::chrono::milliseconds shutdown_bound{15000};
+};
+
+class task_executor {
+ public:
+  task_executor(child_reaper& reaper, task_executor_options options = {});
+  ~task_executor();
+  task_executor(const task_executor&) = delete;
+  task_executor& operator=(const task_executor&) = delete;
+
+  /// Start the task. The returned state carries the pid. Fails with
+  /// invalid_argument / unsupported (validation), binary_not_found,
+  /// user_not_found, a system error (opening stdout, fork), or launch_failed
+  /// naming the child step and errno ("chdir /x: No such file or directory").
+  /// Completes without suspending.
+  boost::asio::awaitable<result<process_state>> launch(exec_command cmd);
+
+  /// Wait until the task exits; every concurrent waiter gets the same state.
+  /// Returns at once when it has exited already.
+  boost::asio::awaitable<result<process_state>> wait();
+
+  /// Send `signo` to the task's main process (0 checks that it is running).
+  boost::asio::awaitable<result<void>> signal(int signo);
+
+  /// Stop the task: `signal_name` then up to `grace`, then SIGKILL (grace 0:
+  /// SIGKILL at once); then every process of the task is killed: its process
+  /// group, its session, and descendants that left both. Bounded by
+  /// options.shutdown_bound; errc::shutdown_incomplete names survivors. After
+  /// exit it still sweeps; concurrent calls share one shutdown.
+  boost::asio::awaitable<result<void>> shutdown(std::string_view signal_name = "SIGINT",
+                                                std::chrono::milliseconds grace =
+                                                    std::chrono::milliseconds{5000});
+
+  /// Shut down if needed (SIGKILL, no grace) and release everything; the
+  /// exit state is forgotten and every later operation fails task_destroyed.
+  boost::asio::awaitable<result<void>> destroy();
+
+  /// "2.0.0".
+  std::string_view version() const noexcept;
+
+  task_state state() const noexcept;
+  /// The main process's pid once launched, else 0.
+  int pid() const noexcept;
+  /// The exit state once exited.
+  std::optional<process_state> exit_state() const;
+  const std::string& task_id() const noexcept;
+  boost::asio::any_io_executor get_executor() const;
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace taskexec
