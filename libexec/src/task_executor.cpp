@@ -197,6 +197,11 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
     if (g_live_tasks <= 1 || known_members.contains({p.pid, p.start_ticks})) adopted.push_back(p.pid);
   }
   found = detail::task_members(table, pid, start_ticks, me, adopted);
+  if (!found.empty() && detail::log_enabled(log_level::debug)) {
+    std::string list;
+    for (const auto& m : found) list += " " + std::to_string(m.pid) + "(" + m.comm + "," + m.state + ")";
+    log(log_level::debug, "sweep found" + list);
+  }
   for (const auto& m : found) {
     known_members.insert({m.pid, m.start_ticks});
     if (m.state == 'Z' || m.state == 'X') continue;

@@ -19,6 +19,10 @@
 //    `watch` to learn a child's exit status.
 //  - One reaper per process: constructing a second one throws std::logic_error.
 //
+// The reaper always has a wait pending on its signalfd, so io_context::run()
+// does not return while it lives: stop the io_context (or destroy the reaper)
+// when the program is done.
+//
 // Thread-safety: none; use from the thread running the io_context.
 // Lifetime: destroying the reaper stops its coroutine; SIGCHLD stays blocked.
 #pragma once

@@ -1,0 +1,117 @@
+// Binary lookup and user lookup touch the filesystem and the user database,
+// never fork: unit tier.
+#include <boost/test/unit_test.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "taskexec/isolation/host.hpp"
+
+using namespace taskexec;
+namespace fs = std::filesystem;
+
+namespace {
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    char t[] = "/tmp/taskexec-unit-XXXXXX";
+    BOOST_REQUIRE(::mkdtemp(t));
+    path = t;
+  }
+  ~temp_dir() { fs::remove_all(path); }
+};
+void write_file(const fs::path& p, mode_t mode) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << "#!/bin/sh\necho " << p.filename().string() << "\n";
+  ::chmod(p.c_str(), mode);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(binary_lookup)
+
+BOOST_AUTO_TEST_CASE(order_is_local_then_task_dir_then_absolute_then_path) {
+  temp_dir td;
+  temp_dir bin;
+  write_file(td.path / "local" / "tool", 0755);
+  write_file(td.path / "tool", 0755);
+  write_file(bin.path / "tool", 0755);
+  const std::string path_env = "/nonexistent:" + bin.path.string();
+
+  BOOST_TEST(lookup_binary("tool", td.path.string(), path_env).value() == (td.path / "local" / "tool").string());
+  fs::remove(td.path / "local" / "tool");
+  BOOST_TEST(lookup_binary("tool", td.path.string(), path_env).value() == (td.path / "tool").string());
+  fs::remove(td.path / "tool");
+  BOOST_TEST(lookup_binary("tool", td.path.string(), path_env).value() == (bin.path / "tool").string());
+  // An absolute host path is used as it is.
+  BOOST_TEST(lookup_binary((bin.path / "tool").string(), td.path.string(), "").value() ==
+             (bin.path / "tool").string());
+  // Default PATH when the task has none.
+  auto sh = lookup_binary("sh", "", "");
+  BOOST_REQUIRE(sh);
+  BOOST_TEST((*sh == "/usr/local/bin/sh" || *sh == "/usr/bin/sh" || *sh == "/bin/sh"), *sh);
+}
+
+BOOST_AUTO_TEST_CASE(task_relative_paths_with_slashes) {
+  temp_dir td;
+  write_file(td.path / "bin" / "run", 0755);
+  BOOST_TEST(lookup_binary("bin/run", td.path.string(), "/usr/bin").value() == (td.path / "bin" / "run").string());
+  // A relative path with a slash is never searched in PATH.
+  auto r = lookup_binary("bin/env", td.path.string(), "/usr");
+  BOOST_REQUIRE(!r);
+}
+
+BOOST_AUTO_TEST_CASE(not_found_names_the_binary) {
+  temp_dir td;
+  auto r = lookup_binary("no-such-binary-xyz", td.path.string(), "/usr/bin:/bin");
+  BOOST_REQUIRE(!r);
+  BOOST_TEST(r.error().code == make_error_code(errc::binary_not_found));
+  BOOST_TEST(r.error().message == "binary \"no-such-binary-xyz\" could not be found");
+  // Directories do not count as binaries.
+  fs::create_directories(td.path / "somedir-xyz");
+  BOOST_TEST(!lookup_binary("somedir-xyz", td.path.string(), "").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(found_file_without_exec_bits_gets_them) {
+  temp_dir td;
+  write_file(td.path / "script.sh", 0600);
+  auto r = lookup_binary("script.sh", td.path.string(), "");
+  BOOST_REQUIRE(r);
+  struct stat st {};
+  BOOST_REQUIRE(::stat(r->c_str(), &st) == 0);
+  BOOST_TEST((st.st_mode & 07777) == 0755u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(user_lookup)
+
+BOOST_AUTO_TEST_CASE(root_by_name_and_number) {
+  auto by_name = lookup_user("root");
+  BOOST_REQUIRE(by_name);
+  BOOST_TEST(by_name->uid == 0u);
+  BOOST_TEST(by_name->home == "/root");
+  auto by_uid = lookup_user("0");
+  BOOST_REQUIRE(by_uid);
+  BOOST_TEST(by_uid->name == "root");
+}
+
+BOOST_AUTO_TEST_CASE(nobody_has_only_its_own_group) {
+  auto id = lookup_user("nobody");
+  BOOST_REQUIRE(id);
+  BOOST_TEST(id->uid == 65534u);
+  BOOST_TEST(id->gid == 65534u);
+  BOOST_TEST(id->groups == std::vector<gid_t>{65534}, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(unknown_user_is_named) {
+  auto r = lookup_user("no-such-user-xyz");
+  BOOST_REQUIRE(!r);
+  BOOST_TEST(r.error().code == make_error_code(errc::user_not_found));
+  BOOST_TEST(r.error().message == "user \"no-such-user-xyz\" not found");
+  BOOST_TEST(!lookup_user("987654").has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,89 @@
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <unistd.h>
+
+#include "taskexec/detail/proc.hpp"
+
+using namespace taskexec::detail;
+
+namespace {
+std::string stat_line(int pid, std::string comm, char state, int ppid, int pgrp, int session,
+                      unsigned long long start) {
+  // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt
+  // cmajflt utime stime cutime cstime priority nice threads itrealvalue starttime ...
+  return std::to_string(pid) + " (" + comm + ") " + state + " " + std::to_string(ppid) + " " +
+         std::to_string(pgrp) + " " + std::to_string(session) + " 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 " +
+         std::to_string(start) + " 2301952 225 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+}
+std::vector<int> pids(const std::vector<proc_stat>& v) {
+  std::vector<int> out;
+  for (const auto& p : v) out.push_back(p.pid);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(proc_parsing)
+
+BOOST_AUTO_TEST_CASE(parses_fields) {
+  auto st = parse_proc_stat(stat_line(42, "sleep", 'S', 7, 40, 30, 123456));
+  BOOST_REQUIRE(st);
+  BOOST_TEST(st->pid == 42);
+  BOOST_TEST(st->comm == "sleep");
+  BOOST_TEST(st->state == 'S');
+  BOOST_TEST(st->ppid == 7);
+  BOOST_TEST(st->pgrp == 40);
+  BOOST_TEST(st->session == 30);
+  BOOST_TEST(st->start_ticks == 123456u);
+}
+
+BOOST_AUTO_TEST_CASE(comm_with_spaces_and_parens) {
+  auto st = parse_proc_stat(stat_line(9, "a) (b c) Z 1", 'R', 1, 9, 9, 77));
+  BOOST_REQUIRE(st);
+  BOOST_TEST(st->comm == "a) (b c) Z 1");
+  BOOST_TEST(st->state == 'R');
+  BOOST_TEST(st->start_ticks == 77u);
+}
+
+BOOST_AUTO_TEST_CASE(garbage_is_rejected) {
+  for (std::string bad : {"", "12", "12 (x", "x (y) S 1 2 3", "12 (x) S 1 2", "12 (x) SS 1 2 3 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 5"}) {
+    BOOST_TEST(!parse_proc_stat(bad).has_value(), bad);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(reads_own_stat) {
+  auto st = read_proc_stat(::getpid());
+  BOOST_REQUIRE(st);
+  BOOST_TEST(st->pid == ::getpid());
+  BOOST_TEST(st->ppid == ::getppid());
+  BOOST_TEST(st->start_ticks <= boot_ticks_now());
+}
+
+BOOST_AUTO_TEST_CASE(members_follow_session_group_tree_and_adoption) {
+  // 1 init; 100 us (the executor); task 200 (session 200).
+  const std::vector<proc_stat> table = {
+      *parse_proc_stat(stat_line(1, "init", 'S', 0, 1, 1, 1)),
+      *parse_proc_stat(stat_line(100, "executor", 'S', 1, 100, 100, 10)),
+      *parse_proc_stat(stat_line(200, "sh", 'S', 100, 200, 200, 50)),
+      *parse_proc_stat(stat_line(201, "sleep", 'S', 200, 200, 200, 51)),  // group member
+      *parse_proc_stat(stat_line(202, "setsid", 'S', 200, 202, 202, 52)),  // left the session
+      *parse_proc_stat(stat_line(203, "child", 'S', 202, 202, 202, 53)),   // its child
+      *parse_proc_stat(stat_line(204, "daemon", 'S', 100, 204, 204, 54)),  // orphan re-parented to us
+      *parse_proc_stat(stat_line(205, "stranger", 'S', 100, 205, 205, 55)),  // another child of ours
+      *parse_proc_stat(stat_line(206, "old", 'S', 1, 200, 200, 5)),  // in the session but older: pid reuse
+      *parse_proc_stat(stat_line(207, "zombie", 'Z', 201, 200, 200, 56)),
+  };
+  auto m = task_members(table, 200, 50, 100, {204});
+  BOOST_TEST(pids(m) == (std::vector<int>{200, 201, 202, 203, 204, 207}), boost::test_tools::per_element());
+  // Without adoption the daemon is not claimed.
+  BOOST_TEST(pids(task_members(table, 200, 50, 100, {})) == (std::vector<int>{200, 201, 202, 203, 207}),
+             boost::test_tools::per_element());
+  // After the main process is gone, its session and group still identify members.
+  std::vector<proc_stat> after(table.begin(), table.end());
+  after.erase(after.begin() + 2);
+  BOOST_TEST(pids(task_members(after, 200, 50, 100, {})) == (std::vector<int>{201, 207}),
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
