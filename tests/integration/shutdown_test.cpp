@@ -1,0 +1,178 @@
+// Shutdown: grace, escalation, and the sweep of everything the task started.
+#include <boost/test/unit_test.hpp>
+
+#include "harness.hpp"
+
+using namespace test_support;
+using namespace taskexec;
+
+namespace {
+// Launch `script` with stdout on a pipe; return after its first line ("ready").
+asio::awaitable<int> launch_ready(task_executor& t, pipe_reader& out, const std::string& script,
+                                  std::vector<std::string>* more_lines = nullptr, int extra = 0) {
+  auto cmd = sh(script);
+  cmd.stdout_fd = out.write_fd();
+  auto st = co_await t.launch(cmd);
+  BOOST_REQUIRE_MESSAGE(st, "launch: " << (st ? "" : st.error().message));
+  out.close_write();
+  for (int i = 0; i < extra; ++i) more_lines->push_back(co_await out.line());
+  BOOST_REQUIRE_EQUAL(co_await out.line(), "ready");
+  co_return st->pid;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(shutdown_escalation)
+
+BOOST_AUTO_TEST_CASE(grace_lets_the_task_exit_cleanly) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    co_await launch_ready(t, out, "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.01; done");
+    auto start = std::chrono::steady_clock::now();
+    auto r = co_await t.shutdown("SIGTERM", 20s);
+    BOOST_TEST_MESSAGE("graceful shutdown took "
+                       << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count()
+                       << " ms");
+    BOOST_TEST(r.has_value());
+    auto st = co_await t.wait();
+    BOOST_REQUIRE(st);
+    BOOST_TEST(st->exit_code == 0);  // it exited by itself, not by SIGKILL
+    BOOST_TEST(st->signal == 0);
+    BOOST_TEST(co_await out.rest() == "bye\n");
+    // Well inside the grace: the shutdown returned on the exit, not at the deadline.
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 20s));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_task_ignoring_the_signal_is_killed_after_grace) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    co_await launch_ready(t, out, "trap '' TERM INT; echo ready; while :; do sleep 0.01; done");
+    auto start = std::chrono::steady_clock::now();
+    auto r = co_await t.shutdown("SIGTERM", 300ms);
+    auto took = std::chrono::steady_clock::now() - start;
+    BOOST_TEST(r.has_value());
+    auto st = co_await t.wait();
+    BOOST_TEST(st->signal == SIGKILL);
+    BOOST_TEST(st->exit_code == 128 + SIGKILL);
+    BOOST_TEST((took >= 300ms));  // the grace was honoured before SIGKILL
+  });
+}
+
+BOOST_AUTO_TEST_CASE(zero_grace_kills_at_once_and_default_signal_is_sigint) {
+  run([]() -> asio::awaitable<void> {
+    {
+      task_executor t(harness::get().reaper);
+      pipe_reader out;
+      co_await launch_ready(t, out, "trap '' TERM INT; echo ready; exec sleep 1000");
+      BOOST_TEST((co_await t.shutdown("SIGTERM", 0ms)).has_value());
+      BOOST_TEST((co_await t.wait())->signal == SIGKILL);
+    }
+    {
+      task_executor t(harness::get().reaper);
+      pipe_reader out;
+      co_await launch_ready(t, out, "echo ready; exec sleep 1000");
+      BOOST_TEST((co_await t.shutdown()).has_value());  // SIGINT, 5 s grace
+      BOOST_TEST((co_await t.wait())->signal == SIGINT);
+    }
+  });
+}
+
+BOOST_AUTO_TEST_CASE(bad_arguments_and_after_exit) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    BOOST_REQUIRE(co_await t.launch(sh("exit 5")));
+    auto bad = co_await t.shutdown("SIGNOPE", 10ms);
+    BOOST_REQUIRE(!bad);
+    BOOST_TEST(bad.error().code == make_error_code(errc::invalid_argument));
+    BOOST_TEST(bad.error().message == "unknown signal \"SIGNOPE\"");
+    BOOST_TEST(!(co_await t.shutdown("SIGTERM", -1ms)));
+    auto st = co_await t.wait();
+    BOOST_TEST(st->exit_code == 5);
+    // After exit: succeeds (and sweeps), twice.
+    BOOST_TEST((co_await t.shutdown("SIGTERM", 10ms)).has_value());
+    BOOST_TEST((co_await t.shutdown("SIGTERM", 10ms)).has_value());
+    BOOST_TEST((co_await t.wait())->exit_code == 5);  // the exit state is kept
+  });
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_shutdowns_share_one) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    co_await launch_ready(t, out, "trap '' TERM; echo ready; exec sleep 1000");
+    auto ex = co_await asio::this_coro::executor;
+    int done = 0;
+    asio::steady_timer both(ex, 30s);
+    for (int i = 0; i < 2; ++i) {
+      asio::co_spawn(ex, t.shutdown("SIGTERM", 200ms), [&](std::exception_ptr e, result<void> r) {
+        BOOST_REQUIRE(!e);
+        BOOST_TEST(r.has_value());
+        if (++done == 2) both.cancel();
+      });
+    }
+    co_await both.async_wait(asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(done == 2);
+    BOOST_TEST((co_await t.wait())->signal == SIGKILL);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(escaped_descendants_are_killed_and_reaped) {
+  // The case: a child that left the session with setsid.
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    std::vector<std::string> lines;
+    co_await launch_ready(t, out, "setsid sleep 1000 & echo $!; sleep 1000 & echo ready; wait", &lines, 1);
+    const int escaped = std::stoi(lines.at(0));
+    BOOST_REQUIRE(alive(escaped));
+    auto r = co_await t.shutdown("SIGTERM", 200ms);
+    BOOST_TEST(r.has_value(), (r ? "" : r.error().message));
+    BOOST_TEST(!alive(escaped));
+    BOOST_TEST(co_await wait_gone(escaped));
+    BOOST_TEST(zombie_children().empty());
+    BOOST_TEST(live_children().empty());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(daemonised_orphans_are_attributed_and_killed) {
+  // A double fork before the shutdown: the grandchild's parent is gone, so it
+  // was re-parented to us (the subreaper) long before we look for it.
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    std::vector<std::string> lines;
+    co_await launch_ready(t, out, "setsid sh -c 'sleep 1000 & echo $!' ; echo ready; exec sleep 1000", &lines, 1);
+    const int daemon = std::stoi(lines.at(0));
+    auto st = detail::read_proc_stat(daemon);
+    BOOST_REQUIRE(st);
+    BOOST_TEST(st->ppid == ::getpid());  // adopted by the subreaper
+    auto r = co_await t.shutdown("SIGTERM", 100ms);
+    BOOST_TEST(r.has_value(), (r ? "" : r.error().message));
+    BOOST_TEST(co_await wait_gone(daemon));
+    BOOST_TEST(zombie_children().empty());
+    BOOST_TEST(live_children().empty());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(wait_returns_at_the_main_exit_not_the_grandchild) {
+  // `(sleep 30 &)` keeps running after the main process exits: wait must not
+  // wait for it; the shutdown afterwards removes it.
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    auto start = std::chrono::steady_clock::now();
+    BOOST_REQUIRE(co_await t.launch(sh("(sleep 30 >/dev/null &); exec sleep 1")));
+    auto st = co_await t.wait();
+    auto took = std::chrono::steady_clock::now() - start;
+    BOOST_REQUIRE(st);
+    BOOST_TEST(st->exit_code == 0);
+    BOOST_TEST((took >= 900ms));
+    BOOST_TEST((took < 20s));  // about 1 s, certainly not 30
+    BOOST_TEST((co_await t.shutdown("SIGTERM", 100ms)).has_value());
+    BOOST_TEST(live_children().empty());
+    BOOST_TEST(zombie_children().empty());
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
