@@ -71,16 +71,21 @@ int main(int argc, char** argv) {
     } else if (a == "--timeout-ms" && i + 1 < argc) {
       timeout = std::chrono::milliseconds(std::atoll(argv[++i]));
     } else if (a == "--") {
-      if (++i < argc) cmd.cmd = argv[i];
-      for (++i; i < argc; ++i) cmd.args.push_back(argv[i]);
+      if (++i < argc)
+        cmd.cmd = argv[i];
+      for (++i; i < argc; ++i)
+        cmd.args.push_back(argv[i]);
     } else {
-      std::cerr << "usage: taskexec-embed-example [--grace-ms N] [--timeout-ms N] [-- CMD ARGS...]\n";
+      std::cerr
+          << "usage: taskexec-embed-example [--grace-ms N] [--timeout-ms N] [-- CMD ARGS...]\n";
       return 2;
     }
   }
   if (cmd.cmd.empty()) {
     cmd.cmd = "/bin/sh";
-    cmd.args = {"-c", "echo hello from $NAME in $(pwd); for i in 1 2 3; do echo tick $i; sleep 0.1; done; exit 3"};
+    cmd.args = {"-c",
+                "echo hello from $NAME in $(pwd); for i in 1 2 3; do echo tick $i; sleep 0.1; "
+                "done; exit 3"};
   }
 
   // A fresh task directory with the task's output in it.
@@ -95,14 +100,16 @@ int main(int argc, char** argv) {
   cmd.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "NAME=taskexec"};
 
   taskexec::log_level lvl = taskexec::log_level::info;
-  if (const char* l = std::getenv("TASKEXEC_LOG_LEVEL")) taskexec::parse_log_level(l, lvl);
+  if (const char* l = std::getenv("TASKEXEC_LOG_LEVEL"))
+    taskexec::parse_log_level(l, lvl);
   taskexec::configure_logging({.level = lvl});
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());  // before any thread starts
 
   int code = 1;
   asio::co_spawn(io, supervise(reaper, cmd, timeout, grace), [&](std::exception_ptr e, int c) {
-    if (e) std::rethrow_exception(e);
+    if (e)
+      std::rethrow_exception(e);
     code = c;
     io.stop();  // the reaper waits on its signalfd for as long as it lives
   });

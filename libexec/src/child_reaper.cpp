@@ -47,7 +47,8 @@ struct child_reaper::impl {
     for (;;) {
       int status = 0;
       int pid = ::waitpid(-1, &status, WNOHANG | __WALL);
-      if (pid <= 0) break;  // 0: children left but none exited; -1/ECHILD: none at all
+      if (pid <= 0)
+        break;  // 0: children left but none exited; -1/ECHILD: none at all
       ++total;
       bool claimed = false;
       if (auto it = watchers.find(pid); it != watchers.end()) {
@@ -55,30 +56,36 @@ struct child_reaper::impl {
         exit_handler h = std::move(it->second);
         watchers.erase(it);
         try {
-          if (h) h(pid, status);
+          if (h)
+            h(pid, status);
         } catch (const std::exception& e) {
-          detail::log(log_level::error, "reaper", "", "", std::string("exit handler threw: ") + e.what());
+          detail::log(log_level::error, "reaper", "", "",
+                      std::string("exit handler threw: ") + e.what());
         }
       } else {
         ++orphans;
         if (detail::log_enabled(log_level::debug)) {
-          detail::log(log_level::debug, "reaper", "", "",
-                      "reaped unclaimed pid " + std::to_string(pid) + " status " + std::to_string(status));
+          detail::log(
+              log_level::debug, "reaper", "", "",
+              "reaped unclaimed pid " + std::to_string(pid) + " status " + std::to_string(status));
         }
       }
       if (!listeners.empty()) {
         // Listeners may unsubscribe (themselves or others) while we iterate.
         std::vector<std::uint64_t> ids;
         ids.reserve(listeners.size());
-        for (auto& [id, l] : listeners) ids.push_back(id);
+        for (auto& [id, l] : listeners)
+          ids.push_back(id);
         for (auto id : ids) {
           auto it = listeners.find(id);
-          if (it == listeners.end()) continue;
+          if (it == listeners.end())
+            continue;
           auto l = it->second;
           try {
             l(pid, status, claimed);
           } catch (const std::exception& e) {
-            detail::log(log_level::error, "reaper", "", "", std::string("reap listener threw: ") + e.what());
+            detail::log(log_level::error, "reaper", "", "",
+                        std::string("reap listener threw: ") + e.what());
           }
         }
       }
@@ -92,8 +99,10 @@ asio::awaitable<void> reaper_loop(std::shared_ptr<child_reaper::impl> self) {
   for (;;) {
     auto [ec] = co_await self->sfd.async_wait(asio::posix::stream_descriptor::wait_read,
                                               asio::as_tuple(asio::use_awaitable));
-    if (self->stopped || ec == asio::error::operation_aborted) co_return;
-    if (ec) throw std::system_error(ec.value(), std::generic_category(), "reaper: signalfd wait");
+    if (self->stopped || ec == asio::error::operation_aborted)
+      co_return;
+    if (ec)
+      throw std::system_error(ec.value(), std::generic_category(), "reaper: signalfd wait");
     self->drain_signalfd();
     self->reap();
   }
@@ -126,7 +135,8 @@ child_reaper::child_reaper(const asio::any_io_executor& ex) {
       throw std::system_error(errno, std::generic_category(), "prctl(PR_SET_CHILD_SUBREAPER)");
     }
     int fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd(SIGCHLD)");
+    if (fd < 0)
+      throw std::system_error(errno, std::generic_category(), "signalfd(SIGCHLD)");
     impl_ = std::make_shared<impl>(ex);
     impl_->sfd.assign(fd);
   } catch (...) {
@@ -138,7 +148,8 @@ child_reaper::child_reaper(const asio::any_io_executor& ex) {
   // readable event: reap once at start.
   impl_->reap();
   asio::co_spawn(ex, reaper_loop(impl_), [](std::exception_ptr e) {
-    if (!e) return;
+    if (!e)
+      return;
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& err) {
@@ -157,22 +168,42 @@ child_reaper::~child_reaper() {
   g_current = nullptr;
 }
 
-void child_reaper::watch(int pid, exit_handler handler) { impl_->watchers[pid] = std::move(handler); }
-void child_reaper::unwatch(int pid) noexcept { impl_->watchers.erase(pid); }
-bool child_reaper::watching(int pid) const noexcept { return impl_->watchers.contains(pid); }
+void child_reaper::watch(int pid, exit_handler handler) {
+  impl_->watchers[pid] = std::move(handler);
+}
+void child_reaper::unwatch(int pid) noexcept {
+  impl_->watchers.erase(pid);
+}
+bool child_reaper::watching(int pid) const noexcept {
+  return impl_->watchers.contains(pid);
+}
 
 std::uint64_t child_reaper::subscribe(reap_listener listener) {
   auto id = impl_->next_listener++;
   impl_->listeners.emplace(id, std::move(listener));
   return id;
 }
-void child_reaper::unsubscribe(std::uint64_t id) noexcept { impl_->listeners.erase(id); }
+void child_reaper::unsubscribe(std::uint64_t id) noexcept {
+  impl_->listeners.erase(id);
+}
 
-std::uint64_t child_reaper::orphans_reaped() const noexcept { return impl_->orphans; }
-std::uint64_t child_reaper::total_reaped() const noexcept { return impl_->total; }
-std::size_t child_reaper::watched_count() const noexcept { return impl_->watchers.size(); }
-void child_reaper::reap_now() { impl_->reap(); }
-asio::any_io_executor child_reaper::get_executor() const { return impl_->executor; }
-child_reaper* child_reaper::current() noexcept { return g_current.load(); }
+std::uint64_t child_reaper::orphans_reaped() const noexcept {
+  return impl_->orphans;
+}
+std::uint64_t child_reaper::total_reaped() const noexcept {
+  return impl_->total;
+}
+std::size_t child_reaper::watched_count() const noexcept {
+  return impl_->watchers.size();
+}
+void child_reaper::reap_now() {
+  impl_->reap();
+}
+asio::any_io_executor child_reaper::get_executor() const {
+  return impl_->executor;
+}
+child_reaper* child_reaper::current() noexcept {
+  return g_current.load();
+}
 
 }  // namespace taskexec

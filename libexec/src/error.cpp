@@ -10,18 +10,30 @@ class category_impl final : public boost::system::error_category {
   const char* name() const noexcept override { return "taskexec"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-      case errc::success: return "success";
-      case errc::invalid_argument: return "invalid argument";
-      case errc::not_launched: return "task not yet launched";
-      case errc::already_launched: return "task already launched";
-      case errc::task_exited: return "task has exited";
-      case errc::task_destroyed: return "task executor destroyed";
-      case errc::binary_not_found: return "binary could not be found";
-      case errc::user_not_found: return "user not found";
-      case errc::unsupported: return "not supported by the isolation";
-      case errc::launch_failed: return "launch failed";
-      case errc::shutdown_incomplete: return "shutdown incomplete";
-      case errc::operation_canceled: return "operation canceled";
+      case errc::success:
+        return "success";
+      case errc::invalid_argument:
+        return "invalid argument";
+      case errc::not_launched:
+        return "task not yet launched";
+      case errc::already_launched:
+        return "task already launched";
+      case errc::task_exited:
+        return "task has exited";
+      case errc::task_destroyed:
+        return "task executor destroyed";
+      case errc::binary_not_found:
+        return "binary could not be found";
+      case errc::user_not_found:
+        return "user not found";
+      case errc::unsupported:
+        return "not supported by the isolation";
+      case errc::launch_failed:
+        return "launch failed";
+      case errc::shutdown_incomplete:
+        return "shutdown incomplete";
+      case errc::operation_canceled:
+        return "operation canceled";
     }
     return "unknown taskexec error " + std::to_string(ev);
   }
@@ -34,7 +46,9 @@ const boost::system::error_category& category() noexcept {
   return instance;
 }
 
-error make_error(errc code, std::string message) { return {make_error_code(code), std::move(message)}; }
+error make_error(errc code, std::string message) {
+  return {make_error_code(code), std::move(message)};
+}
 
 error make_system_error(int errno_value, std::string_view what) {
   std::string msg(what);

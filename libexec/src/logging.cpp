@@ -1,17 +1,17 @@
 #include "taskexec/logging.hpp"
 
 #include <atomic>
+#include <boost/core/null_deleter.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 #include <boost/json/value.hpp>
 #include <boost/log/attributes/constant.hpp>
+#include <boost/log/attributes/value_extraction.hpp>
 #include <boost/log/core.hpp>
 #include <boost/log/expressions/keyword.hpp>
 #include <boost/log/sinks/sync_frontend.hpp>
 #include <boost/log/sinks/text_ostream_backend.hpp>
 #include <boost/log/utility/formatting_ostream.hpp>
-#include <boost/log/attributes/value_extraction.hpp>
-#include <boost/core/null_deleter.hpp>
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -24,7 +24,8 @@ std::atomic<int> g_threshold{static_cast<int>(log_level::info)};
 
 std::string timestamp(std::chrono::system_clock::time_point tp) {
   auto t = std::chrono::system_clock::to_time_t(tp);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(tp.time_since_epoch()).count() % 1000;
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(tp.time_since_epoch()).count() % 1000;
   std::tm tm{};
   ::gmtime_r(&t, &tm);
   char buf[40];
@@ -33,37 +34,55 @@ std::string timestamp(std::chrono::system_clock::time_point tp) {
   return buf;
 }
 
-std::string json_quote(std::string_view s) { return boost::json::serialize(boost::json::value(boost::json::string(s))); }
+std::string json_quote(std::string_view s) {
+  return boost::json::serialize(boost::json::value(boost::json::string(s)));
+}
 
 }  // namespace
 
 std::string_view to_string(log_level l) noexcept {
   switch (l) {
-    case log_level::trace: return "trace";
-    case log_level::debug: return "debug";
-    case log_level::info: return "info";
-    case log_level::warning: return "warn";
-    case log_level::error: return "error";
-    case log_level::off: return "off";
+    case log_level::trace:
+      return "trace";
+    case log_level::debug:
+      return "debug";
+    case log_level::info:
+      return "info";
+    case log_level::warning:
+      return "warn";
+    case log_level::error:
+      return "error";
+    case log_level::off:
+      return "off";
   }
   return "unknown";
 }
 
 bool parse_log_level(std::string_view s, log_level& out) noexcept {
-  if (s == "trace") out = log_level::trace;
-  else if (s == "debug") out = log_level::debug;
-  else if (s == "info") out = log_level::info;
-  else if (s == "warn" || s == "warning") out = log_level::warning;
-  else if (s == "error") out = log_level::error;
-  else if (s == "off") out = log_level::off;
-  else return false;
+  if (s == "trace")
+    out = log_level::trace;
+  else if (s == "debug")
+    out = log_level::debug;
+  else if (s == "info")
+    out = log_level::info;
+  else if (s == "warn" || s == "warning")
+    out = log_level::warning;
+  else if (s == "error")
+    out = log_level::error;
+  else if (s == "off")
+    out = log_level::off;
+  else
+    return false;
   return true;
 }
 
 bool parse_log_format(std::string_view s, log_format& out) noexcept {
-  if (s == "text") out = log_format::text;
-  else if (s == "json") out = log_format::json;
-  else return false;
+  if (s == "text")
+    out = log_format::text;
+  else if (s == "json")
+    out = log_format::json;
+  else
+    return false;
   return true;
 }
 
@@ -92,17 +111,21 @@ void configure_logging(const log_options& options) {
     auto request = logging::extract<std::string>("RequestID", rec);
     auto msg = logging::extract_or_default<std::string>("Message", rec, std::string());
     if (format == log_format::json) {
-      strm << "{\"ts\":\"" << timestamp(ts) << "\",\"level\":\"" << to_string(level) << "\",\"component\":"
-           << json_quote(component);
-      if (task) strm << ",\"task_id\":" << json_quote(*task);
-      if (request) strm << ",\"request_id\":" << json_quote(*request);
+      strm << "{\"ts\":\"" << timestamp(ts) << "\",\"level\":\"" << to_string(level)
+           << "\",\"component\":" << json_quote(component);
+      if (task)
+        strm << ",\"task_id\":" << json_quote(*task);
+      if (request)
+        strm << ",\"request_id\":" << json_quote(*request);
       strm << ",\"msg\":" << json_quote(msg) << '}';
     } else {
       std::string lvl(to_string(level));
       lvl.resize(5, ' ');
       strm << timestamp(ts) << ' ' << lvl << " [" << component << ']';
-      if (task) strm << " task=" << *task;
-      if (request) strm << " req=" << *request;
+      if (task)
+        strm << " task=" << *task;
+      if (request)
+        strm << " req=" << *request;
       strm << ' ' << msg;
     }
   });
@@ -112,23 +135,29 @@ void configure_logging(const log_options& options) {
 namespace detail {
 
 bool log_enabled(log_level level) noexcept {
-  return level != log_level::off && static_cast<int>(level) >= g_threshold.load(std::memory_order_relaxed);
+  return level != log_level::off &&
+         static_cast<int>(level) >= g_threshold.load(std::memory_order_relaxed);
 }
 
-void log(log_level level, std::string_view component, std::string_view task_id, std::string_view request_id,
-         std::string_view message) {
-  if (!log_enabled(level)) return;
+void log(log_level level, std::string_view component, std::string_view task_id,
+         std::string_view request_id, std::string_view message) {
+  if (!log_enabled(level))
+    return;
   namespace attrs = logging::attributes;
   logging::attribute_set set;
   set.insert("Severity", attrs::constant<log_level>(level));
-  set.insert("TimeStamp", attrs::constant<std::chrono::system_clock::time_point>(std::chrono::system_clock::now()));
+  set.insert("TimeStamp", attrs::constant<std::chrono::system_clock::time_point>(
+                              std::chrono::system_clock::now()));
   set.insert("Component", attrs::constant<std::string>(std::string(component)));
   set.insert("Message", attrs::constant<std::string>(std::string(message)));
-  if (!task_id.empty()) set.insert("TaskID", attrs::constant<std::string>(std::string(task_id)));
-  if (!request_id.empty()) set.insert("RequestID", attrs::constant<std::string>(std::string(request_id)));
+  if (!task_id.empty())
+    set.insert("TaskID", attrs::constant<std::string>(std::string(task_id)));
+  if (!request_id.empty())
+    set.insert("RequestID", attrs::constant<std::string>(std::string(request_id)));
   auto core = logging::core::get();
   logging::record rec = core->open_record(set);
-  if (rec) core->push_record(std::move(rec));
+  if (rec)
+    core->push_record(std::move(rec));
 }
 
 }  // namespace detail

@@ -21,14 +21,16 @@ bool to_number(std::string_view s, T& out) {
 // Read a small /proc file in one read(); /proc/<pid>/stat fits in 1 KiB.
 bool read_small(const char* path, std::string& out) {
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0)
+    return false;
   char buf[1024];
   ssize_t n;
   do {
     n = ::read(fd, buf, sizeof buf);
   } while (n < 0 && errno == EINTR);
   ::close(fd);
-  if (n <= 0) return false;
+  if (n <= 0)
+    return false;
   out.assign(buf, static_cast<std::size_t>(n));
   return true;
 }
@@ -39,10 +41,13 @@ std::optional<proc_stat> parse_proc_stat(std::string_view s) {
   proc_stat st;
   auto open = s.find('(');
   auto close = s.rfind(')');
-  if (open == std::string_view::npos || close == std::string_view::npos || close < open) return std::nullopt;
+  if (open == std::string_view::npos || close == std::string_view::npos || close < open)
+    return std::nullopt;
   std::string_view pid_text = s.substr(0, open);
-  while (!pid_text.empty() && pid_text.back() == ' ') pid_text.remove_suffix(1);
-  if (!to_number(pid_text, st.pid)) return std::nullopt;
+  while (!pid_text.empty() && pid_text.back() == ' ')
+    pid_text.remove_suffix(1);
+  if (!to_number(pid_text, st.pid))
+    return std::nullopt;
   st.comm = std::string(s.substr(open + 1, close - open - 1));
   // Fields after comm, 1-based numbering from the kernel's proc(5): 3 state,
   // 4 ppid, 5 pgrp, 6 session, ..., 22 starttime.
@@ -50,35 +55,46 @@ std::optional<proc_stat> parse_proc_stat(std::string_view s) {
   int field = 2;
   std::size_t pos = 0;
   while (pos < rest.size() && field < 22) {
-    while (pos < rest.size() && rest[pos] == ' ') ++pos;
+    while (pos < rest.size() && rest[pos] == ' ')
+      ++pos;
     std::size_t end = rest.find(' ', pos);
-    if (end == std::string_view::npos) end = rest.size();
+    if (end == std::string_view::npos)
+      end = rest.size();
     std::string_view tok = rest.substr(pos, end - pos);
-    while (!tok.empty() && (tok.back() == '\n')) tok.remove_suffix(1);
-    if (tok.empty()) break;
+    while (!tok.empty() && (tok.back() == '\n'))
+      tok.remove_suffix(1);
+    if (tok.empty())
+      break;
     ++field;
     switch (field) {
       case 3:
-        if (tok.size() != 1) return std::nullopt;
+        if (tok.size() != 1)
+          return std::nullopt;
         st.state = tok[0];
         break;
       case 4:
-        if (!to_number(tok, st.ppid)) return std::nullopt;
+        if (!to_number(tok, st.ppid))
+          return std::nullopt;
         break;
       case 5:
-        if (!to_number(tok, st.pgrp)) return std::nullopt;
+        if (!to_number(tok, st.pgrp))
+          return std::nullopt;
         break;
       case 6:
-        if (!to_number(tok, st.session)) return std::nullopt;
+        if (!to_number(tok, st.session))
+          return std::nullopt;
         break;
       case 22:
-        if (!to_number(tok, st.start_ticks)) return std::nullopt;
+        if (!to_number(tok, st.start_ticks))
+          return std::nullopt;
         break;
-      default: break;
+      default:
+        break;
     }
     pos = end;
   }
-  if (field < 22) return std::nullopt;
+  if (field < 22)
+    return std::nullopt;
   return st;
 }
 
@@ -89,23 +105,28 @@ std::optional<proc_stat> read_proc_stat(int pid) {
   std::string_view tail = "/stat";
   std::string full = "/proc/" + std::string(path, p) + std::string(tail);
   std::string content;
-  if (!read_small(full.c_str(), content)) return std::nullopt;
+  if (!read_small(full.c_str(), content))
+    return std::nullopt;
   return parse_proc_stat(content);
 }
 
 std::vector<proc_stat> scan_processes() {
   std::vector<proc_stat> out;
   DIR* dir = ::opendir("/proc");
-  if (!dir) return out;
+  if (!dir)
+    return out;
   std::string path;
   std::string content;
   while (dirent* e = ::readdir(dir)) {
     int pid = 0;
     std::string_view name = e->d_name;
-    if (!to_number(name, pid) || pid <= 0) continue;
+    if (!to_number(name, pid) || pid <= 0)
+      continue;
     path.assign("/proc/").append(name).append("/stat");
-    if (!read_small(path.c_str(), content)) continue;
-    if (auto st = parse_proc_stat(content)) out.push_back(std::move(*st));
+    if (!read_small(path.c_str(), content))
+      continue;
+    if (auto st = parse_proc_stat(content))
+      out.push_back(std::move(*st));
   }
   ::closedir(dir);
   return out;
@@ -126,25 +147,31 @@ std::vector<proc_stat> task_members(const std::vector<proc_stat>& table, int tas
   std::unordered_multimap<int, const proc_stat*> children;
   std::vector<const proc_stat*> queue;
   std::unordered_set<int> member;
-  for (const auto& p : table) children.emplace(p.ppid, &p);
+  for (const auto& p : table)
+    children.emplace(p.ppid, &p);
   for (const auto& p : table) {
-    if (p.start_ticks < not_before_ticks) continue;
+    if (p.start_ticks < not_before_ticks)
+      continue;
     bool seed = p.pid == task_pid || p.session == task_pid || p.pgrp == task_pid ||
                 (p.ppid == reaper_pid && adopted_set.contains(p.pid));
-    if (seed && member.insert(p.pid).second) queue.push_back(&p);
+    if (seed && member.insert(p.pid).second)
+      queue.push_back(&p);
   }
   // Descendants of members, whatever session they moved to.
   for (std::size_t i = 0; i < queue.size(); ++i) {
     auto [b, e] = children.equal_range(queue[i]->pid);
     for (auto it = b; it != e; ++it) {
       const proc_stat* c = it->second;
-      if (c->start_ticks < not_before_ticks) continue;
-      if (member.insert(c->pid).second) queue.push_back(c);
+      if (c->start_ticks < not_before_ticks)
+        continue;
+      if (member.insert(c->pid).second)
+        queue.push_back(c);
     }
   }
   std::vector<proc_stat> out;
   out.reserve(queue.size());
-  for (const auto* p : queue) out.push_back(*p);
+  for (const auto* p : queue)
+    out.push_back(*p);
   return out;
 }
 

@@ -21,13 +21,16 @@ class child_stack {
  public:
   static constexpr std::size_t size = 128 * 1024;
   child_stack() {
-    void* p = ::mmap(nullptr, size + guard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (p == MAP_FAILED) return;
+    void* p = ::mmap(nullptr, size + guard, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED)
+      return;
     ::mprotect(p, guard, PROT_NONE);  // stacks grow down: the guard is at the bottom
     base_ = static_cast<char*>(p);
   }
   ~child_stack() {
-    if (base_) ::munmap(base_, size + guard);
+    if (base_)
+      ::munmap(base_, size + guard);
   }
   child_stack(const child_stack&) = delete;
   child_stack& operator=(const child_stack&) = delete;
@@ -46,7 +49,8 @@ struct child_args {
 
 void copy_step(child_failure& f, const char* step) noexcept {
   std::size_t i = 0;
-  for (; step[i] != '\0' && i + 1 < f.step.size(); ++i) f.step[i] = step[i];
+  for (; step[i] != '\0' && i + 1 < f.step.size(); ++i)
+    f.step[i] = step[i];
   f.step[i] = '\0';
 }
 
@@ -61,15 +65,18 @@ int child_main(void* arg) noexcept {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int s = 1; s < NSIG; ++s) {
-    if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &dfl, nullptr);  // EINVAL for glibc's internal ones
+    if (s != SIGKILL && s != SIGSTOP)
+      ::sigaction(s, &dfl, nullptr);  // EINVAL for glibc's internal ones
   }
 
   for (const auto& s : a->strategies) {
-    if (!s->in_child(*a->plan, f)) goto failed;
+    if (!s->in_child(*a->plan, f))
+      goto failed;
   }
 
   // Close every descriptor but 0..2 and the error pipe (CLOEXEC, closed by exec).
-  if (a->err_fd > 3 && ::syscall(SYS_close_range, 3u, static_cast<unsigned>(a->err_fd - 1), 0u) != 0) {
+  if (a->err_fd > 3 &&
+      ::syscall(SYS_close_range, 3u, static_cast<unsigned>(a->err_fd - 1), 0u) != 0) {
     f.error = errno;
     copy_step(f, "close_range");
     goto failed;
@@ -97,21 +104,26 @@ failed:
 std::string describe(const launch_plan& plan, const child_failure& f) {
   std::string step(f.step.data());
   std::string what = step;
-  if (step == "execve") what = "exec \"" + plan.executable + "\"";
-  if (step == "chdir") what = "chdir \"" + plan.cwd + "\"";
+  if (step == "execve")
+    what = "exec \"" + plan.executable + "\"";
+  if (step == "chdir")
+    what = "chdir \"" + plan.cwd + "\"";
   return what + ": " + std::strerror(f.error);
 }
 
 }  // namespace
 
-result<int> spawn(const launch_plan& plan, std::span<const std::unique_ptr<isolation_strategy>> strategies,
+result<int> spawn(const launch_plan& plan,
+                  std::span<const std::unique_ptr<isolation_strategy>> strategies,
                   int& failed_pid) {
   failed_pid = -1;
   thread_local child_stack stack;
-  if (!stack.top()) return make_system_error(ENOMEM, "mmap child stack");
+  if (!stack.top())
+    return make_system_error(ENOMEM, "mmap child stack");
 
   int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) return make_system_error(errno, "pipe2");
+  if (::pipe2(pipefd, O_CLOEXEC) != 0)
+    return make_system_error(errno, "pipe2");
   // Keep the write end above 2 so the child's dup2 onto 0..2 cannot clobber it.
   if (pipefd[1] < 3) {
     int moved = ::fcntl(pipefd[1], F_DUPFD_CLOEXEC, 3);
@@ -150,9 +162,11 @@ result<int> spawn(const launch_plan& plan, std::span<const std::unique_ptr<isola
     n = ::read(pipefd[0], &f, sizeof f);
   } while (n < 0 && errno == EINTR);
   ::close(pipefd[0]);
-  if (n == 0) return pid;
+  if (n == 0)
+    return pid;
   failed_pid = pid;
-  if (n != static_cast<ssize_t>(sizeof f)) return make_error(errc::launch_failed, "launch failed: short report from child");
+  if (n != static_cast<ssize_t>(sizeof f))
+    return make_error(errc::launch_failed, "launch failed: short report from child");
   return make_error(errc::launch_failed, describe(plan, f));
 }
 

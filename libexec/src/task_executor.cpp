@@ -42,7 +42,8 @@ struct condition {
   std::uint64_t generation = 0;
   void notify_all() {
     ++generation;
-    for (auto* t : waiters) t->cancel();
+    for (auto* t : waiters)
+      t->cancel();
   }
 };
 
@@ -58,8 +59,10 @@ asio::awaitable<wake> wait_on(condition& cond, clock::time_point deadline) {
   cond.waiters.push_back(&t);
   auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
   std::erase(cond.waiters, &t);
-  if (cond.generation != start) co_return wake::notified;
-  if (ec == asio::error::operation_aborted) co_return wake::cancelled;
+  if (cond.generation != start)
+    co_return wake::notified;
+  if (ec == asio::error::operation_aborted)
+    co_return wake::cancelled;
   co_return wake::timed_out;
 }
 
@@ -76,15 +79,18 @@ process_state decode_status(int pid, int status) {
   return ps;
 }
 
-clock::time_point add_capped(clock::time_point now, std::chrono::milliseconds d, clock::time_point cap) {
-  if (d >= std::chrono::duration_cast<std::chrono::milliseconds>(cap - now)) return cap;
+clock::time_point add_capped(clock::time_point now, std::chrono::milliseconds d,
+                             clock::time_point cap) {
+  if (d >= std::chrono::duration_cast<std::chrono::milliseconds>(cap - now))
+    return cap;
   return now + d;
 }
 
 }  // namespace
 
 struct task_executor::impl : std::enable_shared_from_this<impl> {
-  impl(child_reaper& r, task_executor_options o) : reaper(r), executor(r.get_executor()), opts(std::move(o)) {}
+  impl(child_reaper& r, task_executor_options o)
+      : reaper(r), executor(r.get_executor()), opts(std::move(o)) {}
 
   child_reaper& reaper;
   asio::any_io_executor executor;
@@ -106,10 +112,13 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   // Orphans (children re-parented to us) attributed to this task.
   std::set<std::pair<int, std::uint64_t>> known_members;
 
-  void log(log_level l, const std::string& msg) const { detail::log(l, "executor", opts.task_id, "", msg); }
+  void log(log_level l, const std::string& msg) const {
+    detail::log(l, "executor", opts.task_id, "", msg);
+  }
 
   void set_live(bool live) {
-    if (live == counted_live) return;
+    if (live == counted_live)
+      return;
     counted_live = live;
     g_live_tasks += live ? 1 : -1;
   }
@@ -122,29 +131,36 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
 };
 
 result<process_state> task_executor::impl::do_launch(exec_command cmd) {
-  if (auto a = life.admit(task_operation::launch); !a) return a.error();
+  if (auto a = life.admit(task_operation::launch); !a)
+    return a.error();
 
   auto stack = make_isolation(cmd);
-  if (!stack) return stack.error();
+  if (!stack)
+    return stack.error();
   isolation_features features = 0;
-  for (const auto& s : *stack) features |= s->features();
+  for (const auto& s : *stack)
+    features |= s->features();
   const std::string isolation_name = cmd.isolation.empty() ? "host" : cmd.isolation;
-  if (auto v = validate_command(cmd, features, isolation_name); !v) return v.error();
+  if (auto v = validate_command(cmd, features, isolation_name); !v)
+    return v.error();
   for (const auto& s : *stack) {
-    if (auto v = s->validate(cmd); !v) return v.error();
+    if (auto v = s->validate(cmd); !v)
+      return v.error();
   }
 
   life.on(task_event::launch_started);
   launch_plan plan;
   std::size_t prepared = 0;
   auto fail = [&](const error& e) {
-    for (std::size_t i = 0; i < prepared; ++i) (*stack)[i]->launch_failed(plan);
+    for (std::size_t i = 0; i < prepared; ++i)
+      (*stack)[i]->launch_failed(plan);
     life.on(task_event::launch_failed);
     log(log_level::info, "launch failed: " + e.message);
     return e;
   };
   for (auto& s : *stack) {
-    if (auto r = s->before_fork(cmd, plan); !r) return fail(r.error());
+    if (auto r = s->before_fork(cmd, plan); !r)
+      return fail(r.error());
     ++prepared;
   }
   plan.seal();
@@ -154,15 +170,18 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
   auto spawned = detail::spawn(plan, *stack, failed_pid);
   if (!spawned) {
     // The child exited after reporting; claim it so it is not counted as an orphan.
-    if (failed_pid > 0) reaper.watch(failed_pid, [](int, int) {});
+    if (failed_pid > 0)
+      reaper.watch(failed_pid, [](int, int) {});
     return fail(spawned.error());
   }
   pid = *spawned;
   std::weak_ptr<impl> weak = shared_from_this();
   reaper.watch(pid, [weak](int, int status) {
-    if (auto self = weak.lock()) self->on_exit(status);
+    if (auto self = weak.lock())
+      self->on_exit(status);
   });
-  for (auto& s : *stack) s->after_start(plan, pid);
+  for (auto& s : *stack)
+    s->after_start(plan, pid);
   strategies = std::move(*stack);
   life.on(task_event::launch_succeeded);
   set_live(true);
@@ -177,10 +196,12 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
 
 void task_executor::impl::on_exit(int status) {
   exited = decode_status(pid, status);
-  if (life.state() == task_state::running) life.on(task_event::process_exited);
+  if (life.state() == task_state::running)
+    life.on(task_event::process_exited);
   exit_cond.notify_all();
   if (detail::log_enabled(log_level::debug)) {
-    log(log_level::debug, "pid " + std::to_string(pid) + " exited code " + std::to_string(exited->exit_code) +
+    log(log_level::debug, "pid " + std::to_string(pid) + " exited code " +
+                              std::to_string(exited->exit_code) +
                               (exited->signal ? " signal " + signal_name(exited->signal) : ""));
   }
 }
@@ -193,20 +214,25 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
   const int me = ::getpid();
   std::vector<int> adopted;
   for (const auto& p : table) {
-    if (p.ppid != me || p.pid == pid || reaper.watching(p.pid)) continue;
-    if (g_live_tasks <= 1 || known_members.contains({p.pid, p.start_ticks})) adopted.push_back(p.pid);
+    if (p.ppid != me || p.pid == pid || reaper.watching(p.pid))
+      continue;
+    if (g_live_tasks <= 1 || known_members.contains({p.pid, p.start_ticks}))
+      adopted.push_back(p.pid);
   }
   found = detail::task_members(table, pid, start_ticks, me, adopted);
   if (!found.empty() && detail::log_enabled(log_level::debug)) {
     std::string list;
-    for (const auto& m : found) list += " " + std::to_string(m.pid) + "(" + m.comm + "," + m.state + ")";
+    for (const auto& m : found)
+      list += " " + std::to_string(m.pid) + "(" + m.comm + "," + m.state + ")";
     log(log_level::debug, "sweep found" + list);
   }
   for (const auto& m : found) {
     known_members.insert({m.pid, m.start_ticks});
-    if (m.state == 'Z' || m.state == 'X') continue;
+    if (m.state == 'Z' || m.state == 'X')
+      continue;
     int fd = static_cast<int>(::syscall(SYS_pidfd_open, m.pid, 0));
-    if (fd < 0) continue;  // gone since the scan
+    if (fd < 0)
+      continue;  // gone since the scan
     auto now = detail::read_proc_stat(m.pid);
     if (now && now->start_ticks == m.start_ticks) {
       ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
@@ -216,7 +242,8 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
   return found.size();
 }
 
-asio::awaitable<void> task_executor::impl::run_shutdown(int signo, std::chrono::milliseconds grace) {
+asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
+                                                        std::chrono::milliseconds grace) {
   using fsm = shutdown_fsm;
   const auto deadline = clock::now() + opts.shutdown_bound;
   shutdown_fsm machine(signo, grace, exited.has_value());
@@ -229,14 +256,17 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo, std::chrono::
   std::vector<detail::proc_stat> survivors;
   auto act = machine.resume(fsm::event::started);
   for (;;) {
-    if (act.type == fsm::action_type::done) break;
+    if (act.type == fsm::action_type::done)
+      break;
     switch (act.type) {
       case fsm::action_type::send_signal:
-        if (!exited) ::kill(pid, act.signal);
+        if (!exited)
+          ::kill(pid, act.signal);
         act = machine.resume(exited ? fsm::event::task_exited : fsm::event::step_done);
         break;
       case fsm::action_type::kill_task:
-        if (!exited) ::kill(pid, SIGKILL);
+        if (!exited)
+          ::kill(pid, SIGKILL);
         act = machine.resume(exited ? fsm::event::task_exited : fsm::event::step_done);
         break;
       case fsm::action_type::wait_exit: {
@@ -251,39 +281,48 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo, std::chrono::
         }
         auto until = add_capped(now, act.wait, deadline);
         co_await wait_on(exit_cond, until);
-        if (exited) act = machine.resume(fsm::event::task_exited);
-        else if (clock::now() >= deadline) act = machine.resume(fsm::event::deadline_passed);
-        else act = machine.resume(fsm::event::wait_timed_out);
+        if (exited)
+          act = machine.resume(fsm::event::task_exited);
+        else if (clock::now() >= deadline)
+          act = machine.resume(fsm::event::deadline_passed);
+        else
+          act = machine.resume(fsm::event::wait_timed_out);
         break;
       }
       case fsm::action_type::sweep:
         reaps_seen = reaped_cond.generation;
-        act = machine.resume(sweep_once(survivors) ? fsm::event::sweep_found_some : fsm::event::sweep_found_none);
+        act = machine.resume(sweep_once(survivors) ? fsm::event::sweep_found_some
+                                                   : fsm::event::sweep_found_none);
         break;
       case fsm::action_type::wait_sweep: {
         // A reap since the scan may already have happened: only wait if not.
-        if (reaped_cond.generation == reaps_seen) co_await wait_on(reaped_cond, deadline);
+        if (reaped_cond.generation == reaps_seen)
+          co_await wait_on(reaped_cond, deadline);
         act = machine.resume(reaped_cond.generation != reaps_seen ? fsm::event::step_done
-                                                                   : fsm::event::deadline_passed);
+                                                                  : fsm::event::deadline_passed);
         break;
       }
-      case fsm::action_type::done: break;
+      case fsm::action_type::done:
+        break;
     }
   }
   reaper.unsubscribe(sub);
 
   if (act.failed) {
-    std::string msg = "shutdown incomplete after " + std::to_string(opts.shutdown_bound.count()) + " ms: " + act.reason;
+    std::string msg = "shutdown incomplete after " + std::to_string(opts.shutdown_bound.count()) +
+                      " ms: " + act.reason;
     if (!survivors.empty()) {
       msg += "; survivors:";
-      for (const auto& s : survivors) msg += " " + std::to_string(s.pid) + " (" + s.comm + ")";
+      for (const auto& s : survivors)
+        msg += " " + std::to_string(s.pid) + " (" + s.comm + ")";
     }
     log(log_level::warning, msg);
     shutdown_result = make_error(errc::shutdown_incomplete, msg);
   } else {
     set_live(false);
     for (auto& s : strategies) {
-      if (auto r = s->teardown(); !r) log(log_level::warning, "teardown " + std::string(s->name()) + ": " + r.error().message);
+      if (auto r = s->teardown(); !r)
+        log(log_level::warning, "teardown " + std::string(s->name()) + ": " + r.error().message);
     }
     shutdown_result = result<void>{};
   }
@@ -292,7 +331,8 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo, std::chrono::
 }
 
 void task_executor::impl::mark_destroyed() {
-  if (life.state() == task_state::destroyed) return;
+  if (life.state() == task_state::destroyed)
+    return;
   life.on(task_event::destroyed);
   set_live(false);
   exit_cond.notify_all();
@@ -321,12 +361,15 @@ asio::awaitable<result<process_state>> task_executor::launch(exec_command cmd) {
 asio::awaitable<result<process_state>> task_executor::wait() {
   auto self = impl_;
   co_await asio::this_coro::throw_if_cancelled(false);
-  if (auto a = self->life.admit(task_operation::wait); !a) co_return a.error();
+  if (auto a = self->life.admit(task_operation::wait); !a)
+    co_return a.error();
   while (!self->exited && self->life.state() != task_state::destroyed) {
     auto w = co_await wait_on(self->exit_cond, clock::time_point::max());
-    if (w == wake::cancelled && !self->exited) co_return make_error(errc::operation_canceled, "wait canceled");
+    if (w == wake::cancelled && !self->exited)
+      co_return make_error(errc::operation_canceled, "wait canceled");
   }
-  if (self->life.state() == task_state::destroyed) co_return make_error(errc::task_destroyed, "task executor destroyed");
+  if (self->life.state() == task_state::destroyed)
+    co_return make_error(errc::task_destroyed, "task executor destroyed");
   co_return *self->exited;
 }
 
@@ -335,47 +378,59 @@ asio::awaitable<result<void>> task_executor::signal(int signo) {
   if (!valid_signal_number(signo)) {
     co_return make_error(errc::invalid_argument, "invalid signal number " + std::to_string(signo));
   }
-  if (auto a = self->life.admit(task_operation::signal); !a) co_return a.error();
+  if (auto a = self->life.admit(task_operation::signal); !a)
+    co_return a.error();
   if (::kill(self->pid, signo) != 0) {
-    co_return make_system_error(errno, "signal " + signal_name(signo) + " to pid " + std::to_string(self->pid));
+    co_return make_system_error(
+        errno, "signal " + signal_name(signo) + " to pid " + std::to_string(self->pid));
   }
   co_return result<void>{};
 }
 
-asio::awaitable<result<void>> task_executor::shutdown(std::string_view signal_name_in, std::chrono::milliseconds grace) {
+asio::awaitable<result<void>> task_executor::shutdown(std::string_view signal_name_in,
+                                                      std::chrono::milliseconds grace) {
   auto self = impl_;
   co_await asio::this_coro::throw_if_cancelled(false);
   auto signo = signal_from_name(signal_name_in);
-  if (!signo) co_return make_error(errc::invalid_argument, "unknown signal \"" + std::string(signal_name_in) + "\"");
-  if (grace.count() < 0) co_return make_error(errc::invalid_argument, "grace period is negative");
-  if (auto a = self->life.admit(task_operation::shutdown); !a) co_return a.error();
+  if (!signo)
+    co_return make_error(errc::invalid_argument,
+                         "unknown signal \"" + std::string(signal_name_in) + "\"");
+  if (grace.count() < 0)
+    co_return make_error(errc::invalid_argument, "grace period is negative");
+  if (auto a = self->life.admit(task_operation::shutdown); !a)
+    co_return a.error();
 
   if (!self->shutdown_running) {
     self->shutdown_running = true;
     self->shutdown_result.reset();
-    self->log(log_level::debug, "shutdown " + signal_name(*signo) + " grace " + std::to_string(grace.count()) + " ms");
+    self->log(log_level::debug, "shutdown " + signal_name(*signo) + " grace " +
+                                    std::to_string(grace.count()) + " ms");
     // Its own coroutine: a caller that is cancelled stops waiting, the
     // shutdown goes on (bounded) for everyone else.
     asio::co_spawn(self->executor, self->run_shutdown(*signo, grace), [self](std::exception_ptr e) {
       if (e) {
         self->shutdown_running = false;
-        self->shutdown_result = make_error(errc::shutdown_incomplete, "shutdown failed with an internal error");
+        self->shutdown_result =
+            make_error(errc::shutdown_incomplete, "shutdown failed with an internal error");
         self->shutdown_cond.notify_all();
         std::rethrow_exception(e);
       }
     });
   }
   while (!self->shutdown_result || self->shutdown_running) {
-    if (self->life.state() == task_state::destroyed) co_return make_error(errc::task_destroyed, "task executor destroyed");
+    if (self->life.state() == task_state::destroyed)
+      co_return make_error(errc::task_destroyed, "task executor destroyed");
     auto w = co_await wait_on(self->shutdown_cond, clock::time_point::max());
-    if (w == wake::cancelled) co_return make_error(errc::operation_canceled, "shutdown wait canceled");
+    if (w == wake::cancelled)
+      co_return make_error(errc::operation_canceled, "shutdown wait canceled");
   }
   co_return *self->shutdown_result;
 }
 
 asio::awaitable<result<void>> task_executor::destroy() {
   auto self = impl_;
-  if (auto a = self->life.admit(task_operation::destroy); !a) co_return a.error();
+  if (auto a = self->life.admit(task_operation::destroy); !a)
+    co_return a.error();
   result<void> r;
   if (self->life.state() == task_state::running || self->life.state() == task_state::exited) {
     r = co_await shutdown("SIGKILL", std::chrono::milliseconds{0});
@@ -385,11 +440,23 @@ asio::awaitable<result<void>> task_executor::destroy() {
   co_return r;
 }
 
-std::string_view task_executor::version() const noexcept { return executor_version; }
-task_state task_executor::state() const noexcept { return impl_->life.state(); }
-int task_executor::pid() const noexcept { return impl_->pid; }
-std::optional<process_state> task_executor::exit_state() const { return impl_->exited; }
-const std::string& task_executor::task_id() const noexcept { return impl_->opts.task_id; }
-asio::any_io_executor task_executor::get_executor() const { return impl_->executor; }
+std::string_view task_executor::version() const noexcept {
+  return executor_version;
+}
+task_state task_executor::state() const noexcept {
+  return impl_->life.state();
+}
+int task_executor::pid() const noexcept {
+  return impl_->pid;
+}
+std::optional<process_state> task_executor::exit_state() const {
+  return impl_->exited;
+}
+const std::string& task_executor::task_id() const noexcept {
+  return impl_->opts.task_id;
+}
+asio::any_io_executor task_executor::get_executor() const {
+  return impl_->executor;
+}
 
 }  // namespace taskexec

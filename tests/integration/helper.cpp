@@ -5,6 +5,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "taskexec/child_reaper.hpp"
@@ -22,6 +23,8 @@ int main(int argc, char** argv) {
   cmd.cmd = "/bin/sh";
   cmd.args = {"-c", argv[1]};
   cmd.stdout_fd = 1;
+  if (const char* user = std::getenv("TASKEXEC_HELPER_USER"))
+    cmd.user = user;
   boost::asio::co_spawn(
       io,
       [&]() -> boost::asio::awaitable<void> {

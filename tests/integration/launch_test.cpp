@@ -32,7 +32,8 @@ asio::awaitable<std::string> output_of(exec_command cmd, int* exit_code = nullpt
   auto text = co_await out.rest();
   auto st = co_await t.wait();
   BOOST_REQUIRE(st);
-  if (exit_code) *exit_code = st->exit_code;
+  if (exit_code)
+    *exit_code = st->exit_code;
   co_return text;
 }
 }  // namespace
@@ -76,7 +77,7 @@ BOOST_AUTO_TEST_CASE(output_reaches_the_stdout_file) {
     auto cmd = sh("echo hello world; echo oops >&2");
     cmd.task_dir = td.str();
     cmd.stdout_path = td / "out.log";
-    cmd.stderr_path = "err.log";  // relative: inside the task dir
+    cmd.stderr_path = "err.log";              // relative: inside the task dir
     write_file(td / "out.log", "earlier\n");  // files are appended to
     auto st = co_await run_to_exit(cmd);
     BOOST_TEST(st.exit_code == 0);
@@ -105,7 +106,8 @@ BOOST_AUTO_TEST_CASE(output_to_a_fifo_and_fifo_without_reader) {
     auto st = co_await run_to_exit(cmd);
     BOOST_TEST(st.exit_code == 0);
     std::string got;
-    auto [ec, n] = co_await asio::async_read(reader, asio::dynamic_buffer(got), asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] = co_await asio::async_read(reader, asio::dynamic_buffer(got),
+                                             asio::as_tuple(asio::use_awaitable));
     (void)n;
     BOOST_TEST(ec == asio::error::eof);
     BOOST_TEST(got == "through the fifo\n");
@@ -114,7 +116,8 @@ BOOST_AUTO_TEST_CASE(output_to_a_fifo_and_fifo_without_reader) {
 
 BOOST_AUTO_TEST_CASE(empty_and_dev_null_discard) {
   run([]() -> asio::awaitable<void> {
-    auto cmd = sh("echo discarded; echo also >&2; ls -l /proc/self/fd/1 /proc/self/fd/2 >/dev/null");
+    auto cmd =
+        sh("echo discarded; echo also >&2; ls -l /proc/self/fd/1 /proc/self/fd/2 >/dev/null");
     cmd.stdout_path = "";
     cmd.stderr_path = "/dev/null";
     auto st = co_await run_to_exit(cmd);
@@ -183,7 +186,8 @@ BOOST_AUTO_TEST_CASE(work_dir_then_task_dir) {
     task_executor t(harness::get().reaper);
     auto r = co_await t.launch(cmd);
     BOOST_REQUIRE(!r);
-    BOOST_TEST(r.error().message == "work_dir \"" + td.str() + "/missing\": No such file or directory");
+    BOOST_TEST(r.error().message ==
+               "work_dir \"" + td.str() + "/missing\": No such file or directory");
   });
 }
 
@@ -215,7 +219,8 @@ BOOST_AUTO_TEST_CASE(only_stdio_descriptors_are_inherited) {
 BOOST_AUTO_TEST_CASE(signals_start_unblocked_and_default) {
   // The executor blocks SIGCHLD (the reaper) and a daemon ignores SIGPIPE;
   // neither may reach the task.
-  struct sigaction ign {}, old {};
+  struct sigaction ign {
+  }, old{};
   ign.sa_handler = SIG_IGN;
   ::sigaction(SIGPIPE, &ign, &old);
   run([]() -> asio::awaitable<void> {
@@ -265,7 +270,11 @@ BOOST_AUTO_TEST_CASE(oom_score_adj_is_the_tasks_not_the_executors) {
 
 BOOST_AUTO_TEST_CASE(exec_failure_reports_errno) {
   temp_dir td;
-  write_file(td / "garbage", std::string("\x7f" "ELF-not-really", 15), 0755);
+  write_file(td / "garbage",
+             std::string("\x7f"
+                         "ELF-not-really",
+                         15),
+             0755);
   run([&]() -> asio::awaitable<void> {
     auto before = harness::get().reaper.orphans_reaped();
     auto reaped = harness::get().reaper.total_reaped();

@@ -80,13 +80,15 @@ BOOST_AUTO_TEST_CASE(concurrent_waiters_all_get_the_state) {
       asio::co_spawn(ex, t.wait(), [&](std::exception_ptr e, result<process_state> r) {
         BOOST_REQUIRE(!e);
         got.push_back(std::move(r));
-        if (++finished == 5) all_done.cancel();
+        if (++finished == 5)
+          all_done.cancel();
       });
     }
     BOOST_TEST((co_await t.signal(SIGTERM)).has_value());
     auto mine = co_await t.wait();
     BOOST_REQUIRE(mine);
-    if (finished < 5) co_await all_done.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (finished < 5)
+      co_await all_done.async_wait(asio::as_tuple(asio::use_awaitable));
     BOOST_REQUIRE_EQUAL(finished, 5);
     for (const auto& r : got) {
       BOOST_REQUIRE(r);

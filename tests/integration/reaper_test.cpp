@@ -23,7 +23,8 @@ BOOST_AUTO_TEST_CASE(five_hundred_tasks_launched_and_reaped_concurrently) {
   run([&]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
     std::vector<std::unique_ptr<task_executor>> tasks;
-    for (int i = 0; i < n; ++i) tasks.push_back(std::make_unique<task_executor>(reaper));
+    for (int i = 0; i < n; ++i)
+      tasks.push_back(std::make_unique<task_executor>(reaper));
     // Launch all, then wait for all at once: 500 processes alive together.
     for (int i = 0; i < n; ++i) {
       auto r = co_await tasks[i]->launch(sh("read x; exit " + std::to_string(i % 200)));
@@ -33,8 +34,10 @@ BOOST_AUTO_TEST_CASE(five_hundred_tasks_launched_and_reaped_concurrently) {
     asio::steady_timer all(ex, 120s);
     for (int i = 0; i < n; ++i) {
       asio::co_spawn(ex, tasks[i]->wait(), [&, i](std::exception_ptr e, result<process_state> r) {
-        if (!e && r && r->exit_code == i % 200 && r->signal == 0) ++right;
-        if (++finished == n) all.cancel();
+        if (!e && r && r->exit_code == i % 200 && r->signal == 0)
+          ++right;
+        if (++finished == n)
+          all.cancel();
       });
     }
     co_await all.async_wait(asio::as_tuple(asio::use_awaitable));

@@ -15,7 +15,8 @@ asio::awaitable<int> launch_ready(task_executor& t, pipe_reader& out, const std:
   auto st = co_await t.launch(cmd);
   BOOST_REQUIRE_MESSAGE(st, "launch: " << (st ? "" : st.error().message));
   out.close_write();
-  for (int i = 0; i < extra; ++i) more_lines->push_back(co_await out.line());
+  for (int i = 0; i < extra; ++i)
+    more_lines->push_back(co_await out.line());
   BOOST_REQUIRE_EQUAL(co_await out.line(), "ready");
   co_return st->pid;
 }
@@ -27,11 +28,14 @@ BOOST_AUTO_TEST_CASE(grace_lets_the_task_exit_cleanly) {
   run([]() -> asio::awaitable<void> {
     task_executor t(harness::get().reaper);
     pipe_reader out;
-    co_await launch_ready(t, out, "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.01; done");
+    co_await launch_ready(t, out,
+                          "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.01; done");
     auto start = std::chrono::steady_clock::now();
     auto r = co_await t.shutdown("SIGTERM", 20s);
     BOOST_TEST_MESSAGE("graceful shutdown took "
-                       << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count()
+                       << std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count()
                        << " ms");
     BOOST_TEST(r.has_value());
     auto st = co_await t.wait();
@@ -109,7 +113,8 @@ BOOST_AUTO_TEST_CASE(concurrent_shutdowns_share_one) {
       asio::co_spawn(ex, t.shutdown("SIGTERM", 200ms), [&](std::exception_ptr e, result<void> r) {
         BOOST_REQUIRE(!e);
         BOOST_TEST(r.has_value());
-        if (++done == 2) both.cancel();
+        if (++done == 2)
+          both.cancel();
       });
     }
     co_await both.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -124,7 +129,8 @@ BOOST_AUTO_TEST_CASE(escaped_descendants_are_killed_and_reaped) {
     task_executor t(harness::get().reaper);
     pipe_reader out;
     std::vector<std::string> lines;
-    co_await launch_ready(t, out, "setsid sleep 1000 & echo $!; sleep 1000 & echo ready; wait", &lines, 1);
+    co_await launch_ready(t, out, "setsid sleep 1000 & echo $!; sleep 1000 & echo ready; wait",
+                          &lines, 1);
     const int escaped = std::stoi(lines.at(0));
     BOOST_REQUIRE(alive(escaped));
     auto r = co_await t.shutdown("SIGTERM", 200ms);
@@ -143,7 +149,8 @@ BOOST_AUTO_TEST_CASE(daemonised_orphans_are_attributed_and_killed) {
     task_executor t(harness::get().reaper);
     pipe_reader out;
     std::vector<std::string> lines;
-    co_await launch_ready(t, out, "setsid sh -c 'sleep 1000 & echo $!' ; echo ready; exec sleep 1000", &lines, 1);
+    co_await launch_ready(
+        t, out, "setsid sh -c 'sleep 1000 & echo $!' ; echo ready; exec sleep 1000", &lines, 1);
     const int daemon = std::stoi(lines.at(0));
     auto st = detail::read_proc_stat(daemon);
     BOOST_REQUIRE(st);

@@ -7,11 +7,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -49,7 +49,8 @@ struct harness {
 struct global_setup {
   global_setup() {
     taskexec::log_level lvl = taskexec::log_level::warning;
-    if (const char* l = std::getenv("TASKEXEC_LOG_LEVEL")) taskexec::parse_log_level(l, lvl);
+    if (const char* l = std::getenv("TASKEXEC_LOG_LEVEL"))
+      taskexec::parse_log_level(l, lvl);
     taskexec::configure_logging({.level = lvl});
     harness::get();
   }
@@ -74,7 +75,8 @@ void run(MakeAwaitable make, std::chrono::seconds bound = 120s) {
     }
     io.run_one_for(100ms);
   }
-  if (error) std::rethrow_exception(error);
+  if (error)
+    std::rethrow_exception(error);
 }
 
 struct temp_dir {
@@ -119,13 +121,17 @@ class pipe_reader {
   int write_fd() const { return write_fd_; }
   /// Call after launch: the task holds its own copy.
   void close_write() {
-    if (write_fd_ >= 0) ::close(write_fd_);
+    if (write_fd_ >= 0)
+      ::close(write_fd_);
     write_fd_ = -1;
   }
   asio::awaitable<std::string> line() {
-    auto [ec, n] = co_await asio::async_read_until(sd_, buf_, '\n', asio::as_tuple(asio::use_awaitable));
-    if (ec) co_return std::string();
-    std::string l(asio::buffers_begin(buf_.data()), asio::buffers_begin(buf_.data()) + static_cast<long>(n) - 1);
+    auto [ec, n] =
+        co_await asio::async_read_until(sd_, buf_, '\n', asio::as_tuple(asio::use_awaitable));
+    if (ec)
+      co_return std::string();
+    std::string l(asio::buffers_begin(buf_.data()),
+                  asio::buffers_begin(buf_.data()) + static_cast<long>(n) - 1);
     buf_.consume(n);
     co_return l;
   }
@@ -147,26 +153,32 @@ class pipe_reader {
 /// Wait until `pid` has exited (pidfd readable), up to `bound`. True if it did.
 inline asio::awaitable<bool> wait_gone(int pid, std::chrono::milliseconds bound = 30000ms) {
   int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) co_return true;  // already reaped
+  if (fd < 0)
+    co_return true;  // already reaped
   asio::posix::stream_descriptor sd(co_await asio::this_coro::executor, fd);
   asio::steady_timer timer(co_await asio::this_coro::executor, bound);
   bool gone = false;
   timer.async_wait([&](boost::system::error_code ec) {
-    if (!ec) sd.cancel();
+    if (!ec)
+      sd.cancel();
   });
-  auto [ec] = co_await sd.async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(asio::use_awaitable));
+  auto [ec] = co_await sd.async_wait(asio::posix::stream_descriptor::wait_read,
+                                     asio::as_tuple(asio::use_awaitable));
   gone = !ec;
   timer.cancel();
   co_return gone;
 }
 
 /// Wait until the reaper has reaped at least `target` children in total.
-inline asio::awaitable<bool> wait_total_reaped(std::uint64_t target, std::chrono::milliseconds bound = 30000ms) {
+inline asio::awaitable<bool> wait_total_reaped(std::uint64_t target,
+                                               std::chrono::milliseconds bound = 30000ms) {
   auto& reaper = harness::get().reaper;
-  if (reaper.total_reaped() >= target) co_return true;
+  if (reaper.total_reaped() >= target)
+    co_return true;
   asio::steady_timer timer(co_await asio::this_coro::executor, bound);
   auto id = reaper.subscribe([&](int, int, bool) {
-    if (reaper.total_reaped() >= target) timer.cancel();
+    if (reaper.total_reaped() >= target)
+      timer.cancel();
   });
   co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
   reaper.unsubscribe(id);
@@ -178,7 +190,8 @@ inline std::vector<int> zombie_children() {
   std::vector<int> out;
   const int me = ::getpid();
   for (const auto& p : taskexec::detail::scan_processes()) {
-    if (p.ppid == me && p.state == 'Z') out.push_back(p.pid);
+    if (p.ppid == me && p.state == 'Z')
+      out.push_back(p.pid);
   }
   return out;
 }
@@ -188,7 +201,8 @@ inline std::vector<int> live_children() {
   std::vector<int> out;
   const int me = ::getpid();
   for (const auto& p : taskexec::detail::scan_processes()) {
-    if (p.ppid == me && p.state != 'Z') out.push_back(p.pid);
+    if (p.ppid == me && p.state != 'Z')
+      out.push_back(p.pid);
   }
   return out;
 }

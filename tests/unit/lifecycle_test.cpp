@@ -34,7 +34,8 @@ BOOST_AUTO_TEST_CASE(running_then_exited) {
   BOOST_TEST((code_of(l.admit(op::signal)) == errc::not_launched));
   l.on(ev::launch_succeeded);
   BOOST_TEST((l.state() == task_state::running));
-  for (auto o : {op::wait, op::signal, op::shutdown, op::stats, op::exec, op::update_resources, op::destroy}) {
+  for (auto o : {op::wait, op::signal, op::shutdown, op::stats, op::exec, op::update_resources,
+                 op::destroy}) {
     BOOST_TEST(l.admit(o).has_value(), to_string(o));
   }
   BOOST_TEST((code_of(l.admit(op::launch)) == errc::already_launched));
@@ -60,7 +61,8 @@ BOOST_AUTO_TEST_CASE(destroyed_refuses_everything) {
   l.on(ev::launch_started);
   l.on(ev::launch_succeeded);
   l.on(ev::destroyed);
-  for (auto o : {op::launch, op::wait, op::signal, op::shutdown, op::destroy, op::stats, op::exec}) {
+  for (auto o :
+       {op::launch, op::wait, op::signal, op::shutdown, op::destroy, op::stats, op::exec}) {
     BOOST_TEST((code_of(l.admit(o)) == errc::task_destroyed), to_string(o));
   }
 }

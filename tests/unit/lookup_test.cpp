@@ -40,11 +40,14 @@ BOOST_AUTO_TEST_CASE(order_is_local_then_task_dir_then_absolute_then_path) {
   write_file(bin.path / "tool", 0755);
   const std::string path_env = "/nonexistent:" + bin.path.string();
 
-  BOOST_TEST(lookup_binary("tool", td.path.string(), path_env).value() == (td.path / "local" / "tool").string());
+  BOOST_TEST(lookup_binary("tool", td.path.string(), path_env).value() ==
+             (td.path / "local" / "tool").string());
   fs::remove(td.path / "local" / "tool");
-  BOOST_TEST(lookup_binary("tool", td.path.string(), path_env).value() == (td.path / "tool").string());
+  BOOST_TEST(lookup_binary("tool", td.path.string(), path_env).value() ==
+             (td.path / "tool").string());
   fs::remove(td.path / "tool");
-  BOOST_TEST(lookup_binary("tool", td.path.string(), path_env).value() == (bin.path / "tool").string());
+  BOOST_TEST(lookup_binary("tool", td.path.string(), path_env).value() ==
+             (bin.path / "tool").string());
   // An absolute host path is used as it is.
   BOOST_TEST(lookup_binary((bin.path / "tool").string(), td.path.string(), "").value() ==
              (bin.path / "tool").string());
@@ -57,7 +60,8 @@ BOOST_AUTO_TEST_CASE(order_is_local_then_task_dir_then_absolute_then_path) {
 BOOST_AUTO_TEST_CASE(task_relative_paths_with_slashes) {
   temp_dir td;
   write_file(td.path / "bin" / "run", 0755);
-  BOOST_TEST(lookup_binary("bin/run", td.path.string(), "/usr/bin").value() == (td.path / "bin" / "run").string());
+  BOOST_TEST(lookup_binary("bin/run", td.path.string(), "/usr/bin").value() ==
+             (td.path / "bin" / "run").string());
   // A relative path with a slash is never searched in PATH.
   auto r = lookup_binary("bin/env", td.path.string(), "/usr");
   BOOST_REQUIRE(!r);

@@ -1,7 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
-#include <algorithm>
 #include <unistd.h>
+#include <algorithm>
 
 #include "taskexec/detail/proc.hpp"
 
@@ -13,12 +13,14 @@ std::string stat_line(int pid, std::string comm, char state, int ppid, int pgrp,
   // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt
   // cmajflt utime stime cutime cstime priority nice threads itrealvalue starttime ...
   return std::to_string(pid) + " (" + comm + ") " + state + " " + std::to_string(ppid) + " " +
-         std::to_string(pgrp) + " " + std::to_string(session) + " 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 " +
-         std::to_string(start) + " 2301952 225 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+         std::to_string(pgrp) + " " + std::to_string(session) +
+         " 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 " + std::to_string(start) +
+         " 2301952 225 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
 }
 std::vector<int> pids(const std::vector<proc_stat>& v) {
   std::vector<int> out;
-  for (const auto& p : v) out.push_back(p.pid);
+  for (const auto& p : v)
+    out.push_back(p.pid);
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -47,7 +49,8 @@ BOOST_AUTO_TEST_CASE(comm_with_spaces_and_parens) {
 }
 
 BOOST_AUTO_TEST_CASE(garbage_is_rejected) {
-  for (std::string bad : {"", "12", "12 (x", "x (y) S 1 2 3", "12 (x) S 1 2", "12 (x) SS 1 2 3 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 5"}) {
+  for (std::string bad : {"", "12", "12 (x", "x (y) S 1 2 3", "12 (x) S 1 2",
+                          "12 (x) SS 1 2 3 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 5"}) {
     BOOST_TEST(!parse_proc_stat(bad).has_value(), bad);
   }
 }
@@ -66,19 +69,24 @@ BOOST_AUTO_TEST_CASE(members_follow_session_group_tree_and_adoption) {
       *parse_proc_stat(stat_line(1, "init", 'S', 0, 1, 1, 1)),
       *parse_proc_stat(stat_line(100, "executor", 'S', 1, 100, 100, 10)),
       *parse_proc_stat(stat_line(200, "sh", 'S', 100, 200, 200, 50)),
-      *parse_proc_stat(stat_line(201, "sleep", 'S', 200, 200, 200, 51)),  // group member
+      *parse_proc_stat(stat_line(201, "sleep", 'S', 200, 200, 200, 51)),   // group member
       *parse_proc_stat(stat_line(202, "setsid", 'S', 200, 202, 202, 52)),  // left the session
       *parse_proc_stat(stat_line(203, "child", 'S', 202, 202, 202, 53)),   // its child
-      *parse_proc_stat(stat_line(204, "daemon", 'S', 100, 204, 204, 54)),  // orphan re-parented to us
-      *parse_proc_stat(stat_line(205, "stranger", 'S', 100, 205, 205, 55)),  // another child of ours
-      *parse_proc_stat(stat_line(206, "old", 'S', 1, 200, 200, 5)),  // in the session but older: pid reuse
+      *parse_proc_stat(
+          stat_line(204, "daemon", 'S', 100, 204, 204, 54)),  // orphan re-parented to us
+      *parse_proc_stat(
+          stat_line(205, "stranger", 'S', 100, 205, 205, 55)),  // another child of ours
+      *parse_proc_stat(
+          stat_line(206, "old", 'S', 1, 200, 200, 5)),  // in the session but older: pid reuse
       *parse_proc_stat(stat_line(207, "zombie", 'Z', 201, 200, 200, 56)),
   };
   auto m = task_members(table, 200, 50, 100, {204});
-  BOOST_TEST(pids(m) == (std::vector<int>{200, 201, 202, 203, 204, 207}), boost::test_tools::per_element());
-  // Without adoption the daemon is not claimed.
-  BOOST_TEST(pids(task_members(table, 200, 50, 100, {})) == (std::vector<int>{200, 201, 202, 203, 207}),
+  BOOST_TEST(pids(m) == (std::vector<int>{200, 201, 202, 203, 204, 207}),
              boost::test_tools::per_element());
+  // Without adoption the daemon is not claimed.
+  BOOST_TEST(
+      pids(task_members(table, 200, 50, 100, {})) == (std::vector<int>{200, 201, 202, 203, 207}),
+      boost::test_tools::per_element());
   // After the main process is gone, its session and group still identify members.
   std::vector<proc_stat> after(table.begin(), table.end());
   after.erase(after.begin() + 2);

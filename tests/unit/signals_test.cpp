@@ -19,7 +19,8 @@ BOOST_AUTO_TEST_CASE(names_resolve) {
 }
 
 BOOST_AUTO_TEST_CASE(unknown_names_do_not) {
-  for (auto bad : {"", "SIG", "SIGFOO", "15", "SIGRTMIN+99", "SIGRTMAX+1", "SIGRTMIN-1", "SIGINT "}) {
+  for (auto bad :
+       {"", "SIG", "SIGFOO", "15", "SIGRTMIN+99", "SIGRTMAX+1", "SIGRTMIN-1", "SIGINT "}) {
     BOOST_TEST(!signal_from_name(bad).has_value(), bad);
   }
 }

@@ -19,7 +19,9 @@ error check(const exec_command& c, isolation_features f = 0) {
 
 BOOST_AUTO_TEST_SUITE(command_validation)
 
-BOOST_AUTO_TEST_CASE(minimal_command_is_valid) { BOOST_TEST(validate_command(base(), 0, "host").has_value()); }
+BOOST_AUTO_TEST_CASE(minimal_command_is_valid) {
+  BOOST_TEST(validate_command(base(), 0, "host").has_value());
+}
 
 BOOST_AUTO_TEST_CASE(malformed_fields_are_named) {
   auto c = base();
@@ -60,7 +62,8 @@ BOOST_AUTO_TEST_CASE(malformed_fields_are_named) {
 
   c = base();
   c.devices = {{"/dev/x", "/dev/null", "rwx"}};
-  BOOST_TEST(check(c, ~0u).message == "devices[0].cgroup_permissions \"rwx\" may only hold r, w, m");
+  BOOST_TEST(check(c, ~0u).message ==
+             "devices[0].cgroup_permissions \"rwx\" may only hold r, w, m");
 }
 
 BOOST_AUTO_TEST_CASE(fields_the_isolation_cannot_honour_are_rejected) {
@@ -72,9 +75,17 @@ BOOST_AUTO_TEST_CASE(fields_the_isolation_cannot_honour_are_rejected) {
       {[](exec_command& c) { c.resource_limits = true; }, "resource_limits"},
       {[](exec_command& c) { c.resources.memory_mb = 256; }, "resources"},
       {[](exec_command& c) { c.basic_process_cgroup = true; }, "basic_process_cgroup"},
-      {[](exec_command& c) { c.mounts = {{"/a", "/b", true, ""}}; }, "mounts"},
-      {[](exec_command& c) { c.devices = {{"/dev/x", "/dev/null", "r"}}; }, "devices"},
-      {[](exec_command& c) { c.network_isolation = network_isolation_spec{"group", "/var/run/netns/x"}; },
+      {[](exec_command& c) {
+         c.mounts = {{"/a", "/b", true, ""}};
+       },
+       "mounts"},
+      {[](exec_command& c) {
+         c.devices = {{"/dev/x", "/dev/null", "r"}};
+       },
+       "devices"},
+      {[](exec_command& c) {
+         c.network_isolation = network_isolation_spec{"group", "/var/run/netns/x"};
+       },
        "network_isolation"},
       {[](exec_command& c) { c.default_pid_mode = "private"; }, "default_pid_mode \"private\""},
       {[](exec_command& c) { c.default_ipc_mode = "private"; }, "default_ipc_mode \"private\""},

@@ -16,8 +16,23 @@
 namespace taskexec {
 
 enum class task_state { not_launched, launching, running, exited, destroyed };
-enum class task_operation { launch, wait, signal, shutdown, destroy, stats, exec, update_resources };
-enum class task_event { launch_started, launch_succeeded, launch_failed, process_exited, destroyed };
+enum class task_operation {
+  launch,
+  wait,
+  signal,
+  shutdown,
+  destroy,
+  stats,
+  exec,
+  update_resources
+};
+enum class task_event {
+  launch_started,
+  launch_succeeded,
+  launch_failed,
+  process_exited,
+  destroyed
+};
 
 std::string_view to_string(task_state s) noexcept;
 std::string_view to_string(task_operation op) noexcept;

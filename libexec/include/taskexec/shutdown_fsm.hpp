@@ -24,13 +24,13 @@ class shutdown_fsm {
     done,         ///< finished; `failed` says whether something survived
   };
   enum class event {
-    started,            ///< first call
-    step_done,          ///< the last action was carried out
-    task_exited,        ///< the main process is gone (reaped)
-    wait_timed_out,     ///< a wait_exit ran for its full duration
-    sweep_found_none,   ///< the sweep found no process left
-    sweep_found_some,   ///< the sweep found and killed processes
-    deadline_passed,    ///< the whole shutdown bound is spent
+    started,           ///< first call
+    step_done,         ///< the last action was carried out
+    task_exited,       ///< the main process is gone (reaped)
+    wait_timed_out,    ///< a wait_exit ran for its full duration
+    sweep_found_none,  ///< the sweep found no process left
+    sweep_found_some,  ///< the sweep found and killed processes
+    deadline_passed,   ///< the whole shutdown bound is spent
   };
   struct action {
     action_type type = action_type::done;
@@ -48,7 +48,16 @@ class shutdown_fsm {
   action resume(event ev);
 
  private:
-  enum class phase { start, signalled, waiting_grace, killed, waiting_kill, sweeping, sweep_wait, done };
+  enum class phase {
+    start,
+    signalled,
+    waiting_grace,
+    killed,
+    waiting_kill,
+    sweeping,
+    sweep_wait,
+    done
+  };
   int signal_;
   std::chrono::milliseconds grace_;
   bool exited_;

@@ -74,9 +74,9 @@ class task_executor {
   /// group, its session, and descendants that left both. Bounded by
   /// options.shutdown_bound; errc::shutdown_incomplete names survivors. After
   /// exit it still sweeps; concurrent calls share one shutdown.
-  boost::asio::awaitable<result<void>> shutdown(std::string_view signal_name = "SIGINT",
-                                                std::chrono::milliseconds grace =
-                                                    std::chrono::milliseconds{5000});
+  boost::asio::awaitable<result<void>> shutdown(
+      std::string_view signal_name = "SIGINT",
+      std::chrono::milliseconds grace = std::chrono::milliseconds{5000});
 
   /// Shut down if needed (SIGKILL, no grace) and release everything; the
   /// exit state is forgotten and every later operation fails task_destroyed.

@@ -16,9 +16,9 @@ struct task_resources {
   std::int64_t cpu_shares = 0;
   std::int64_t cpu_quota_us = 0;
   std::int64_t cpu_period_us = 0;
-  std::string cpuset_cpus;          ///< e.g. "0-1,3"
-  std::int64_t memory_mb = 0;       ///< reservation (soft limit) in MiB
-  std::int64_t memory_max_mb = 0;   ///< 0: hard = memory_mb; >0: hard limit; -1: no hard limit
+  std::string cpuset_cpus;         ///< e.g. "0-1,3"
+  std::int64_t memory_mb = 0;      ///< reservation (soft limit) in MiB
+  std::int64_t memory_max_mb = 0;  ///< 0: hard = memory_mb; >0: hard limit; -1: no hard limit
   std::int64_t pids_max = 0;
 
   friend bool operator==(const task_resources&, const task_resources&) = default;

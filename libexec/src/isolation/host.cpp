@@ -23,7 +23,8 @@ constexpr std::string_view k_default_path = "/usr/local/bin:/usr/bin:/bin";
 bool fail(child_failure& f, const char* step) noexcept {
   f.error = errno;
   std::size_t i = 0;
-  for (; step[i] != '\0' && i + 1 < f.step.size(); ++i) f.step[i] = step[i];
+  for (; step[i] != '\0' && i + 1 < f.step.size(); ++i)
+    f.step[i] = step[i];
   f.step[i] = '\0';
   return false;
 }
@@ -34,7 +35,8 @@ bool is_regular(const std::string& path, struct stat& st) {
 
 std::string join(std::string_view dir, std::string_view name) {
   std::string out(dir);
-  if (!out.empty() && out.back() != '/') out.push_back('/');
+  if (!out.empty() && out.back() != '/')
+    out.push_back('/');
   out.append(name);
   return out;
 }
@@ -43,15 +45,18 @@ std::string join(std::string_view dir, std::string_view name) {
 // FIFO (which must already have a reader: a writer waiting for a reader would
 // block the executor), or /dev/null for an empty path. The result is >= 3
 // and CLOEXEC: the child dup2()s it onto 1 or 2.
-result<int> open_output(std::string_view field, const std::string& path, const std::string& task_dir) {
+result<int> open_output(std::string_view field, const std::string& path,
+                        const std::string& task_dir) {
   std::string p = path.empty() ? "/dev/null" : path;
-  if (p.front() != '/' && !task_dir.empty()) p = join(task_dir, p);
+  if (p.front() != '/' && !task_dir.empty())
+    p = join(task_dir, p);
   struct stat st {};
   int fd;
   if (::stat(p.c_str(), &st) == 0 && S_ISFIFO(st.st_mode)) {
     fd = ::open(p.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0 && errno == ENXIO) {
-      return make_error(errc::invalid_argument, std::string(field) + " \"" + p + "\" is a FIFO with no reader");
+      return make_error(errc::invalid_argument,
+                        std::string(field) + " \"" + p + "\" is a FIFO with no reader");
     }
     if (fd >= 0) {
       int flags = ::fcntl(fd, F_GETFL);
@@ -60,12 +65,14 @@ result<int> open_output(std::string_view field, const std::string& path, const s
   } else {
     fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
   }
-  if (fd < 0) return make_system_error(errno, std::string("open ") + std::string(field) + " \"" + p + "\"");
+  if (fd < 0)
+    return make_system_error(errno, std::string("open ") + std::string(field) + " \"" + p + "\"");
   if (fd < 3) {
     int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
     int saved = errno;
     ::close(fd);
-    if (moved < 0) return make_system_error(saved, "dup");
+    if (moved < 0)
+      return make_system_error(saved, "dup");
     fd = moved;
   }
   return fd;
@@ -73,13 +80,15 @@ result<int> open_output(std::string_view field, const std::string& path, const s
 
 result<int> dup_handed_fd(std::string_view field, int fd) {
   int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (d < 0) return make_system_error(errno, std::string("dup ") + std::string(field));
+  if (d < 0)
+    return make_system_error(errno, std::string("dup ") + std::string(field));
   return d;
 }
 
 bool has_env(const std::vector<std::string>& env, std::string_view key) {
   for (const auto& e : env) {
-    if (e.size() > key.size() && e.compare(0, key.size(), key) == 0 && e[key.size()] == '=') return true;
+    if (e.size() > key.size() && e.compare(0, key.size(), key) == 0 && e[key.size()] == '=')
+      return true;
   }
   return false;
 }
@@ -108,8 +117,10 @@ result<user_identity> lookup_user(std::string_view user) {
       rc = ::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found);
     }
   }
-  if (rc != 0) return make_system_error(rc, "look up user \"" + name + "\"");
-  if (!found) return make_error(errc::user_not_found, "user \"" + name + "\" not found");
+  if (rc != 0)
+    return make_system_error(rc, "look up user \"" + name + "\"");
+  if (!found)
+    return make_error(errc::user_not_found, "user \"" + name + "\" not found");
 
   user_identity id;
   id.name = pw.pw_name;
@@ -131,7 +142,8 @@ result<user_identity> lookup_user(std::string_view user) {
   return make_error(errc::user_not_found, "groups of user \"" + name + "\" could not be listed");
 }
 
-result<std::string> lookup_binary(std::string_view cmd, std::string_view task_dir, std::string_view path_env) {
+result<std::string> lookup_binary(std::string_view cmd, std::string_view task_dir,
+                                  std::string_view path_env) {
   std::vector<std::string> candidates;
   if (!task_dir.empty()) {
     candidates.push_back(join(join(task_dir, "local"), cmd));
@@ -144,14 +156,17 @@ result<std::string> lookup_binary(std::string_view cmd, std::string_view task_di
     while (true) {
       auto colon = path.find(':');
       std::string_view dir = path.substr(0, colon);
-      if (!dir.empty()) candidates.push_back(join(dir, cmd));
-      if (colon == std::string_view::npos) break;
+      if (!dir.empty())
+        candidates.push_back(join(dir, cmd));
+      if (colon == std::string_view::npos)
+        break;
       path.remove_prefix(colon + 1);
     }
   }
   for (const auto& c : candidates) {
     struct stat st {};
-    if (!is_regular(c, st)) continue;
+    if (!is_regular(c, st))
+      continue;
     // A file found in the task dir may arrive without execute bits (an
     // artifact unpacked 0600): make it executable, as Nomad does.
     if ((st.st_mode & 0111) == 0) {
@@ -161,12 +176,14 @@ result<std::string> lookup_binary(std::string_view cmd, std::string_view task_di
     }
     return c;
   }
-  return make_error(errc::binary_not_found, "binary \"" + std::string(cmd) + "\" could not be found");
+  return make_error(errc::binary_not_found,
+                    "binary \"" + std::string(cmd) + "\" could not be found");
 }
 
 result<void> host_strategy::validate(const exec_command& cmd) const {
   if (!cmd.task_dir.empty() && cmd.task_dir.front() != '/') {
-    return make_error(errc::invalid_argument, "task_dir \"" + cmd.task_dir + "\" is not an absolute path");
+    return make_error(errc::invalid_argument,
+                      "task_dir \"" + cmd.task_dir + "\" is not an absolute path");
   }
   return {};
 }
@@ -176,9 +193,11 @@ result<void> host_strategy::before_fork(const exec_command& cmd, launch_plan& pl
 
   if (!cmd.task_dir.empty()) {
     struct stat st {};
-    if (::stat(cmd.task_dir.c_str(), &st) != 0) return make_system_error(errno, "task_dir \"" + cmd.task_dir + "\"");
+    if (::stat(cmd.task_dir.c_str(), &st) != 0)
+      return make_system_error(errno, "task_dir \"" + cmd.task_dir + "\"");
     if (!S_ISDIR(st.st_mode)) {
-      return make_error(errc::invalid_argument, "task_dir \"" + cmd.task_dir + "\" is not a directory");
+      return make_error(errc::invalid_argument,
+                        "task_dir \"" + cmd.task_dir + "\" is not a directory");
     }
   }
 
@@ -186,18 +205,23 @@ result<void> host_strategy::before_fork(const exec_command& cmd, launch_plan& pl
   plan.env_storage = cmd.env;
   if (!cmd.user.empty()) {
     auto id = lookup_user(cmd.user);
-    if (!id) return id.error();
+    if (!id)
+      return id.error();
     plan.change_user = true;
     plan.uid = id->uid;
     plan.gid = id->gid;
     plan.groups = id->groups;
-    if (!has_env(plan.env_storage, "USER")) plan.env_storage.push_back("USER=" + id->name);
-    if (!has_env(plan.env_storage, "LOGNAME")) plan.env_storage.push_back("LOGNAME=" + id->name);
-    if (!has_env(plan.env_storage, "HOME")) plan.env_storage.push_back("HOME=" + id->home);
+    if (!has_env(plan.env_storage, "USER"))
+      plan.env_storage.push_back("USER=" + id->name);
+    if (!has_env(plan.env_storage, "LOGNAME"))
+      plan.env_storage.push_back("LOGNAME=" + id->name);
+    if (!has_env(plan.env_storage, "HOME"))
+      plan.env_storage.push_back("HOME=" + id->home);
   }
 
   auto exe = lookup_binary(cmd.cmd, cmd.task_dir, env_value(cmd.env, "PATH"));
-  if (!exe) return exe.error();
+  if (!exe)
+    return exe.error();
   plan.executable = std::move(*exe);
   plan.argv_storage.clear();
   plan.argv_storage.push_back(cmd.cmd);
@@ -206,28 +230,33 @@ result<void> host_strategy::before_fork(const exec_command& cmd, launch_plan& pl
   plan.cwd = !cmd.work_dir.empty() ? cmd.work_dir : cmd.task_dir;
   if (!plan.cwd.empty()) {
     struct stat st {};
-    if (::stat(plan.cwd.c_str(), &st) != 0) return make_system_error(errno, "work_dir \"" + plan.cwd + "\"");
+    if (::stat(plan.cwd.c_str(), &st) != 0)
+      return make_system_error(errno, "work_dir \"" + plan.cwd + "\"");
     if (!S_ISDIR(st.st_mode)) {
       return make_error(errc::invalid_argument, "work_dir \"" + plan.cwd + "\" is not a directory");
     }
   }
 
   int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (in < 0) return make_system_error(errno, "open /dev/null");
+  if (in < 0)
+    return make_system_error(errno, "open /dev/null");
   if (in < 3) {
     int moved = ::fcntl(in, F_DUPFD_CLOEXEC, 3);
     ::close(in);
     in = moved;
-    if (in < 0) return make_system_error(errno, "dup /dev/null");
+    if (in < 0)
+      return make_system_error(errno, "dup /dev/null");
   }
   plan.stdin_fd = in;
   auto out = cmd.stdout_fd >= 0 ? dup_handed_fd("stdout_fd", cmd.stdout_fd)
                                 : open_output("stdout_path", cmd.stdout_path, cmd.task_dir);
-  if (!out) return out.error();
+  if (!out)
+    return out.error();
   plan.stdout_fd = *out;
   auto err = cmd.stderr_fd >= 0 ? dup_handed_fd("stderr_fd", cmd.stderr_fd)
                                 : open_output("stderr_path", cmd.stderr_path, cmd.task_dir);
-  if (!err) return err.error();
+  if (!err)
+    return err.error();
   plan.stderr_fd = *err;
 
   auto* first = plan.oom_score_adj.data();
@@ -240,39 +269,51 @@ result<void> host_strategy::before_fork(const exec_command& cmd, launch_plan& pl
 bool host_strategy::in_child(const launch_plan& plan, child_failure& f) const noexcept {
   // Its own session and process group: signals to the group reach the whole
   // task, and a terminal's job control never touches it.
-  if (::setsid() < 0) return fail(f, "setsid");
+  if (::setsid() < 0)
+    return fail(f, "setsid");
 
   // Before the credential change: the file belongs to the process's euid.
   // Lowering below the executor's value needs only that the new value is not
   // below oom_score_adj_min (set when a privileged process wrote it).
   {
     int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return fail(f, "open /proc/self/oom_score_adj");
+    if (fd < 0)
+      return fail(f, "open /proc/self/oom_score_adj");
     std::size_t len = 0;
-    while (plan.oom_score_adj[len] != '\0') ++len;
+    while (plan.oom_score_adj[len] != '\0')
+      ++len;
     ssize_t n = ::write(fd, plan.oom_score_adj.data(), len);
     int saved = errno;
     ::close(fd);
     errno = saved;
-    if (n < 0) return fail(f, "write oom_score_adj");
+    if (n < 0)
+      return fail(f, "write oom_score_adj");
   }
 
-  if (::dup2(plan.stdin_fd, 0) < 0) return fail(f, "dup2 stdin");
-  if (::dup2(plan.stdout_fd, 1) < 0) return fail(f, "dup2 stdout");
-  if (::dup2(plan.stderr_fd, 2) < 0) return fail(f, "dup2 stderr");
+  if (::dup2(plan.stdin_fd, 0) < 0)
+    return fail(f, "dup2 stdin");
+  if (::dup2(plan.stdout_fd, 1) < 0)
+    return fail(f, "dup2 stdout");
+  if (::dup2(plan.stderr_fd, 2) < 0)
+    return fail(f, "dup2 stderr");
 
   if (plan.change_user) {
     // Raw syscalls: glibc's setuid() & co. broadcast to every thread of the
     // process (SIGSETXID), and with CLONE_VM those are the parent's threads.
-    if (::syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0) return fail(f, "setgroups");
-    if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) return fail(f, "setgid");
-    if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) return fail(f, "setuid");
+    if (::syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0)
+      return fail(f, "setgroups");
+    if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0)
+      return fail(f, "setgid");
+    if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0)
+      return fail(f, "setuid");
   }
 
-  if (!plan.cwd.empty() && ::chdir(plan.cwd.c_str()) != 0) return fail(f, "chdir");
+  if (!plan.cwd.empty() && ::chdir(plan.cwd.c_str()) != 0)
+    return fail(f, "chdir");
 
   // After the credential change, which clears the parent-death signal.
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return fail(f, "prctl PR_SET_PDEATHSIG");
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+    return fail(f, "prctl PR_SET_PDEATHSIG");
   if (::getppid() != plan.parent_pid) {
     errno = ESRCH;
     return fail(f, "parent exited");
@@ -286,7 +327,8 @@ result<std::vector<std::unique_ptr<isolation_strategy>>> make_isolation(const ex
     stack.push_back(std::make_unique<host_strategy>());
     return stack;
   }
-  return make_error(errc::unsupported, "isolation \"" + cmd.isolation + "\" is not supported (available: \"host\")");
+  return make_error(errc::unsupported,
+                    "isolation \"" + cmd.isolation + "\" is not supported (available: \"host\")");
 }
 
 }  // namespace taskexec

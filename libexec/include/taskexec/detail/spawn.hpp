@@ -23,7 +23,7 @@ namespace taskexec::detail {
 /// Launch `plan` through `strategies`. On success returns the pid; the child
 /// has exec'd. On a child-side failure the child has exited and its pid is
 /// returned in `failed_pid` so the caller can claim it from the reaper.
-result<int> spawn(const launch_plan& plan, std::span<const std::unique_ptr<isolation_strategy>> strategies,
-                  int& failed_pid);
+result<int> spawn(const launch_plan& plan,
+                  std::span<const std::unique_ptr<isolation_strategy>> strategies, int& failed_pid);
 
 }  // namespace taskexec::detail

@@ -23,11 +23,11 @@ struct launch_plan {
   pid_t parent_pid = 0;
 
   // What to run.
-  std::string executable;                  ///< absolute path
-  std::vector<std::string> argv_storage;   ///< argv[0] is the command as given
-  std::vector<std::string> env_storage;    ///< "K=V"
-  std::vector<char*> argv;                 ///< pointers into argv_storage, nullptr-terminated
-  std::vector<char*> envp;                 ///< pointers into env_storage, nullptr-terminated
+  std::string executable;                 ///< absolute path
+  std::vector<std::string> argv_storage;  ///< argv[0] is the command as given
+  std::vector<std::string> env_storage;   ///< "K=V"
+  std::vector<char*> argv;                ///< pointers into argv_storage, nullptr-terminated
+  std::vector<char*> envp;                ///< pointers into env_storage, nullptr-terminated
 
   // Where.
   std::string cwd;  ///< empty: inherit the executor's

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Configure (once) and build into build/ with Ninja; ccache when present.
+# Extra arguments go to the CMake configure step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build_dir=${BUILD_DIR:-build}
+if [[ ! -f "$build_dir/build.ninja" || $# -gt 0 ]]; then
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTASKEXEC_WERROR=ON "$@" >/dev/null
+fi
+cmake --build "$build_dir"
