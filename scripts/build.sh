@@ -8,4 +8,5 @@ build_dir=${BUILD_DIR:-build}
 if [[ ! -f "$build_dir/build.ninja" || $# -gt 0 ]]; then
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTASKEXEC_WERROR=ON "$@" >/dev/null
 fi
-cmake --build "$build_dir"
+# BUILD_TARGET=name builds just that target (and what it needs).
+cmake --build "$build_dir" ${BUILD_TARGET:+--target "$BUILD_TARGET"}

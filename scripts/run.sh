@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build.sh
+BUILD_TARGET=taskexec-embed-example scripts/build.sh
 echo "== taskexec-embed-example $*"
 set +e
 build/bin/taskexec-embed-example "$@"

@@ -38,8 +38,11 @@ struct summary {
 
 summary summarize(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))]; };
-  return {std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()), at(0.5), at(0.9), at(0.99), v.back()};
+  auto at = [&](double q) {
+    return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
+  };
+  return {std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()), at(0.5),
+          at(0.9), at(0.99), v.back()};
 }
 
 void raw_round(const char* binary, int n, std::vector<double>& out) {
@@ -47,9 +50,11 @@ void raw_round(const char* binary, int n, std::vector<double>& out) {
   for (int i = 0; i < n; ++i) {
     auto t0 = clock_type::now();
     pid_t pid;
-    if (::posix_spawn(&pid, binary, nullptr, nullptr, argv, environ) != 0) std::abort();
+    if (::posix_spawn(&pid, binary, nullptr, nullptr, argv, environ) != 0)
+      std::abort();
     int status;
-    if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) std::abort();
+    if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+      std::abort();
     out.push_back(us_since(t0));
   }
 }
@@ -67,7 +72,8 @@ asio::awaitable<void> executor_round(taskexec::child_reaper& reaper, const char*
       std::exit(1);
     }
     auto st = co_await task.wait();
-    if (!st || st->exit_code != 0) std::abort();
+    if (!st || st->exit_code != 0)
+      std::abort();
     out.push_back(us_since(t0));
   }
 }
@@ -79,15 +85,19 @@ int main(int argc, char** argv) {
   const char* binary = "/bin/true";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--iterations" && i + 1 < argc) iterations = std::atoi(argv[++i]);
-    else if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
-    else if (a == "--binary" && i + 1 < argc) binary = argv[++i];
+    if (a == "--iterations" && i + 1 < argc)
+      iterations = std::atoi(argv[++i]);
+    else if (a == "--rounds" && i + 1 < argc)
+      rounds = std::atoi(argv[++i]);
+    else if (a == "--binary" && i + 1 < argc)
+      binary = argv[++i];
     else {
       std::fprintf(stderr, "usage: bench_launch [--iterations N] [--rounds R] [--binary PATH]\n");
       return 2;
     }
   }
-  if (iterations < rounds) rounds = 1;
+  if (iterations < rounds)
+    rounds = 1;
   taskexec::configure_logging({.level = taskexec::log_level::warning});
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());
@@ -102,19 +112,24 @@ int main(int argc, char** argv) {
     raw_round(binary, per_round, raw);
     bool done = false;
     asio::co_spawn(io, executor_round(reaper, binary, per_round, ours), [&](std::exception_ptr e) {
-      if (e) std::rethrow_exception(e);
+      if (e)
+        std::rethrow_exception(e);
       done = true;
     });
     io.restart();
-    while (!done) io.run_one();
+    while (!done)
+      io.run_one();
   }
 
   auto a = summarize(raw), b = summarize(ours);
-  std::printf("launch-to-exit of %s, %d iterations each, %d interleaved rounds (microseconds)\n", binary,
-              per_round * rounds, rounds);
+  std::printf("launch-to-exit of %s, %d iterations each, %d interleaved rounds (microseconds)\n",
+              binary, per_round * rounds, rounds);
   std::printf("%-28s %9s %9s %9s %9s %9s\n", "", "mean", "p50", "p90", "p99", "max");
-  std::printf("%-28s %9.1f %9.1f %9.1f %9.1f %9.1f\n", "raw posix_spawn+waitpid", a.mean, a.p50, a.p90, a.p99, a.max);
-  std::printf("%-28s %9.1f %9.1f %9.1f %9.1f %9.1f\n", "taskexec launch+wait", b.mean, b.p50, b.p90, b.p99, b.max);
-  std::printf("ratio (taskexec / raw): mean %.2fx, p50 %.2fx (target <= 1.20x)\n", b.mean / a.mean, b.p50 / a.p50);
+  std::printf("%-28s %9.1f %9.1f %9.1f %9.1f %9.1f\n", "raw posix_spawn+waitpid", a.mean, a.p50,
+              a.p90, a.p99, a.max);
+  std::printf("%-28s %9.1f %9.1f %9.1f %9.1f %9.1f\n", "taskexec launch+wait", b.mean, b.p50, b.p90,
+              b.p99, b.max);
+  std::printf("ratio (taskexec / raw): mean %.2fx, p50 %.2fx (target <= 1.20x)\n", b.mean / a.mean,
+              b.p50 / a.p50);
   return 0;
 }

@@ -18,14 +18,16 @@ inline bool in_ci() {
 /// the test runs and fails on its first check (a skip there would hide it).
 struct needs_root {
   boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    if (::geteuid() == 0 || in_ci()) return true;
+    if (::geteuid() == 0 || in_ci())
+      return true;
     boost::test_tools::assertion_result r(false);
     r.message() << "needs root (euid is " << ::geteuid() << "); run as root, as CI does";
     return r;
   }
 };
 
-#define TASKEXEC_REQUIRE_ROOT() \
-  BOOST_REQUIRE_MESSAGE(::geteuid() == 0, "privileged test without root while CI=true: failing instead of skipping")
+#define TASKEXEC_REQUIRE_ROOT()           \
+  BOOST_REQUIRE_MESSAGE(::geteuid() == 0, \
+                        "privileged test without root while CI=true: failing instead of skipping")
 
 }  // namespace test_support

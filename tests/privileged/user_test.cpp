@@ -31,13 +31,16 @@ BOOST_AUTO_TEST_SUITE(task_user, *utf::precondition(needs_root()))
 BOOST_AUTO_TEST_CASE(nobody_gets_uid_gid_groups_and_env) {
   TASKEXEC_REQUIRE_ROOT();
   run([]() -> asio::awaitable<void> {
-    auto cmd = sh("id -u; id -g; id -G; grep '^Groups:' /proc/self/status; echo \"$USER $LOGNAME $HOME\"");
+    auto cmd =
+        sh("id -u; id -g; id -G; grep '^Groups:' /proc/self/status; echo \"$USER $LOGNAME $HOME\"");
     cmd.user = "nobody";
-    BOOST_TEST(co_await output_of(cmd) == "65534\n65534\n65534\nGroups:\t65534 \nnobody nobody /nonexistent\n");
+    BOOST_TEST(co_await output_of(cmd) ==
+               "65534\n65534\n65534\nGroups:\t65534 \nnobody nobody /nonexistent\n");
     // By number, and with HOME given by the caller (kept, not overwritten).
     cmd.user = "65534";
     cmd.env.push_back("HOME=/tmp");
-    BOOST_TEST(co_await output_of(cmd) == "65534\n65534\n65534\nGroups:\t65534 \nnobody nobody /tmp\n");
+    BOOST_TEST(co_await output_of(cmd) ==
+               "65534\n65534\n65534\nGroups:\t65534 \nnobody nobody /tmp\n");
   });
 }
 
@@ -50,7 +53,8 @@ BOOST_AUTO_TEST_CASE(root_task_has_no_stray_groups) {
     auto want = lookup_user("root");
     BOOST_REQUIRE(want);
     std::string expected;
-    for (auto g : want->groups) expected += (expected.empty() ? "" : " ") + std::to_string(g);
+    for (auto g : want->groups)
+      expected += (expected.empty() ? "" : " ") + std::to_string(g);
     BOOST_TEST(co_await output_of(cmd) == expected + "\n");
   });
 }
