@@ -21,21 +21,6 @@ asio::awaitable<process_state> run_to_exit(exec_command cmd) {
   co_return *st;
 }
 
-// Launch with stdout into a pipe and return everything the task wrote.
-asio::awaitable<std::string> output_of(exec_command cmd, int* exit_code = nullptr) {
-  pipe_reader out;
-  cmd.stdout_fd = out.write_fd();
-  task_executor t(harness::get().reaper);
-  auto started = co_await t.launch(std::move(cmd));
-  BOOST_REQUIRE_MESSAGE(started, "launch failed: " << (started ? "" : started.error().message));
-  out.close_write();
-  auto text = co_await out.rest();
-  auto st = co_await t.wait();
-  BOOST_REQUIRE(st);
-  if (exit_code)
-    *exit_code = st->exit_code;
-  co_return text;
-}
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(launch)

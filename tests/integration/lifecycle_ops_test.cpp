@@ -31,12 +31,9 @@ BOOST_AUTO_TEST_CASE(before_launch) {
 BOOST_AUTO_TEST_CASE(signal_semantics) {
   run([]() -> asio::awaitable<void> {
     pipe_reader out;
-    auto cmd = sh("trap 'echo got USR1' USR1; echo ready; while :; do sleep 0.01; done");
-    cmd.stdout_fd = out.write_fd();
     task_executor t(harness::get().reaper);
-    BOOST_REQUIRE(co_await t.launch(cmd));
-    out.close_write();
-    BOOST_TEST(co_await out.line() == "ready");
+    co_await launch_ready(t, out,
+                          "trap 'echo got USR1' USR1; echo ready; while :; do sleep 0.01; done");
 
     auto bad = co_await t.signal(-3);
     BOOST_REQUIRE(!bad);
@@ -65,12 +62,8 @@ BOOST_AUTO_TEST_CASE(signal_semantics) {
 BOOST_AUTO_TEST_CASE(concurrent_waiters_all_get_the_state) {
   run([]() -> asio::awaitable<void> {
     pipe_reader out;
-    auto cmd = sh("echo ready; exec sleep 1000");
-    cmd.stdout_fd = out.write_fd();
     task_executor t(harness::get().reaper);
-    BOOST_REQUIRE(co_await t.launch(cmd));
-    out.close_write();
-    BOOST_TEST(co_await out.line() == "ready");
+    co_await launch_ready(t, out, "echo ready; exec sleep 1000");
 
     auto ex = co_await asio::this_coro::executor;
     std::vector<result<process_state>> got;
@@ -106,12 +99,8 @@ BOOST_AUTO_TEST_CASE(concurrent_waiters_all_get_the_state) {
 BOOST_AUTO_TEST_CASE(wait_can_be_cancelled_and_resumed) {
   run([]() -> asio::awaitable<void> {
     pipe_reader out;
-    auto cmd = sh("echo ready; exec sleep 1000");
-    cmd.stdout_fd = out.write_fd();
     task_executor t(harness::get().reaper);
-    BOOST_REQUIRE(co_await t.launch(cmd));
-    out.close_write();
-    BOOST_TEST(co_await out.line() == "ready");
+    co_await launch_ready(t, out, "echo ready; exec sleep 1000");
 
     asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
     auto first = co_await (t.wait() || timer.async_wait(asio::use_awaitable));

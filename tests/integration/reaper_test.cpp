@@ -72,25 +72,8 @@ BOOST_AUTO_TEST_CASE(unclaimed_children_are_reaped_and_counted) {
 }
 
 BOOST_AUTO_TEST_CASE(task_dies_with_its_executor) {
-  run([]() -> asio::awaitable<void> {
-    // The helper is itself an executor; it runs as our task so we can kill it.
-    task_executor helper(harness::get().reaper);
-    pipe_reader out;
-    exec_command cmd;
-    cmd.cmd = TASKEXEC_TEST_HELPER;
-    cmd.args = {"echo $$; exec sleep 1000"};
-    cmd.stdout_fd = out.write_fd();
-    BOOST_REQUIRE(co_await helper.launch(cmd));
-    out.close_write();
-    const int grandchild = std::stoi(co_await out.line());
-    BOOST_REQUIRE(alive(grandchild));
-    BOOST_TEST((co_await helper.signal(SIGKILL)).has_value());
-    BOOST_TEST((co_await helper.wait())->signal == SIGKILL);
-    // PR_SET_PDEATHSIG(SIGKILL): the helper's task dies with it.
-    BOOST_TEST(co_await wait_gone(grandchild));
-    BOOST_TEST((co_await helper.shutdown("SIGKILL", 0ms)).has_value());
-    BOOST_TEST(zombie_children().empty());
-  });
+  // The helper is itself an executor; it runs as our task so we can kill it.
+  run([]() -> asio::awaitable<void> { co_await check_task_dies_with_its_executor(""); });
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -6,22 +6,6 @@
 using namespace test_support;
 using namespace taskexec;
 
-namespace {
-// Launch `script` with stdout on a pipe; return after its first line ("ready").
-asio::awaitable<int> launch_ready(task_executor& t, pipe_reader& out, const std::string& script,
-                                  std::vector<std::string>* more_lines = nullptr, int extra = 0) {
-  auto cmd = sh(script);
-  cmd.stdout_fd = out.write_fd();
-  auto st = co_await t.launch(cmd);
-  BOOST_REQUIRE_MESSAGE(st, "launch: " << (st ? "" : st.error().message));
-  out.close_write();
-  for (int i = 0; i < extra; ++i)
-    more_lines->push_back(co_await out.line());
-  BOOST_REQUIRE_EQUAL(co_await out.line(), "ready");
-  co_return st->pid;
-}
-}  // namespace
-
 BOOST_AUTO_TEST_SUITE(shutdown_escalation)
 
 BOOST_AUTO_TEST_CASE(grace_lets_the_task_exit_cleanly) {

@@ -12,20 +12,6 @@ using namespace test_support;
 using namespace taskexec;
 namespace utf = boost::unit_test;
 
-namespace {
-asio::awaitable<std::string> output_of(exec_command cmd) {
-  pipe_reader out;
-  cmd.stdout_fd = out.write_fd();
-  task_executor t(harness::get().reaper);
-  auto started = co_await t.launch(std::move(cmd));
-  BOOST_REQUIRE_MESSAGE(started, "launch failed: " << (started ? "" : started.error().message));
-  out.close_write();
-  auto text = co_await out.rest();
-  BOOST_TEST((co_await t.wait())->exit_code == 0);
-  co_return text;
-}
-}  // namespace
-
 BOOST_AUTO_TEST_SUITE(task_user, *utf::precondition(needs_root()))
 
 BOOST_AUTO_TEST_CASE(nobody_gets_uid_gid_groups_and_env) {
@@ -95,25 +81,7 @@ BOOST_AUTO_TEST_CASE(parent_death_signal_survives_the_user_change) {
   // The credential change clears PR_SET_PDEATHSIG, so the executor must set it
   // afterwards: a task running as nobody must still die with its executor.
   TASKEXEC_REQUIRE_ROOT();
-  run([]() -> asio::awaitable<void> {
-    task_executor helper(harness::get().reaper);
-    pipe_reader out;
-    exec_command cmd;
-    cmd.cmd = TASKEXEC_TEST_HELPER;
-    cmd.args = {"id -u; echo $$; exec sleep 1000"};
-    cmd.env = {"TASKEXEC_HELPER_USER=nobody"};
-    cmd.stdout_fd = out.write_fd();
-    BOOST_REQUIRE(co_await helper.launch(cmd));
-    out.close_write();
-    BOOST_TEST(co_await out.line() == "65534");
-    const int grandchild = std::stoi(co_await out.line());
-    BOOST_REQUIRE(alive(grandchild));
-    BOOST_TEST((co_await helper.signal(SIGKILL)).has_value());
-    BOOST_TEST((co_await helper.wait())->signal == SIGKILL);
-    BOOST_TEST(co_await wait_gone(grandchild));
-    BOOST_TEST((co_await helper.shutdown("SIGKILL", 0ms)).has_value());
-    BOOST_TEST(zombie_children().empty());
-  });
+  run([]() -> asio::awaitable<void> { co_await check_task_dies_with_its_executor("nobody"); });
 }
 
 BOOST_AUTO_TEST_SUITE_END()

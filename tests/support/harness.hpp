@@ -220,4 +220,65 @@ inline taskexec::exec_command sh(const std::string& script) {
   return c;
 }
 
+/// Launch `cmd` with stdout into a pipe; return everything the task wrote
+/// (and its exit code through `exit_code`).
+inline asio::awaitable<std::string> output_of(taskexec::exec_command cmd,
+                                              int* exit_code = nullptr) {
+  pipe_reader out;
+  cmd.stdout_fd = out.write_fd();
+  taskexec::task_executor t(harness::get().reaper);
+  auto started = co_await t.launch(std::move(cmd));
+  BOOST_REQUIRE_MESSAGE(started, "launch failed: " << (started ? "" : started.error().message));
+  out.close_write();
+  auto text = co_await out.rest();
+  auto st = co_await t.wait();
+  BOOST_REQUIRE(st);
+  if (exit_code)
+    *exit_code = st->exit_code;
+  co_return text;
+}
+
+/// Launch `sh -c script` on `t` with stdout into `out`; read `extra` lines
+/// into `lines`, then require the line "ready". Returns the pid.
+inline asio::awaitable<int> launch_ready(taskexec::task_executor& t, pipe_reader& out,
+                                         const std::string& script,
+                                         std::vector<std::string>* lines = nullptr, int extra = 0) {
+  auto cmd = sh(script);
+  cmd.stdout_fd = out.write_fd();
+  auto st = co_await t.launch(cmd);
+  BOOST_REQUIRE_MESSAGE(st, "launch: " << (st ? "" : st.error().message));
+  out.close_write();
+  for (int i = 0; i < extra; ++i)
+    lines->push_back(co_await out.line());
+  BOOST_REQUIRE_EQUAL(co_await out.line(), "ready");
+  co_return st->pid;
+}
+
+/// Run the test helper (an embedded executor of its own) as our task, its
+/// task running as `user` (empty: unchanged); SIGKILL the helper and require
+/// that its task dies too (PR_SET_PDEATHSIG) and nothing is left.
+inline asio::awaitable<void> check_task_dies_with_its_executor(const std::string& user) {
+  taskexec::task_executor helper(harness::get().reaper);
+  pipe_reader out;
+  taskexec::exec_command cmd;
+  cmd.cmd = TASKEXEC_TEST_HELPER;
+  cmd.args = {"id -un; echo $$; exec sleep 1000"};
+  cmd.env = {"PATH=/usr/bin:/bin"};
+  if (!user.empty())
+    cmd.env.push_back("TASKEXEC_HELPER_USER=" + user);
+  cmd.stdout_fd = out.write_fd();
+  BOOST_REQUIRE(co_await helper.launch(cmd));
+  out.close_write();
+  const auto who = co_await out.line();
+  if (!user.empty())
+    BOOST_TEST(who == user);
+  const int grandchild = std::stoi(co_await out.line());
+  BOOST_REQUIRE(alive(grandchild));
+  BOOST_TEST((co_await helper.signal(SIGKILL)).has_value());
+  BOOST_TEST((co_await helper.wait())->signal == SIGKILL);
+  BOOST_TEST(co_await wait_gone(grandchild));
+  BOOST_TEST((co_await helper.shutdown("SIGKILL", 0ms)).has_value());
+  BOOST_TEST(zombie_children().empty());
+}
+
 }  // namespace test_support
