@@ -71,7 +71,7 @@ struct child_reaper::impl {
         }
       }
       if (!listeners.empty()) {
-        // Listeners may unsubscribe (themselves or others) while we iterate.
+        // Listeners may end subscriptions (theirs or others) while we iterate.
         std::vector<std::uint64_t> ids;
         ids.reserve(listeners.size());
         for (auto& [id, l] : listeners)
@@ -178,13 +178,17 @@ bool child_reaper::watching(int pid) const noexcept {
   return impl_->watchers.contains(pid);
 }
 
-std::uint64_t child_reaper::subscribe(reap_listener listener) {
+child_reaper::subscription child_reaper::subscribe(reap_listener listener) {
   auto id = impl_->next_listener++;
   impl_->listeners.emplace(id, std::move(listener));
-  return id;
+  return subscription(impl_, id);
 }
-void child_reaper::unsubscribe(std::uint64_t id) noexcept {
-  impl_->listeners.erase(id);
+
+void child_reaper::subscription::reset() noexcept {
+  if (auto owner = owner_.lock(); owner && id_ != 0)
+    owner->listeners.erase(id_);
+  owner_.reset();
+  id_ = 0;
 }
 
 std::uint64_t child_reaper::orphans_reaped() const noexcept {

@@ -141,18 +141,22 @@ std::uint64_t boot_ticks_now() noexcept {
 }
 
 std::vector<proc_stat> task_members(const std::vector<proc_stat>& table, int task_pid,
-                                    std::uint64_t not_before_ticks, int reaper_pid,
-                                    const std::vector<int>& adopted) {
+                                    std::uint64_t task_start_ticks, bool main_reaped,
+                                    int reaper_pid, const std::vector<int>& adopted) {
   std::unordered_set<int> adopted_set(adopted.begin(), adopted.end());
   std::unordered_multimap<int, const proc_stat*> children;
   std::vector<const proc_stat*> queue;
   std::unordered_set<int> member;
-  for (const auto& p : table)
-    children.emplace(p.ppid, &p);
+  bool recycled = false;
   for (const auto& p : table) {
-    if (p.start_ticks < not_before_ticks)
+    children.emplace(p.ppid, &p);
+    if (p.pid == task_pid && (main_reaped || p.start_ticks != task_start_ticks))
+      recycled = true;
+  }
+  for (const auto& p : table) {
+    if (p.start_ticks < task_start_ticks)
       continue;
-    bool seed = p.pid == task_pid || p.session == task_pid || p.pgrp == task_pid ||
+    bool seed = (!recycled && (p.pid == task_pid || p.session == task_pid || p.pgrp == task_pid)) ||
                 (p.ppid == reaper_pid && adopted_set.contains(p.pid));
     if (seed && member.insert(p.pid).second)
       queue.push_back(&p);
@@ -162,7 +166,7 @@ std::vector<proc_stat> task_members(const std::vector<proc_stat>& table, int tas
     auto [b, e] = children.equal_range(queue[i]->pid);
     for (auto it = b; it != e; ++it) {
       const proc_stat* c = it->second;
-      if (c->start_ticks < not_before_ticks)
+      if (c->start_ticks < task_start_ticks)
         continue;
       if (member.insert(c->pid).second)
         queue.push_back(c);

@@ -121,7 +121,18 @@ result<int> spawn(const launch_plan& plan,
   if (!stack.top())
     return make_system_error(ENOMEM, "mmap child stack");
 
+  // The child shares our memory, errno included (it is this thread's TLS):
+  // whatever the child's calls leave in it must not leak into ours.
+  const int saved_errno = errno;
+  struct errno_restore {
+    int value;
+    ~errno_restore() { errno = value; }
+  } restore{saved_errno};
+
   int pipefd[2];
+  // The read end is non-blocking: after CLONE_VFORK returns, the child has
+  // either exec'd or written its report, so "no data" means success, even
+  // if a fork in another thread still holds a copy of the write end.
   if (::pipe2(pipefd, O_CLOEXEC) != 0)
     return make_system_error(errno, "pipe2");
   // Keep the write end above 2 so the child's dup2 onto 0..2 cannot clobber it.
@@ -157,12 +168,13 @@ result<int> spawn(const launch_plan& plan,
   // CLONE_VFORK: by now the child has exec'd (pipe closed: EOF) or failed
   // (it wrote its failure and exited).
   child_failure f{};
+  ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
   ssize_t n;
   do {
     n = ::read(pipefd[0], &f, sizeof f);
   } while (n < 0 && errno == EINTR);
   ::close(pipefd[0]);
-  if (n == 0)
+  if (n == 0 || (n < 0 && errno == EAGAIN))
     return pid;
   failed_pid = pid;
   if (n != static_cast<ssize_t>(sizeof f))

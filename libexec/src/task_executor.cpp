@@ -56,9 +56,14 @@ asio::awaitable<wake> wait_on(condition& cond, clock::time_point deadline) {
   auto ex = co_await asio::this_coro::executor;
   const auto start = cond.generation;
   asio::steady_timer t(ex, deadline);
+  // Deregistered however the frame ends, even destroyed without resuming.
+  struct registration {
+    condition& c;
+    asio::steady_timer* t;
+    ~registration() { std::erase(c.waiters, t); }
+  } reg{cond, &t};
   cond.waiters.push_back(&t);
   auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-  std::erase(cond.waiters, &t);
   if (cond.generation != start)
     co_return wake::notified;
   if (ec == asio::error::operation_aborted)
@@ -127,6 +132,9 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   void on_exit(int status);
   std::size_t sweep_once(std::vector<detail::proc_stat>& found);
   asio::awaitable<void> run_shutdown(int signo, std::chrono::milliseconds grace);
+  static asio::awaitable<result<process_state>> wait_exit(std::shared_ptr<impl> self);
+  static asio::awaitable<result<void>> stop(std::shared_ptr<impl> self, std::string signal_name,
+                                            std::chrono::milliseconds grace);
   void mark_destroyed();
 };
 
@@ -165,7 +173,7 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
   }
   plan.seal();
 
-  start_ticks = detail::boot_ticks_now();
+  const auto launch_ticks = detail::boot_ticks_now();
   int failed_pid = -1;
   auto spawned = detail::spawn(plan, *stack, failed_pid);
   if (!spawned) {
@@ -175,6 +183,10 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
     return fail(spawned.error());
   }
   pid = *spawned;
+  // The main process's start time tells it apart from a later process that
+  // gets the same pid; it is not reaped yet, so /proc still has it.
+  auto st = detail::read_proc_stat(pid);
+  start_ticks = st ? st->start_ticks : launch_ticks;
   std::weak_ptr<impl> weak = shared_from_this();
   reaper.watch(pid, [weak](int, int status) {
     if (auto self = weak.lock())
@@ -216,10 +228,11 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
   for (const auto& p : table) {
     if (p.ppid != me || p.pid == pid || reaper.watching(p.pid))
       continue;
-    if (g_live_tasks <= 1 || known_members.contains({p.pid, p.start_ticks}))
+    // Every unclaimed child is ours only while we are the one live task.
+    if ((counted_live && g_live_tasks == 1) || known_members.contains({p.pid, p.start_ticks}))
       adopted.push_back(p.pid);
   }
-  found = detail::task_members(table, pid, start_ticks, me, adopted);
+  found = detail::task_members(table, pid, start_ticks, exited.has_value(), me, adopted);
   if (!found.empty() && detail::log_enabled(log_level::debug)) {
     std::string list;
     for (const auto& m : found)
@@ -228,8 +241,8 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
   }
   for (const auto& m : found) {
     known_members.insert({m.pid, m.start_ticks});
-    if (m.state == 'Z' || m.state == 'X')
-      continue;
+    // No skipping of 'Z': a process whose main thread exited shows as a
+    // zombie while its other threads run; SIGKILL on a real zombie is a no-op.
     int fd = static_cast<int>(::syscall(SYS_pidfd_open, m.pid, 0));
     if (fd < 0)
       continue;  // gone since the scan
@@ -250,13 +263,15 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
 
   // Every reap may be the last process of the task: wake the sweep.
   condition reaped_cond;
-  auto sub = reaper.subscribe([&reaped_cond](int, int, bool) { reaped_cond.notify_all(); });
+  child_reaper::subscription sub =
+      reaper.subscribe([&reaped_cond](int, int, bool) { reaped_cond.notify_all(); });
   std::uint64_t reaps_seen = 0;
 
   std::vector<detail::proc_stat> survivors;
   auto act = machine.resume(fsm::event::started);
   for (;;) {
-    if (act.type == fsm::action_type::done)
+    // A destroyed executor has SIGKILLed its task; nobody waits for the rest.
+    if (act.type == fsm::action_type::done || life.state() == task_state::destroyed)
       break;
     switch (act.type) {
       case fsm::action_type::send_signal:
@@ -306,9 +321,11 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
         break;
     }
   }
-  reaper.unsubscribe(sub);
+  sub.reset();
 
-  if (act.failed) {
+  if (life.state() == task_state::destroyed) {
+    shutdown_result = make_error(errc::task_destroyed, "task executor destroyed during shutdown");
+  } else if (act.failed) {
     std::string msg = "shutdown incomplete after " + std::to_string(opts.shutdown_bound.count()) +
                       " ms: " + act.reason;
     if (!survivors.empty()) {
@@ -358,9 +375,23 @@ asio::awaitable<result<process_state>> task_executor::launch(exec_command cmd) {
   co_return self->do_launch(std::move(cmd));
 }
 
-asio::awaitable<result<process_state>> task_executor::wait() {
-  auto self = impl_;
+namespace {
+
+// Run `op` with throw_if_cancelled off, so a cancelled wait completes with
+// errc::operation_canceled instead of throwing, and restore the caller's
+// setting afterwards (it belongs to the caller's whole coroutine chain).
+template <class T>
+asio::awaitable<T> no_throw_on_cancel(asio::awaitable<T> op) {
+  const bool previous = co_await asio::this_coro::throw_if_cancelled();
   co_await asio::this_coro::throw_if_cancelled(false);
+  T r = co_await std::move(op);
+  co_await asio::this_coro::throw_if_cancelled(previous);
+  co_return r;
+}
+
+}  // namespace
+
+asio::awaitable<result<process_state>> task_executor::impl::wait_exit(std::shared_ptr<impl> self) {
   if (auto a = self->life.admit(task_operation::wait); !a)
     co_return a.error();
   while (!self->exited && self->life.state() != task_state::destroyed) {
@@ -371,6 +402,10 @@ asio::awaitable<result<process_state>> task_executor::wait() {
   if (self->life.state() == task_state::destroyed)
     co_return make_error(errc::task_destroyed, "task executor destroyed");
   co_return *self->exited;
+}
+
+asio::awaitable<result<process_state>> task_executor::wait() {
+  co_return co_await no_throw_on_cancel(impl::wait_exit(impl_));
 }
 
 asio::awaitable<result<void>> task_executor::signal(int signo) {
@@ -387,10 +422,14 @@ asio::awaitable<result<void>> task_executor::signal(int signo) {
   co_return result<void>{};
 }
 
-asio::awaitable<result<void>> task_executor::shutdown(std::string_view signal_name_in,
+asio::awaitable<result<void>> task_executor::shutdown(std::string_view signal_name,
                                                       std::chrono::milliseconds grace) {
-  auto self = impl_;
-  co_await asio::this_coro::throw_if_cancelled(false);
+  co_return co_await no_throw_on_cancel(impl::stop(impl_, std::string(signal_name), grace));
+}
+
+asio::awaitable<result<void>> task_executor::impl::stop(std::shared_ptr<impl> self,
+                                                        std::string signal_name_in,
+                                                        std::chrono::milliseconds grace) {
   auto signo = signal_from_name(signal_name_in);
   if (!signo)
     co_return make_error(errc::invalid_argument,
@@ -409,6 +448,11 @@ asio::awaitable<result<void>> task_executor::shutdown(std::string_view signal_na
     // shutdown goes on (bounded) for everyone else.
     asio::co_spawn(self->executor, self->run_shutdown(*signo, grace), [self](std::exception_ptr e) {
       if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          self->log(log_level::error, std::string("shutdown failed: ") + ex.what());
+        }
         self->shutdown_running = false;
         self->shutdown_result =
             make_error(errc::shutdown_incomplete, "shutdown failed with an internal error");
@@ -433,7 +477,9 @@ asio::awaitable<result<void>> task_executor::destroy() {
     co_return a.error();
   result<void> r;
   if (self->life.state() == task_state::running || self->life.state() == task_state::exited) {
-    r = co_await shutdown("SIGKILL", std::chrono::milliseconds{0});
+    r = co_await no_throw_on_cancel(impl::stop(self, "SIGKILL", std::chrono::milliseconds{0}));
+    if (!r && r.error().code == make_error_code(errc::operation_canceled))
+      co_return r;  // not destroyed: the caller gave up waiting
   }
   self->mark_destroyed();
   self->exited.reset();

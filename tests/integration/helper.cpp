@@ -1,17 +1,32 @@
-// taskexec-test-helper: a minimal embedded executor for tests that must kill
-// an executor: launches `sh -c SCRIPT` with the helper's own stdout, then
-// runs until killed.
+// taskexec-test-helper, two modes:
+//   taskexec-test-helper SCRIPT: a minimal embedded executor for tests that
+//     must kill an executor: launches `sh -c SCRIPT` with the helper's own
+//     stdout, then runs until killed.
+//   taskexec-test-helper --zombie-leader: the main thread exits while another
+//     thread runs on, so the process shows as a zombie yet is alive.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <iostream>
+#include <string>
+#include <thread>
 
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/task_executor.hpp"
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--zombie-leader") {
+    std::thread([] {
+      for (;;)
+        ::pause();
+    }).detach();
+    ::pthread_exit(nullptr);
+  }
   if (argc != 2) {
     std::cerr << "usage: taskexec-test-helper SCRIPT\n";
     return 2;

@@ -279,6 +279,18 @@ BOOST_AUTO_TEST_CASE(exec_failure_reports_errno) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(launch_leaves_the_callers_errno_alone) {
+  // The child shares our memory until exec; its errno must not leak into ours.
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    errno = 4242;
+    auto r = co_await t.launch(sh("exit 0"));
+    BOOST_TEST(errno == 4242);
+    BOOST_REQUIRE(r);
+    co_await t.wait();
+  });
+}
+
 BOOST_AUTO_TEST_CASE(unknown_user_and_invalid_commands) {
   run([]() -> asio::awaitable<void> {
     task_executor t(harness::get().reaper);

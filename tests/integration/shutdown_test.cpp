@@ -166,4 +166,48 @@ BOOST_AUTO_TEST_CASE(wait_returns_at_the_main_exit_not_the_grandchild) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(a_process_whose_main_thread_exited_is_still_killed) {
+  // It shows as 'Z' in /proc while its other thread runs: the sweep must
+  // SIGKILL it all the same.
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    std::vector<std::string> lines;
+    co_await launch_ready(t, out,
+                          std::string(TASKEXEC_TEST_HELPER) +
+                              " --zombie-leader & echo $!; echo ready; exec sleep 1000",
+                          &lines, 1);
+    const int leader = std::stoi(lines.at(0));
+    auto r = co_await t.shutdown("SIGTERM", 0ms);
+    BOOST_TEST(r.has_value(), (r ? "" : r.error().message));
+    BOOST_TEST(co_await wait_gone(leader, 5000ms));
+    BOOST_TEST(live_children().empty());
+    BOOST_TEST(zombie_children().empty());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(an_exited_tasks_sweep_leaves_other_tasks_orphans_alone) {
+  run([]() -> asio::awaitable<void> {
+    task_executor a(harness::get().reaper);
+    BOOST_REQUIRE(co_await a.launch(sh("exit 0")));
+    BOOST_TEST((co_await a.wait())->exit_code == 0);
+    BOOST_TEST((co_await a.shutdown("SIGTERM", 0ms)).has_value());
+
+    // B leaves an orphan that is re-parented to us.
+    task_executor b(harness::get().reaper);
+    pipe_reader out;
+    std::vector<std::string> lines;
+    co_await launch_ready(
+        b, out, "setsid sh -c 'sleep 1000 & echo $!' ; echo ready; exec sleep 1000", &lines, 1);
+    const int orphan = std::stoi(lines.at(0));
+    BOOST_REQUIRE(alive(orphan));
+
+    // Sweeping A again (destroy) must not take B's orphan.
+    BOOST_TEST((co_await a.destroy()).has_value());
+    BOOST_TEST(alive(orphan));
+    BOOST_TEST((co_await b.shutdown("SIGTERM", 0ms)).has_value());
+    BOOST_TEST(co_await wait_gone(orphan));
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

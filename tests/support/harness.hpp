@@ -176,12 +176,12 @@ inline asio::awaitable<bool> wait_total_reaped(std::uint64_t target,
   if (reaper.total_reaped() >= target)
     co_return true;
   asio::steady_timer timer(co_await asio::this_coro::executor, bound);
-  auto id = reaper.subscribe([&](int, int, bool) {
+  auto sub = reaper.subscribe([&](int, int, bool) {
     if (reaper.total_reaped() >= target)
       timer.cancel();
   });
   co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  reaper.unsubscribe(id);
+  sub.reset();
   co_return reaper.total_reaped() >= target;
 }
 

@@ -88,6 +88,32 @@ BOOST_AUTO_TEST_CASE(found_file_without_exec_bits_gets_them) {
   BOOST_TEST((st.st_mode & 07777) == 0755u);
 }
 
+BOOST_AUTO_TEST_CASE(host_files_are_never_made_executable) {
+  temp_dir td;
+  temp_dir host;
+  write_file(host.path / "secret", 0600);
+  write_file(host.path / "tool", 0600);
+  auto mode_of = [](const fs::path& p) {
+    struct stat st {};
+    ::stat(p.c_str(), &st);
+    return st.st_mode & 07777;
+  };
+  // An absolute host path is returned as it is (exec will say EACCES)...
+  BOOST_TEST(lookup_binary((host.path / "secret").string(), td.path.string(), "").value() ==
+             (host.path / "secret").string());
+  BOOST_TEST(mode_of(host.path / "secret") == 0600u);
+  // ... a PATH entry without execute bits is skipped, as a shell would ...
+  BOOST_TEST(!lookup_binary("tool", td.path.string(), host.path.string()).has_value());
+  BOOST_TEST(mode_of(host.path / "tool") == 0600u);
+  // ... and neither a symlink nor ".." inside the task dir reaches outside it.
+  fs::create_symlink(host.path / "secret", td.path / "secretlink-xyz");
+  BOOST_TEST(!lookup_binary("secretlink-xyz", td.path.string(), "").has_value());
+  BOOST_TEST(mode_of(host.path / "secret") == 0600u);
+  const auto up = "../" + host.path.filename().string() + "/secret";
+  BOOST_TEST(!lookup_binary(up, td.path.string(), "").has_value());
+  BOOST_TEST(mode_of(host.path / "secret") == 0600u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(user_lookup)

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <utility>
 
 namespace taskexec {
 
@@ -58,9 +59,35 @@ class child_reaper {
   void unwatch(int pid) noexcept;
   bool watching(int pid) const noexcept;
 
-  /// Subscribe to every reap; returns an id for `unsubscribe`.
-  std::uint64_t subscribe(reap_listener listener);
-  void unsubscribe(std::uint64_t id) noexcept;
+  struct impl;  // opaque
+
+  /// A subscription to every reap; unsubscribes when destroyed or reset,
+  /// and is safe to destroy after the reaper is gone.
+  class subscription {
+   public:
+    subscription() = default;
+    subscription(std::weak_ptr<impl> owner, std::uint64_t id) : owner_(std::move(owner)), id_(id) {}
+    subscription(subscription&& o) noexcept
+        : owner_(std::move(o.owner_)), id_(std::exchange(o.id_, 0)) {}
+    subscription& operator=(subscription&& o) noexcept {
+      if (this != &o) {
+        reset();
+        owner_ = std::move(o.owner_);
+        id_ = std::exchange(o.id_, 0);
+      }
+      return *this;
+    }
+    ~subscription() { reset(); }
+    void reset() noexcept;
+
+   private:
+    std::weak_ptr<impl> owner_;
+    std::uint64_t id_ = 0;
+  };
+
+  /// Call `listener` after every reap, until the subscription ends. The
+  /// listener may end subscriptions (its own too) while it runs.
+  [[nodiscard]] subscription subscribe(reap_listener listener);
 
   /// Children reaped that nobody watched (re-parented orphans, mostly).
   std::uint64_t orphans_reaped() const noexcept;
@@ -76,8 +103,6 @@ class child_reaper {
 
   /// The reaper of this process, or nullptr.
   static child_reaper* current() noexcept;
-
-  struct impl;  // opaque
 
  private:
   std::shared_ptr<impl> impl_;

@@ -13,7 +13,9 @@
 // Lifetime: the task_executor may be destroyed while operations are pending;
 // they then complete with errc::task_destroyed. Its destructor SIGKILLs a
 // still-running task and its process group (it cannot wait: call shutdown()
-// first for an orderly end). The child_reaper must outlive it.
+// first for an orderly end). The child_reaper must outlive it. Launch from a
+// thread that lives as long as the task: the kernel sends the task its
+// parent-death SIGKILL when the launching thread exits.
 //
 // Cancellation: wait() and shutdown() support terminal cancellation through
 // the awaiting coroutine's cancellation slot (e.g. asio awaitable_operators
@@ -78,8 +80,10 @@ class task_executor {
       std::string_view signal_name = "SIGINT",
       std::chrono::milliseconds grace = std::chrono::milliseconds{5000});
 
-  /// Shut down if needed (SIGKILL, no grace) and release everything; the
-  /// exit state is forgotten and every later operation fails task_destroyed.
+  /// Shut down if needed (SIGKILL, no grace; a shutdown already in progress
+  /// is joined instead) and release everything; the exit state is forgotten
+  /// and every later operation fails task_destroyed. When the caller is
+  /// cancelled first it returns errc::operation_canceled and destroys nothing.
   boost::asio::awaitable<result<void>> destroy();
 
   /// "2.0.0".

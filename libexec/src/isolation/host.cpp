@@ -12,6 +12,7 @@
 #include <charconv>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 
 #include "taskexec/validation.hpp"
 
@@ -163,10 +164,35 @@ result<std::string> lookup_binary(std::string_view cmd, std::string_view task_di
       path.remove_prefix(colon + 1);
     }
   }
+  // Only files of the task get execute bits added: a host binary (an
+  // absolute path outside task_dir, or one found in PATH) is never changed.
+  // Resolved through symlinks and "..", so a link or a relative path cannot
+  // make us chmod a file outside the task dir.
+  std::error_code fs_ec;
+  const auto task_root = task_dir.empty()
+                             ? std::filesystem::path()
+                             : std::filesystem::canonical(std::string(task_dir), fs_ec);
+  auto in_task_dir = [&](const std::string& c) {
+    if (task_root.empty())
+      return false;
+    std::error_code ec;
+    auto real = std::filesystem::canonical(c, ec);
+    if (ec)
+      return false;
+    auto rel = real.lexically_relative(task_root);
+    return !rel.empty() && *rel.begin() != "..";
+  };
   for (const auto& c : candidates) {
     struct stat st {};
     if (!is_regular(c, st))
       continue;
+    if ((st.st_mode & 0111) == 0 && !in_task_dir(c)) {
+      // Not executable and not ours to change: a PATH entry is skipped, as a
+      // shell would; an absolute path is returned and exec reports EACCES.
+      if (c.front() == '/' && c == cmd)
+        return c;
+      continue;
+    }
     // A file found in the task dir may arrive without execute bits (an
     // artifact unpacked 0600): make it executable, as Nomad does.
     if ((st.st_mode & 0111) == 0) {

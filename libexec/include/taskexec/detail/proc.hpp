@@ -35,14 +35,20 @@ std::vector<proc_stat> scan_processes();
 /// The current time in /proc start-time units (ticks since boot, CLOCK_BOOTTIME).
 std::uint64_t boot_ticks_now() noexcept;
 
-/// Which processes of `table` belong to a task whose main process is `task_pid`,
-/// started no earlier than `not_before_ticks`: members of its session or
-/// process group, every descendant of a member, and processes re-parented to
-/// `reaper_pid` listed in `adopted` (orphans attributed to this task). Each
-/// candidate must have started at or after `not_before_ticks` (guards pid
-/// reuse). The main process itself is included while it exists.
+/// Which processes of `table` belong to a task whose main process is
+/// `task_pid`, started at `task_start_ticks`:
+///  - the main process, while it exists;
+///  - members of its session or process group;
+///  - every descendant of a member, whatever session it moved to;
+///  - processes re-parented to `reaper_pid` listed in `adopted`.
+/// Pid reuse: once the main process has been reaped (`main_reaped`), a
+/// process holding `task_pid` is a new one; and the kernel recycles a pid
+/// only when no session or group uses it any more, so then nothing is seeded
+/// by pid, session or group. (Start times alone cannot tell: they have a
+/// resolution of one clock tick.) Every member must have started at or after
+/// `task_start_ticks`.
 std::vector<proc_stat> task_members(const std::vector<proc_stat>& table, int task_pid,
-                                    std::uint64_t not_before_ticks, int reaper_pid,
-                                    const std::vector<int>& adopted);
+                                    std::uint64_t task_start_ticks, bool main_reaped,
+                                    int reaper_pid, const std::vector<int>& adopted);
 
 }  // namespace taskexec::detail

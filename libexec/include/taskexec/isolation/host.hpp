@@ -10,11 +10,15 @@
 //  - stdin from /dev/null; stdout/stderr to the given files (append) or FIFOs,
 //    or to descriptors handed over by an embedding program;
 //  - binary lookup: task_dir/local/<cmd>, task_dir/<cmd>, an absolute host
-//    path, then PATH (the task's, else /usr/local/bin:/usr/bin:/bin); a found
-//    file without execute bits gets 0555 added;
+//    path, then PATH (the task's, else /usr/local/bin:/usr/bin:/bin); a file
+//    inside task_dir (resolved through symlinks) without execute bits gets
+//    0555 added; host files are never changed (a PATH entry without execute
+//    bits is skipped, an absolute one fails at exec with EACCES);
 //  - oom_score_adj = exec_command.oom_score_adj, never the executor's value;
 //  - PR_SET_PDEATHSIG(SIGKILL), set after the credential change (which would
-//    clear it), so the task dies with its executor;
+//    clear it), so the task dies with its executor. The kernel ties it to the
+//    *thread* that launched the task: launch from a thread that lives as long
+//    as the tasks (the io_context's thread);
 //  - every other descriptor closed (by the launcher, close_range).
 #pragma once
 
@@ -47,7 +51,7 @@ result<user_identity> lookup_user(std::string_view user);
 
 /// Binary lookup in the host strategy's order; errc::binary_not_found reads
 /// `binary "<cmd>" could not be found`. `path_env` is the PATH to search.
-/// Adds execute bits (0555) to a found file that lacks them.
+/// Adds execute bits (0555) to a found file inside task_dir that lacks them.
 result<std::string> lookup_binary(std::string_view cmd, std::string_view task_dir,
                                   std::string_view path_env);
 
