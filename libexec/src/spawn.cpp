@@ -7,9 +7,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
+
+#include "taskexec/detail/clone_launcher.hpp"
 
 namespace taskexec::detail {
 namespace {
@@ -42,23 +45,42 @@ class child_stack {
 };
 
 struct child_args {
-  const launch_plan* plan;
-  std::span<const std::unique_ptr<isolation_strategy>> strategies;
+  clone_launcher* launcher;
+  const char* exe;
+  const char* const* argv;
+  const char* const* envp;
+  bool (*setup)(void*) noexcept;
+  void* setup_context;
+  const int* keep;  // sorted descriptors to keep open (0..2, the whitelist, the error pipe)
+  std::size_t keep_count;
   int err_fd;
 };
 
-void copy_step(child_failure& f, const char* step) noexcept {
+void copy_step(child_failure& f, int error, const char* step) noexcept {
+  f.error = error;
   std::size_t i = 0;
   for (; step[i] != '\0' && i + 1 < f.step.size(); ++i)
     f.step[i] = step[i];
   f.step[i] = '\0';
 }
 
+// Close every descriptor not in the sorted `keep` list.
+bool close_others(const int* keep, std::size_t n) noexcept {
+  unsigned next = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    unsigned k = static_cast<unsigned>(keep[i]);
+    if (k > next && ::syscall(SYS_close_range, next, k - 1, 0u) != 0)
+      return false;
+    next = k + 1;
+  }
+  return ::syscall(SYS_close_range, next, ~0u, 0u) == 0;
+}
+
 // Runs in the child, on the private stack, sharing the parent's memory until
 // execve. Async-signal-safe only; every signal is blocked on entry.
 int child_main(void* arg) noexcept {
   const auto* a = static_cast<const child_args*>(arg);
-  child_failure f{};
+  child_failure& f = a->launcher->failure;
 
   // Default dispositions for every signal: handlers are the parent's code,
   // and SIG_IGN (SIGPIPE in a daemon, say) would survive exec.
@@ -69,73 +91,64 @@ int child_main(void* arg) noexcept {
       ::sigaction(s, &dfl, nullptr);  // EINVAL for glibc's internal ones
   }
 
-  for (const auto& s : a->strategies) {
-    if (!s->in_child(*a->plan, f))
-      goto failed;
-  }
-
-  // Close every descriptor but 0..2 and the error pipe (CLOEXEC, closed by exec).
-  if (a->err_fd > 3 &&
-      ::syscall(SYS_close_range, 3u, static_cast<unsigned>(a->err_fd - 1), 0u) != 0) {
-    f.error = errno;
-    copy_step(f, "close_range");
+  if (!a->setup(a->setup_context))
+    goto failed;
+  if (!close_others(a->keep, a->keep_count)) {
+    copy_step(f, errno, "close_range");
     goto failed;
   }
-  if (::syscall(SYS_close_range, static_cast<unsigned>(a->err_fd + 1), ~0u, 0u) != 0) {
-    f.error = errno;
-    copy_step(f, "close_range");
-    goto failed;
-  }
-
   {
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
   }
-  ::execve(a->plan->executable.c_str(), a->plan->argv.data(), a->plan->envp.data());
-  f.error = errno;
-  copy_step(f, "execve");
+  ::execve(a->exe, const_cast<char* const*>(a->argv), const_cast<char* const*>(a->envp));
+  copy_step(f, errno, "execve");
 
 failed:
   (void)!::write(a->err_fd, &f, sizeof f);
   ::_exit(127);
 }
 
-std::string describe(const launch_plan& plan, const child_failure& f) {
-  std::string step(f.step.data());
-  std::string what = step;
-  if (step == "execve")
-    what = "exec \"" + plan.executable + "\"";
-  if (step == "chdir")
-    what = "chdir \"" + plan.cwd + "\"";
-  return what + ": " + std::strerror(f.error);
-}
+// Our isolation strategies, as one Boost.Process v2 initializer.
+struct strategy_initializer {
+  const launch_plan& plan;
+  std::span<const std::unique_ptr<isolation_strategy>> strategies;
+
+  boost::system::error_code on_exec_setup(clone_launcher& l, const std::filesystem::path&,
+                                          const char* const*) const noexcept {
+    for (const auto& s : strategies) {
+      if (!s->in_child(plan, l.failure))
+        return {l.failure.error, boost::system::system_category()};
+    }
+    return {};
+  }
+};
 
 }  // namespace
 
-result<int> spawn(const launch_plan& plan,
-                  std::span<const std::unique_ptr<isolation_strategy>> strategies,
-                  int& failed_pid) {
+result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* argv,
+                                           child_setup_fn setup, void* context) {
   failed_pid = -1;
+  failure = child_failure{};
   thread_local child_stack stack;
   if (!stack.top())
     return make_system_error(ENOMEM, "mmap child stack");
 
   // The child shares our memory, errno included (it is this thread's TLS):
   // whatever the child's calls leave in it must not leak into ours.
-  const int saved_errno = errno;
   struct errno_restore {
     int value;
     ~errno_restore() { errno = value; }
-  } restore{saved_errno};
+  } restore{errno};
 
+  // The read end is made non-blocking below: after CLONE_VFORK returns, the
+  // child has either exec'd or written its report, so "no data" means
+  // success, even if a fork in another thread still holds the write end.
   int pipefd[2];
-  // The read end is non-blocking: after CLONE_VFORK returns, the child has
-  // either exec'd or written its report, so "no data" means success, even
-  // if a fork in another thread still holds a copy of the write end.
   if (::pipe2(pipefd, O_CLOEXEC) != 0)
     return make_system_error(errno, "pipe2");
-  // Keep the write end above 2 so the child's dup2 onto 0..2 cannot clobber it.
+  // Keep the write end above 2 so a dup2 onto 0..2 in the child cannot clobber it.
   if (pipefd[1] < 3) {
     int moved = ::fcntl(pipefd[1], F_DUPFD_CLOEXEC, 3);
     int saved = errno;
@@ -147,7 +160,12 @@ result<int> spawn(const launch_plan& plan,
     pipefd[1] = moved;
   }
 
-  child_args args{&plan, strategies, pipefd[1]};
+  std::vector<int> keep = fd_whitelist;  // 0..2 by default; initializers may add
+  keep.push_back(pipefd[1]);
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+
+  child_args args{this, exe, argv, env, setup, context, keep.data(), keep.size(), pipefd[1]};
 
   // Block every signal across clone: a handler running in the child would run
   // the parent's code on the parent's memory. The child restores an empty mask
@@ -155,18 +173,17 @@ result<int> spawn(const launch_plan& plan,
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  int pid = ::clone(child_main, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  int child = ::clone(child_main, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(pipefd[1]);
 
-  if (pid < 0) {
+  if (child < 0) {
     ::close(pipefd[0]);
     return make_system_error(clone_errno, "clone");
   }
+  pid = child;
 
-  // CLONE_VFORK: by now the child has exec'd (pipe closed: EOF) or failed
-  // (it wrote its failure and exited).
   child_failure f{};
   ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
   ssize_t n;
@@ -175,11 +192,31 @@ result<int> spawn(const launch_plan& plan,
   } while (n < 0 && errno == EINTR);
   ::close(pipefd[0]);
   if (n == 0 || (n < 0 && errno == EAGAIN))
-    return pid;
-  failed_pid = pid;
+    return child;
+  failed_pid = child;
   if (n != static_cast<ssize_t>(sizeof f))
-    return make_error(errc::launch_failed, "launch failed: short report from child");
-  return make_error(errc::launch_failed, describe(plan, f));
+    return make_error(errc::launch_failed, "launch failed: short report from the child");
+  std::string step(f.step.data());
+  std::string what = step;
+  if (step == "execve")
+    what = "exec \"" + std::string(exe) + "\"";
+  return make_error(errc::launch_failed, what + ": " + std::strerror(f.error));
+}
+
+result<int> spawn(const launch_plan& plan,
+                  std::span<const std::unique_ptr<isolation_strategy>> strategies,
+                  int& failed_pid) {
+  clone_launcher launcher;
+  launcher.env = plan.envp.data();
+  auto r =
+      launcher.launch(plan.executable, plan.argv.data(), strategy_initializer{plan, strategies});
+  failed_pid = launcher.failed_pid;
+  if (!r && r.error().message.rfind("chdir:", 0) == 0) {
+    // Name the directory: the child only knows the step.
+    return make_error(errc::launch_failed,
+                      "chdir \"" + plan.cwd + "\"" + r.error().message.substr(5));
+  }
+  return r;
 }
 
 }  // namespace taskexec::detail

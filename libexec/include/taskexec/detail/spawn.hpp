@@ -1,15 +1,6 @@
-// The launcher: clone(CLONE_VM | CLONE_VFORK) on a private stack, the same
-// technique as posix_spawn, so a launch costs no page-table copy of the
-// executor. The child runs each strategy's `in_child`, closes every other
-// descriptor (close_range), restores default signal dispositions and an empty
-// mask, and execs. Failure of any child step or of exec comes back through a
-// CLOEXEC pipe as {errno, step}.
-//
-// It follows Boost.Process v2's launcher protocol (initializers with on_setup
-// / on_exec_setup / on_error / on_success hooks) with strategies as the
-// initializers; Boost's stock launchers are not used because they call
-// io_context::notify_fork in the child (allocation and locks between fork and
-// exec) and create a pidfd per process that the reaper does not need.
+// spawn: launch a prepared plan through the isolation strategies, with
+// clone_launcher (a Boost.Process v2 launcher, see clone_launcher.hpp) and
+// the strategies as one v2 initializer.
 #pragma once
 
 #include <memory>

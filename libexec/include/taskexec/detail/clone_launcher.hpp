@@ -1,0 +1,132 @@
+// clone_launcher: a Boost.Process v2 launcher (it derives from
+// boost::process::v2::posix::default_launcher and drives initializers through
+// v2's hooks, so stock v2 initializers such as process_start_dir or
+// process_environment work with it) that launches the way posix_spawn does:
+//  - clone(CLONE_VM | CLONE_VFORK) on a private stack: no page-table copy of
+//    the executor, and the parent resumes once the child has exec'd or failed;
+//  - no io_context::notify_fork in the child (the stock launchers call it,
+//    and it allocates and takes locks between fork and exec);
+//  - every descriptor but 0..2 and `fd_whitelist` closed with close_range;
+//  - default dispositions for every signal and an empty mask before exec;
+//  - a failure in an initializer's on_exec_setup, or in exec, is reported
+//    through a CLOEXEC pipe as {errno, step};
+//  - the pid is returned as it is: no basic_process (and no pidfd) is made,
+//    because the child_reaper does all waiting.
+//
+// Hooks, as in Boost.Process v2: on_setup (parent, before the clone; may
+// allocate), on_exec_setup (child; async-signal-safe only), on_error and
+// on_success (parent, after). The child shares the parent's memory until
+// exec: the only parent memory it writes is `failure`.
+//
+// Including this header needs BOOST_PROCESS_USE_STD_FS (paths are
+// std::filesystem::path), as the library is built with it.
+#pragma once
+
+#ifndef BOOST_PROCESS_USE_STD_FS
+#error "taskexec's launcher uses Boost.Process v2 with std::filesystem: define BOOST_PROCESS_USE_STD_FS"
+#endif
+
+// Boost 1.81's default_launcher.hpp uses boost::optional and boost::decay
+// without including them.
+#include <boost/optional.hpp>
+#include <boost/type_traits/decay.hpp>
+// clang-format off
+#include <boost/process/v2/posix/default_launcher.hpp>
+// clang-format on
+
+#include <filesystem>
+#include <tuple>
+
+#include "taskexec/error.hpp"
+#include "taskexec/isolation/launch_plan.hpp"
+
+namespace taskexec::detail {
+
+class clone_launcher : public boost::process::v2::posix::default_launcher {
+ public:
+  /// Written by the child when a step fails (then also sent through the pipe).
+  child_failure failure{};
+  /// After a child-side failure: the pid of the child, which has exited and
+  /// must still be reaped (claim it from the child_reaper).
+  int failed_pid = -1;
+
+  /// Launch `exe` with `argv` (nullptr-terminated, argv[0] included) and the
+  /// environment `env` (a default_launcher member; an initializer such as
+  /// process_environment may set it). Returns the pid, or an error naming the
+  /// step ("setgid: Operation not permitted", "exec \"/x\": ...").
+  template <class... Inits>
+  result<int> launch(const std::filesystem::path& exe, const char* const* argv, Inits&&... inits);
+
+ private:
+  using child_setup_fn = bool (*)(void* context) noexcept;
+  result<int> clone_and_exec(const char* exe, const char* const* argv, child_setup_fn setup, void* context);
+
+  template <class Init>
+  static bool exec_setup_one(clone_launcher& l, const std::filesystem::path& exe, const char* const* argv,
+                             Init& init) noexcept {
+    if constexpr (requires { init.on_exec_setup(l, exe, argv); }) {
+      auto ec = init.on_exec_setup(l, exe, argv);
+      if (ec) {
+        if (l.failure.step[0] == '\0')
+          l.fail_step(ec.value(), "initializer");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void fail_step(int error, const char* step) noexcept {
+    failure.error = error;
+    std::size_t i = 0;
+    for (; step[i] != '\0' && i + 1 < failure.step.size(); ++i)
+      failure.step[i] = step[i];
+    failure.step[i] = '\0';
+  }
+};
+
+template <class... Inits>
+result<int> clone_launcher::launch(const std::filesystem::path& exe, const char* const* argv, Inits&&... inits) {
+  const char* const* args = argv;
+  boost::system::error_code ec;
+  auto setup_one = [&](auto& init) {
+    if (ec)
+      return;
+    if constexpr (requires { init.on_setup(*this, exe, args); })
+      ec = init.on_setup(*this, exe, args);
+  };
+  (setup_one(inits), ...);
+  auto error_one = [&](auto& init, const boost::system::error_code& e) {
+    if constexpr (requires { init.on_error(*this, exe, args, e); })
+      init.on_error(*this, exe, args, e);
+  };
+  if (ec) {
+    (error_one(inits, ec), ...);
+    return make_system_error(ec.value(), "launch setup");
+  }
+
+  struct context {
+    clone_launcher* self;
+    const std::filesystem::path* exe;
+    const char* const* args;
+    std::tuple<std::remove_reference_t<Inits>&...> inits;
+  } ctx{this, &exe, args, std::tie(inits...)};
+  child_setup_fn setup = [](void* p) noexcept -> bool {
+    auto* c = static_cast<context*>(p);
+    return std::apply([&](auto&... i) { return (exec_setup_one(*c->self, *c->exe, c->args, i) && ...); },
+                      c->inits);
+  };
+
+  auto r = clone_and_exec(exe.c_str(), args, setup, &ctx);
+  if (!r) {
+    (error_one(inits, r.error().code), ...);
+    return r;
+  }
+  auto success_one = [&](auto& init) {
+    if constexpr (requires { init.on_success(*this, exe, args); })
+      init.on_success(*this, exe, args);
+  };
+  (success_one(inits), ...);
+  return r;
+}
+
+}  // namespace taskexec::detail

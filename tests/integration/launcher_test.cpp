@@ -1,0 +1,111 @@
+// clone_launcher is a Boost.Process v2 launcher: stock v2 initializers work
+// with it, and every hook runs where v2 says it runs.
+#include <boost/test/unit_test.hpp>
+
+#include "harness.hpp"
+// clang-format off
+#include "taskexec/detail/clone_launcher.hpp"  // first: it mends Boost 1.81's v2 includes
+#include <boost/process/v2/start_dir.hpp>
+// clang-format on
+
+using namespace test_support;
+using namespace taskexec;
+namespace bp = boost::process::v2;
+
+namespace {
+
+// Records which hooks ran; on_exec_setup runs in the child and may only
+// dup2 (the test reads what the child wrote to the pipe).
+struct recorder {
+  int stdout_fd = -1;
+  bool fail_setup = false;
+  int setups = 0, errors = 0, successes = 0;
+
+  boost::system::error_code on_setup(detail::clone_launcher&, const std::filesystem::path&, const char* const*) {
+    ++setups;
+    if (fail_setup)
+      return {EINVAL, boost::system::system_category()};
+    return {};
+  }
+  boost::system::error_code on_exec_setup(detail::clone_launcher&, const std::filesystem::path&,
+                                          const char* const*) const noexcept {
+    if (::dup2(stdout_fd, 1) < 0)
+      return {errno, boost::system::system_category()};
+    return {};
+  }
+  void on_error(detail::clone_launcher&, const std::filesystem::path&, const char* const*,
+                const boost::system::error_code&) {
+    ++errors;
+  }
+  void on_success(detail::clone_launcher&, const std::filesystem::path&, const char* const*) { ++successes; }
+};
+
+asio::awaitable<int> exit_status_of(int pid) {
+  int status = -1;
+  asio::steady_timer done(co_await asio::this_coro::executor, 30s);
+  harness::get().reaper.watch(pid, [&](int, int s) {
+    status = s;
+    done.cancel();
+  });
+  co_await done.async_wait(asio::as_tuple(asio::use_awaitable));
+  co_return status;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(boost_process_launcher)
+
+BOOST_AUTO_TEST_CASE(stock_v2_initializers_work) {
+  run([]() -> asio::awaitable<void> {
+    pipe_reader out;
+    recorder rec{out.write_fd()};
+    const char* argv[] = {"sh", "-c", "pwd; echo $GREETING", nullptr};
+    const char* envp[] = {"GREETING=hi", nullptr};
+    detail::clone_launcher launcher;
+    launcher.env = envp;
+    auto r = launcher.launch("/bin/sh", argv, rec, bp::process_start_dir("/tmp"));
+    BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+    out.close_write();
+    BOOST_TEST(rec.setups == 1);
+    BOOST_TEST(rec.successes == 1);
+    BOOST_TEST(rec.errors == 0);
+    BOOST_TEST(co_await out.rest() == "/tmp\nhi\n");
+    BOOST_TEST(co_await exit_status_of(*r) == 0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_initializer_in_the_child_is_reported) {
+  run([]() -> asio::awaitable<void> {
+    pipe_reader out;
+    recorder rec{out.write_fd()};
+    const char* argv[] = {"true", nullptr};
+    detail::clone_launcher launcher;
+    auto r = launcher.launch("/bin/true", argv, rec, bp::process_start_dir("/nonexistent-dir-xyz"));
+    BOOST_REQUIRE(!r);
+    BOOST_TEST(r.error().code == make_error_code(errc::launch_failed));
+    BOOST_TEST(r.error().message == "initializer: No such file or directory");
+    BOOST_TEST(rec.errors == 1);
+    BOOST_TEST(rec.successes == 0);
+    BOOST_REQUIRE(launcher.failed_pid > 0);
+    BOOST_TEST(co_await exit_status_of(launcher.failed_pid) == 127 << 8);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_setup_never_clones) {
+  run([]() -> asio::awaitable<void> {
+    const auto reaped = harness::get().reaper.total_reaped();
+    recorder rec;
+    rec.fail_setup = true;
+    const char* argv[] = {"true", nullptr};
+    detail::clone_launcher launcher;
+    auto r = launcher.launch("/bin/true", argv, rec);
+    BOOST_REQUIRE(!r);
+    BOOST_TEST(r.error().message == "launch setup: Invalid argument");
+    BOOST_TEST(rec.errors == 1);
+    BOOST_TEST(launcher.failed_pid == -1);
+    BOOST_TEST(harness::get().reaper.total_reaped() == reaped);
+    co_return;
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
