@@ -21,7 +21,8 @@ struct recorder {
   bool fail_setup = false;
   int setups = 0, errors = 0, successes = 0;
 
-  boost::system::error_code on_setup(detail::clone_launcher&, const std::filesystem::path&, const char* const*) {
+  boost::system::error_code on_setup(detail::clone_launcher&, const std::filesystem::path&,
+                                     const char* const*) {
     ++setups;
     if (fail_setup)
       return {EINVAL, boost::system::system_category()};
@@ -37,19 +38,34 @@ struct recorder {
                 const boost::system::error_code&) {
     ++errors;
   }
-  void on_success(detail::clone_launcher&, const std::filesystem::path&, const char* const*) { ++successes; }
+  void on_success(detail::clone_launcher&, const std::filesystem::path&, const char* const*) {
+    ++successes;
+  }
 };
 
-asio::awaitable<int> exit_status_of(int pid) {
-  int status = -1;
-  asio::steady_timer done(co_await asio::this_coro::executor, 30s);
-  harness::get().reaper.watch(pid, [&](int, int s) {
-    status = s;
-    done.cancel();
-  });
-  co_await done.async_wait(asio::as_tuple(asio::use_awaitable));
-  co_return status;
-}
+// Claim a child from the reaper right after the launch (before any
+// suspension, or the reaper may take it as an orphan); await its status later.
+class exit_watch {
+ public:
+  explicit exit_watch(int pid)
+      : timer_(harness::get().io, std::chrono::steady_clock::time_point::max()) {
+    harness::get().reaper.watch(pid, [this](int, int s) {
+      status_ = s;
+      timer_.cancel();
+    });
+  }
+  asio::awaitable<int> status() {
+    if (status_ == -1) {
+      timer_.expires_after(30s);
+      co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    co_return status_;
+  }
+
+ private:
+  asio::steady_timer timer_;
+  int status_ = -1;
+};
 
 }  // namespace
 
@@ -65,12 +81,13 @@ BOOST_AUTO_TEST_CASE(stock_v2_initializers_work) {
     launcher.env = envp;
     auto r = launcher.launch("/bin/sh", argv, rec, bp::process_start_dir("/tmp"));
     BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+    exit_watch exited(*r);
     out.close_write();
     BOOST_TEST(rec.setups == 1);
     BOOST_TEST(rec.successes == 1);
     BOOST_TEST(rec.errors == 0);
     BOOST_TEST(co_await out.rest() == "/tmp\nhi\n");
-    BOOST_TEST(co_await exit_status_of(*r) == 0);
+    BOOST_TEST(co_await exited.status() == 0);
   });
 }
 
@@ -82,12 +99,13 @@ BOOST_AUTO_TEST_CASE(a_failing_initializer_in_the_child_is_reported) {
     detail::clone_launcher launcher;
     auto r = launcher.launch("/bin/true", argv, rec, bp::process_start_dir("/nonexistent-dir-xyz"));
     BOOST_REQUIRE(!r);
+    BOOST_REQUIRE(launcher.failed_pid > 0);
+    exit_watch exited(launcher.failed_pid);
     BOOST_TEST(r.error().code == make_error_code(errc::launch_failed));
     BOOST_TEST(r.error().message == "initializer: No such file or directory");
     BOOST_TEST(rec.errors == 1);
     BOOST_TEST(rec.successes == 0);
-    BOOST_REQUIRE(launcher.failed_pid > 0);
-    BOOST_TEST(co_await exit_status_of(launcher.failed_pid) == 127 << 8);
+    BOOST_TEST(co_await exited.status() == 127 << 8);
   });
 }
 

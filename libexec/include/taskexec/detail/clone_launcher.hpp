@@ -23,7 +23,8 @@
 #pragma once
 
 #ifndef BOOST_PROCESS_USE_STD_FS
-#error "taskexec's launcher uses Boost.Process v2 with std::filesystem: define BOOST_PROCESS_USE_STD_FS"
+#error \
+    "taskexec's launcher uses Boost.Process v2 with std::filesystem: define BOOST_PROCESS_USE_STD_FS"
 #endif
 
 // Boost 1.81's default_launcher.hpp uses boost::optional and boost::decay
@@ -59,11 +60,12 @@ class clone_launcher : public boost::process::v2::posix::default_launcher {
 
  private:
   using child_setup_fn = bool (*)(void* context) noexcept;
-  result<int> clone_and_exec(const char* exe, const char* const* argv, child_setup_fn setup, void* context);
+  result<int> clone_and_exec(const char* exe, const char* const* argv, child_setup_fn setup,
+                             void* context);
 
   template <class Init>
-  static bool exec_setup_one(clone_launcher& l, const std::filesystem::path& exe, const char* const* argv,
-                             Init& init) noexcept {
+  static bool exec_setup_one(clone_launcher& l, const std::filesystem::path& exe,
+                             const char* const* argv, Init& init) noexcept {
     if constexpr (requires { init.on_exec_setup(l, exe, argv); }) {
       auto ec = init.on_exec_setup(l, exe, argv);
       if (ec) {
@@ -85,7 +87,8 @@ class clone_launcher : public boost::process::v2::posix::default_launcher {
 };
 
 template <class... Inits>
-result<int> clone_launcher::launch(const std::filesystem::path& exe, const char* const* argv, Inits&&... inits) {
+result<int> clone_launcher::launch(const std::filesystem::path& exe, const char* const* argv,
+                                   Inits&&... inits) {
   const char* const* args = argv;
   boost::system::error_code ec;
   auto setup_one = [&](auto& init) {
@@ -112,8 +115,9 @@ result<int> clone_launcher::launch(const std::filesystem::path& exe, const char*
   } ctx{this, &exe, args, std::tie(inits...)};
   child_setup_fn setup = [](void* p) noexcept -> bool {
     auto* c = static_cast<context*>(p);
-    return std::apply([&](auto&... i) { return (exec_setup_one(*c->self, *c->exe, c->args, i) && ...); },
-                      c->inits);
+    return std::apply(
+        [&](auto&... i) { return (exec_setup_one(*c->self, *c->exe, c->args, i) && ...); },
+        c->inits);
   };
 
   auto r = clone_and_exec(exe.c_str(), args, setup, &ctx);
