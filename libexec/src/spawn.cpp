@@ -14,6 +14,16 @@
 
 #include "taskexec/detail/clone_launcher.hpp"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define TASKEXEC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define TASKEXEC_ASAN 1
+#endif
+#endif
+
 namespace taskexec::detail {
 namespace {
 
@@ -38,6 +48,14 @@ class child_stack {
   child_stack(const child_stack&) = delete;
   child_stack& operator=(const child_stack&) = delete;
   void* top() const noexcept { return base_ ? base_ + guard + size : nullptr; }
+  /// Under AddressSanitizer: the last child left its frames poisoned in the
+  /// (shared) shadow memory when it exec'd or exited; clear them for reuse.
+  void unpoison() noexcept {
+#ifdef TASKEXEC_ASAN
+    if (base_)
+      __asan_unpoison_memory_region(base_ + guard, size);
+#endif
+  }
 
  private:
   static constexpr std::size_t guard = 4096;
@@ -134,6 +152,7 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   thread_local child_stack stack;
   if (!stack.top())
     return make_system_error(ENOMEM, "mmap child stack");
+  stack.unpoison();
 
   // The child shares our memory, errno included (it is this thread's TLS):
   // whatever the child's calls leave in it must not leak into ours.
