@@ -141,8 +141,9 @@ std::uint64_t boot_ticks_now() noexcept {
 }
 
 std::vector<proc_stat> task_members(const std::vector<proc_stat>& table, int task_pid,
-                                    std::uint64_t task_start_ticks, bool main_reaped,
-                                    int reaper_pid, const std::vector<int>& adopted) {
+                                    std::uint64_t task_start_ticks,
+                                    std::optional<std::uint64_t> reaped_ticks, int reaper_pid,
+                                    const std::vector<int>& adopted) {
   std::unordered_set<int> adopted_set(adopted.begin(), adopted.end());
   std::unordered_multimap<int, const proc_stat*> children;
   std::vector<const proc_stat*> queue;
@@ -150,14 +151,16 @@ std::vector<proc_stat> task_members(const std::vector<proc_stat>& table, int tas
   bool recycled = false;
   for (const auto& p : table) {
     children.emplace(p.ppid, &p);
-    if (p.pid == task_pid && (main_reaped || p.start_ticks != task_start_ticks))
+    if (p.pid == task_pid && (reaped_ticks || p.start_ticks != task_start_ticks))
       recycled = true;
   }
   for (const auto& p : table) {
     if (p.start_ticks < task_start_ticks)
       continue;
-    bool seed = (!recycled && (p.pid == task_pid || p.session == task_pid || p.pgrp == task_pid)) ||
-                (p.ppid == reaper_pid && adopted_set.contains(p.pid));
+    const bool by_id = !recycled &&
+                       (p.pid == task_pid || p.session == task_pid || p.pgrp == task_pid) &&
+                       (!reaped_ticks || p.start_ticks < *reaped_ticks);
+    const bool seed = by_id || (p.ppid == reaper_pid && adopted_set.contains(p.pid));
     if (seed && member.insert(p.pid).second)
       queue.push_back(&p);
   }

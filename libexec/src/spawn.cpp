@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -82,16 +83,31 @@ void copy_step(child_failure& f, int error, const char* step) noexcept {
   f.step[i] = '\0';
 }
 
-// Close every descriptor not in the sorted `keep` list.
+// Close descriptors first..last (close_range; a loop on kernels before 5.9).
+bool close_span(unsigned first, unsigned last) noexcept {
+  if (::syscall(SYS_close_range, first, last, 0u) == 0)
+    return true;
+  if (errno != ENOSYS)
+    return false;
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      rl.rlim_cur - 1 < last)
+    last = static_cast<unsigned>(rl.rlim_cur - 1);
+  for (unsigned fd = first; fd <= last && fd >= first; ++fd)
+    ::close(static_cast<int>(fd));
+  return true;
+}
+
+// Close every descriptor not in the sorted, non-negative `keep` list.
 bool close_others(const int* keep, std::size_t n) noexcept {
   unsigned next = 0;
   for (std::size_t i = 0; i < n; ++i) {
     unsigned k = static_cast<unsigned>(keep[i]);
-    if (k > next && ::syscall(SYS_close_range, next, k - 1, 0u) != 0)
+    if (k > next && !close_span(next, k - 1))
       return false;
     next = k + 1;
   }
-  return ::syscall(SYS_close_range, next, ~0u, 0u) == 0;
+  return close_span(next, ~0u);
 }
 
 // Runs in the child, on the private stack, sharing the parent's memory until
@@ -136,8 +152,11 @@ struct strategy_initializer {
   boost::system::error_code on_exec_setup(clone_launcher& l, const std::filesystem::path&,
                                           const char* const*) const noexcept {
     for (const auto& s : strategies) {
-      if (!s->in_child(plan, l.failure))
+      if (!s->in_child(plan, l.failure)) {
+        if (l.failure.error == 0)
+          l.failure.error = EINVAL;  // a failure must never read as success
         return {l.failure.error, boost::system::system_category()};
+      }
     }
     return {};
   }
@@ -164,12 +183,20 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   // The read end is made non-blocking below: after CLONE_VFORK returns, the
   // child has either exec'd or written its report, so "no data" means
   // success, even if a fork in another thread still holds the write end.
+  int highest_kept = 2;
+  for (int fd : fd_whitelist) {
+    if (fd < 0)
+      return make_system_error(EINVAL, "fd_whitelist holds " + std::to_string(fd));
+    highest_kept = std::max(highest_kept, fd);
+  }
+
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0)
     return make_system_error(errno, "pipe2");
-  // Keep the write end above 2 so a dup2 onto 0..2 in the child cannot clobber it.
-  if (pipefd[1] < 3) {
-    int moved = ::fcntl(pipefd[1], F_DUPFD_CLOEXEC, 3);
+  // Keep the write end above every descriptor the child keeps or is given
+  // (0..2 and the whitelist), so no dup2 in the child can clobber it.
+  if (pipefd[1] <= highest_kept) {
+    int moved = ::fcntl(pipefd[1], F_DUPFD_CLOEXEC, highest_kept + 1);
     int saved = errno;
     ::close(pipefd[1]);
     if (moved < 0) {

@@ -104,6 +104,7 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   std::vector<std::unique_ptr<isolation_strategy>> strategies;
   int pid = 0;
   std::uint64_t start_ticks = 0;
+  std::optional<std::uint64_t> reaped_ticks;  // when the main process was reaped
   std::optional<process_state> exited;
   bool counted_live = false;
 
@@ -112,6 +113,7 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   // One shutdown at a time; concurrent callers share its result.
   bool shutdown_running = false;
   condition shutdown_cond;
+  condition sweep_cond;  // a reap happened (or the executor was destroyed)
   std::optional<result<void>> shutdown_result;
 
   // Orphans (children re-parented to us) attributed to this task.
@@ -136,6 +138,12 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   static asio::awaitable<result<void>> stop(std::shared_ptr<impl> self, std::string signal_name,
                                             std::chrono::milliseconds grace);
   void mark_destroyed();
+  void teardown() {
+    for (auto& s : strategies) {
+      if (auto r = s->teardown(); !r)
+        log(log_level::warning, "teardown " + std::string(s->name()) + ": " + r.error().message);
+    }
+  }
 };
 
 result<process_state> task_executor::impl::do_launch(exec_command cmd) {
@@ -207,6 +215,7 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
 }
 
 void task_executor::impl::on_exit(int status) {
+  reaped_ticks = detail::boot_ticks_now();
   exited = decode_status(pid, status);
   if (life.state() == task_state::running)
     life.on(task_event::process_exited);
@@ -232,7 +241,7 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
     if ((counted_live && g_live_tasks == 1) || known_members.contains({p.pid, p.start_ticks}))
       adopted.push_back(p.pid);
   }
-  found = detail::task_members(table, pid, start_ticks, exited.has_value(), me, adopted);
+  found = detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted);
   if (!found.empty() && detail::log_enabled(log_level::debug)) {
     std::string list;
     for (const auto& m : found)
@@ -262,7 +271,9 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
   shutdown_fsm machine(signo, grace, exited.has_value());
 
   // Every reap may be the last process of the task: wake the sweep.
-  condition reaped_cond;
+  // Notified on every reap, and by mark_destroyed so a destroyed executor's
+  // sweep stops at once.
+  condition& reaped_cond = sweep_cond;
   child_reaper::subscription sub =
       reaper.subscribe([&reaped_cond](int, int, bool) { reaped_cond.notify_all(); });
   std::uint64_t reaps_seen = 0;
@@ -337,10 +348,7 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
     shutdown_result = make_error(errc::shutdown_incomplete, msg);
   } else {
     set_live(false);
-    for (auto& s : strategies) {
-      if (auto r = s->teardown(); !r)
-        log(log_level::warning, "teardown " + std::string(s->name()) + ": " + r.error().message);
-    }
+    teardown();
     shutdown_result = result<void>{};
   }
   shutdown_running = false;
@@ -352,8 +360,10 @@ void task_executor::impl::mark_destroyed() {
     return;
   life.on(task_event::destroyed);
   set_live(false);
+  teardown();  // idempotent: also after a completed shutdown
   exit_cond.notify_all();
   shutdown_cond.notify_all();
+  sweep_cond.notify_all();
 }
 
 task_executor::task_executor(child_reaper& reaper, task_executor_options options)

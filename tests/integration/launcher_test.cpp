@@ -35,9 +35,11 @@ struct recorder {
     return {};
   }
   void on_error(detail::clone_launcher&, const std::filesystem::path&, const char* const*,
-                const boost::system::error_code&) {
+                const boost::system::error_code& ec) {
     ++errors;
+    last_error = ec;
   }
+  boost::system::error_code last_error;
   void on_success(detail::clone_launcher&, const std::filesystem::path&, const char* const*) {
     ++successes;
   }
@@ -122,6 +124,63 @@ BOOST_AUTO_TEST_CASE(a_failing_setup_never_clones) {
     BOOST_TEST(rec.errors == 1);
     BOOST_TEST(launcher.failed_pid == -1);
     BOOST_TEST(harness::get().reaper.total_reaped() == reaped);
+    co_return;
+  });
+}
+
+// Claims a descriptor number in on_setup (as Boost's bind_fd does) and dup2s
+// onto it in the child.
+struct claim_fd {
+  int target;
+  int source;
+  boost::system::error_code on_setup(detail::clone_launcher& l, const std::filesystem::path&,
+                                     const char* const*) {
+    l.fd_whitelist.push_back(target);
+    return {};
+  }
+  boost::system::error_code on_exec_setup(detail::clone_launcher&, const std::filesystem::path&,
+                                          const char* const*) const noexcept {
+    if (::dup2(source, target) < 0)
+      return {errno, boost::system::system_category()};
+    return {};
+  }
+};
+
+BOOST_AUTO_TEST_CASE(exec_failure_is_reported_whatever_the_initializers_dup2_onto) {
+  run([]() -> asio::awaitable<void> {
+    // The number the error pipe's write end would get: an initializer
+    // dup2()ing onto it must not hide the child's report.
+    int probe[2];
+    BOOST_REQUIRE(::pipe2(probe, O_CLOEXEC) == 0);
+    ::close(probe[0]);
+    ::close(probe[1]);
+    int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    BOOST_REQUIRE(devnull >= 0);
+    recorder rec{devnull};
+    const char* argv[] = {"missing", nullptr};
+    detail::clone_launcher launcher;
+    auto r = launcher.launch("/nonexistent-binary-xyz", argv, rec, claim_fd{probe[1], devnull});
+    ::close(devnull);
+    BOOST_REQUIRE(!r);
+    BOOST_REQUIRE(launcher.failed_pid > 0);
+    exit_watch exited(launcher.failed_pid);
+    BOOST_TEST(r.error().message == "exec \"/nonexistent-binary-xyz\": No such file or directory");
+    // Initializers see the errno, not our code.
+    BOOST_TEST(rec.last_error ==
+               boost::system::error_code(ENOENT, boost::system::system_category()));
+    BOOST_TEST(co_await exited.status() == 127 << 8);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_negative_whitelisted_descriptor_is_refused) {
+  run([]() -> asio::awaitable<void> {
+    const char* argv[] = {"true", nullptr};
+    detail::clone_launcher launcher;
+    launcher.fd_whitelist.push_back(-1);
+    auto r = launcher.launch("/bin/true", argv);
+    BOOST_REQUIRE(!r);
+    BOOST_TEST(r.error().message == "fd_whitelist holds -1: Invalid argument");
+    BOOST_TEST(launcher.failed_pid == -1);
     co_return;
   });
 }

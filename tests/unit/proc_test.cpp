@@ -80,17 +80,17 @@ BOOST_AUTO_TEST_CASE(members_follow_session_group_tree_and_adoption) {
           stat_line(206, "old", 'S', 1, 200, 200, 5)),  // in the session but older: pid reuse
       *parse_proc_stat(stat_line(207, "zombie", 'Z', 201, 200, 200, 56)),
   };
-  auto m = task_members(table, 200, 50, false, 100, {204});
+  auto m = task_members(table, 200, 50, std::nullopt, 100, {204});
   BOOST_TEST(pids(m) == (std::vector<int>{200, 201, 202, 203, 204, 207}),
              boost::test_tools::per_element());
   // Without adoption the daemon is not claimed.
-  BOOST_TEST(pids(task_members(table, 200, 50, false, 100, {})) ==
+  BOOST_TEST(pids(task_members(table, 200, 50, std::nullopt, 100, {})) ==
                  (std::vector<int>{200, 201, 202, 203, 207}),
              boost::test_tools::per_element());
   // After the main process is gone, its session and group still identify members.
   std::vector<proc_stat> after(table.begin(), table.end());
   after.erase(after.begin() + 2);
-  BOOST_TEST(pids(task_members(after, 200, 50, true, 100, {})) == (std::vector<int>{201, 207}),
+  BOOST_TEST(pids(task_members(after, 200, 50, 100, 100, {})) == (std::vector<int>{201, 207}),
              boost::test_tools::per_element());
 }
 
@@ -103,11 +103,25 @@ BOOST_AUTO_TEST_CASE(a_recycled_main_pid_seeds_nothing) {
       *parse_proc_stat(stat_line(201, "its-child", 'S', 200, 200, 200, 91)),
       *parse_proc_stat(stat_line(204, "daemon", 'S', 100, 204, 204, 60)),
   };
-  BOOST_TEST(task_members(table, 200, 50, true, 100, {}).empty());
+  BOOST_TEST(task_members(table, 200, 50, 80, 100, {}).empty());
   // Even when it started in the same clock tick as the old task.
-  BOOST_TEST(task_members(table, 200, 90, true, 100, {}).empty());
+  BOOST_TEST(task_members(table, 200, 90, 80, 100, {}).empty());
   // Adopted orphans still count: they are re-parented to us, not found by pid.
-  BOOST_TEST(pids(task_members(table, 200, 50, true, 100, {204})) == (std::vector<int>{204}),
+  BOOST_TEST(pids(task_members(table, 200, 50, 80, 100, {204})) == (std::vector<int>{204}),
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(a_recycled_and_released_pid_leaves_a_strangers_session) {
+  // The task (pid 200) was reaped at tick 80; a stranger got pid 200, started
+  // `sleep` (session 200) and exited: nobody holds 200, but session 200 is
+  // not the task's any more. Processes of the task's own session that started
+  // before the reap are still seeded.
+  const std::vector<proc_stat> table = {
+      *parse_proc_stat(stat_line(100, "executor", 'S', 1, 100, 100, 10)),
+      *parse_proc_stat(stat_line(300, "strangers-sleep", 'S', 1, 200, 200, 95)),
+      *parse_proc_stat(stat_line(301, "tasks-own", 'S', 1, 200, 200, 60)),
+  };
+  BOOST_TEST(pids(task_members(table, 200, 50, 80, 100, {})) == (std::vector<int>{301}),
              boost::test_tools::per_element());
 }
 

@@ -166,41 +166,52 @@ result<std::string> lookup_binary(std::string_view cmd, std::string_view task_di
   }
   // Only files of the task get execute bits added: a host binary (an
   // absolute path outside task_dir, or one found in PATH) is never changed.
-  // Resolved through symlinks and "..", so a link or a relative path cannot
-  // make us chmod a file outside the task dir.
+  // The file is opened without following a final symlink, then checked and
+  // changed through that descriptor (fchmod), with its real path read from
+  // /proc/self/fd: a symlink, "..", or a file swapped meanwhile cannot make
+  // us change a file outside the task dir. A task dir of "/" owns nothing.
   std::error_code fs_ec;
-  const auto task_root = task_dir.empty()
-                             ? std::filesystem::path()
-                             : std::filesystem::canonical(std::string(task_dir), fs_ec);
-  auto in_task_dir = [&](const std::string& c) {
+  auto task_root = task_dir.empty() ? std::filesystem::path()
+                                    : std::filesystem::canonical(std::string(task_dir), fs_ec);
+  if (fs_ec || task_root == "/")
+    task_root.clear();
+  // 1: made executable; 0: not ours to change; -errno: failed.
+  auto make_executable = [&](const std::string& c) -> int {
     if (task_root.empty())
-      return false;
+      return 0;
+    int fd = ::open(c.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+      return 0;  // a symlink (ELOOP), or gone
+    struct stat st {};
+    int result = 0;
     std::error_code ec;
-    auto real = std::filesystem::canonical(c, ec);
-    if (ec)
-      return false;
+    auto real = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd), ec);
     auto rel = real.lexically_relative(task_root);
-    return !rel.empty() && *rel.begin() != "..";
+    const bool inside = !ec && !rel.empty() && *rel.begin() != "..";
+    if (inside && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+      result =
+          (st.st_mode & 0111) != 0 || ::fchmod(fd, (st.st_mode & 07777) | 0555) == 0 ? 1 : -errno;
+    }
+    ::close(fd);
+    return result;
   };
   for (const auto& c : candidates) {
     struct stat st {};
     if (!is_regular(c, st))
       continue;
-    if ((st.st_mode & 0111) == 0 && !in_task_dir(c)) {
-      // Not executable and not ours to change: a PATH entry is skipped, as a
-      // shell would; an absolute path is returned and exec reports EACCES.
-      if (c.front() == '/' && c == cmd)
-        return c;
-      continue;
-    }
-    // A file found in the task dir may arrive without execute bits (an
-    // artifact unpacked 0600): make it executable, as Nomad does.
-    if ((st.st_mode & 0111) == 0) {
-      if (::chmod(c.c_str(), (st.st_mode & 07777) | 0555) != 0) {
-        return make_system_error(errno, "chmod \"" + c + "\"");
-      }
-    }
-    return c;
+    if ((st.st_mode & 0111) != 0)
+      return c;
+    // A file of the task may arrive without execute bits (an artifact
+    // unpacked 0600): make it executable, as Nomad does.
+    int made = make_executable(c);
+    if (made > 0)
+      return c;
+    if (made < 0)
+      return make_system_error(-made, "chmod \"" + c + "\"");
+    // Not executable and not ours to change: a PATH entry is skipped, as a
+    // shell would; an absolute path is returned and exec reports EACCES.
+    if (c == cmd)
+      return c;
   }
   return make_error(errc::binary_not_found,
                     "binary \"" + std::string(cmd) + "\" could not be found");

@@ -14,9 +14,14 @@
 //    because the child_reaper does all waiting.
 //
 // Hooks, as in Boost.Process v2: on_setup (parent, before the clone; may
-// allocate), on_exec_setup (child; async-signal-safe only), on_error and
-// on_success (parent, after). The child shares the parent's memory until
-// exec: the only parent memory it writes is `failure`.
+// allocate; the place to add to `env` or `fd_whitelist`), on_exec_setup
+// (child; async-signal-safe only, noexcept in effect: a throw there aborts
+// the child), on_error (parent, with the failing errno) and on_success
+// (parent). on_fork_error and on_exec_error are not called: a clone failure
+// goes to on_error, and the child runs nothing after a failed exec but its
+// report. The child shares the parent's memory until exec: the only parent
+// memory it writes is `failure`. A child killed by a signal before exec is
+// reported as launched (as with posix_spawn); its wait status tells.
 //
 // Including this header needs BOOST_PROCESS_USE_STD_FS (paths are
 // std::filesystem::path), as the library is built with it.
@@ -57,6 +62,10 @@ class clone_launcher : public boost::process::v2::posix::default_launcher {
   /// step ("setgid: Operation not permitted", "exec \"/x\": ...").
   template <class... Inits>
   result<int> launch(const std::filesystem::path& exe, const char* const* argv, Inits&&... inits);
+
+  /// The stock fork-based entry points of default_launcher are hidden.
+  template <class... Args>
+  void operator()(Args&&...) = delete;
 
  private:
   using child_setup_fn = bool (*)(void* context) noexcept;
@@ -122,7 +131,11 @@ result<int> clone_launcher::launch(const std::filesystem::path& exe, const char*
 
   auto r = clone_and_exec(exe.c_str(), args, setup, &ctx);
   if (!r) {
-    (error_one(inits, r.error().code), ...);
+    // Initializers get the errno of what failed (a child step, exec, or
+    // clone), not our launch_failed code.
+    const int errno_value = failure.error ? failure.error : r.error().code.value();
+    const boost::system::error_code os_error(errno_value, boost::system::system_category());
+    (error_one(inits, os_error), ...);
     return r;
   }
   auto success_one = [&](auto& init) {

@@ -41,14 +41,18 @@ std::uint64_t boot_ticks_now() noexcept;
 ///  - members of its session or process group;
 ///  - every descendant of a member, whatever session it moved to;
 ///  - processes re-parented to `reaper_pid` listed in `adopted`.
-/// Pid reuse: once the main process has been reaped (`main_reaped`), a
-/// process holding `task_pid` is a new one; and the kernel recycles a pid
+/// Pid reuse: once the main process has been reaped (at `reaped_ticks`), a
+/// process holding `task_pid` is a new one, and the kernel recycles a pid
 /// only when no session or group uses it any more, so then nothing is seeded
-/// by pid, session or group. (Start times alone cannot tell: they have a
-/// resolution of one clock tick.) Every member must have started at or after
-/// `task_start_ticks`.
+/// by pid, session or group. Even without such a holder, the number may have
+/// been recycled and released again, leaving a stranger's session or group
+/// with that id: after the reap only processes started before it are seeded
+/// by session or group (later ones must descend from a member). Start times
+/// have a resolution of one clock tick, so these comparisons are strict.
+/// Every member must have started at or after `task_start_ticks`.
 std::vector<proc_stat> task_members(const std::vector<proc_stat>& table, int task_pid,
-                                    std::uint64_t task_start_ticks, bool main_reaped,
-                                    int reaper_pid, const std::vector<int>& adopted);
+                                    std::uint64_t task_start_ticks,
+                                    std::optional<std::uint64_t> reaped_ticks, int reaper_pid,
+                                    const std::vector<int>& adopted);
 
 }  // namespace taskexec::detail
