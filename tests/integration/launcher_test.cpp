@@ -39,7 +39,7 @@ struct recorder {
     ++errors;
     last_error = ec;
   }
-  boost::system::error_code last_error;
+  boost::system::error_code last_error{};
   void on_success(detail::clone_launcher&, const std::filesystem::path&, const char* const*) {
     ++successes;
   }

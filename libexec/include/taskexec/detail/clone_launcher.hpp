@@ -107,10 +107,12 @@ result<int> clone_launcher::launch(const std::filesystem::path& exe, const char*
       ec = init.on_setup(*this, exe, args);
   };
   (setup_one(inits), ...);
+  (void)setup_one;  // unused when there are no initializers
   auto error_one = [&](auto& init, const boost::system::error_code& e) {
     if constexpr (requires { init.on_error(*this, exe, args, e); })
       init.on_error(*this, exe, args, e);
   };
+  (void)error_one;
   if (ec) {
     (error_one(inits, ec), ...);
     return make_system_error(ec.value(), "launch setup");
@@ -143,6 +145,7 @@ result<int> clone_launcher::launch(const std::filesystem::path& exe, const char*
       init.on_success(*this, exe, args);
   };
   (success_one(inits), ...);
+  (void)success_one;
   return r;
 }
 
