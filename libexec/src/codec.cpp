@@ -16,7 +16,9 @@ std::string join_path(const std::string& path, std::string_view key) {
   return path.empty() ? std::string(key) : path + "." + std::string(key);
 }
 
-std::string index_path(const std::string& path, std::size_t i) { return path + "[" + std::to_string(i) + "]"; }
+std::string index_path(const std::string& path, std::size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
 
 using maybe_error = std::optional<decode_error>;
 
@@ -41,7 +43,8 @@ class object_reader {
       for (auto k : known)
         ok = ok || kv.key() == k;
       if (!ok)
-        return decode_error{join_path(path_, kv.key()), "unknown field \"" + std::string(kv.key()) + "\""};
+        return decode_error{join_path(path_, kv.key()),
+                            "unknown field \"" + std::string(kv.key()) + "\""};
     }
     return std::nullopt;
   }
@@ -67,14 +70,15 @@ class object_reader {
   }
 
   template <class Int>
-  maybe_error integer(std::string_view key, Int& out, std::int64_t min = std::numeric_limits<Int>::min(),
+  maybe_error integer(std::string_view key, Int& out,
+                      std::int64_t min = std::numeric_limits<Int>::min(),
                       std::int64_t max = std::numeric_limits<Int>::max()) const {
     const auto* v = o_.if_contains(key);
     if (!v)
       return std::nullopt;
     auto range_error = [&] {
-      return decode_error{field(key), field(key) + " must be between " + std::to_string(min) + " and " +
-                                          std::to_string(max)};
+      return decode_error{field(key), field(key) + " must be between " + std::to_string(min) +
+                                          " and " + std::to_string(max)};
     };
     std::int64_t n = 0;
     if (v->is_int64())
@@ -163,7 +167,8 @@ decode_result<device_config> decode_device(const json::value& v, const std::stri
   return d;
 }
 
-decode_result<network_isolation_spec> decode_network(const json::value& v, const std::string& path) {
+decode_result<network_isolation_spec> decode_network(const json::value& v,
+                                                     const std::string& path) {
   auto r = object_reader::open(v, path);
   if (!r)
     return r.error();
@@ -180,7 +185,9 @@ std::int64_t to_unix_nano(std::chrono::system_clock::time_point t) {
 
 }  // namespace
 
-void throw_exception_from_error(const decode_error& e, const boost::source_location&) { throw decode_exception(e); }
+void throw_exception_from_error(const decode_error& e, const boost::source_location&) {
+  throw decode_exception(e);
+}
 
 decode_result<task_resources> decode_resources(const json::value& v, const std::string& path) {
   auto r = object_reader::open(v, path);
@@ -204,10 +211,26 @@ decode_result<exec_command> decode_exec_command(const json::value& v) {
   if (!r)
     return decode_error{"", "params must be an object"};
   exec_command c;
-  TASKEXEC_READ(r->only({"cmd", "args", "env", "user", "task_dir", "work_dir", "stdout_path", "stderr_path",
-                         "isolation", "resource_limits", "basic_process_cgroup", "resources", "oom_score_adj",
-                         "no_pivot_root", "mounts", "devices", "network_isolation", "default_pid_mode",
-                         "default_ipc_mode", "capabilities"}));
+  TASKEXEC_READ(r->only({"cmd",
+                         "args",
+                         "env",
+                         "user",
+                         "task_dir",
+                         "work_dir",
+                         "stdout_path",
+                         "stderr_path",
+                         "isolation",
+                         "resource_limits",
+                         "basic_process_cgroup",
+                         "resources",
+                         "oom_score_adj",
+                         "no_pivot_root",
+                         "mounts",
+                         "devices",
+                         "network_isolation",
+                         "default_pid_mode",
+                         "default_ipc_mode",
+                         "capabilities"}));
   TASKEXEC_READ(r->str("cmd", c.cmd));
   TASKEXEC_READ(r->strings("args", c.args));
   TASKEXEC_READ(r->strings("env", c.env));
@@ -244,8 +267,12 @@ decode_result<exec_command> decode_exec_command(const json::value& v) {
 #undef TASKEXEC_READ
 
 void tag_invoke(const json::value_from_tag&, json::value& v, const task_resources& r) {
-  v = {{"cpu_shares", r.cpu_shares},   {"cpu_quota_us", r.cpu_quota_us}, {"cpu_period_us", r.cpu_period_us},
-       {"cpuset_cpus", r.cpuset_cpus}, {"memory_mb", r.memory_mb},       {"memory_max_mb", r.memory_max_mb},
+  v = {{"cpu_shares", r.cpu_shares},
+       {"cpu_quota_us", r.cpu_quota_us},
+       {"cpu_period_us", r.cpu_period_us},
+       {"cpuset_cpus", r.cpuset_cpus},
+       {"memory_mb", r.memory_mb},
+       {"memory_max_mb", r.memory_max_mb},
        {"pids_max", r.pids_max}};
 }
 
@@ -257,7 +284,9 @@ void tag_invoke(const json::value_from_tag&, json::value& v, const mount_config&
 }
 
 void tag_invoke(const json::value_from_tag&, json::value& v, const device_config& d) {
-  v = {{"task_path", d.task_path}, {"host_path", d.host_path}, {"cgroup_permissions", d.cgroup_permissions}};
+  v = {{"task_path", d.task_path},
+       {"host_path", d.host_path},
+       {"cgroup_permissions", d.cgroup_permissions}};
 }
 
 void tag_invoke(const json::value_from_tag&, json::value& v, const network_isolation_spec& n) {
@@ -282,7 +311,8 @@ void tag_invoke(const json::value_from_tag&, json::value& v, const exec_command&
   o["no_pivot_root"] = c.no_pivot_root;
   o["mounts"] = json::value_from(c.mounts);
   o["devices"] = json::value_from(c.devices);
-  o["network_isolation"] = c.network_isolation ? json::value_from(*c.network_isolation) : json::value(nullptr);
+  o["network_isolation"] =
+      c.network_isolation ? json::value_from(*c.network_isolation) : json::value(nullptr);
   o["default_pid_mode"] = c.default_pid_mode;
   o["default_ipc_mode"] = c.default_ipc_mode;
   o["capabilities"] = json::value_from(c.capabilities);
@@ -319,7 +349,8 @@ process_state tag_invoke(const json::value_to_tag<process_state>&, const json::v
       throw decode_exception(*e);
   }
   p.time = std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(nanos)));
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(nanos)));
   return p;
 }
 

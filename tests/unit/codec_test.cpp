@@ -94,7 +94,8 @@ BOOST_AUTO_TEST_CASE(errors_name_the_field) {
   e = fails(R"({"cmd": "x", "oom_score_adj": 1.5})");
   BOOST_TEST(e.message == "oom_score_adj must be an integer");
 
-  e = fails(R"({"cmd": "x", "mounts": [{"task_path": "/a", "host_path": "/b", "readonly": "yes"}]})");
+  e = fails(
+      R"({"cmd": "x", "mounts": [{"task_path": "/a", "host_path": "/b", "readonly": "yes"}]})");
   BOOST_TEST(e.field == "mounts[0].readonly");
   BOOST_TEST(e.message == "mounts[0].readonly must be true or false");
 
@@ -115,8 +116,9 @@ BOOST_AUTO_TEST_CASE(process_state_round_trip) {
   p.signal = 9;
   p.time = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000));
   auto v = json::value_from(p);
-  BOOST_TEST(json::serialize(v) ==
-             R"({"pid":42,"exit_code":137,"signal":9,"time_unix_nano":1700000000000000000,"oom_killed":false})");
+  BOOST_TEST(
+      json::serialize(v) ==
+      R"({"pid":42,"exit_code":137,"signal":9,"time_unix_nano":1700000000000000000,"oom_killed":false})");
   BOOST_TEST((json::value_to<process_state>(v) == p));
   BOOST_CHECK_THROW(json::value_to<process_state>(json::parse(R"({"pid": -1})")), decode_exception);
 }

@@ -41,25 +41,31 @@ class decode_exception : public std::runtime_error {
   decode_error error_;
 };
 
-[[noreturn]] void throw_exception_from_error(const decode_error& e, const boost::source_location& loc);
+[[noreturn]] void throw_exception_from_error(const decode_error& e,
+                                             const boost::source_location& loc);
 
 template <class T>
 using decode_result = boost::system::result<T, decode_error>;
 
 decode_result<exec_command> decode_exec_command(const boost::json::value& v);
-decode_result<task_resources> decode_resources(const boost::json::value& v, const std::string& path = "resources");
+decode_result<task_resources> decode_resources(const boost::json::value& v,
+                                               const std::string& path = "resources");
 
 void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const task_resources& r);
 void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const mount_config& m);
 void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const device_config& d);
-void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const network_isolation_spec& n);
+void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v,
+                const network_isolation_spec& n);
 /// Every field but the embedding-only stdout_fd / stderr_fd.
 void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const exec_command& c);
 /// {pid, exit_code, signal, time_unix_nano, oom_killed}
 void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const process_state& p);
 
-exec_command tag_invoke(const boost::json::value_to_tag<exec_command>&, const boost::json::value& v);
-task_resources tag_invoke(const boost::json::value_to_tag<task_resources>&, const boost::json::value& v);
-process_state tag_invoke(const boost::json::value_to_tag<process_state>&, const boost::json::value& v);
+exec_command tag_invoke(const boost::json::value_to_tag<exec_command>&,
+                        const boost::json::value& v);
+task_resources tag_invoke(const boost::json::value_to_tag<task_resources>&,
+                          const boost::json::value& v);
+process_state tag_invoke(const boost::json::value_to_tag<process_state>&,
+                         const boost::json::value& v);
 
 }  // namespace taskexec

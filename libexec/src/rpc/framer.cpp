@@ -1,0 +1,59 @@
+#include "taskexec/rpc/framer.hpp"
+
+namespace taskexec::rpc {
+
+void ndjson_framer::compact() {
+  if (start_ == 0)
+    return;
+  buffer_.erase(0, start_);
+  start_ = 0;
+}
+
+void ndjson_framer::feed(std::string_view bytes) {
+  if (overflowed_)
+    return;
+  compact();
+  buffer_.append(bytes);
+  // A partial message already over the limit will never be accepted: stop
+  // buffering it now rather than when its '\n' arrives.
+  if (buffer_.find('\n', scan_) == std::string::npos && buffer_.size() > max_) {
+    overflowed_ = true;
+    buffer_.clear();
+    buffer_.shrink_to_fit();
+  }
+}
+
+std::optional<std::string> ndjson_framer::next() {
+  while (!overflowed_) {
+    auto nl = buffer_.find('\n', start_ + scan_);
+    if (nl == std::string::npos) {
+      scan_ = buffer_.size() - start_;
+      if (scan_ > max_) {
+        overflowed_ = true;
+        buffer_.clear();
+        buffer_.shrink_to_fit();
+      }
+      return std::nullopt;
+    }
+    std::size_t end = nl;
+    if (end > start_ && buffer_[end - 1] == '\r')
+      --end;
+    std::size_t len = end - start_;
+    std::size_t begin = start_;
+    start_ = nl + 1;
+    scan_ = 0;
+    if (len > max_) {
+      overflowed_ = true;
+      buffer_.clear();
+      buffer_.shrink_to_fit();
+      return std::nullopt;
+    }
+    std::string_view line(buffer_.data() + begin, len);
+    if (line.find_first_not_of(" \t") == std::string_view::npos)
+      continue;  // blank line
+    return std::string(line);
+  }
+  return std::nullopt;
+}
+
+}  // namespace taskexec::rpc

@@ -1,0 +1,171 @@
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "taskexec/rpc/framer.hpp"
+#include "taskexec/rpc/message.hpp"
+
+using namespace taskexec;
+using namespace taskexec::rpc;
+namespace json = boost::json;
+
+namespace {
+std::vector<std::string> drain(ndjson_framer& f) {
+  std::vector<std::string> out;
+  while (auto m = f.next())
+    out.push_back(*m);
+  return out;
+}
+const invalid& as_invalid(const item& i) {
+  BOOST_REQUIRE(std::holds_alternative<invalid>(i));
+  return std::get<invalid>(i);
+}
+const request& as_request(const item& i) {
+  BOOST_REQUIRE(std::holds_alternative<request>(i));
+  return std::get<request>(i);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(ndjson)
+
+BOOST_AUTO_TEST_CASE(splits_lines_across_reads) {
+  ndjson_framer f(1024);
+  f.feed("{\"a\":1}\n{\"b\"");
+  BOOST_TEST(drain(f) == std::vector<std::string>{"{\"a\":1}"}, boost::test_tools::per_element());
+  f.feed(":2}\r\n\n  \n{\"c\":3}\n");
+  BOOST_TEST(drain(f) == (std::vector<std::string>{"{\"b\":2}", "{\"c\":3}"}), boost::test_tools::per_element());
+  BOOST_TEST(f.buffered() == 0u);
+  BOOST_TEST(!f.overflowed());
+}
+
+BOOST_AUTO_TEST_CASE(byte_by_byte) {
+  ndjson_framer f(64);
+  const std::string text = "{\"x\":[1,2,3]}\n{\"y\":\"z\"}\n";
+  std::vector<std::string> got;
+  for (char c : text) {
+    f.feed(std::string_view(&c, 1));
+    for (auto& m : drain(f))
+      got.push_back(m);
+  }
+  BOOST_TEST(got == (std::vector<std::string>{"{\"x\":[1,2,3]}", "{\"y\":\"z\"}"}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(limit_is_exact_and_enforced_before_the_newline) {
+  ndjson_framer f(10);
+  f.feed(std::string(10, 'a') + "\n");
+  BOOST_TEST(drain(f) == std::vector<std::string>{std::string(10, 'a')}, boost::test_tools::per_element());
+  f.feed(std::string(11, 'b') + "\n");
+  BOOST_TEST(drain(f).empty());
+  BOOST_TEST(f.overflowed());
+
+  ndjson_framer g(10);
+  g.feed(std::string(6, 'c'));
+  BOOST_TEST(drain(g).empty());
+  g.feed(std::string(6, 'c'));  // 12 bytes, no newline yet: over already
+  BOOST_TEST(g.overflowed());
+  BOOST_TEST(g.buffered() == 0u);  // nothing held once over
+  g.feed("\n{}\n");
+  BOOST_TEST(drain(g).empty());  // stays closed
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(jsonrpc)
+
+BOOST_AUTO_TEST_CASE(valid_request_and_notification) {
+  auto m = parse_message(R"({"jsonrpc":"2.0","id":7,"method":"Version"})");
+  BOOST_TEST(!m.batch);
+  const auto& r = as_request(m.items.at(0));
+  BOOST_TEST(r.method == "Version");
+  BOOST_TEST(r.id.has_value());
+  BOOST_TEST(json::serialize(*r.id) == "7");
+  BOOST_TEST(r.params.is_null());
+
+  auto n = parse_message(R"({"jsonrpc":"2.0","method":"Signal","params":{"signal":10}})");
+  const auto& nr = as_request(n.items.at(0));
+  BOOST_TEST(!nr.id.has_value());
+  BOOST_TEST(nr.params.at("signal").as_int64() == 10);
+}
+
+BOOST_AUTO_TEST_CASE(parse_errors_have_null_id) {
+  const std::vector<std::string> bad_texts = {"{", "nul", "{\"a\":\"\xff\"}",
+                                              std::string(100, '[') + std::string(100, ']')};
+  for (const auto& bad : bad_texts) {
+    auto m = parse_message(bad);
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::parse_error), bad);
+    BOOST_TEST(e.id.is_null());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(invalid_requests_keep_their_id) {
+  struct bad_case {
+    std::string text;
+    std::string message;
+    std::string id;
+  };
+  const bad_case cases[] = {
+      {R"({"id":1,"method":"Version"})", "jsonrpc must be \"2.0\"", "1"},
+      {R"({"jsonrpc":"1.0","id":"a","method":"Version"})", "jsonrpc must be \"2.0\"", "\"a\""},
+      {R"({"jsonrpc":"2.0","id":2,"method":5})", "method must be a string", "2"},
+      {R"({"jsonrpc":"2.0","id":3,"method":"Wait","params":"x"})", "params must be an object or an array", "3"},
+      {R"({"jsonrpc":"2.0","id":4,"method":"Wait","extra":1})", "unknown member \"extra\"", "4"},
+      {R"({"jsonrpc":"2.0","id":{"x":1},"method":"Wait"})", "id must be a string, an integer or null", "null"},
+      {R"([])", "empty batch", "null"},
+      {R"(5)", "a request must be an object", "null"},
+  };
+  for (const auto& c : cases) {
+    auto m = parse_message(c.text);
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::invalid_request), c.text);
+    BOOST_TEST(e.error.message == c.message, c.text);
+    BOOST_TEST(json::serialize(e.id) == c.id, c.text);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(batches_validate_each_member) {
+  auto m = parse_message(R"([{"jsonrpc":"2.0","id":1,"method":"Version"}, 1,
+                            {"jsonrpc":"2.0","method":"Signal","params":{"signal":0}}])");
+  BOOST_TEST(m.batch);
+  BOOST_REQUIRE_EQUAL(m.items.size(), 3u);
+  BOOST_TEST(as_request(m.items[0]).method == "Version");
+  BOOST_TEST((as_invalid(m.items[1]).error.error_code == code::invalid_request));
+  BOOST_TEST(!as_request(m.items[2]).id.has_value());
+}
+
+BOOST_AUTO_TEST_CASE(responses_are_compact_json_rpc) {
+  BOOST_TEST(json::serialize(make_result(3, json::object{{"version", "2.0.0"}})) ==
+             R"({"jsonrpc":"2.0","id":3,"result":{"version":"2.0.0"}})");
+  rpc_error e{code::invalid_params, "cmd must be a string", {{"field", "cmd"}}};
+  BOOST_TEST(json::serialize(make_error("x", e)) ==
+             R"({"jsonrpc":"2.0","id":"x","error":{"code":-32602,"message":"cmd must be a string","data":{"field":"cmd"}}})");
+  BOOST_TEST(json::serialize(make_error(nullptr, {code::parse_error, "parse error", {}})) ==
+             R"({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}})");
+}
+
+BOOST_AUTO_TEST_CASE(domain_errors_map_in_one_place) {
+  using op = task_operation;
+  auto map = [](errc c, op o = op::signal) { return to_rpc_error(make_error(c, "m"), o).error_code; };
+  BOOST_TEST((map(errc::not_launched) == code::task_not_launched));
+  BOOST_TEST((map(errc::already_launched, op::launch) == code::already_launched));
+  BOOST_TEST((map(errc::task_exited) == code::task_not_running));
+  BOOST_TEST((map(errc::task_destroyed) == code::task_not_running));
+  BOOST_TEST((map(errc::binary_not_found, op::launch) == code::launch_failed));
+  BOOST_TEST((map(errc::user_not_found, op::launch) == code::launch_failed));
+  BOOST_TEST((map(errc::launch_failed, op::launch) == code::launch_failed));
+  BOOST_TEST((map(errc::invalid_argument) == code::invalid_params));
+  BOOST_TEST((map(errc::unsupported, op::launch) == code::unsupported));
+  BOOST_TEST((map(errc::shutdown_incomplete, op::shutdown) == code::timed_out));
+
+  auto os = to_rpc_error(make_system_error(EACCES, "open stdout_path \"/x\""), op::launch);
+  BOOST_TEST((os.error_code == code::launch_failed));
+  BOOST_TEST(os.message == "open stdout_path \"/x\": Permission denied");
+  BOOST_TEST(os.data.at("errno").as_int64() == EACCES);
+  BOOST_TEST((to_rpc_error(make_system_error(EPERM, "kill"), op::signal).error_code == code::internal_error));
+
+  auto field = to_rpc_error(decode_error{"resources.cpu_shares", "resources.cpu_shares must be an integer"});
+  BOOST_TEST((field.error_code == code::invalid_params));
+  BOOST_TEST(field.data.at("field").as_string() == "resources.cpu_shares");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
