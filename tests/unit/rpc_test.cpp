@@ -33,7 +33,8 @@ BOOST_AUTO_TEST_CASE(splits_lines_across_reads) {
   f.feed("{\"a\":1}\n{\"b\"");
   BOOST_TEST(drain(f) == std::vector<std::string>{"{\"a\":1}"}, boost::test_tools::per_element());
   f.feed(":2}\r\n\n  \n{\"c\":3}\n");
-  BOOST_TEST(drain(f) == (std::vector<std::string>{"{\"b\":2}", "{\"c\":3}"}), boost::test_tools::per_element());
+  BOOST_TEST(drain(f) == (std::vector<std::string>{"{\"b\":2}", "{\"c\":3}"}),
+             boost::test_tools::per_element());
   BOOST_TEST(f.buffered() == 0u);
   BOOST_TEST(!f.overflowed());
 }
@@ -47,13 +48,15 @@ BOOST_AUTO_TEST_CASE(byte_by_byte) {
     for (auto& m : drain(f))
       got.push_back(m);
   }
-  BOOST_TEST(got == (std::vector<std::string>{"{\"x\":[1,2,3]}", "{\"y\":\"z\"}"}), boost::test_tools::per_element());
+  BOOST_TEST(got == (std::vector<std::string>{"{\"x\":[1,2,3]}", "{\"y\":\"z\"}"}),
+             boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(limit_is_exact_and_enforced_before_the_newline) {
   ndjson_framer f(10);
   f.feed(std::string(10, 'a') + "\n");
-  BOOST_TEST(drain(f) == std::vector<std::string>{std::string(10, 'a')}, boost::test_tools::per_element());
+  BOOST_TEST(drain(f) == std::vector<std::string>{std::string(10, 'a')},
+             boost::test_tools::per_element());
   f.feed(std::string(11, 'b') + "\n");
   BOOST_TEST(drain(f).empty());
   BOOST_TEST(f.overflowed());
@@ -108,9 +111,11 @@ BOOST_AUTO_TEST_CASE(invalid_requests_keep_their_id) {
       {R"({"id":1,"method":"Version"})", "jsonrpc must be \"2.0\"", "1"},
       {R"({"jsonrpc":"1.0","id":"a","method":"Version"})", "jsonrpc must be \"2.0\"", "\"a\""},
       {R"({"jsonrpc":"2.0","id":2,"method":5})", "method must be a string", "2"},
-      {R"({"jsonrpc":"2.0","id":3,"method":"Wait","params":"x"})", "params must be an object or an array", "3"},
+      {R"({"jsonrpc":"2.0","id":3,"method":"Wait","params":"x"})",
+       "params must be an object or an array", "3"},
       {R"({"jsonrpc":"2.0","id":4,"method":"Wait","extra":1})", "unknown member \"extra\"", "4"},
-      {R"({"jsonrpc":"2.0","id":{"x":1},"method":"Wait"})", "id must be a string, an integer or null", "null"},
+      {R"({"jsonrpc":"2.0","id":{"x":1},"method":"Wait"})",
+       "id must be a string, an integer or null", "null"},
       {R"([])", "empty batch", "null"},
       {R"(5)", "a request must be an object", "null"},
   };
@@ -137,15 +142,18 @@ BOOST_AUTO_TEST_CASE(responses_are_compact_json_rpc) {
   BOOST_TEST(json::serialize(make_result(3, json::object{{"version", "2.0.0"}})) ==
              R"({"jsonrpc":"2.0","id":3,"result":{"version":"2.0.0"}})");
   rpc_error e{code::invalid_params, "cmd must be a string", {{"field", "cmd"}}};
-  BOOST_TEST(json::serialize(make_error("x", e)) ==
-             R"({"jsonrpc":"2.0","id":"x","error":{"code":-32602,"message":"cmd must be a string","data":{"field":"cmd"}}})");
+  BOOST_TEST(
+      json::serialize(make_error("x", e)) ==
+      R"({"jsonrpc":"2.0","id":"x","error":{"code":-32602,"message":"cmd must be a string","data":{"field":"cmd"}}})");
   BOOST_TEST(json::serialize(make_error(nullptr, {code::parse_error, "parse error", {}})) ==
              R"({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}})");
 }
 
 BOOST_AUTO_TEST_CASE(domain_errors_map_in_one_place) {
   using op = task_operation;
-  auto map = [](errc c, op o = op::signal) { return to_rpc_error(make_error(c, "m"), o).error_code; };
+  auto map = [](errc c, op o = op::signal) {
+    return to_rpc_error(make_error(c, "m"), o).error_code;
+  };
   BOOST_TEST((map(errc::not_launched) == code::task_not_launched));
   BOOST_TEST((map(errc::already_launched, op::launch) == code::already_launched));
   BOOST_TEST((map(errc::task_exited) == code::task_not_running));
@@ -161,9 +169,11 @@ BOOST_AUTO_TEST_CASE(domain_errors_map_in_one_place) {
   BOOST_TEST((os.error_code == code::launch_failed));
   BOOST_TEST(os.message == "open stdout_path \"/x\": Permission denied");
   BOOST_TEST(os.data.at("errno").as_int64() == EACCES);
-  BOOST_TEST((to_rpc_error(make_system_error(EPERM, "kill"), op::signal).error_code == code::internal_error));
+  BOOST_TEST((to_rpc_error(make_system_error(EPERM, "kill"), op::signal).error_code ==
+              code::internal_error));
 
-  auto field = to_rpc_error(decode_error{"resources.cpu_shares", "resources.cpu_shares must be an integer"});
+  auto field =
+      to_rpc_error(decode_error{"resources.cpu_shares", "resources.cpu_shares must be an integer"});
   BOOST_TEST((field.error_code == code::invalid_params));
   BOOST_TEST(field.data.at("field").as_string() == "resources.cpu_shares");
 }

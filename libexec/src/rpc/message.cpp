@@ -95,17 +95,33 @@ rpc_error to_rpc_error(const error& e, task_operation op) {
   if (e.code.category() == taskexec::category()) {
     switch (static_cast<errc>(e.code.value())) {
       case errc::success:
-      case errc::operation_canceled: out.error_code = code::internal_error; break;
-      case errc::invalid_argument: out.error_code = code::invalid_params; break;
-      case errc::not_launched: out.error_code = code::task_not_launched; break;
-      case errc::already_launched: out.error_code = code::already_launched; break;
+      case errc::operation_canceled:
+        out.error_code = code::internal_error;
+        break;
+      case errc::invalid_argument:
+        out.error_code = code::invalid_params;
+        break;
+      case errc::not_launched:
+        out.error_code = code::task_not_launched;
+        break;
+      case errc::already_launched:
+        out.error_code = code::already_launched;
+        break;
       case errc::task_exited:
-      case errc::task_destroyed: out.error_code = code::task_not_running; break;
+      case errc::task_destroyed:
+        out.error_code = code::task_not_running;
+        break;
       case errc::binary_not_found:
       case errc::user_not_found:
-      case errc::launch_failed: out.error_code = code::launch_failed; break;
-      case errc::unsupported: out.error_code = code::unsupported; break;
-      case errc::shutdown_incomplete: out.error_code = code::timed_out; break;
+      case errc::launch_failed:
+        out.error_code = code::launch_failed;
+        break;
+      case errc::unsupported:
+        out.error_code = code::unsupported;
+        break;
+      case errc::shutdown_incomplete:
+        out.error_code = code::timed_out;
+        break;
     }
     return out;
   }

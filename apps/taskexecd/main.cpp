@@ -1,0 +1,161 @@
+// taskexecd: owns one task and serves it as JSON-RPC 2.0 over a Unix socket.
+//
+//   taskexecd --socket PATH [--log-file F] [--log-level L] [--log-format text|json]
+//             [--kill-grace-ms N] [--max-message-bytes N] [--allow-uid N]...
+//
+// Once listening it prints one line on stdout and never writes stdout again:
+//   {"protocol":"taskexec-jsonrpc","version":"2.0.0","socket":"PATH","pid":N}
+// SIGTERM or SIGINT: the task is shut down (SIGTERM, then SIGKILL after the
+// kill grace), pending calls are answered, the socket is removed, exit 0.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "taskexec/child_reaper.hpp"
+#include "taskexec/logging.hpp"
+#include "taskexec/rpc/server.hpp"
+#include "taskexec/task_executor.hpp"
+#include "taskexec/version.hpp"
+
+namespace asio = boost::asio;
+
+namespace {
+
+int usage(const std::string& why) {
+  std::cerr << "taskexecd: " << why << "\n"
+            << "usage: taskexecd --socket PATH [--log-file F] [--log-level trace|debug|info|warn|error|off]\n"
+            << "                 [--log-format text|json] [--kill-grace-ms N] [--max-message-bytes N]\n"
+            << "                 [--allow-uid N]...\n";
+  return 2;
+}
+
+template <class T>
+bool parse_number(const std::string& s, T& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc{} && p == s.data() + s.size();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  taskexec::rpc::server_options opts;
+  taskexec::log_options log;
+  log.level = taskexec::log_level::info;
+  std::string log_file;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc)
+        return false;
+      out = argv[++i];
+      return true;
+    };
+    std::string v;
+    if (a == "--socket") {
+      if (!value(opts.socket_path))
+        return usage("--socket needs a path");
+    } else if (a == "--log-file") {
+      if (!value(log_file))
+        return usage("--log-file needs a path");
+    } else if (a == "--log-level") {
+      if (!value(v) || !taskexec::parse_log_level(v, log.level))
+        return usage("--log-level must be trace, debug, info, warn, error or off");
+    } else if (a == "--log-format") {
+      if (!value(v) || !taskexec::parse_log_format(v, log.format))
+        return usage("--log-format must be text or json");
+    } else if (a == "--kill-grace-ms") {
+      long long ms = 0;
+      if (!value(v) || !parse_number(v, ms) || ms < 0)
+        return usage("--kill-grace-ms needs a non-negative number");
+      opts.kill_grace = std::chrono::milliseconds(ms);
+    } else if (a == "--max-message-bytes") {
+      std::size_t n = 0;
+      if (!value(v) || !parse_number(v, n) || n < 64)
+        return usage("--max-message-bytes needs a number of at least 64");
+      opts.max_message_bytes = n;
+    } else if (a == "--allow-uid") {
+      unsigned uid = 0;
+      if (!value(v) || !parse_number(v, uid))
+        return usage("--allow-uid needs a numeric uid");
+      opts.allowed_uids.push_back(uid);
+    } else {
+      return usage("unknown argument \"" + a + "\"");
+    }
+  }
+  if (opts.socket_path.empty())
+    return usage("--socket is required");
+
+  std::ofstream log_stream;
+  if (!log_file.empty()) {
+    log_stream.open(log_file, std::ios::app);
+    if (!log_stream)
+      return usage("cannot open log file \"" + log_file + "\"");
+    log.stream = &log_stream;
+  }
+  taskexec::configure_logging(log);
+  ::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is an error code, not a death
+
+  asio::io_context io;
+  taskexec::child_reaper reaper(io.get_executor());
+  taskexec::task_executor task(reaper, {.task_id = opts.socket_path});
+  // Destroy, SIGTERM and SIGINT end the same way: stop accepting, answer
+  // what is pending, and exit once every connection has drained.
+  std::shared_ptr<taskexec::rpc::server> server;
+  auto stop_and_exit = [&] {
+    server->stop();
+    server->on_drained([&] { io.stop(); });
+  };
+  opts.on_destroyed = stop_and_exit;
+  server = std::make_shared<taskexec::rpc::server>(io.get_executor(), task, opts);
+  if (auto r = server->listen(); !r) {
+    std::cerr << "taskexecd: " << r.error().message << "\n";
+    return 1;
+  }
+
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](boost::system::error_code ec, int) {
+    if (ec)
+      return;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          if (task.state() == taskexec::task_state::running || task.state() == taskexec::task_state::exited) {
+            auto r = co_await task.shutdown("SIGTERM", server->options().kill_grace);
+            if (!r)
+              taskexec::detail::log(taskexec::log_level::warning, "daemon", "", "", r.error().message);
+          }
+          stop_and_exit();
+        },
+        [](std::exception_ptr e) {
+          if (e)
+            std::rethrow_exception(e);
+        });
+  });
+
+  server->start();
+  boost::json::object hello{{"protocol", "taskexec-jsonrpc"},
+                            {"version", std::string(taskexec::executor_version)},
+                            {"socket", opts.socket_path},
+                            {"pid", ::getpid()}};
+  std::cout << boost::json::serialize(hello) << std::endl;
+  // Never write stdout again: whoever read the handshake may be gone.
+  int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (devnull >= 0) {
+    ::dup2(devnull, 1);
+    ::close(devnull);
+  }
+  io.run();
+  return 0;
+}

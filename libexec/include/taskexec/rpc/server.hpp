@@ -1,0 +1,73 @@
+// rpc::server: serves one task_executor as JSON-RPC 2.0 over a Unix socket
+// (the daemon taskexecd is a thin main() around it).
+//
+// - Framing: NDJSON, compact messages, at most `max_message_bytes` each; a
+//   larger one gets -32600 with id null and the connection is closed.
+// - Requests on one connection are served concurrently (a pending Wait does
+//   not block Version); responses carry their id and may come out of order.
+// - Peers are checked with SO_PEERCRED: root, the server's own uid and
+//   `allowed_uids` may call; anyone else gets -32005 and is disconnected.
+// - The task survives every client.
+//
+// Lifetime: create with make_shared; start() begins accepting; stop() closes
+// the listener and every connection. Thread-safety: none (one io_context).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "taskexec/error.hpp"
+#include "taskexec/rpc/framer.hpp"
+
+namespace taskexec {
+class task_executor;
+}
+
+namespace taskexec::rpc {
+
+struct server_options {
+  std::string socket_path;
+  std::size_t max_message_bytes = default_max_message_bytes;
+  std::vector<unsigned> allowed_uids;
+  std::size_t max_connections = 256;
+  /// Grace of the shutdown that Destroy and stop_and_shutdown perform.
+  std::chrono::milliseconds kill_grace{5000};
+  /// Called once the task is destroyed (Destroy): the daemon exits.
+  std::function<void()> on_destroyed;
+};
+
+class server : public std::enable_shared_from_this<server> {
+ public:
+  server(const boost::asio::any_io_executor& ex, task_executor& task, server_options options);
+  ~server();
+
+  /// Create the socket (mode 0600; parent directory 0700 when created),
+  /// refusing a path a live server owns and removing a stale one; listen.
+  result<void> listen();
+  /// Accept connections until stop().
+  void start();
+  /// Close the listener and remove the socket file; each connection closes
+  /// once its pending requests are answered and its replies written.
+  void stop();
+  /// Call `f` (posted) once stopped and every connection has closed.
+  void on_drained(std::function<void()> f);
+
+  std::size_t connection_count() const noexcept;
+  const server_options& options() const noexcept { return options_; }
+
+  struct connection;  // opaque
+
+ private:
+  boost::asio::awaitable<void> accept_loop();
+  struct state;
+  std::shared_ptr<state> state_;
+  server_options options_;
+};
+
+}  // namespace taskexec::rpc

@@ -1,0 +1,493 @@
+#include "taskexec/rpc/server.hpp"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/serialize.hpp>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <optional>
+
+#include "taskexec/codec.hpp"
+#include "taskexec/logging.hpp"
+#include "taskexec/rpc/message.hpp"
+#include "taskexec/signals.hpp"
+#include "taskexec/task_executor.hpp"
+#include "taskexec/version.hpp"
+
+namespace taskexec::rpc {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using local = asio::local::stream_protocol;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+void log(log_level l, const std::string& msg) { detail::log(l, "rpc", "", "", msg); }
+
+using outcome = std::variant<json::value, rpc_error>;
+
+rpc_error params_error(std::string field, std::string message) {
+  rpc_error e{code::invalid_params, std::move(message), {}};
+  if (!field.empty())
+    e.data["field"] = std::move(field);
+  return e;
+}
+
+// params must be absent, or an object with only `known` members.
+std::optional<rpc_error> check_params(const json::value& params, std::initializer_list<std::string_view> known) {
+  if (params.is_null())
+    return std::nullopt;
+  if (!params.is_object())
+    return params_error("", "params must be an object");
+  for (const auto& kv : params.get_object()) {
+    bool ok = false;
+    for (auto k : known)
+      ok = ok || kv.key() == k;
+    if (!ok)
+      return params_error(std::string(kv.key()), "unknown field \"" + std::string(kv.key()) + "\"");
+  }
+  return std::nullopt;
+}
+
+const json::value* param(const json::value& params, std::string_view key) {
+  return params.is_object() ? params.get_object().if_contains(key) : nullptr;
+}
+
+json::value launched_state(const process_state& p) {
+  json::value v = json::value_from(p);
+  v.get_object()["exit_code"] = -1;  // still running
+  return v;
+}
+
+}  // namespace
+
+struct server::state {
+  state(const asio::any_io_executor& e, task_executor& t) : ex(e), task(t) {}
+  asio::any_io_executor ex;
+  task_executor& task;
+  std::optional<local::acceptor> acceptor;
+  std::map<connection*, std::shared_ptr<connection>> connections;
+  bool stopping = false;
+  bool destroy_requested = false;
+  server_options* options = nullptr;
+  std::function<void()> on_drained;
+
+  asio::awaitable<outcome> dispatch(const request& r);
+  void connection_closed(connection* c);
+};
+
+struct server::connection : std::enable_shared_from_this<connection> {
+  connection(std::shared_ptr<server::state> s, local::socket sock, std::size_t max_bytes)
+      : st(std::move(s)), socket(std::move(sock)), framer(max_bytes), wake(socket.get_executor()) {
+    wake.expires_at(std::chrono::steady_clock::time_point::max());
+  }
+
+  std::shared_ptr<server::state> st;
+  local::socket socket;
+  ndjson_framer framer;
+  std::deque<std::string> out;
+  asio::steady_timer wake;
+  bool closing = false;
+  bool close_when_idle = false;  // stop(): answer what is pending, then close
+  std::size_t pending = 0;
+
+  void send(const json::value& v) {
+    if (closing)
+      return;
+    out.push_back(json::serialize(v) + "\n");
+    wake.cancel();
+  }
+  void close_after_flush() {
+    closing = true;
+    wake.cancel();
+  }
+
+  asio::awaitable<void> writer() {
+    auto self = shared_from_this();
+    for (;;) {
+      while (!out.empty()) {
+        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out.front()), asio::as_tuple(asio::use_awaitable));
+        (void)n;
+        if (ec) {
+          closing = true;
+          out.clear();
+          break;
+        }
+        out.pop_front();
+      }
+      if (closing)
+        break;
+      co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+      wake.expires_at(std::chrono::steady_clock::time_point::max());
+    }
+    boost::system::error_code ignored;
+    socket.shutdown(local::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    st->connection_closed(this);
+  }
+
+  asio::awaitable<void> reader() {
+    auto self = shared_from_this();
+    std::array<char, 65536> buf;
+    while (!closing) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      if (ec)
+        break;
+      framer.feed(std::string_view(buf.data(), n));
+      while (auto line = framer.next())
+        handle(*line);
+      if (framer.overflowed()) {
+        send(make_error(nullptr, {code::invalid_request,
+                                  "message larger than " + std::to_string(framer.max_message_bytes()) + " bytes",
+                                  {}}));
+        break;
+      }
+    }
+    close_after_flush();
+  }
+
+  void handle(const std::string& line) {
+    auto m = parse_message(line);
+    if (!m.batch) {
+      auto& it = m.items.front();
+      if (auto* bad = std::get_if<invalid>(&it)) {
+        send(make_error(bad->id, bad->error));
+        return;
+      }
+      run_one(std::get<request>(std::move(it)));
+      return;
+    }
+    run_batch(std::move(m.items));
+  }
+
+  // Each request runs in its own coroutine: a pending Wait blocks nothing.
+  void run_one(request r) {
+    auto self = shared_from_this();
+    ++pending;
+    asio::co_spawn(socket.get_executor(), st->dispatch(r),
+                   [self, id = r.id](std::exception_ptr e, outcome o) {
+                     --self->pending;
+                     struct idle_check {
+                       connection& c;
+                       ~idle_check() {
+                         if (c.close_when_idle && c.pending == 0)
+                           c.close_after_flush();
+                       }
+                     } check{*self};
+                     if (e)
+                       o = rpc_error{code::internal_error, "internal error", {}};
+                     if (!id)
+                       return;  // a notification: no response
+                     if (auto* err = std::get_if<rpc_error>(&o))
+                       self->send(make_error(*id, *err));
+                     else
+                       self->send(make_result(*id, std::get<json::value>(std::move(o))));
+                   });
+  }
+
+  void run_batch(std::vector<item> items) {
+    auto self = shared_from_this();
+    struct batch_state {
+      json::array responses;
+      std::size_t left;
+    };
+    auto b = std::make_shared<batch_state>();
+    b->left = items.size();
+    auto done_one = [self, b] {
+      if (--b->left == 0 && !b->responses.empty())
+        self->send(std::move(b->responses));
+    };
+    for (auto& it : items) {
+      if (auto* bad = std::get_if<invalid>(&it)) {
+        b->responses.push_back(make_error(bad->id, bad->error));
+        done_one();
+        continue;
+      }
+      auto r = std::get<request>(std::move(it));
+      asio::co_spawn(socket.get_executor(), st->dispatch(r),
+                     [b, done_one, id = r.id](std::exception_ptr e, outcome o) {
+                       if (e)
+                         o = rpc_error{code::internal_error, "internal error", {}};
+                       if (id) {
+                         if (auto* err = std::get_if<rpc_error>(&o))
+                           b->responses.push_back(make_error(*id, *err));
+                         else
+                           b->responses.push_back(make_result(*id, std::get<json::value>(std::move(o))));
+                       }
+                       done_one();
+                     });
+    }
+  }
+};
+
+namespace {
+// The completion handler of a connection's coroutines: an exception is a bug
+// in serving one client; log it and drop that connection, not the daemon.
+auto connection_guard(const std::shared_ptr<server::connection>& c) {
+  return [w = std::weak_ptr<server::connection>(c)](std::exception_ptr e) {
+    if (!e)
+      return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log(log_level::error, std::string("connection dropped: ") + ex.what());
+    }
+    if (auto c2 = w.lock())
+      c2->close_after_flush();
+  };
+}
+}  // namespace
+
+void server::state::connection_closed(connection* c) {
+  connections.erase(c);
+  if (stopping && connections.empty() && on_drained) {
+    auto f = std::move(on_drained);
+    on_drained = nullptr;
+    asio::post(ex, f);
+  }
+}
+
+asio::awaitable<outcome> server::state::dispatch(const request& r) {
+  const auto& p = r.params;
+  const std::string& m = r.method;
+  if (m == "Version") {
+    if (auto e = check_params(p, {}))
+      co_return *e;
+    co_return json::value{{"version", std::string(executor_version)}};
+  }
+  if (m == "Launch") {
+    auto cmd = decode_exec_command(p);
+    if (!cmd)
+      co_return to_rpc_error(cmd.error());
+    auto st = co_await task.launch(std::move(*cmd));
+    if (!st)
+      co_return to_rpc_error(st.error(), task_operation::launch);
+    co_return launched_state(*st);
+  }
+  if (m == "Wait") {
+    if (auto e = check_params(p, {"timeout_ms"}))
+      co_return *e;
+    std::optional<std::int64_t> timeout;
+    if (const auto* t = param(p, "timeout_ms")) {
+      if (!t->is_int64() || t->get_int64() < 0)
+        co_return params_error("timeout_ms", "timeout_ms must be a non-negative integer");
+      timeout = t->get_int64();
+    }
+    result<process_state> st;
+    if (timeout) {
+      asio::steady_timer timer(ex, std::chrono::milliseconds(*timeout));
+      auto first = co_await (task.wait() || timer.async_wait(asio::use_awaitable));
+      if (first.index() == 1)
+        co_return rpc_error{code::timed_out, "the task did not exit within " + std::to_string(*timeout) + " ms", {}};
+      st = std::get<0>(std::move(first));
+    } else {
+      st = co_await task.wait();
+    }
+    if (!st)
+      co_return to_rpc_error(st.error(), task_operation::wait);
+    co_return json::value_from(*st);
+  }
+  if (m == "Signal") {
+    if (auto e = check_params(p, {"signal"}))
+      co_return *e;
+    const auto* s = param(p, "signal");
+    if (!s)
+      co_return params_error("signal", "signal is required");
+    int signo = 0;
+    if (s->is_int64()) {
+      signo = static_cast<int>(s->get_int64());
+      if (s->get_int64() != signo)
+        co_return params_error("signal", "invalid signal number");
+    } else if (s->is_string()) {
+      auto n = signal_from_name(s->get_string());
+      if (!n)
+        co_return params_error("signal", "unknown signal \"" + std::string(s->get_string()) + "\"");
+      signo = *n;
+    } else {
+      co_return params_error("signal", "signal must be a number or a name");
+    }
+    auto res = co_await task.signal(signo);
+    if (!res)
+      co_return to_rpc_error(res.error(), task_operation::signal);
+    co_return json::object{};
+  }
+  if (m == "Shutdown") {
+    if (auto e = check_params(p, {"signal", "grace_period_ms"}))
+      co_return *e;
+    std::string sig = "SIGINT";
+    std::int64_t grace = options->kill_grace.count();
+    if (const auto* s = param(p, "signal")) {
+      if (!s->is_string())
+        co_return params_error("signal", "signal must be a name such as \"SIGTERM\"");
+      sig = std::string(s->get_string());
+    }
+    if (const auto* g = param(p, "grace_period_ms")) {
+      if (!g->is_int64() || g->get_int64() < 0)
+        co_return params_error("grace_period_ms", "grace_period_ms must be a non-negative integer");
+      grace = g->get_int64();
+    }
+    auto res = co_await task.shutdown(sig, std::chrono::milliseconds(grace));
+    if (!res)
+      co_return to_rpc_error(res.error(), task_operation::shutdown);
+    co_return json::object{};
+  }
+  if (m == "Destroy") {
+    if (auto e = check_params(p, {}))
+      co_return *e;
+    if (task.state() != task_state::destroyed) {
+      auto res = co_await task.destroy();
+      if (!res && res.error().code != make_error_code(errc::task_destroyed))
+        co_return to_rpc_error(res.error(), task_operation::destroy);
+    }
+    if (!destroy_requested) {
+      destroy_requested = true;
+      if (options->on_destroyed)
+        asio::post(ex, options->on_destroyed);
+    }
+    co_return json::object{};
+  }
+  for (std::string_view later : {"Stats", "Stats.Cancel", "Exec", "ExecStreaming.Start", "ExecStreaming.Input",
+                                  "UpdateResources", "Events"}) {
+    if (m == later)
+      co_return rpc_error{code::unsupported, m + " is not supported by this build yet", {}};
+  }
+  co_return rpc_error{code::method_not_found, "method not found: \"" + m + "\"", {}};
+}
+
+server::server(const asio::any_io_executor& ex, task_executor& task, server_options options)
+    : state_(std::make_shared<state>(ex, task)), options_(std::move(options)) {
+  state_->options = &options_;
+}
+
+server::~server() { stop(); }
+
+result<void> server::listen() {
+  namespace fs = std::filesystem;
+  const std::string& path = options_.socket_path;
+  if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
+    return make_error(errc::invalid_argument, "socket path \"" + path + "\" is empty or too long");
+  fs::path parent = fs::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !fs::exists(parent, ec)) {
+    fs::create_directories(parent, ec);
+    if (ec)
+      return make_system_error(ec.value(), "create directory \"" + parent.string() + "\"");
+    ::chmod(parent.c_str(), 0700);
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return make_error(errc::invalid_argument, "\"" + path + "\" exists and is not a socket");
+    local::socket probe(state_->ex);
+    boost::system::error_code cec;
+    probe.connect(local::endpoint(path), cec);
+    if (!cec)
+      return make_error(errc::invalid_argument, "a live daemon already owns \"" + path + "\"");
+    ::unlink(path.c_str());  // stale: nobody listens
+  }
+  local::acceptor acc(state_->ex);
+  boost::system::error_code aec;
+  acc.open(local::endpoint(path).protocol(), aec);
+  mode_t old = ::umask(0177);  // the socket is born 0600
+  if (!aec)
+    acc.bind(local::endpoint(path), aec);
+  ::umask(old);
+  if (!aec)
+    acc.listen(asio::socket_base::max_listen_connections, aec);
+  if (aec)
+    return make_system_error(aec.value(), "listen on \"" + path + "\"");
+  ::chmod(path.c_str(), 0600);
+  state_->acceptor.emplace(std::move(acc));
+  return {};
+}
+
+void server::start() {
+  asio::co_spawn(state_->ex, accept_loop(), [](std::exception_ptr e) {
+    if (e)
+      std::rethrow_exception(e);
+  });
+}
+
+asio::awaitable<void> server::accept_loop() {
+  auto st = state_;
+  auto self = shared_from_this();
+  while (st->acceptor && st->acceptor->is_open()) {
+    auto [ec, sock] = co_await st->acceptor->async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted || st->stopping)
+      co_return;
+    if (ec) {
+      log(log_level::warning, "accept: " + ec.message());
+      if (ec == asio::error::no_descriptors) {
+        // Out of descriptors: back off briefly instead of spinning.
+        asio::steady_timer t(st->ex, std::chrono::milliseconds(50));
+        co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      }
+      continue;
+    }
+    auto c = std::make_shared<connection>(st, std::move(sock), options_.max_message_bytes);
+    st->connections.emplace(c.get(), c);
+    asio::co_spawn(st->ex, c->writer(), connection_guard(c));
+
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    bool allowed = ::getsockopt(c->socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+    if (allowed) {
+      allowed = cred.uid == 0 || cred.uid == ::geteuid();
+      for (auto u : options_.allowed_uids)
+        allowed = allowed || cred.uid == u;
+    }
+    if (!allowed) {
+      c->send(make_error(nullptr, {code::permission_denied,
+                                   "permission denied: uid " + std::to_string(cred.uid) + " may not call this daemon",
+                                   {}}));
+      c->close_after_flush();
+      continue;
+    }
+    if (st->connections.size() > options_.max_connections) {
+      c->send(make_error(nullptr, {code::internal_error,
+                                   "too many connections (limit " + std::to_string(options_.max_connections) + ")",
+                                   {}}));
+      c->close_after_flush();
+      continue;
+    }
+    asio::co_spawn(st->ex, c->reader(), connection_guard(c));
+  }
+}
+
+void server::stop() {
+  auto& st = *state_;
+  if (st.stopping)
+    return;
+  st.stopping = true;
+  if (st.acceptor) {
+    boost::system::error_code ignored;
+    st.acceptor->close(ignored);
+    ::unlink(options_.socket_path.c_str());
+  }
+  for (auto& [p, c] : st.connections) {
+    c->close_when_idle = true;
+    if (c->pending == 0)
+      c->close_after_flush();
+  }
+}
+
+void server::on_drained(std::function<void()> f) {
+  if (state_->stopping && state_->connections.empty()) {
+    asio::post(state_->ex, std::move(f));
+    return;
+  }
+  state_->on_drained = std::move(f);
+}
+
+std::size_t server::connection_count() const noexcept { return state_->connections.size(); }
+
+}  // namespace taskexec::rpc

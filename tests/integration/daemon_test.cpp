@@ -1,0 +1,279 @@
+// taskexecd over its socket: handshake, methods, errors, framing, concurrency,
+// lifetime. Each daemon runs as a task of our own executor, so the test
+// reaps it and sees its exit code.
+#include <sys/stat.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+
+#include "harness.hpp"
+
+using namespace test_support;
+using namespace taskexec;
+namespace json = boost::json;
+using local = asio::local::stream_protocol;
+
+namespace {
+
+// A daemon under test, started as our task; its handshake is read from stdout.
+struct daemon_process {
+  temp_dir dir;
+  std::string socket;
+  task_executor task{harness::get().reaper};
+  json::object hello;
+
+  asio::awaitable<void> start(std::vector<std::string> extra = {}) {
+    socket = dir / "run/taskexecd.sock";  // the parent directory does not exist yet
+    pipe_reader out;
+    exec_command cmd;
+    cmd.cmd = TASKEXECD;
+    cmd.args = {"--socket", socket, "--log-level", "warn", "--kill-grace-ms", "2000"};
+    cmd.args.insert(cmd.args.end(), extra.begin(), extra.end());
+    cmd.stdout_fd = out.write_fd();
+    auto r = co_await task.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+    out.close_write();
+    auto line = co_await out.line();
+    BOOST_REQUIRE_MESSAGE(!line.empty(), "no handshake from taskexecd");
+    hello = json::parse(line).as_object();
+  }
+};
+
+// A JSON-RPC client over the socket that matches responses by id.
+class client {
+ public:
+  client() : sock_(harness::get().io) {}
+  asio::awaitable<void> connect(const std::string& path) {
+    co_await sock_.async_connect(local::endpoint(path), asio::use_awaitable);
+  }
+  asio::awaitable<void> send_raw(std::string text) {
+    co_await asio::async_write(sock_, asio::buffer(text), asio::use_awaitable);
+  }
+  asio::awaitable<void> send(int id, std::string method, json::value params = nullptr) {
+    json::object req{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}};
+    if (!params.is_null())
+      req["params"] = params;
+    co_await send_raw(json::serialize(req) + "\n");
+  }
+  /// The next message as it comes; a null value at EOF.
+  asio::awaitable<json::value> next() {
+    auto [ec, n] = co_await asio::async_read_until(sock_, buf_, '\n', asio::as_tuple(asio::use_awaitable));
+    if (ec)
+      co_return nullptr;
+    std::string line(asio::buffers_begin(buf_.data()), asio::buffers_begin(buf_.data()) + static_cast<long>(n));
+    buf_.consume(n);
+    co_return json::parse(line);
+  }
+  /// The response with this id (others that arrive first are kept).
+  asio::awaitable<json::object> response(int id) {
+    for (;;) {
+      if (auto it = stash_.find(id); it != stash_.end()) {
+        auto v = std::move(it->second);
+        stash_.erase(it);
+        co_return v;
+      }
+      auto v = co_await next();
+      BOOST_REQUIRE_MESSAGE(!v.is_null(), "connection closed while waiting for id " << id);
+      auto& o = v.as_object();
+      stash_[static_cast<int>(o.at("id").as_int64())] = o;
+    }
+  }
+  asio::awaitable<json::object> call(int id, std::string method, json::value params = nullptr) {
+    co_await send(id, std::move(method), std::move(params));
+    co_return co_await response(id);
+  }
+
+ private:
+  local::socket sock_;
+  asio::streambuf buf_;
+  std::map<int, json::object> stash_;
+};
+
+std::int64_t error_code_of(const json::object& r) { return r.at("error").at("code").as_int64(); }
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(taskexecd_daemon)
+
+BOOST_AUTO_TEST_CASE(handshake_socket_and_version) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    BOOST_TEST(d.hello.at("protocol").as_string() == "taskexec-jsonrpc");
+    BOOST_TEST(d.hello.at("version").as_string() == "2.0.0");
+    BOOST_TEST(d.hello.at("socket").as_string() == d.socket);
+    BOOST_TEST(d.hello.at("pid").as_int64() == d.task.pid());
+    struct stat st {};
+    BOOST_REQUIRE(::stat(d.socket.c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0600u);
+    BOOST_REQUIRE(::stat((d.dir / "run").c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0700u);
+
+    client c;
+    co_await c.connect(d.socket);
+    auto r = co_await c.call(1, "Version");
+    BOOST_TEST(json::serialize(r) == R"({"jsonrpc":"2.0","id":1,"result":{"version":"2.0.0"}})");
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);  // SIGTERM: clean exit
+    BOOST_TEST(!std::filesystem::exists(d.socket));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(launch_wait_and_a_pending_wait_blocks_nothing) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    auto l = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sh","args":["-c","exec sleep 1000"]})"));
+    BOOST_REQUIRE_MESSAGE(l.contains("result"), json::serialize(l));
+    BOOST_TEST(l.at("result").at("exit_code").as_int64() == -1);
+    const auto task_pid = l.at("result").at("pid").as_int64();
+
+    co_await c.send(2, "Wait");
+    co_await c.send(3, "Version");
+    auto first = co_await c.next();  // Version answers while Wait is pending
+    BOOST_TEST(first.at("id").as_int64() == 3);
+    auto again = co_await c.call(4, "Launch", json::parse(R"({"cmd":"/bin/true"})"));
+    BOOST_TEST(error_code_of(again) == -32002);  // already launched
+
+    auto timed = co_await c.call(5, "Wait", json::parse(R"({"timeout_ms":50})"));
+    BOOST_TEST(error_code_of(timed) == -32006);
+
+    auto sig = co_await c.call(6, "Signal", json::parse(R"({"signal":"SIGKILL"})"));
+    BOOST_TEST(sig.at("result").as_object().empty());
+    auto w = co_await c.response(2);
+    BOOST_TEST(w.at("result").at("pid").as_int64() == task_pid);
+    BOOST_TEST(w.at("result").at("exit_code").as_int64() == 137);
+    BOOST_TEST(w.at("result").at("signal").as_int64() == 9);
+    auto late = co_await c.call(7, "Signal", json::parse(R"({"signal":15})"));
+    BOOST_TEST(error_code_of(late) == -32003);  // not running
+
+    auto destroyed = co_await c.call(8, "Destroy");
+    BOOST_TEST(destroyed.at("result").as_object().empty());
+    BOOST_TEST((co_await c.next()).is_null());  // the daemon closes and exits
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+    BOOST_TEST(!std::filesystem::exists(d.socket));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(errors_batches_and_notifications) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    BOOST_TEST(error_code_of(co_await c.call(1, "NoSuchMethod")) == -32601);
+    BOOST_TEST(error_code_of(co_await c.call(2, "Wait")) == -32001);  // not launched
+    auto bad = co_await c.call(3, "Launch", json::parse(R"({"cmd":"x","resources":{"cpu_shares":"many"}})"));
+    BOOST_TEST(error_code_of(bad) == -32602);
+    BOOST_TEST(bad.at("error").at("data").at("field").as_string() == "resources.cpu_shares");
+    auto unknown = co_await c.call(4, "Shutdown", json::parse(R"({"grace":5})"));
+    BOOST_TEST(unknown.at("error").at("data").at("field").as_string() == "grace");
+    auto missing = co_await c.call(5, "Launch", json::parse(R"({"cmd":"no-such-binary-xyz"})"));
+    BOOST_TEST(error_code_of(missing) == -32004);
+    BOOST_TEST(missing.at("error").at("message").as_string() == "binary \"no-such-binary-xyz\" could not be found");
+    BOOST_TEST(error_code_of(co_await c.call(6, "Stats")) == -32007);
+
+    co_await c.send_raw("{\"jsonrpc\":\"2.0\",\"method\":\"Version\"}\n");  // a notification: no answer
+    co_await c.send_raw("{oops\n");
+    auto parse = (co_await c.next()).as_object();
+    BOOST_TEST(error_code_of(parse) == -32700);
+    BOOST_TEST(parse.at("id").is_null());
+
+    co_await c.send_raw(R"([{"jsonrpc":"2.0","id":10,"method":"Version"},{"jsonrpc":"2.0","method":"Version"},7])"
+                        "\n");
+    auto batch = (co_await c.next()).as_array();
+    BOOST_REQUIRE_EQUAL(batch.size(), 2u);  // the notification gets nothing
+    int seen = 0;
+    for (const auto& r : batch) {
+      if (r.at("id").is_int64() && r.at("id").as_int64() == 10)
+        seen += r.as_object().contains("result") ? 1 : 0;
+      else
+        seen += error_code_of(r.as_object()) == -32600 ? 10 : 0;
+    }
+    BOOST_TEST(seen == 11);
+    BOOST_TEST((co_await c.call(11, "Version")).contains("result"));  // still serving
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(oversized_message_is_refused_and_the_connection_closed) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    std::vector<std::string> args{"--max-message-bytes", "1024"};
+    co_await d.start(std::move(args));
+    client c;
+    co_await c.connect(d.socket);
+    co_await c.send_raw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"Version\",\"params\":{\"pad\":\"" +
+                        std::string(2000, 'x') + "\"}}\n");
+    auto r = (co_await c.next()).as_object();
+    BOOST_TEST(error_code_of(r) == -32600);
+    BOOST_TEST(r.at("id").is_null());
+    BOOST_TEST((co_await c.next()).is_null());
+    client again;  // the daemon itself is fine
+    co_await again.connect(d.socket);
+    BOOST_TEST((co_await again.call(1, "Version")).contains("result"));
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(the_task_survives_its_clients_and_sigterm_ends_everything) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    std::int64_t task_pid = 0;
+    {
+      client c;
+      co_await c.connect(d.socket);
+      auto l = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sh","args":["-c","trap '' INT; exec sleep 1000"]})"));
+      task_pid = l.at("result").at("pid").as_int64();
+    }  // the client goes away
+    client c2;
+    co_await c2.connect(d.socket);
+    BOOST_TEST((co_await c2.call(1, "Signal", json::parse(R"({"signal":0})"))).contains("result"));
+    BOOST_TEST(alive(static_cast<int>(task_pid)));
+    co_await c2.send(2, "Wait");  // pending when the daemon is told to stop
+
+    // A second daemon may not take over a live socket.
+    {
+      task_executor second(harness::get().reaper);
+      exec_command cmd;
+      cmd.cmd = TASKEXECD;
+      cmd.args = {"--socket", d.socket};
+      BOOST_REQUIRE(co_await second.launch(cmd));
+      BOOST_TEST((co_await second.wait())->exit_code == 1);
+    }
+
+    BOOST_TEST((co_await d.task.signal(SIGTERM)).has_value());
+    auto w = co_await c2.response(2);  // answered before the daemon goes
+    BOOST_TEST(w.at("result").at("signal").as_int64() == SIGTERM);
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+    BOOST_TEST(!alive(static_cast<int>(task_pid)));
+    BOOST_TEST(!std::filesystem::exists(d.socket));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_stale_socket_is_replaced) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    std::filesystem::create_directories(d.dir.path / "run");
+    {
+      // A socket file nobody listens on, as a crashed daemon leaves it.
+      local::acceptor stale(harness::get().io, local::endpoint(d.dir / "run/taskexecd.sock"));
+    }
+    BOOST_REQUIRE(std::filesystem::exists(d.dir / "run/taskexecd.sock"));
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    BOOST_TEST((co_await c.call(1, "Version")).contains("result"));
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
