@@ -34,10 +34,12 @@ namespace asio = boost::asio;
 namespace {
 
 int usage(const std::string& why) {
-  std::cerr << "taskexecd: " << why << "\n"
-            << "usage: taskexecd --socket PATH [--log-file F] [--log-level trace|debug|info|warn|error|off]\n"
-            << "                 [--log-format text|json] [--kill-grace-ms N] [--max-message-bytes N]\n"
-            << "                 [--allow-uid N]...\n";
+  std::cerr
+      << "taskexecd: " << why << "\n"
+      << "usage: taskexecd --socket PATH [--log-file F] [--log-level "
+         "trace|debug|info|warn|error|off]\n"
+      << "                 [--log-format text|json] [--kill-grace-ms N] [--max-message-bytes N]\n"
+      << "                 [--allow-uid N]...\n";
   return 2;
 }
 
@@ -131,10 +133,12 @@ int main(int argc, char** argv) {
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
-          if (task.state() == taskexec::task_state::running || task.state() == taskexec::task_state::exited) {
+          if (task.state() == taskexec::task_state::running ||
+              task.state() == taskexec::task_state::exited) {
             auto r = co_await task.shutdown("SIGTERM", server->options().kill_grace);
             if (!r)
-              taskexec::detail::log(taskexec::log_level::warning, "daemon", "", "", r.error().message);
+              taskexec::detail::log(taskexec::log_level::warning, "daemon", "", "",
+                                    r.error().message);
           }
           stop_and_exit();
         },

@@ -3,12 +3,13 @@
 // reaps it and sees its exit code.
 #include <sys/stat.h>
 
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <fstream>
 #include <map>
 
 #include "harness.hpp"
@@ -62,10 +63,12 @@ class client {
   }
   /// The next message as it comes; a null value at EOF.
   asio::awaitable<json::value> next() {
-    auto [ec, n] = co_await asio::async_read_until(sock_, buf_, '\n', asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] =
+        co_await asio::async_read_until(sock_, buf_, '\n', asio::as_tuple(asio::use_awaitable));
     if (ec)
       co_return nullptr;
-    std::string line(asio::buffers_begin(buf_.data()), asio::buffers_begin(buf_.data()) + static_cast<long>(n));
+    std::string line(asio::buffers_begin(buf_.data()),
+                     asio::buffers_begin(buf_.data()) + static_cast<long>(n));
     buf_.consume(n);
     co_return json::parse(line);
   }
@@ -94,7 +97,9 @@ class client {
   std::map<int, json::object> stash_;
 };
 
-std::int64_t error_code_of(const json::object& r) { return r.at("error").at("code").as_int64(); }
+std::int64_t error_code_of(const json::object& r) {
+  return r.at("error").at("code").as_int64();
+}
 
 }  // namespace
 
@@ -130,7 +135,8 @@ BOOST_AUTO_TEST_CASE(launch_wait_and_a_pending_wait_blocks_nothing) {
     co_await d.start();
     client c;
     co_await c.connect(d.socket);
-    auto l = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sh","args":["-c","exec sleep 1000"]})"));
+    auto l = co_await c.call(1, "Launch",
+                             json::parse(R"({"cmd":"/bin/sh","args":["-c","exec sleep 1000"]})"));
     BOOST_REQUIRE_MESSAGE(l.contains("result"), json::serialize(l));
     BOOST_TEST(l.at("result").at("exit_code").as_int64() == -1);
     const auto task_pid = l.at("result").at("pid").as_int64();
@@ -170,24 +176,28 @@ BOOST_AUTO_TEST_CASE(errors_batches_and_notifications) {
     co_await c.connect(d.socket);
     BOOST_TEST(error_code_of(co_await c.call(1, "NoSuchMethod")) == -32601);
     BOOST_TEST(error_code_of(co_await c.call(2, "Wait")) == -32001);  // not launched
-    auto bad = co_await c.call(3, "Launch", json::parse(R"({"cmd":"x","resources":{"cpu_shares":"many"}})"));
+    auto bad = co_await c.call(3, "Launch",
+                               json::parse(R"({"cmd":"x","resources":{"cpu_shares":"many"}})"));
     BOOST_TEST(error_code_of(bad) == -32602);
     BOOST_TEST(bad.at("error").at("data").at("field").as_string() == "resources.cpu_shares");
     auto unknown = co_await c.call(4, "Shutdown", json::parse(R"({"grace":5})"));
     BOOST_TEST(unknown.at("error").at("data").at("field").as_string() == "grace");
     auto missing = co_await c.call(5, "Launch", json::parse(R"({"cmd":"no-such-binary-xyz"})"));
     BOOST_TEST(error_code_of(missing) == -32004);
-    BOOST_TEST(missing.at("error").at("message").as_string() == "binary \"no-such-binary-xyz\" could not be found");
+    BOOST_TEST(missing.at("error").at("message").as_string() ==
+               "binary \"no-such-binary-xyz\" could not be found");
     BOOST_TEST(error_code_of(co_await c.call(6, "Stats")) == -32007);
 
-    co_await c.send_raw("{\"jsonrpc\":\"2.0\",\"method\":\"Version\"}\n");  // a notification: no answer
+    co_await c.send_raw(
+        "{\"jsonrpc\":\"2.0\",\"method\":\"Version\"}\n");  // a notification: no answer
     co_await c.send_raw("{oops\n");
     auto parse = (co_await c.next()).as_object();
     BOOST_TEST(error_code_of(parse) == -32700);
     BOOST_TEST(parse.at("id").is_null());
 
-    co_await c.send_raw(R"([{"jsonrpc":"2.0","id":10,"method":"Version"},{"jsonrpc":"2.0","method":"Version"},7])"
-                        "\n");
+    co_await c.send_raw(
+        R"([{"jsonrpc":"2.0","id":10,"method":"Version"},{"jsonrpc":"2.0","method":"Version"},7])"
+        "\n");
     auto batch = (co_await c.next()).as_array();
     BOOST_REQUIRE_EQUAL(batch.size(), 2u);  // the notification gets nothing
     int seen = 0;
@@ -210,8 +220,9 @@ BOOST_AUTO_TEST_CASE(oversized_message_is_refused_and_the_connection_closed) {
     co_await d.start(std::move(args));
     client c;
     co_await c.connect(d.socket);
-    co_await c.send_raw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"Version\",\"params\":{\"pad\":\"" +
-                        std::string(2000, 'x') + "\"}}\n");
+    co_await c.send_raw(
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"Version\",\"params\":{\"pad\":\"" +
+        std::string(2000, 'x') + "\"}}\n");
     auto r = (co_await c.next()).as_object();
     BOOST_TEST(error_code_of(r) == -32600);
     BOOST_TEST(r.at("id").is_null());
@@ -231,7 +242,9 @@ BOOST_AUTO_TEST_CASE(the_task_survives_its_clients_and_sigterm_ends_everything) 
     {
       client c;
       co_await c.connect(d.socket);
-      auto l = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sh","args":["-c","trap '' INT; exec sleep 1000"]})"));
+      auto l = co_await c.call(
+          1, "Launch",
+          json::parse(R"({"cmd":"/bin/sh","args":["-c","trap '' INT; exec sleep 1000"]})"));
       task_pid = l.at("result").at("pid").as_int64();
     }  // the client goes away
     client c2;
@@ -273,6 +286,68 @@ BOOST_AUTO_TEST_CASE(a_stale_socket_is_replaced) {
     co_await c.connect(d.socket);
     BOOST_TEST((co_await c.call(1, "Version")).contains("result"));
     BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// docs/protocol.md's session, replayed: every answer must be what the page
+// shows, but for pids and times.
+BOOST_AUTO_TEST_SUITE(protocol_document)
+
+namespace {
+json::value normalised(json::value v) {
+  auto scrub = [](json::value& r) {
+    if (!r.is_object())
+      return;
+    auto& o = r.as_object();
+    if (auto* res = o.if_contains("result"); res && res->is_object()) {
+      for (auto key : {"pid", "time_unix_nano"}) {
+        if (res->as_object().contains(key))
+          res->as_object()[key] = 0;
+      }
+    }
+  };
+  if (v.is_array()) {
+    for (auto& e : v.as_array())
+      scrub(e);
+  } else {
+    scrub(v);
+  }
+  return v;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_documented_session_is_true) {
+  std::ifstream doc(TASKEXEC_SOURCE_DIR "/docs/protocol.md");
+  BOOST_REQUIRE(doc);
+  std::vector<std::pair<char, std::string>> lines;
+  bool in_session = false;
+  for (std::string l; std::getline(doc, l);) {
+    if (l.rfind("## A session", 0) == 0)
+      in_session = true;
+    else if (in_session && l.rfind("## ", 0) == 0)
+      break;
+    if (in_session && (l.rfind("> ", 0) == 0 || l.rfind("< ", 0) == 0))
+      lines.emplace_back(l[0], l.substr(2));
+  }
+  BOOST_REQUIRE_GE(lines.size(), 10u);
+  run([&]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    for (const auto& [dir, text] : lines) {
+      if (dir == '>') {
+        co_await c.send_raw(text + "\n");
+        continue;
+      }
+      auto got = co_await c.next();
+      BOOST_TEST(json::serialize(normalised(got)) == json::serialize(normalised(json::parse(text))),
+                 text);
+    }
+    BOOST_TEST((co_await c.next()).is_null());  // after Destroy the daemon closes
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
   });
 }
 

@@ -31,7 +31,9 @@ using local = asio::local::stream_protocol;
 using namespace asio::experimental::awaitable_operators;
 
 namespace {
-void log(log_level l, const std::string& msg) { detail::log(l, "rpc", "", "", msg); }
+void log(log_level l, const std::string& msg) {
+  detail::log(l, "rpc", "", "", msg);
+}
 
 using outcome = std::variant<json::value, rpc_error>;
 
@@ -43,7 +45,8 @@ rpc_error params_error(std::string field, std::string message) {
 }
 
 // params must be absent, or an object with only `known` members.
-std::optional<rpc_error> check_params(const json::value& params, std::initializer_list<std::string_view> known) {
+std::optional<rpc_error> check_params(const json::value& params,
+                                      std::initializer_list<std::string_view> known) {
   if (params.is_null())
     return std::nullopt;
   if (!params.is_object())
@@ -115,7 +118,8 @@ struct server::connection : std::enable_shared_from_this<connection> {
     auto self = shared_from_this();
     for (;;) {
       while (!out.empty()) {
-        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out.front()), asio::as_tuple(asio::use_awaitable));
+        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out.front()),
+                                                  asio::as_tuple(asio::use_awaitable));
         (void)n;
         if (ec) {
           closing = true;
@@ -139,7 +143,8 @@ struct server::connection : std::enable_shared_from_this<connection> {
     auto self = shared_from_this();
     std::array<char, 65536> buf;
     while (!closing) {
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      auto [ec, n] =
+          co_await socket.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
       if (ec)
         break;
       framer.feed(std::string_view(buf.data(), n));
@@ -147,7 +152,8 @@ struct server::connection : std::enable_shared_from_this<connection> {
         handle(*line);
       if (framer.overflowed()) {
         send(make_error(nullptr, {code::invalid_request,
-                                  "message larger than " + std::to_string(framer.max_message_bytes()) + " bytes",
+                                  "message larger than " +
+                                      std::to_string(framer.max_message_bytes()) + " bytes",
                                   {}}));
         break;
       }
@@ -213,18 +219,19 @@ struct server::connection : std::enable_shared_from_this<connection> {
         continue;
       }
       auto r = std::get<request>(std::move(it));
-      asio::co_spawn(socket.get_executor(), st->dispatch(r),
-                     [b, done_one, id = r.id](std::exception_ptr e, outcome o) {
-                       if (e)
-                         o = rpc_error{code::internal_error, "internal error", {}};
-                       if (id) {
-                         if (auto* err = std::get_if<rpc_error>(&o))
-                           b->responses.push_back(make_error(*id, *err));
-                         else
-                           b->responses.push_back(make_result(*id, std::get<json::value>(std::move(o))));
-                       }
-                       done_one();
-                     });
+      asio::co_spawn(
+          socket.get_executor(), st->dispatch(r),
+          [b, done_one, id = r.id](std::exception_ptr e, outcome o) {
+            if (e)
+              o = rpc_error{code::internal_error, "internal error", {}};
+            if (id) {
+              if (auto* err = std::get_if<rpc_error>(&o))
+                b->responses.push_back(make_error(*id, *err));
+              else
+                b->responses.push_back(make_result(*id, std::get<json::value>(std::move(o))));
+            }
+            done_one();
+          });
     }
   }
 };
@@ -287,7 +294,9 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
       asio::steady_timer timer(ex, std::chrono::milliseconds(*timeout));
       auto first = co_await (task.wait() || timer.async_wait(asio::use_awaitable));
       if (first.index() == 1)
-        co_return rpc_error{code::timed_out, "the task did not exit within " + std::to_string(*timeout) + " ms", {}};
+        co_return rpc_error{code::timed_out,
+                            "the task did not exit within " + std::to_string(*timeout) + " ms",
+                            {}};
       st = std::get<0>(std::move(first));
     } else {
       st = co_await task.wait();
@@ -355,8 +364,8 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
     }
     co_return json::object{};
   }
-  for (std::string_view later : {"Stats", "Stats.Cancel", "Exec", "ExecStreaming.Start", "ExecStreaming.Input",
-                                  "UpdateResources", "Events"}) {
+  for (std::string_view later : {"Stats", "Stats.Cancel", "Exec", "ExecStreaming.Start",
+                                 "ExecStreaming.Input", "UpdateResources", "Events"}) {
     if (m == later)
       co_return rpc_error{code::unsupported, m + " is not supported by this build yet", {}};
   }
@@ -368,7 +377,9 @@ server::server(const asio::any_io_executor& ex, task_executor& task, server_opti
   state_->options = &options_;
 }
 
-server::~server() { stop(); }
+server::~server() {
+  stop();
+}
 
 result<void> server::listen() {
   namespace fs = std::filesystem;
@@ -439,7 +450,8 @@ asio::awaitable<void> server::accept_loop() {
 
     ucred cred{};
     socklen_t len = sizeof cred;
-    bool allowed = ::getsockopt(c->socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+    bool allowed =
+        ::getsockopt(c->socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
     if (allowed) {
       allowed = cred.uid == 0 || cred.uid == ::geteuid();
       for (auto u : options_.allowed_uids)
@@ -447,15 +459,17 @@ asio::awaitable<void> server::accept_loop() {
     }
     if (!allowed) {
       c->send(make_error(nullptr, {code::permission_denied,
-                                   "permission denied: uid " + std::to_string(cred.uid) + " may not call this daemon",
+                                   "permission denied: uid " + std::to_string(cred.uid) +
+                                       " may not call this daemon",
                                    {}}));
       c->close_after_flush();
       continue;
     }
     if (st->connections.size() > options_.max_connections) {
-      c->send(make_error(nullptr, {code::internal_error,
-                                   "too many connections (limit " + std::to_string(options_.max_connections) + ")",
-                                   {}}));
+      c->send(make_error(
+          nullptr, {code::internal_error,
+                    "too many connections (limit " + std::to_string(options_.max_connections) + ")",
+                    {}}));
       c->close_after_flush();
       continue;
     }
@@ -488,6 +502,8 @@ void server::on_drained(std::function<void()> f) {
   state_->on_drained = std::move(f);
 }
 
-std::size_t server::connection_count() const noexcept { return state_->connections.size(); }
+std::size_t server::connection_count() const noexcept {
+  return state_->connections.size();
+}
 
 }  // namespace taskexec::rpc
