@@ -4,13 +4,18 @@
 //     stdout, then runs until killed.
 //   taskexec-test-helper --zombie-leader: the main thread exits while another
 //     thread runs on, so the process shows as a zombie yet is alive.
+//   taskexec-test-helper --rpc SOCKET LINE: connect to SOCKET, send LINE and
+//     '\n', print the first line received (used to call as another user).
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -26,6 +31,25 @@ int main(int argc, char** argv) {
         ::pause();
     }).detach();
     ::pthread_exit(nullptr);
+  }
+  if (argc == 4 && std::string(argv[1]) == "--rpc") {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", argv[2]);
+    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      std::perror("connect");
+      return 1;
+    }
+    std::string line = std::string(argv[3]) + "\n";
+    if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+      return 1;
+    std::string got;
+    char c;
+    while (::read(fd, &c, 1) == 1 && c != '\n')
+      got.push_back(c);
+    std::cout << got << std::endl;
+    return 0;
   }
   if (argc != 2) {
     std::cerr << "usage: taskexec-test-helper SCRIPT\n";
