@@ -352,3 +352,48 @@ BOOST_AUTO_TEST_CASE(the_documented_session_is_true) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(taskexecd_lifetime)
+
+BOOST_AUTO_TEST_CASE(a_daemon_killed_with_sigkill_takes_its_task) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    auto l = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+    const int task_pid = static_cast<int>(l.at("result").at("pid").as_int64());
+    BOOST_REQUIRE(alive(task_pid));
+    BOOST_TEST((co_await d.task.signal(SIGKILL)).has_value());
+    BOOST_TEST((co_await d.task.wait())->signal == SIGKILL);
+    BOOST_TEST(co_await wait_gone(task_pid));  // PR_SET_PDEATHSIG
+    BOOST_TEST((co_await d.task.shutdown("SIGKILL", 0ms)).has_value());
+    BOOST_TEST(zombie_children().empty());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(two_hundred_concurrent_connections) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    constexpr int n = 200;
+    std::vector<std::unique_ptr<client>> clients;
+    for (int i = 0; i < n; ++i) {
+      clients.push_back(std::make_unique<client>());
+      co_await clients.back()->connect(d.socket);
+    }
+    // Every connection sends before any reads: all are open at once.
+    for (int i = 0; i < n; ++i)
+      co_await clients[i]->send(i, "Version");
+    int ok = 0;
+    for (int i = 0; i < n; ++i) {
+      auto r = co_await clients[i]->response(i);
+      ok += r.contains("result") ? 1 : 0;
+    }
+    BOOST_TEST(ok == n);
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -15,7 +15,8 @@ namespace json = boost::json;
 
 namespace {
 // Start taskexecd as our task; returns its socket once the handshake is read.
-asio::awaitable<std::string> start_daemon(task_executor& d, const temp_dir& dir, std::vector<std::string> extra) {
+asio::awaitable<std::string> start_daemon(task_executor& d, const temp_dir& dir,
+                                          std::vector<std::string> extra) {
   const std::string socket = dir / "d.sock";
   pipe_reader out;
   exec_command cmd;
@@ -35,9 +36,11 @@ asio::awaitable<std::string> start_daemon(task_executor& d, const temp_dir& dir,
 // Call the daemon as user nobody; returns the first line it answers. The
 // helper is copied next to the socket: the build tree may not be reachable
 // for nobody (CI clones anywhere).
-asio::awaitable<json::object> call_as_nobody(const std::string& socket, const std::string& request) {
+asio::awaitable<json::object> call_as_nobody(const std::string& socket,
+                                             const std::string& request) {
   const auto helper = std::filesystem::path(socket).parent_path() / "rpc-helper";
-  std::filesystem::copy_file(TASKEXEC_TEST_HELPER, helper, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(TASKEXEC_TEST_HELPER, helper,
+                             std::filesystem::copy_options::overwrite_existing);
   ::chmod(helper.c_str(), 0755);
   exec_command cmd;
   cmd.cmd = helper.string();
@@ -59,7 +62,8 @@ BOOST_AUTO_TEST_CASE(another_uid_is_refused) {
     auto socket = co_await start_daemon(d, dir, {});
     auto r = co_await call_as_nobody(socket, R"({"jsonrpc":"2.0","id":1,"method":"Version"})");
     BOOST_TEST(r.at("error").at("code").as_int64() == -32005);
-    BOOST_TEST(r.at("error").at("message").as_string() == "permission denied: uid 65534 may not call this daemon");
+    BOOST_TEST(r.at("error").at("message").as_string() ==
+               "permission denied: uid 65534 may not call this daemon");
     BOOST_TEST(r.at("id").is_null());
     BOOST_TEST((co_await d.shutdown("SIGTERM", 5s)).has_value());
   });
