@@ -355,6 +355,57 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(taskexecd_lifetime)
 
+BOOST_AUTO_TEST_CASE(events_tell_a_returning_agent_what_happened) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    std::int64_t task_pid = 0;
+    {
+      client c;
+      co_await c.connect(d.socket);
+      auto l = co_await c.call(
+          1, "Launch",
+          json::parse(
+              R"({"cmd":"/bin/sh","args":["-c","trap 'exit 4' USR1; while :; do sleep 0.01; done"]})"));
+      task_pid = l.at("result").at("pid").as_int64();
+      BOOST_TEST((co_await c.call(2, "Signal", json::parse(R"({"signal":"SIGUSR1"})")))
+                     .contains("result"));
+    }  // the agent goes away; the task dies while nobody is connected
+    BOOST_TEST(co_await wait_gone(static_cast<int>(task_pid)));
+
+    client back;
+    co_await back.connect(d.socket);
+    auto w = co_await back.call(1, "Wait");
+    BOOST_TEST(w.at("result").at("exit_code").as_int64() == 128 + SIGUSR1);
+    auto ev =
+        (co_await back.call(2, "Events", json::parse(R"({"since":0})"))).at("result").as_object();
+    const auto& events = ev.at("events").as_array();
+    BOOST_REQUIRE_EQUAL(events.size(), 3u);
+    BOOST_TEST(events[0].at("type").as_string() == "launched");
+    BOOST_TEST(events[0].at("pid").as_int64() == task_pid);
+    BOOST_TEST(events[1].at("type").as_string() == "signalled");
+    BOOST_TEST(events[1].at("signal").as_int64() == SIGUSR1);
+    BOOST_TEST(events[2].at("type").as_string() == "exited");
+    BOOST_TEST(events[2].at("state").at("signal").as_int64() == SIGUSR1);
+    BOOST_TEST(events[2].at("seq").to_number<std::uint64_t>() == 3u);
+    BOOST_TEST(ev.at("next").to_number<std::uint64_t>() == 4u);
+    BOOST_TEST(ev.at("dropped").to_number<std::uint64_t>() == 0u);
+
+    BOOST_TEST((co_await back.call(3, "Shutdown",
+                                   json::parse(R"({"signal":"SIGTERM","grace_period_ms":0})")))
+                   .contains("result"));
+    auto more =
+        (co_await back.call(4, "Events", json::parse(R"({"since":4})"))).at("result").as_object();
+    BOOST_REQUIRE_EQUAL(more.at("events").as_array().size(), 1u);
+    const auto& sd = more.at("events").as_array()[0];
+    BOOST_TEST(sd.at("type").as_string() == "shutdown");
+    BOOST_TEST(sd.at("ok").as_bool());
+    BOOST_TEST(error_code_of(co_await back.call(5, "Events", json::parse(R"({"since":-1})"))) ==
+               -32602);
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
 BOOST_AUTO_TEST_CASE(a_daemon_killed_with_sigkill_takes_its_task) {
   run([]() -> asio::awaitable<void> {
     daemon_process d;

@@ -3,6 +3,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "taskexec/rpc/framer.hpp"
+#include "taskexec/rpc/journal.hpp"
 #include "taskexec/rpc/message.hpp"
 
 using namespace taskexec;
@@ -176,6 +177,39 @@ BOOST_AUTO_TEST_CASE(domain_errors_map_in_one_place) {
       to_rpc_error(decode_error{"resources.cpu_shares", "resources.cpu_shares must be an integer"});
   BOOST_TEST((field.error_code == code::invalid_params));
   BOOST_TEST(field.data.at("field").as_string() == "resources.cpu_shares");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(journal)
+
+BOOST_AUTO_TEST_CASE(events_in_order_from_since) {
+  event_journal j(10);
+  BOOST_TEST(json::serialize(j.since(0)) == R"({"events":[],"next":1,"dropped":0})");
+  auto t = std::chrono::system_clock::time_point(std::chrono::seconds(2));
+  BOOST_TEST(j.append("launched", {{"pid", 42}}, t) == 1u);
+  BOOST_TEST(j.append("exited", {{"exit_code", 3}}, t) == 2u);
+  BOOST_TEST(
+      json::serialize(j.since(2)) ==
+      R"({"events":[{"seq":2,"time_unix_nano":2000000000,"type":"exited","exit_code":3}],"next":3,"dropped":0})");
+  BOOST_TEST(j.since(0).at("events").as_array().size() == 2u);
+  BOOST_TEST(j.since(3).at("events").as_array().empty());
+  BOOST_TEST(j.since(99).at("next").as_uint64() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(the_bound_drops_the_oldest_and_says_so) {
+  event_journal j(3);
+  for (int i = 0; i < 5; ++i)
+    j.append("signalled", {{"signal", i}});
+  BOOST_TEST(j.size() == 3u);
+  auto all = j.since(1);
+  BOOST_TEST(all.at("dropped").as_uint64() == 2u);
+  const auto& ev = all.at("events").as_array();
+  BOOST_REQUIRE_EQUAL(ev.size(), 3u);
+  BOOST_TEST(ev[0].at("seq").as_uint64() == 3u);
+  BOOST_TEST(ev[2].at("seq").as_uint64() == 5u);
+  BOOST_TEST(j.since(4).at("dropped").as_uint64() == 0u);
+  BOOST_TEST(j.since(4).at("events").as_array().size() == 2u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -19,6 +19,7 @@
 
 #include "taskexec/codec.hpp"
 #include "taskexec/logging.hpp"
+#include "taskexec/rpc/journal.hpp"
 #include "taskexec/rpc/message.hpp"
 #include "taskexec/signals.hpp"
 #include "taskexec/task_executor.hpp"
@@ -73,7 +74,7 @@ json::value launched_state(const process_state& p) {
 
 }  // namespace
 
-struct server::state {
+struct server::state : std::enable_shared_from_this<server::state> {
   state(const asio::any_io_executor& e, task_executor& t) : ex(e), task(t) {}
   asio::any_io_executor ex;
   task_executor& task;
@@ -83,6 +84,13 @@ struct server::state {
   bool destroy_requested = false;
   server_options* options = nullptr;
   std::function<void()> on_drained;
+  event_journal journal;
+
+  static asio::awaitable<void> record_exit(std::shared_ptr<state> self) {
+    auto st = co_await self->task.wait();
+    if (st)
+      self->journal.append("exited", {{"state", json::value_from(*st)}}, st->time);
+  }
 
   asio::awaitable<outcome> dispatch(const request& r);
   void connection_closed(connection* c);
@@ -278,6 +286,12 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
     auto st = co_await task.launch(std::move(*cmd));
     if (!st)
       co_return to_rpc_error(st.error(), task_operation::launch);
+    journal.append("launched", {{"pid", st->pid}}, st->time);
+    // Record the exit whenever it comes, whoever is connected then.
+    asio::co_spawn(ex, record_exit(shared_from_this()), [](std::exception_ptr e) {
+      if (e)
+        std::rethrow_exception(e);
+    });
     co_return launched_state(*st);
   }
   if (m == "Wait") {
@@ -327,6 +341,7 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
     auto res = co_await task.signal(signo);
     if (!res)
       co_return to_rpc_error(res.error(), task_operation::signal);
+    journal.append("signalled", {{"signal", signo}});
     co_return json::object{};
   }
   if (m == "Shutdown") {
@@ -345,6 +360,10 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
       grace = g->get_int64();
     }
     auto res = co_await task.shutdown(sig, std::chrono::milliseconds(grace));
+    json::object ev{{"signal", sig}, {"grace_period_ms", grace}, {"ok", res.has_value()}};
+    if (!res)
+      ev["error"] = res.error().message;
+    journal.append("shutdown", std::move(ev));
     if (!res)
       co_return to_rpc_error(res.error(), task_operation::shutdown);
     co_return json::object{};
@@ -364,8 +383,19 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
     }
     co_return json::object{};
   }
+  if (m == "Events") {
+    if (auto e = check_params(p, {"since"}))
+      co_return *e;
+    std::uint64_t since = 0;
+    if (const auto* s = param(p, "since")) {
+      if (!s->is_int64() || s->get_int64() < 0)
+        co_return params_error("since", "since must be a non-negative integer");
+      since = static_cast<std::uint64_t>(s->get_int64());
+    }
+    co_return journal.since(since);
+  }
   for (std::string_view later : {"Stats", "Stats.Cancel", "Exec", "ExecStreaming.Start",
-                                 "ExecStreaming.Input", "UpdateResources", "Events"}) {
+                                 "ExecStreaming.Input", "UpdateResources"}) {
     if (m == later)
       co_return rpc_error{code::unsupported, m + " is not supported by this build yet", {}};
   }
