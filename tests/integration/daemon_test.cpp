@@ -61,6 +61,8 @@ class client {
       req["params"] = params;
     co_await send_raw(json::serialize(req) + "\n");
   }
+  /// Half-close: no more requests, answers still wanted.
+  void finish_sending() { sock_.shutdown(local::socket::shutdown_send); }
   /// The next message as it comes; a null value at EOF.
   asio::awaitable<json::value> next() {
     auto [ec, n] =
@@ -354,6 +356,33 @@ BOOST_AUTO_TEST_CASE(the_documented_session_is_true) {
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(taskexecd_lifetime)
+
+BOOST_AUTO_TEST_CASE(a_client_that_half_closes_still_gets_its_answers) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    BOOST_REQUIRE(
+        (co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})")))
+            .contains("result"));
+    client waiter;
+    co_await waiter.connect(d.socket);
+    co_await waiter.send_raw(R"([{"jsonrpc":"2.0","id":1,"method":"Version"}])"
+                             "\n"
+                             R"({"jsonrpc":"2.0","id":2,"method":"Wait"})"
+                             "\n");
+    waiter.finish_sending();
+    auto batch = co_await waiter.next();
+    BOOST_TEST(batch.as_array().size() == 1u);
+    BOOST_TEST((co_await c.call(2, "Signal", json::parse(R"({"signal":9})"))).contains("result"));
+    auto w = co_await waiter.response(2);  // answered although its sender half-closed
+    BOOST_TEST(w.at("result").at("signal").as_int64() == 9);
+    BOOST_TEST((co_await waiter.next()).is_null());  // then closed
+    BOOST_TEST((co_await c.call(3, "Destroy")).contains("result"));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
 
 BOOST_AUTO_TEST_CASE(events_tell_a_returning_agent_what_happened) {
   run([]() -> asio::awaitable<void> {

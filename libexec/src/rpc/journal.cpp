@@ -7,7 +7,8 @@ std::uint64_t event_journal::append(std::string type, boost::json::object fields
   boost::json::object e;
   const auto seq = next_++;
   e["seq"] = seq;
-  e["time_unix_nano"] = std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
+  e["time_unix_nano"] =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
   e["type"] = std::move(type);
   for (auto& kv : fields)
     e[kv.key()] = std::move(kv.value());

@@ -121,6 +121,11 @@ struct server::connection : std::enable_shared_from_this<connection> {
     closing = true;
     wake.cancel();
   }
+  void request_done() {
+    --pending;
+    if (close_when_idle && pending == 0)
+      close_after_flush();
+  }
 
   asio::awaitable<void> writer() {
     auto self = shared_from_this();
@@ -166,7 +171,11 @@ struct server::connection : std::enable_shared_from_this<connection> {
         break;
       }
     }
-    close_after_flush();
+    // End of input (or an error): answer what is pending, then close. A
+    // client that half-closes after its last request still gets its answers.
+    close_when_idle = true;
+    if (pending == 0)
+      close_after_flush();
   }
 
   void handle(const std::string& line) {
@@ -189,14 +198,11 @@ struct server::connection : std::enable_shared_from_this<connection> {
     ++pending;
     asio::co_spawn(socket.get_executor(), st->dispatch(r),
                    [self, id = r.id](std::exception_ptr e, outcome o) {
-                     --self->pending;
-                     struct idle_check {
+                     // Answer (below), then close if this was the last one pending.
+                     struct done_guard {
                        connection& c;
-                       ~idle_check() {
-                         if (c.close_when_idle && c.pending == 0)
-                           c.close_after_flush();
-                       }
-                     } check{*self};
+                       ~done_guard() { c.request_done(); }
+                     } done{*self};
                      if (e)
                        o = rpc_error{code::internal_error, "internal error", {}};
                      if (!id)
@@ -216,9 +222,13 @@ struct server::connection : std::enable_shared_from_this<connection> {
     };
     auto b = std::make_shared<batch_state>();
     b->left = items.size();
+    ++pending;  // the whole batch is one answer
     auto done_one = [self, b] {
-      if (--b->left == 0 && !b->responses.empty())
+      if (--b->left != 0)
+        return;
+      if (!b->responses.empty())
         self->send(std::move(b->responses));
+      self->request_done();
     };
     for (auto& it : items) {
       if (auto* bad = std::get_if<invalid>(&it)) {
