@@ -98,15 +98,28 @@ struct server::state : std::enable_shared_from_this<server::state> {
 
 struct server::connection : std::enable_shared_from_this<connection> {
   connection(std::shared_ptr<server::state> s, local::socket sock, std::size_t max_bytes)
-      : st(std::move(s)), socket(std::move(sock)), framer(max_bytes), wake(socket.get_executor()) {
+      : st(std::move(s)),
+        socket(std::move(sock)),
+        framer(max_bytes),
+        wake(socket.get_executor()),
+        resume(socket.get_executor()) {
     wake.expires_at(std::chrono::steady_clock::time_point::max());
+    resume.expires_at(std::chrono::steady_clock::time_point::max());
   }
+
+  // Backpressure: the reader stops reading while this many requests are in
+  // flight or this many response bytes wait for a client that does not read.
+  // Memory per connection stays bounded whatever the client sends.
+  static constexpr std::size_t max_pending = 256;
+  static constexpr std::size_t max_out_bytes = 1 << 20;
 
   std::shared_ptr<server::state> st;
   local::socket socket;
   ndjson_framer framer;
   std::deque<std::string> out;
+  std::size_t out_bytes = 0;
   asio::steady_timer wake;
+  asio::steady_timer resume;  // wakes a paused reader
   bool closing = false;
   bool close_when_idle = false;  // stop(): answer what is pending, then close
   std::size_t pending = 0;
@@ -115,14 +128,18 @@ struct server::connection : std::enable_shared_from_this<connection> {
     if (closing)
       return;
     out.push_back(json::serialize(v) + "\n");
+    out_bytes += out.back().size();
     wake.cancel();
   }
+  bool saturated() const { return pending >= max_pending || out_bytes > max_out_bytes; }
   void close_after_flush() {
     closing = true;
     wake.cancel();
+    resume.cancel();
   }
   void request_done() {
     --pending;
+    resume.cancel();
     if (close_when_idle && pending == 0)
       close_after_flush();
   }
@@ -137,9 +154,13 @@ struct server::connection : std::enable_shared_from_this<connection> {
         if (ec) {
           closing = true;
           out.clear();
+          out_bytes = 0;
+          resume.cancel();
           break;
         }
+        out_bytes -= out.front().size();
         out.pop_front();
+        resume.cancel();
       }
       if (closing)
         break;
@@ -156,6 +177,12 @@ struct server::connection : std::enable_shared_from_this<connection> {
     auto self = shared_from_this();
     std::array<char, 65536> buf;
     while (!closing) {
+      while (saturated() && !closing) {
+        co_await resume.async_wait(asio::as_tuple(asio::use_awaitable));
+        resume.expires_at(std::chrono::steady_clock::time_point::max());
+      }
+      if (closing)
+        break;
       auto [ec, n] =
           co_await socket.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
       if (ec)
