@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -41,9 +42,11 @@ int main(int argc, char** argv) {
       std::perror("connect");
       return 1;
     }
+    // The daemon may answer (a refusal) and close before reading: a failed
+    // write is no reason not to read what it said.
+    ::signal(SIGPIPE, SIG_IGN);
     std::string line = std::string(argv[3]) + "\n";
-    if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-      return 1;
+    (void)!::write(fd, line.data(), line.size());
     std::string got;
     char c;
     while (::read(fd, &c, 1) == 1 && c != '\n')
