@@ -267,7 +267,10 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
 asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
                                                         std::chrono::milliseconds grace) {
   using fsm = shutdown_fsm;
-  const auto deadline = clock::now() + opts.shutdown_bound;
+  // The bound counts from the end of the grace the caller asked for: a grace
+  // longer than the bound is honoured, and SIGKILL plus the sweep still get
+  // the whole bound.
+  const auto deadline = clock::now() + grace + opts.shutdown_bound;
   shutdown_fsm machine(signo, grace, exited.has_value());
 
   // Every reap may be the last process of the task: wake the sweep.

@@ -62,6 +62,14 @@ BOOST_AUTO_TEST_CASE(limit_is_exact_and_enforced_before_the_newline) {
   BOOST_TEST(drain(f).empty());
   BOOST_TEST(f.overflowed());
 
+  ndjson_framer crlf(10);  // exactly the limit, "\r" and "\n" in separate reads
+  crlf.feed(std::string(10, 'd') + "\r");
+  BOOST_TEST(drain(crlf).empty());
+  crlf.feed("\n");
+  BOOST_TEST(drain(crlf) == std::vector<std::string>{std::string(10, 'd')},
+             boost::test_tools::per_element());
+  BOOST_TEST(!crlf.overflowed());
+
   ndjson_framer g(10);
   g.feed(std::string(6, 'c'));
   BOOST_TEST(drain(g).empty());

@@ -46,7 +46,8 @@ class child_reaper;
 struct task_executor_options {
   /// Names the task in logs (and later its cgroup and hostname).
   std::string task_id;
-  /// Upper bound of a whole shutdown, grace period included.
+  /// Upper bound of a shutdown after its grace period (SIGKILL, then the
+  /// sweep until nothing is left).
   std::chrono::milliseconds shutdown_bound{15000};
 };
 
@@ -73,7 +74,7 @@ class task_executor {
 
   /// Stop the task: `signal_name` then up to `grace`, then SIGKILL (grace 0:
   /// SIGKILL at once); then every process of the task is killed: its process
-  /// group, its session, and descendants that left both. Bounded by
+  /// group, its session, and descendants that left both. Bounded by grace +
   /// options.shutdown_bound; errc::shutdown_incomplete names survivors. After
   /// exit it still sweeps; concurrent calls share one shutdown.
   boost::asio::awaitable<result<void>> shutdown(

@@ -16,7 +16,7 @@ void ndjson_framer::feed(std::string_view bytes) {
   buffer_.append(bytes);
   // A partial message already over the limit will never be accepted: stop
   // buffering it now rather than when its '\n' arrives.
-  if (buffer_.find('\n', scan_) == std::string::npos && buffer_.size() > max_) {
+  if (buffer_.find('\n', scan_) == std::string::npos && buffer_.size() > max_ + 1) {
     overflowed_ = true;
     buffer_.clear();
     buffer_.shrink_to_fit();
@@ -28,7 +28,9 @@ std::optional<std::string> ndjson_framer::next() {
     auto nl = buffer_.find('\n', start_ + scan_);
     if (nl == std::string::npos) {
       scan_ = buffer_.size() - start_;
-      if (scan_ > max_) {
+      // One byte of slack: a message of exactly the limit may end in "\r\n"
+      // whose '\n' has not arrived yet.
+      if (scan_ > max_ + 1) {
         overflowed_ = true;
         buffer_.clear();
         buffer_.shrink_to_fit();

@@ -66,6 +66,22 @@ const json::value* param(const json::value& params, std::string_view key) {
   return params.is_object() ? params.get_object().if_contains(key) : nullptr;
 }
 
+// Durations beyond this (about 31 years) are refused: they would overflow
+// the clock arithmetic.
+constexpr std::int64_t max_duration_ms = 1'000'000'000'000;
+
+std::optional<rpc_error> duration_param(const json::value& params, std::string_view key,
+                                        std::int64_t& out) {
+  const auto* v = param(params, key);
+  if (!v)
+    return std::nullopt;
+  if (!v->is_int64() || v->get_int64() < 0 || v->get_int64() > max_duration_ms)
+    return params_error(std::string(key), std::string(key) + " must be an integer from 0 to " +
+                                              std::to_string(max_duration_ms));
+  out = v->get_int64();
+  return std::nullopt;
+}
+
 json::value launched_state(const process_state& p) {
   json::value v = json::value_from(p);
   v.get_object()["exit_code"] = -1;  // still running
@@ -82,7 +98,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
   std::map<connection*, std::shared_ptr<connection>> connections;
   bool stopping = false;
   bool destroy_requested = false;
-  server_options* options = nullptr;
+  std::optional<server_options> options;  // a copy: outlives the server while calls run
   std::function<void()> on_drained;
   event_journal journal;
 
@@ -92,7 +108,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
       self->journal.append("exited", {{"state", json::value_from(*st)}}, st->time);
   }
 
-  asio::awaitable<outcome> dispatch(const request& r);
+  asio::awaitable<outcome> dispatch(request r);
   void connection_closed(connection* c);
 };
 
@@ -308,7 +324,7 @@ void server::state::connection_closed(connection* c) {
   }
 }
 
-asio::awaitable<outcome> server::state::dispatch(const request& r) {
+asio::awaitable<outcome> server::state::dispatch(request r) {
   const auto& p = r.params;
   const std::string& m = r.method;
   if (m == "Version") {
@@ -335,10 +351,11 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
     if (auto e = check_params(p, {"timeout_ms"}))
       co_return *e;
     std::optional<std::int64_t> timeout;
-    if (const auto* t = param(p, "timeout_ms")) {
-      if (!t->is_int64() || t->get_int64() < 0)
-        co_return params_error("timeout_ms", "timeout_ms must be a non-negative integer");
-      timeout = t->get_int64();
+    if (param(p, "timeout_ms")) {
+      std::int64_t t = 0;
+      if (auto e = duration_param(p, "timeout_ms", t))
+        co_return *e;
+      timeout = t;
     }
     result<process_state> st;
     if (timeout) {
@@ -378,7 +395,8 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
     auto res = co_await task.signal(signo);
     if (!res)
       co_return to_rpc_error(res.error(), task_operation::signal);
-    journal.append("signalled", {{"signal", signo}});
+    if (signo != 0)  // an existence check is not an event
+      journal.append("signalled", {{"signal", signo}});
     co_return json::object{};
   }
   if (m == "Shutdown") {
@@ -391,16 +409,16 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
         co_return params_error("signal", "signal must be a name such as \"SIGTERM\"");
       sig = std::string(s->get_string());
     }
-    if (const auto* g = param(p, "grace_period_ms")) {
-      if (!g->is_int64() || g->get_int64() < 0)
-        co_return params_error("grace_period_ms", "grace_period_ms must be a non-negative integer");
-      grace = g->get_int64();
-    }
+    if (auto e = duration_param(p, "grace_period_ms", grace))
+      co_return *e;
     auto res = co_await task.shutdown(sig, std::chrono::milliseconds(grace));
-    json::object ev{{"signal", sig}, {"grace_period_ms", grace}, {"ok", res.has_value()}};
-    if (!res)
-      ev["error"] = res.error().message;
-    journal.append("shutdown", std::move(ev));
+    // Only shutdowns that ran are events (not one refused before Launch).
+    if (res || res.error().code != make_error_code(errc::not_launched)) {
+      json::object ev{{"signal", sig}, {"grace_period_ms", grace}, {"ok", res.has_value()}};
+      if (!res)
+        ev["error"] = res.error().message;
+      journal.append("shutdown", std::move(ev));
+    }
     if (!res)
       co_return to_rpc_error(res.error(), task_operation::shutdown);
     co_return json::object{};
@@ -441,7 +459,7 @@ asio::awaitable<outcome> server::state::dispatch(const request& r) {
 
 server::server(const asio::any_io_executor& ex, task_executor& task, server_options options)
     : state_(std::make_shared<state>(ex, task)), options_(std::move(options)) {
-  state_->options = &options_;
+  state_->options = options_;
 }
 
 server::~server() {

@@ -1,0 +1,222 @@
+// bench_rpc: the daemon's call latency and footprint, each beside a raw
+// baseline measured in the same run.
+//  - sequential Version round trips on one connection, against a raw
+//    Unix-socket echo server (a process of its own, blocking I/O) sent the
+//    same bytes;
+//  - daemon start to handshake line;
+//  - Private_Dirty of an idle daemon holding a running task.
+//
+//   bench_rpc [--calls N] [--starts N]
+//   bench_rpc --echo-server PATH     (the baseline; used by the bench itself)
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "taskexec/child_reaper.hpp"
+#include "taskexec/logging.hpp"
+#include "taskexec/task_executor.hpp"
+
+namespace asio = boost::asio;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+int connect_unix(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  for (int i = 0; i < 1000; ++i) {
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
+      return fd;
+    ::usleep(1000);  // only until the server listens; not part of any figure
+  }
+  std::perror("connect");
+  std::exit(1);
+}
+
+// Send `line` and read one line back, blocking; returns microseconds.
+double round_trip(int fd, const std::string& line, std::string& buf) {
+  auto t0 = clock_type::now();
+  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    std::exit(1);
+  buf.clear();
+  char tmp[4096];
+  while (buf.find('\n') == std::string::npos) {
+    ssize_t n = ::read(fd, tmp, sizeof tmp);
+    if (n <= 0)
+      std::exit(1);
+    buf.append(tmp, static_cast<std::size_t>(n));
+  }
+  return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
+}
+
+int echo_server(const std::string& path) {
+  int ls = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  ::unlink(path.c_str());
+  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(ls, 8) != 0)
+    return 1;
+  for (;;) {
+    int c = ::accept(ls, nullptr, nullptr);
+    if (c < 0)
+      continue;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(c, buf, sizeof buf)) > 0) {
+      if (::write(c, buf, static_cast<std::size_t>(n)) != n)
+        break;
+    }
+    ::close(c);
+  }
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+double p99(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, v.size() * 99 / 100)];
+}
+
+long private_dirty_kib(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string key;
+  long value = -1;
+  while (f >> key) {
+    if (key == "Private_Dirty:") {
+      f >> value;
+      return value;
+    }
+    f.ignore(1 << 16, '\n');
+  }
+  return value;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int calls = 5000, starts = 50;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--echo-server" && i + 1 < argc)
+      return echo_server(argv[i + 1]);
+    if (a == "--calls" && i + 1 < argc)
+      calls = std::atoi(argv[++i]);
+    else if (a == "--starts" && i + 1 < argc)
+      starts = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: bench_rpc [--calls N] [--starts N]\n");
+      return 2;
+    }
+  }
+  taskexec::configure_logging({.level = taskexec::log_level::warning});
+  char dir_template[] = "/tmp/taskexec-bench-XXXXXX";
+  if (!::mkdtemp(dir_template))
+    return 1;
+  const std::string dir = dir_template;
+  asio::io_context io;
+  taskexec::child_reaper reaper(io.get_executor());
+
+  auto run = [&](auto make) {
+    bool done = false;
+    asio::co_spawn(io, make(), [&](std::exception_ptr e) {
+      if (e)
+        std::rethrow_exception(e);
+      done = true;
+    });
+    io.restart();
+    while (!done)
+      io.run_one();
+  };
+
+  // Start a daemon as our task; returns after its handshake, with the time taken.
+  auto start_daemon = [&](taskexec::task_executor& t, const std::string& sock) -> asio::awaitable<double> {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0)
+      std::exit(1);
+    taskexec::exec_command cmd;
+    cmd.cmd = BENCH_TASKEXECD;
+    cmd.args = {"--socket", sock, "--log-level", "off"};
+    cmd.stdout_fd = p[1];
+    auto t0 = clock_type::now();
+    if (auto r = co_await t.launch(cmd); !r) {
+      std::fprintf(stderr, "taskexecd: %s\n", r.error().message.c_str());
+      std::exit(1);
+    }
+    ::close(p[1]);
+    asio::posix::stream_descriptor rd(io, p[0]);
+    asio::streambuf b;
+    co_await asio::async_read_until(rd, b, '\n', asio::use_awaitable);
+    co_return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
+  };
+
+  const std::string version = R"({"jsonrpc":"2.0","id":1,"method":"Version"})"
+                              "\n";
+  std::vector<double> raw, ours, startup;
+  long dirty = -1;
+  run([&]() -> asio::awaitable<void> {
+    taskexec::task_executor echo(reaper);
+    taskexec::exec_command ecmd;
+    ecmd.cmd = std::filesystem::read_symlink("/proc/self/exe").string();
+    ecmd.args = {"--echo-server", dir + "/echo.sock"};
+    if (auto r = co_await echo.launch(ecmd); !r) {
+      std::fprintf(stderr, "echo server: %s\n", r.error().message.c_str());
+      std::exit(1);
+    }
+    taskexec::task_executor daemon(reaper);
+    co_await start_daemon(daemon, dir + "/d.sock");
+
+    int efd = connect_unix(dir + "/echo.sock");
+    int dfd = connect_unix(dir + "/d.sock");
+    std::string buf;
+    // Interleaved, so both see the same machine state.
+    for (int i = 0; i < calls; ++i) {
+      raw.push_back(round_trip(efd, version, buf));
+      ours.push_back(round_trip(dfd, version, buf));
+    }
+    std::string launch = R"({"jsonrpc":"2.0","id":2,"method":"Launch","params":{"cmd":"/bin/sleep","args":["1000"]}})"
+                         "\n";
+    round_trip(dfd, launch, buf);
+    dirty = private_dirty_kib(daemon.pid());
+    ::close(efd);
+    ::close(dfd);
+    co_await daemon.shutdown("SIGTERM", std::chrono::seconds(5));
+    co_await echo.shutdown("SIGKILL", std::chrono::milliseconds(0));
+
+    for (int i = 0; i < starts; ++i) {
+      taskexec::task_executor d(reaper);
+      startup.push_back(co_await start_daemon(d, dir + "/s" + std::to_string(i) + ".sock"));
+      co_await d.shutdown("SIGTERM", std::chrono::seconds(5));
+    }
+  });
+  std::filesystem::remove_all(dir);
+
+  std::printf("sequential round trips on one connection, %d each, interleaved (microseconds)\n", calls);
+  std::printf("%-34s %9s %9s\n", "", "p50", "p99");
+  std::printf("%-34s %9.1f %9.1f\n", "raw Unix-socket echo (same bytes)", median(raw), p99(raw));
+  std::printf("%-34s %9.1f %9.1f\n", "taskexecd Version", median(ours), p99(ours));
+  std::printf("ratio p50: %.2fx (target <= 2.0x)\n", median(ours) / median(raw));
+  std::printf("daemon start to handshake, %d starts: p50 %.0f us, p99 %.0f us (target p50 < 5000 us)\n", starts,
+              median(startup), p99(startup));
+  std::printf("idle daemon with a running task: Private_Dirty %ld KiB (target < 400 KiB)\n", dirty);
+  return 0;
+}
