@@ -79,8 +79,8 @@ int main(int argc, char** argv) {
         return usage("--log-format must be text or json");
     } else if (a == "--kill-grace-ms") {
       long long ms = 0;
-      if (!value(v) || !parse_number(v, ms) || ms < 0)
-        return usage("--kill-grace-ms needs a non-negative number");
+      if (!value(v) || !parse_number(v, ms) || ms < 0 || ms > 1'000'000'000'000)
+        return usage("--kill-grace-ms needs a number from 0 to 1000000000000");
       opts.kill_grace = std::chrono::milliseconds(ms);
     } else if (a == "--max-message-bytes") {
       std::size_t n = 0;
@@ -130,6 +130,11 @@ int main(int argc, char** argv) {
   signals.async_wait([&](boost::system::error_code ec, int) {
     if (ec)
       return;
+    // A second signal: exit at once (the task dies with us, PDEATHSIG).
+    signals.async_wait([&](boost::system::error_code ec2, int) {
+      if (!ec2)
+        io.stop();
+    });
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {

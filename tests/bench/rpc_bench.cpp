@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
   };
 
   // Start a daemon as our task; returns after its handshake, with the time taken.
-  auto start_daemon = [&](taskexec::task_executor& t, const std::string& sock) -> asio::awaitable<double> {
+  auto start_daemon = [&](taskexec::task_executor& t,
+                          const std::string& sock) -> asio::awaitable<double> {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0)
       std::exit(1);
@@ -193,8 +194,9 @@ int main(int argc, char** argv) {
       raw.push_back(round_trip(efd, version, buf));
       ours.push_back(round_trip(dfd, version, buf));
     }
-    std::string launch = R"({"jsonrpc":"2.0","id":2,"method":"Launch","params":{"cmd":"/bin/sleep","args":["1000"]}})"
-                         "\n";
+    std::string launch =
+        R"({"jsonrpc":"2.0","id":2,"method":"Launch","params":{"cmd":"/bin/sleep","args":["1000"]}})"
+        "\n";
     round_trip(dfd, launch, buf);
     dirty = private_dirty_kib(daemon.pid());
     ::close(efd);
@@ -210,13 +212,15 @@ int main(int argc, char** argv) {
   });
   std::filesystem::remove_all(dir);
 
-  std::printf("sequential round trips on one connection, %d each, interleaved (microseconds)\n", calls);
+  std::printf("sequential round trips on one connection, %d each, interleaved (microseconds)\n",
+              calls);
   std::printf("%-34s %9s %9s\n", "", "p50", "p99");
   std::printf("%-34s %9.1f %9.1f\n", "raw Unix-socket echo (same bytes)", median(raw), p99(raw));
   std::printf("%-34s %9.1f %9.1f\n", "taskexecd Version", median(ours), p99(ours));
   std::printf("ratio p50: %.2fx (target <= 2.0x)\n", median(ours) / median(raw));
-  std::printf("daemon start to handshake, %d starts: p50 %.0f us, p99 %.0f us (target p50 < 5000 us)\n", starts,
-              median(startup), p99(startup));
+  std::printf(
+      "daemon start to handshake, %d starts: p50 %.0f us, p99 %.0f us (target p50 < 5000 us)\n",
+      starts, median(startup), p99(startup));
   std::printf("idle daemon with a running task: Private_Dirty %ld KiB (target < 400 KiB)\n", dirty);
   return 0;
 }

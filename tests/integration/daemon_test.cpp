@@ -55,6 +55,12 @@ class client {
   asio::awaitable<void> send_raw(std::string text) {
     co_await asio::async_write(sock_, asio::buffer(text), asio::use_awaitable);
   }
+  asio::awaitable<void> send_raw_ec(std::string text, boost::system::error_code& ec) {
+    auto [e, n] =
+        co_await asio::async_write(sock_, asio::buffer(text), asio::as_tuple(asio::use_awaitable));
+    (void)n;
+    ec = e;
+  }
   asio::awaitable<void> send(int id, std::string method, json::value params = nullptr) {
     json::object req{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}};
     if (!params.is_null())
@@ -486,6 +492,88 @@ BOOST_AUTO_TEST_CASE(a_flood_of_requests_is_answered_in_full_under_backpressure)
     BOOST_TEST(sent);
     BOOST_TEST(answered == n);
     BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(clients_that_vanish_with_a_pending_wait_free_their_slot) {
+  // More vanished clients than the connection limit (256): each one's Wait
+  // is cancelled when it goes, so new callers are still served.
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    BOOST_REQUIRE(
+        (co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})")))
+            .contains("result"));
+    for (int i = 0; i < 300; ++i) {
+      client gone;
+      co_await gone.connect(d.socket);
+      co_await gone.send(1, "Wait");
+      // Version answered: the Wait is surely registered before we vanish.
+      BOOST_REQUIRE((co_await gone.call(2, "Version")).contains("result"));
+    }
+    client late;
+    co_await late.connect(d.socket);
+    BOOST_TEST((co_await late.call(1, "Version")).contains("result"));
+    BOOST_TEST(error_code_of(co_await late.call(2, "Launch", json::parse(R"({"cmd":"x"})"))) ==
+               -32002);
+    BOOST_TEST((co_await c.call(3, "Destroy")).contains("result"));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(batches_are_capped) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    std::string big = "[";
+    for (int i = 0; i < 257; ++i)
+      big += std::string(i ? "," : "") + R"({"jsonrpc":"2.0","id":)" + std::to_string(i) +
+             R"(,"method":"Version"})";
+    co_await c.send_raw(big + "]\n");
+    auto r = (co_await c.next()).as_object();
+    BOOST_TEST(error_code_of(r) == -32600);
+    BOOST_TEST(r.at("error").at("message").as_string() == "batch larger than 256 requests");
+    BOOST_TEST((co_await c.call(1, "Version")).contains("result"));
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_never_reads_cannot_hold_the_daemon) {
+  // SIGTERM with a client whose answers pile up unread: the daemon drains for
+  // at most its drain timeout (5 s), then closes and exits.
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    std::string flood;
+    for (int i = 0; i < 20000; ++i)
+      flood += R"({"jsonrpc":"2.0","id":)" + std::to_string(i) + R"(,"method":"Version"})" + "\n";
+    bool sent = false;
+    asio::co_spawn(
+        co_await asio::this_coro::executor,
+        [&]() -> asio::awaitable<void> {
+          boost::system::error_code ec;
+          co_await c.send_raw_ec(flood, ec);
+          sent = true;
+        },
+        [](std::exception_ptr e) {
+          if (e)
+            std::rethrow_exception(e);
+        });
+    // The daemon answers Version to others meanwhile; then it is told to stop.
+    client other;
+    co_await other.connect(d.socket);
+    BOOST_REQUIRE((co_await other.call(1, "Version")).contains("result"));
+    auto start = std::chrono::steady_clock::now();
+    BOOST_TEST((co_await d.task.signal(SIGTERM)).has_value());
+    auto st = co_await d.task.wait();
+    BOOST_TEST(st->exit_code == 0);
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 20s));
   });
 }
 

@@ -27,9 +27,11 @@ asio::awaitable<std::string> start_daemon(task_executor& d, const temp_dir& dir,
   BOOST_REQUIRE(co_await d.launch(cmd));
   out.close_write();
   BOOST_REQUIRE(!(co_await out.line()).empty());
-  // Open the file permissions wide: only the peer check stands in the way.
-  ::chmod(dir.path.c_str(), 0755);
-  ::chmod(socket.c_str(), 0777);
+  // The temporary directory is 0700; open it to others. The socket itself is
+  // 0600, or 0666 when --allow-uid is given.
+  ::chmod(dir.path.c_str(), 0711);
+  if (extra.empty())
+    ::chmod(socket.c_str(), 0666);  // only the peer check stands in the way
   co_return socket;
 }
 

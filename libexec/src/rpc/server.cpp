@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <poll.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -14,6 +16,7 @@
 #include <boost/json/serialize.hpp>
 #include <deque>
 #include <filesystem>
+#include <list>
 #include <map>
 #include <optional>
 
@@ -135,7 +138,8 @@ struct server::connection : std::enable_shared_from_this<connection> {
   std::deque<std::string> out;
   std::size_t out_bytes = 0;
   asio::steady_timer wake;
-  asio::steady_timer resume;  // wakes a paused reader
+  asio::steady_timer resume;                     // wakes a paused reader
+  std::list<asio::cancellation_signal> cancels;  // one per request in flight
   bool closing = false;
   bool close_when_idle = false;  // stop(): answer what is pending, then close
   std::size_t pending = 0;
@@ -150,6 +154,16 @@ struct server::connection : std::enable_shared_from_this<connection> {
   bool saturated() const { return pending >= max_pending || out_bytes > max_out_bytes; }
   void close_after_flush() {
     closing = true;
+    wake.cancel();
+    resume.cancel();
+  }
+  /// Close now, unsent answers and all (the drain deadline passed).
+  void force_close() {
+    closing = true;
+    out.clear();
+    out_bytes = 0;
+    boost::system::error_code ignored;
+    socket.cancel(ignored);
     wake.cancel();
     resume.cancel();
   }
@@ -193,19 +207,14 @@ struct server::connection : std::enable_shared_from_this<connection> {
     auto self = shared_from_this();
     std::array<char, 65536> buf;
     while (!closing) {
-      while (saturated() && !closing) {
-        co_await resume.async_wait(asio::as_tuple(asio::use_awaitable));
-        resume.expires_at(std::chrono::steady_clock::time_point::max());
-      }
-      if (closing)
-        break;
-      auto [ec, n] =
-          co_await socket.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
-      if (ec)
-        break;
-      framer.feed(std::string_view(buf.data(), n));
-      while (auto line = framer.next())
+      // Messages already received are taken one at a time, and only while
+      // the connection is below its limits.
+      while (!closing && !saturated()) {
+        auto line = framer.next();
+        if (!line)
+          break;
         handle(*line);
+      }
       if (framer.overflowed()) {
         send(make_error(nullptr, {code::invalid_request,
                                   "message larger than " +
@@ -213,9 +222,27 @@ struct server::connection : std::enable_shared_from_this<connection> {
                                   {}}));
         break;
       }
+      if (closing)
+        break;
+      if (saturated()) {
+        co_await resume.async_wait(asio::as_tuple(asio::use_awaitable));
+        resume.expires_at(std::chrono::steady_clock::time_point::max());
+        continue;
+      }
+      auto [ec, n] =
+          co_await socket.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      if (ec)
+        break;
+      framer.feed(std::string_view(buf.data(), n));
     }
-    // End of input (or an error): answer what is pending, then close. A
-    // client that half-closes after its last request still gets its answers.
+    // End of input (or an error). A peer that only half-closed still gets
+    // the answers to what it sent; a peer that is gone entirely (POLLHUP)
+    // gets nothing more, so what it left pending is cancelled.
+    pollfd p{socket.native_handle(), 0, 0};
+    if (socket.is_open() && ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+      for (auto& sig : cancels)
+        sig.emit(asio::cancellation_type::terminal);
+    }
     close_when_idle = true;
     if (pending == 0)
       close_after_flush();
@@ -239,25 +266,41 @@ struct server::connection : std::enable_shared_from_this<connection> {
   void run_one(request r) {
     auto self = shared_from_this();
     ++pending;
-    asio::co_spawn(socket.get_executor(), st->dispatch(r),
-                   [self, id = r.id](std::exception_ptr e, outcome o) {
-                     // Answer (below), then close if this was the last one pending.
-                     struct done_guard {
-                       connection& c;
-                       ~done_guard() { c.request_done(); }
-                     } done{*self};
-                     if (e)
-                       o = rpc_error{code::internal_error, "internal error", {}};
-                     if (!id)
-                       return;  // a notification: no response
-                     if (auto* err = std::get_if<rpc_error>(&o))
-                       self->send(make_error(*id, *err));
-                     else
-                       self->send(make_result(*id, std::get<json::value>(std::move(o))));
-                   });
+    auto cancel = cancels.emplace(cancels.end());
+    auto request_id = r.id;
+    asio::co_spawn(
+        socket.get_executor(), st->dispatch(std::move(r)),
+        asio::bind_cancellation_slot(cancel->slot(), [self, cancel, id = std::move(request_id)](
+                                                         std::exception_ptr e, outcome o) {
+          // Answer (below), then close if this was the last one pending.
+          struct done_guard {
+            connection& c;
+            std::list<asio::cancellation_signal>::iterator it;
+            ~done_guard() {
+              c.cancels.erase(it);
+              c.request_done();
+            }
+          } done{*self, cancel};
+          if (e)
+            o = rpc_error{code::internal_error, "internal error", {}};
+          if (!id)
+            return;  // a notification: no response
+          if (auto* err = std::get_if<rpc_error>(&o))
+            self->send(make_error(*id, *err));
+          else
+            self->send(make_result(*id, std::get<json::value>(std::move(o))));
+        }));
   }
 
+  static constexpr std::size_t max_batch = 256;
+
   void run_batch(std::vector<item> items) {
+    if (items.size() > max_batch) {
+      send(make_error(nullptr, {code::invalid_request,
+                                "batch larger than " + std::to_string(max_batch) + " requests",
+                                {}}));
+      return;
+    }
     auto self = shared_from_this();
     struct batch_state {
       json::array responses;
@@ -265,13 +308,11 @@ struct server::connection : std::enable_shared_from_this<connection> {
     };
     auto b = std::make_shared<batch_state>();
     b->left = items.size();
-    ++pending;  // the whole batch is one answer
+    // The batch is answered as one array once its last member is done; each
+    // member counts as a request in flight until then.
     auto done_one = [self, b] {
-      if (--b->left != 0)
-        return;
-      if (!b->responses.empty())
+      if (--b->left == 0 && !b->responses.empty())
         self->send(std::move(b->responses));
-      self->request_done();
     };
     for (auto& it : items) {
       if (auto* bad = std::get_if<invalid>(&it)) {
@@ -280,19 +321,26 @@ struct server::connection : std::enable_shared_from_this<connection> {
         continue;
       }
       auto r = std::get<request>(std::move(it));
+      auto request_id = r.id;
+      ++pending;
+      auto cancel = cancels.emplace(cancels.end());
       asio::co_spawn(
-          socket.get_executor(), st->dispatch(r),
-          [b, done_one, id = r.id](std::exception_ptr e, outcome o) {
-            if (e)
-              o = rpc_error{code::internal_error, "internal error", {}};
-            if (id) {
-              if (auto* err = std::get_if<rpc_error>(&o))
-                b->responses.push_back(make_error(*id, *err));
-              else
-                b->responses.push_back(make_result(*id, std::get<json::value>(std::move(o))));
-            }
-            done_one();
-          });
+          socket.get_executor(), st->dispatch(std::move(r)),
+          asio::bind_cancellation_slot(
+              cancel->slot(), [self, b, done_one, cancel, id = std::move(request_id)](
+                                  std::exception_ptr e, outcome o) {
+                if (e)
+                  o = rpc_error{code::internal_error, "internal error", {}};
+                if (id) {
+                  if (auto* err = std::get_if<rpc_error>(&o))
+                    b->responses.push_back(make_error(*id, *err));
+                  else
+                    b->responses.push_back(make_result(*id, std::get<json::value>(std::move(o))));
+                }
+                done_one();
+                self->cancels.erase(cancel);
+                self->request_done();
+              }));
     }
   }
 };
@@ -473,11 +521,14 @@ result<void> server::listen() {
     return make_error(errc::invalid_argument, "socket path \"" + path + "\" is empty or too long");
   fs::path parent = fs::path(path).parent_path();
   std::error_code ec;
+  // With --allow-uid, other users must reach the socket: it is made 0666 and
+  // a created directory 0711, and SO_PEERCRED decides who may call.
+  const bool shared = !options_.allowed_uids.empty();
   if (!parent.empty() && !fs::exists(parent, ec)) {
     fs::create_directories(parent, ec);
     if (ec)
       return make_system_error(ec.value(), "create directory \"" + parent.string() + "\"");
-    ::chmod(parent.c_str(), 0700);
+    ::chmod(parent.c_str(), shared ? 0711 : 0700);
   }
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
@@ -501,7 +552,7 @@ result<void> server::listen() {
     acc.listen(asio::socket_base::max_listen_connections, aec);
   if (aec)
     return make_system_error(aec.value(), "listen on \"" + path + "\"");
-  ::chmod(path.c_str(), 0600);
+  ::chmod(path.c_str(), shared ? 0666 : 0600);
   state_->acceptor.emplace(std::move(acc));
   return {};
 }
@@ -577,6 +628,19 @@ void server::stop() {
     if (c->pending == 0)
       c->close_after_flush();
   }
+  // A client that does not read would hold the drain forever: past the
+  // deadline, what is left is closed without its answers.
+  auto deadline = std::make_shared<asio::steady_timer>(st.ex, options_.drain_timeout);
+  deadline->async_wait([deadline, w = std::weak_ptr<state>(state_)](boost::system::error_code ec) {
+    auto s = w.lock();
+    if (ec || !s)
+      return;
+    std::vector<std::shared_ptr<connection>> left;
+    for (auto& [p, c] : s->connections)
+      left.push_back(c);
+    for (auto& c : left)
+      c->force_close();
+  });
 }
 
 void server::on_drained(std::function<void()> f) {

@@ -36,8 +36,11 @@ struct server_options {
   std::size_t max_message_bytes = default_max_message_bytes;
   std::vector<unsigned> allowed_uids;
   std::size_t max_connections = 256;
-  /// Grace of the shutdown that Destroy and stop_and_shutdown perform.
+  /// Grace of Shutdown when the caller gives none, and of the daemon's own
+  /// shutdown on SIGTERM.
   std::chrono::milliseconds kill_grace{5000};
+  /// After stop(), how long connections may take to answer and flush.
+  std::chrono::milliseconds drain_timeout{5000};
   /// Called once the task is destroyed (Destroy): the daemon exits.
   std::function<void()> on_destroyed;
 };
