@@ -109,6 +109,33 @@ std::int64_t error_code_of(const json::object& r) {
   return r.at("error").at("code").as_int64();
 }
 
+// `n` Version requests, ids 0..n-1, as one string.
+std::string version_flood(int n) {
+  std::string flood;
+  for (int i = 0; i < n; ++i)
+    flood += R"({"jsonrpc":"2.0","id":)" + std::to_string(i) + R"(,"method":"Version"})" + "\n";
+  return flood;
+}
+
+// Send `text` in a coroutine of its own (the daemon may stop reading until we
+// read); `sent` turns true when the write completed, whatever its outcome.
+// A plain function: GCC 12 mishandles init-captures in lambdas made inside
+// coroutines.
+void send_in_background(client& c, std::string text, bool& sent) {
+  auto owned = std::make_shared<std::string>(std::move(text));
+  asio::co_spawn(
+      harness::get().io,
+      [&c, &sent, owned]() -> asio::awaitable<void> {
+        boost::system::error_code ec;
+        co_await c.send_raw_ec(*owned, ec);
+        sent = true;
+      },
+      [](std::exception_ptr e) {
+        if (e)
+          std::rethrow_exception(e);
+      });
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(taskexecd_daemon)
@@ -465,20 +492,8 @@ BOOST_AUTO_TEST_CASE(a_flood_of_requests_is_answered_in_full_under_backpressure)
     client c;
     co_await c.connect(d.socket);
     constexpr int n = 20000;
-    std::string flood;
-    for (int i = 0; i < n; ++i)
-      flood += R"({"jsonrpc":"2.0","id":)" + std::to_string(i) + R"(,"method":"Version"})" + "\n";
     bool sent = false;
-    asio::co_spawn(
-        co_await asio::this_coro::executor,
-        [&]() -> asio::awaitable<void> {
-          co_await c.send_raw(flood);
-          sent = true;
-        },
-        [](std::exception_ptr e) {
-          if (e)
-            std::rethrow_exception(e);
-        });
+    send_in_background(c, version_flood(n), sent);
     int answered = 0;
     std::vector<bool> seen(n);
     while (answered < n) {
@@ -550,21 +565,8 @@ BOOST_AUTO_TEST_CASE(a_client_that_never_reads_cannot_hold_the_daemon) {
     co_await d.start();
     client c;
     co_await c.connect(d.socket);
-    std::string flood;
-    for (int i = 0; i < 20000; ++i)
-      flood += R"({"jsonrpc":"2.0","id":)" + std::to_string(i) + R"(,"method":"Version"})" + "\n";
     bool sent = false;
-    asio::co_spawn(
-        co_await asio::this_coro::executor,
-        [&]() -> asio::awaitable<void> {
-          boost::system::error_code ec;
-          co_await c.send_raw_ec(flood, ec);
-          sent = true;
-        },
-        [](std::exception_ptr e) {
-          if (e)
-            std::rethrow_exception(e);
-        });
+    send_in_background(c, version_flood(20000), sent);
     // The daemon answers Version to others meanwhile; then it is told to stop.
     client other;
     co_await other.connect(d.socket);

@@ -10,6 +10,40 @@ using namespace test_support;
 using namespace taskexec;
 namespace utf = boost::unit_test;
 
+namespace {
+
+// A task of `sh -c script` that got pid `wanted` (steered through
+// /proc/sys/kernel/ns_last_pid; another fork on the machine may take the pid
+// first, so a few attempts). Its stdout is `reader`, one per attempt so a
+// killed candidate's lines stay in its own pipe.
+struct pid_owner {
+  std::unique_ptr<task_executor> task;
+  std::unique_ptr<pipe_reader> reader;
+};
+
+asio::awaitable<pid_owner> launch_with_pid(int wanted, const std::string& script) {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    pid_owner o{std::make_unique<task_executor>(harness::get().reaper),
+                std::make_unique<pipe_reader>()};
+    {
+      std::ofstream last("/proc/sys/kernel/ns_last_pid");
+      last << wanted - 1;
+    }
+    auto cmd = sh(script);
+    cmd.stdout_fd = o.reader->write_fd();
+    BOOST_REQUIRE(co_await o.task->launch(cmd));
+    if (o.task->pid() == wanted) {
+      o.reader->close_write();
+      co_return o;
+    }
+    BOOST_TEST((co_await o.task->shutdown("SIGKILL", 0ms)).has_value());
+  }
+  BOOST_FAIL("could not get pid " << wanted << " again");
+  co_return pid_owner{};
+}
+
+}  // namespace
+
 BOOST_AUTO_TEST_SUITE(pid_reuse, *utf::precondition(needs_root()))
 
 BOOST_AUTO_TEST_CASE(sweep_after_exit_spares_the_pids_new_owner) {
@@ -20,30 +54,9 @@ BOOST_AUTO_TEST_CASE(sweep_after_exit_spares_the_pids_new_owner) {
     const int old_pid = old_task.pid();
     BOOST_TEST((co_await old_task.wait())->exit_code == 0);  // reaped: the pid is free
 
-    // Make the next pid the old one; another fork on the machine may take it
-    // first, so try a few times.
-    std::unique_ptr<task_executor> owner;
-    std::unique_ptr<pipe_reader>
-        reader;  // one per attempt: a killed candidate's lines stay in its own
-    for (int attempt = 0; attempt < 50 && !owner; ++attempt) {
-      reader = std::make_unique<pipe_reader>();
-      {
-        std::ofstream last("/proc/sys/kernel/ns_last_pid");
-        last << old_pid - 1;
-      }
-      auto candidate = std::make_unique<task_executor>(harness::get().reaper);
-      auto cmd = sh("echo ready; exec sleep 1000");
-      cmd.stdout_fd = reader->write_fd();
-      BOOST_REQUIRE(co_await candidate->launch(cmd));
-      if (candidate->pid() == old_pid) {
-        owner = std::move(candidate);
-      } else {
-        BOOST_TEST((co_await candidate->shutdown("SIGKILL", 0ms)).has_value());
-      }
-    }
-    BOOST_REQUIRE_MESSAGE(owner, "could not get pid " << old_pid << " again");
-    auto& out = *reader;
-    out.close_write();
+    auto owned = co_await launch_with_pid(old_pid, "echo ready; exec sleep 1000");
+    auto& owner = owned.task;
+    auto& out = *owned.reader;
     BOOST_TEST(co_await out.line() == "ready");
 
     // The new owner leads a session whose id is the old task's pid.
@@ -65,30 +78,10 @@ BOOST_AUTO_TEST_CASE(sweep_after_exit_spares_a_session_left_by_the_pids_new_owne
     const int old_pid = old_task.pid();
     BOOST_TEST((co_await old_task.wait())->exit_code == 0);
 
-    std::unique_ptr<task_executor> owner;
-    std::unique_ptr<pipe_reader>
-        reader;  // one per attempt: a killed candidate's lines stay in its own
-    for (int attempt = 0; attempt < 50 && !owner; ++attempt) {
-      reader = std::make_unique<pipe_reader>();
-      {
-        std::ofstream last("/proc/sys/kernel/ns_last_pid");
-        last << old_pid - 1;
-      }
-      auto candidate = std::make_unique<task_executor>(harness::get().reaper);
-      // Starts a sleep in its own session, reports it, waits for a line on
-      // stdin (/dev/null: at once), and exits.
-      auto cmd = sh("sleep 1000 & echo $!; echo ready");
-      cmd.stdout_fd = reader->write_fd();
-      BOOST_REQUIRE(co_await candidate->launch(cmd));
-      if (candidate->pid() == old_pid) {
-        owner = std::move(candidate);
-      } else {
-        BOOST_TEST((co_await candidate->shutdown("SIGKILL", 0ms)).has_value());
-      }
-    }
-    BOOST_REQUIRE_MESSAGE(owner, "could not get pid " << old_pid << " again");
-    auto& out = *reader;
-    out.close_write();
+    // Starts a sleep in its own session, reports it, and exits.
+    auto owned = co_await launch_with_pid(old_pid, "sleep 1000 & echo $!; echo ready");
+    auto& owner = owned.task;
+    auto& out = *owned.reader;
     const int strangers_sleep = std::stoi(co_await out.line());
     BOOST_TEST(co_await out.line() == "ready");
     BOOST_TEST((co_await owner->wait())->exit_code == 0);
