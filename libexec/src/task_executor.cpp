@@ -248,8 +248,12 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
       list += " " + std::to_string(m.pid) + "(" + m.comm + "," + m.state + ")";
     log(log_level::debug, "sweep found" + list);
   }
-  for (const auto& m : found) {
+  // Remember this scan's members only: a process gone since cannot come
+  // back, so the set stays as small as the task's live process tree.
+  known_members.clear();
+  for (const auto& m : found)
     known_members.insert({m.pid, m.start_ticks});
+  for (const auto& m : found) {
     // No skipping of 'Z': a process whose main thread exited shows as a
     // zombie while its other threads run; SIGKILL on a real zombie is a no-op.
     int fd = static_cast<int>(::syscall(SYS_pidfd_open, m.pid, 0));
