@@ -248,6 +248,41 @@ BOOST_AUTO_TEST_CASE(errors_batches_and_notifications) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(invalid_utf8_deep_nesting_and_half_messages) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    // Invalid UTF-8 inside a string: a parse error, and the connection goes on.
+    co_await c.send_raw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"Ver\xff\xfesion\"}\n");
+    auto bad_utf8 = (co_await c.next()).as_object();
+    BOOST_TEST(error_code_of(bad_utf8) == -32700);
+    BOOST_TEST(bad_utf8.at("id").is_null());
+    // Nesting far past the limit (64): a parse error, no stack exhaustion.
+    co_await c.send_raw(std::string(100000, '[') + std::string(100000, ']') + "\n");
+    auto deep = (co_await c.next()).as_object();
+    BOOST_TEST(error_code_of(deep) == -32700);
+    // Within the limit, nesting is fine: params deep inside are just unknown fields.
+    auto nested = co_await c.call(
+        2, "Shutdown", json::parse(R"({"x":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]})"));
+    BOOST_TEST(nested.at("error").at("data").at("field").as_string() == "x");
+    BOOST_TEST((co_await c.call(3, "Version")).contains("result"));
+
+    // Half a message, then the client vanishes: the daemon serves the next one.
+    {
+      client half;
+      co_await half.connect(d.socket);
+      co_await half.send_raw(R"({"jsonrpc":"2.0","id":1,"meth)");
+    }
+    client after;
+    co_await after.connect(d.socket);
+    BOOST_TEST((co_await after.call(1, "Version")).contains("result"));
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
 BOOST_AUTO_TEST_CASE(oversized_message_is_refused_and_the_connection_closed) {
   run([]() -> asio::awaitable<void> {
     daemon_process d;
