@@ -34,6 +34,22 @@ class category_impl final : public boost::system::error_category {
         return "shutdown incomplete";
       case errc::operation_canceled:
         return "operation canceled";
+      case errc::permission_denied:
+        return "permission denied";
+      case errc::timed_out:
+        return "timed out";
+      case errc::resource_config_failed:
+        return "resource configuration failed";
+      case errc::unknown_subscription:
+        return "unknown subscription or session";
+      case errc::connection_failed:
+        return "connection to taskexecd failed";
+      case errc::protocol_error:
+        return "protocol error";
+      case errc::reattach_refused:
+        return "reattach refused";
+      case errc::internal:
+        return "internal error";
     }
     return "unknown taskexec error " + std::to_string(ev);
   }

@@ -26,6 +26,45 @@
 #endif
 
 namespace taskexec::detail {
+
+// Close descriptors first..last (close_range; a loop on kernels before 5.9).
+static bool close_span(unsigned first, unsigned last) noexcept {
+  if (::syscall(SYS_close_range, first, last, 0u) == 0)
+    return true;
+  if (errno != ENOSYS)
+    return false;
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      rl.rlim_cur - 1 < last)
+    last = static_cast<unsigned>(rl.rlim_cur - 1);
+  for (unsigned fd = first; fd <= last && fd >= first; ++fd)
+    ::close(static_cast<int>(fd));
+  return true;
+}
+
+// Close every descriptor not in the sorted, non-negative `keep` list.
+bool close_fds_except(const int* keep, std::size_t n) noexcept {
+  unsigned next = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    unsigned k = static_cast<unsigned>(keep[i]);
+    if (k > next && !close_span(next, k - 1))
+      return false;
+    next = k + 1;
+  }
+  return close_span(next, ~0u);
+}
+
+void default_signal_dispositions() noexcept {
+  // Handlers are the parent's code, and SIG_IGN (SIGPIPE in a daemon, say)
+  // would survive exec.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; ++s) {
+    if (s != SIGKILL && s != SIGSTOP)
+      ::sigaction(s, &dfl, nullptr);  // EINVAL for glibc's internal ones
+  }
+}
+
 namespace {
 
 // The child's stack. clone(CLONE_VM) runs the child in our address space, so
@@ -83,51 +122,17 @@ void copy_step(child_failure& f, int error, const char* step) noexcept {
   f.step[i] = '\0';
 }
 
-// Close descriptors first..last (close_range; a loop on kernels before 5.9).
-bool close_span(unsigned first, unsigned last) noexcept {
-  if (::syscall(SYS_close_range, first, last, 0u) == 0)
-    return true;
-  if (errno != ENOSYS)
-    return false;
-  struct rlimit rl {};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-      rl.rlim_cur - 1 < last)
-    last = static_cast<unsigned>(rl.rlim_cur - 1);
-  for (unsigned fd = first; fd <= last && fd >= first; ++fd)
-    ::close(static_cast<int>(fd));
-  return true;
-}
-
-// Close every descriptor not in the sorted, non-negative `keep` list.
-bool close_others(const int* keep, std::size_t n) noexcept {
-  unsigned next = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    unsigned k = static_cast<unsigned>(keep[i]);
-    if (k > next && !close_span(next, k - 1))
-      return false;
-    next = k + 1;
-  }
-  return close_span(next, ~0u);
-}
-
 // Runs in the child, on the private stack, sharing the parent's memory until
 // execve. Async-signal-safe only; every signal is blocked on entry.
 int child_main(void* arg) noexcept {
   const auto* a = static_cast<const child_args*>(arg);
   child_failure& f = a->launcher->failure;
 
-  // Default dispositions for every signal: handlers are the parent's code,
-  // and SIG_IGN (SIGPIPE in a daemon, say) would survive exec.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int s = 1; s < NSIG; ++s) {
-    if (s != SIGKILL && s != SIGSTOP)
-      ::sigaction(s, &dfl, nullptr);  // EINVAL for glibc's internal ones
-  }
+  default_signal_dispositions();
 
   if (!a->setup(a->setup_context))
     goto failed;
-  if (!close_others(a->keep, a->keep_count)) {
+  if (!close_fds_except(a->keep, a->keep_count)) {
     copy_step(f, errno, "close_range");
     goto failed;
   }

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "taskexec/child_reaper.hpp"
+#include "taskexec/detail/coro.hpp"
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/detail/spawn.hpp"
 #include "taskexec/isolation/host.hpp"
@@ -392,21 +393,7 @@ asio::awaitable<result<process_state>> task_executor::launch(exec_command cmd) {
   co_return self->do_launch(std::move(cmd));
 }
 
-namespace {
-
-// Run `op` with throw_if_cancelled off, so a cancelled wait completes with
-// errc::operation_canceled instead of throwing, and restore the caller's
-// setting afterwards (it belongs to the caller's whole coroutine chain).
-template <class T>
-asio::awaitable<T> no_throw_on_cancel(asio::awaitable<T> op) {
-  const bool previous = co_await asio::this_coro::throw_if_cancelled();
-  co_await asio::this_coro::throw_if_cancelled(false);
-  T r = co_await std::move(op);
-  co_await asio::this_coro::throw_if_cancelled(previous);
-  co_return r;
-}
-
-}  // namespace
+using detail::no_throw_on_cancel;
 
 asio::awaitable<result<process_state>> task_executor::impl::wait_exit(std::shared_ptr<impl> self) {
   if (auto a = self->life.admit(task_operation::wait); !a)

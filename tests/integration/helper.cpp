@@ -1,4 +1,4 @@
-// taskexec-test-helper, two modes:
+// taskexec-test-helper, in several modes:
 //   taskexec-test-helper SCRIPT: a minimal embedded executor for tests that
 //     must kill an executor: launches `sh -c SCRIPT` with the helper's own
 //     stdout, then runs until killed.
@@ -6,6 +6,12 @@
 //     thread runs on, so the process shows as a zombie yet is alive.
 //   taskexec-test-helper --rpc SOCKET LINE: connect to SOCKET, send LINE and
 //     '\n', print the first line received (used to call as another user).
+//   taskexec-test-helper --remote-client DAEMON SOCKET: create_executor with
+//     DAEMON at SOCKET, launch `sleep 1000` through it, print the reattach
+//     config and the task's pid as one JSON line, then wait for the task
+//     (so that a test can kill a client with a call pending).
+//   taskexec-test-helper --remote-version SOCKET: connect with
+//     remote_executor and print the version, or the error's code and message.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -22,7 +28,11 @@
 #include <string>
 #include <thread>
 
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
 #include "taskexec/child_reaper.hpp"
+#include "taskexec/remote_executor.hpp"
 #include "taskexec/task_executor.hpp"
 
 int main(int argc, char** argv) {
@@ -32,6 +42,54 @@ int main(int argc, char** argv) {
         ::pause();
     }).detach();
     ::pthread_exit(nullptr);
+  }
+  if (argc == 4 && std::string(argv[1]) == "--remote-client") {
+    boost::asio::io_context io;
+    int rc = 1;
+    boost::asio::co_spawn(
+        io,
+        [&]() -> boost::asio::awaitable<void> {
+          taskexec::create_options o;
+          o.daemon_path = argv[2];
+          o.socket_path = argv[3];
+          auto created = co_await taskexec::create_executor(io.get_executor(), std::move(o));
+          if (!created) {
+            std::cerr << created.error().message << std::endl;
+            co_return;
+          }
+          taskexec::exec_command cmd;
+          cmd.cmd = "/bin/sleep";
+          cmd.args = {"1000"};
+          auto launched = co_await created->client.launch(cmd);
+          if (!launched) {
+            std::cerr << launched.error().message << std::endl;
+            co_return;
+          }
+          auto line = boost::json::parse(taskexec::to_json(created->config)).as_object();
+          line["task_pid"] = launched->pid;
+          std::cout << boost::json::serialize(line) << std::endl;
+          auto w = co_await created->client.wait();
+          rc = w ? 0 : 3;
+        },
+        boost::asio::detached);
+    io.run();
+    return rc;
+  }
+  if (argc == 3 && std::string(argv[1]) == "--remote-version") {
+    boost::asio::io_context io;
+    boost::asio::co_spawn(
+        io,
+        [&]() -> boost::asio::awaitable<void> {
+          auto c = co_await taskexec::remote_executor::connect(io.get_executor(), argv[2]);
+          if (c) {
+            auto v = co_await c->version();
+            std::cout << (v ? *v : v.error().message) << std::endl;
+          } else
+            std::cout << c.error().code.value() << " " << c.error().message << std::endl;
+        },
+        boost::asio::detached);
+    io.run();
+    return 0;
   }
   if (argc == 4 && std::string(argv[1]) == "--rpc") {
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -2,6 +2,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include "taskexec/remote_executor.hpp"
 #include "taskexec/rpc/framer.hpp"
 #include "taskexec/rpc/journal.hpp"
 #include "taskexec/rpc/message.hpp"
@@ -218,6 +219,48 @@ BOOST_AUTO_TEST_CASE(the_bound_drops_the_oldest_and_says_so) {
   BOOST_TEST(ev[2].at("seq").as_uint64() == 5u);
   BOOST_TEST(j.since(4).at("dropped").as_uint64() == 0u);
   BOOST_TEST(j.since(4).at("events").as_array().size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(the_client_maps_every_error_code_back) {
+  // Each taskexec code comes back as the errc that the daemon maps to it.
+  for (int c : {-32001, -32002, -32003, -32004, -32005, -32006, -32007, -32008, -32009, -32602}) {
+    const errc e = from_rpc_error(c);
+    BOOST_TEST(
+        static_cast<int>(to_rpc_error(make_error(e, "m"), task_operation::launch).error_code) == c);
+  }
+  BOOST_TEST((from_rpc_error(-32603) == errc::internal));
+  BOOST_TEST((from_rpc_error(-32601) == errc::unsupported));
+  BOOST_TEST((from_rpc_error(-32700) == errc::protocol_error));
+  BOOST_TEST((from_rpc_error(-32600) == errc::protocol_error));
+  BOOST_TEST((from_rpc_error(12345) == errc::protocol_error));
+}
+
+BOOST_AUTO_TEST_CASE(reattach_config_round_trips_and_is_strict) {
+  reattach_config c{"/run/t/1.sock", 4242, 18446744073709551615ull};
+  BOOST_TEST(to_json(c) ==
+             R"({"socket":"/run/t/1.sock","pid":4242,"pid_start_time":18446744073709551615})");
+  auto back = parse_reattach_config(to_json(c));
+  BOOST_REQUIRE(back);
+  BOOST_TEST((*back == c));
+  const std::pair<const char*, const char*> bad[] = {
+      {"[]", "reattach config is not a JSON object"},
+      {"{", "reattach config is not a JSON object"},
+      {R"({"pid":1,"pid_start_time":2})", "reattach config: socket must be a non-empty string"},
+      {R"({"socket":"s","pid":0,"pid_start_time":2})",
+       "reattach config: pid must be a positive integer"},
+      {R"({"socket":"s","pid":"1","pid_start_time":2})",
+       "reattach config: pid must be a positive integer"},
+      {R"({"socket":"s","pid":1,"pid_start_time":-2})",
+       "reattach config: pid_start_time must be a non-negative integer"},
+      {R"({"socket":"s","pid":1,"pid_start_time":2,"extra":0})",
+       "reattach config: unknown field \"extra\""},
+  };
+  for (const auto& [text, message] : bad) {
+    auto r = parse_reattach_config(text);
+    BOOST_REQUIRE(!r);
+    BOOST_TEST((r.error().code == make_error_code(errc::invalid_argument)));
+    BOOST_TEST(r.error().message == message);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -30,6 +30,16 @@ enum class errc {
   launch_failed,         ///< a setup step in the child, or exec itself, failed
   shutdown_incomplete,   ///< processes of the task survived the shutdown bound
   operation_canceled,    ///< the awaiting operation was cancelled
+  // Reported by remote_executor (a daemon's JSON-RPC errors map back to the
+  // codes above where one fits):
+  permission_denied,       ///< the daemon refused our uid (-32005)
+  timed_out,               ///< a deadline passed (-32006; a handshake that did not come)
+  resource_config_failed,  ///< resources could not be applied (-32008)
+  unknown_subscription,    ///< no such Stats subscription or exec session (-32009)
+  connection_failed,       ///< the daemon cannot be reached, or the connection was lost
+  protocol_error,          ///< the peer broke the protocol (or we sent a bad request)
+  reattach_refused,        ///< the saved config does not match a live daemon
+  internal,                ///< the daemon reported an internal error (-32603)
 };
 
 const boost::system::error_category& category() noexcept;

@@ -120,7 +120,23 @@ rpc_error to_rpc_error(const error& e, task_operation op) {
         out.error_code = code::unsupported;
         break;
       case errc::shutdown_incomplete:
+      case errc::timed_out:
         out.error_code = code::timed_out;
+        break;
+      case errc::permission_denied:
+        out.error_code = code::permission_denied;
+        break;
+      case errc::resource_config_failed:
+        out.error_code = code::resource_config_failed;
+        break;
+      case errc::unknown_subscription:
+        out.error_code = code::unknown_subscription;
+        break;
+      case errc::connection_failed:
+      case errc::protocol_error:
+      case errc::reattach_refused:
+      case errc::internal:
+        out.error_code = code::internal_error;
         break;
     }
     return out;

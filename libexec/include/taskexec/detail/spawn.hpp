@@ -3,6 +3,7 @@
 // the strategies as one v2 initializer.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <span>
 
@@ -16,5 +17,12 @@ namespace taskexec::detail {
 /// returned in `failed_pid` so the caller can claim it from the reaper.
 result<int> spawn(const launch_plan& plan,
                   std::span<const std::unique_ptr<isolation_strategy>> strategies, int& failed_pid);
+
+/// Close every descriptor not in the sorted, non-negative `keep` list
+/// (close_range; a loop on kernels before 5.9). Async-signal-safe.
+bool close_fds_except(const int* keep, std::size_t n) noexcept;
+
+/// Set every signal's disposition to SIG_DFL before an exec. Async-signal-safe.
+void default_signal_dispositions() noexcept;
 
 }  // namespace taskexec::detail

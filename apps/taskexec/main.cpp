@@ -1,0 +1,686 @@
+// taskexec: the command line of taskexecd. See `taskexec --help`.
+//
+// Exit status: 0 on success; 1 when the daemon or the call failed; 2 on a
+// usage error. `run` exits with the task's own exit code (128+N when killed
+// by signal N), or 125 when the daemon failed, 126 when the task could not be
+// launched, 127 when its binary was not found. `exec` exits with the
+// command's exit code.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "taskexec/codec.hpp"
+#include "taskexec/remote_executor.hpp"
+#include "taskexec/signals.hpp"
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace taskexec;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr const char* usage_text = R"(usage: taskexec [--json] COMMAND [OPTIONS]
+
+Commands that start a daemon:
+  run    [--socket PATH] [LAUNCH OPTIONS] -- CMD [ARG...]
+         start taskexecd, launch CMD (its output on ours), wait, destroy;
+         exit with CMD's exit code. Ctrl-C shuts the task down.
+  start  --socket PATH [--log-file F] [--log-level L] [--kill-grace-ms N]
+         [--allow-uid N]...
+         start taskexecd and print its reattach config (JSON)
+
+Commands for a running daemon (name it with --socket PATH, $TASKEXEC_SOCKET,
+or --reattach CONFIG, a config as printed by `start` or a file holding one):
+  launch [LAUNCH OPTIONS] -- CMD [ARG...]
+  wait     [--timeout-ms N]
+  signal   SIGNAL                      (a name such as SIGUSR1, or a number)
+  shutdown [--signal S] [--grace-ms N] (default SIGINT, 5000 ms)
+  stats    [--interval-ms N] [--count N]
+  exec     [--timeout-ms N] -- CMD [ARG...]
+  events   [--since N]
+  version
+  destroy
+
+Launch options:
+  --env K=V (repeatable)  --user U  --task-dir D  --work-dir D
+  --stdout F  --stderr F  --isolation host|container
+  --spec FILE             an ExecCommand as JSON (docs/protocol.md); the
+                          options above and CMD override its fields
+
+Global options:
+  --json                  print results as JSON (one object per line)
+  --daemon PATH           taskexecd to start (default: beside taskexec, or $PATH)
+  -h, --help
+)";
+
+struct usage_error {
+  std::string what;
+};
+
+struct cli {
+  bool json_out = false;
+  std::string command;
+  std::string socket;
+  std::string reattach;
+  std::string daemon;
+  // launch
+  exec_command cmd;
+  std::string spec_file;
+  bool have_cmd = false;
+  // start
+  std::string log_file, log_level = "info";
+  long long kill_grace_ms = 5000;
+  std::vector<unsigned> allowed_uids;
+  // other commands
+  std::optional<long long> timeout_ms;
+  std::string signal_arg = "";
+  std::string shutdown_signal = "SIGINT";
+  long long grace_ms = 5000;
+  long long interval_ms = 1000;
+  long long count = 0;  // 0: until interrupted
+  unsigned long long since = 0;
+};
+
+long long number(const std::string& flag, const std::string& v, long long min, long long max) {
+  long long n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc{} || p != v.data() + v.size() || n < min || n > max)
+    throw usage_error{flag + " needs a number from " + std::to_string(min) + " to " +
+                      std::to_string(max) + ", not \"" + v + "\""};
+  return n;
+}
+
+cli parse(int argc, char** argv) {
+  cli c;
+  if (const char* s = std::getenv("TASKEXEC_SOCKET"))
+    c.socket = s;
+  std::vector<std::string> rest;
+  int i = 1;
+  auto value = [&](const std::string& flag) -> std::string {
+    if (i + 1 >= argc)
+      throw usage_error{flag + " needs a value"};
+    return argv[++i];
+  };
+  for (; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") {
+      for (++i; i < argc; ++i)
+        c.cmd.args.push_back(argv[i]);
+      c.have_cmd = true;
+      break;
+    }
+    if (a == "-h" || a == "--help") {
+      std::cout << usage_text;
+      std::exit(0);
+    } else if (a == "--json") {
+      c.json_out = true;
+    } else if (a == "--socket") {
+      c.socket = value(a);
+    } else if (a == "--reattach") {
+      c.reattach = value(a);
+    } else if (a == "--daemon") {
+      c.daemon = value(a);
+    } else if (a == "--env") {
+      auto kv = value(a);
+      if (kv.find('=') == std::string::npos || kv.front() == '=')
+        throw usage_error{"--env needs K=V, not \"" + kv + "\""};
+      c.cmd.env.push_back(kv);
+    } else if (a == "--user") {
+      c.cmd.user = value(a);
+    } else if (a == "--task-dir") {
+      c.cmd.task_dir = value(a);
+    } else if (a == "--work-dir") {
+      c.cmd.work_dir = value(a);
+    } else if (a == "--stdout") {
+      c.cmd.stdout_path = value(a);
+    } else if (a == "--stderr") {
+      c.cmd.stderr_path = value(a);
+    } else if (a == "--isolation") {
+      c.cmd.isolation = value(a);
+    } else if (a == "--spec") {
+      c.spec_file = value(a);
+    } else if (a == "--log-file") {
+      c.log_file = value(a);
+    } else if (a == "--log-level") {
+      c.log_level = value(a);
+    } else if (a == "--kill-grace-ms") {
+      c.kill_grace_ms = number(a, value(a), 0, 1'000'000'000'000);
+    } else if (a == "--allow-uid") {
+      c.allowed_uids.push_back(static_cast<unsigned>(number(a, value(a), 0, 0xfffffffe)));
+    } else if (a == "--timeout-ms") {
+      c.timeout_ms = number(a, value(a), 0, 1'000'000'000'000);
+    } else if (a == "--signal") {
+      c.shutdown_signal = value(a);
+    } else if (a == "--grace-ms") {
+      c.grace_ms = number(a, value(a), 0, 1'000'000'000'000);
+    } else if (a == "--interval-ms") {
+      c.interval_ms = number(a, value(a), 1, 1'000'000'000'000);
+    } else if (a == "--count") {
+      c.count = number(a, value(a), 1, 1'000'000'000);
+    } else if (a == "--since") {
+      c.since = static_cast<unsigned long long>(number(a, value(a), 0, INT64_MAX));
+    } else if (a.size() > 1 && a[0] == '-' && !(c.command == "signal" && c.signal_arg.empty())) {
+      throw usage_error{"unknown option \"" + a + "\""};
+    } else {
+      rest.push_back(a);
+    }
+    if (c.command.empty() && !rest.empty()) {
+      c.command = rest.front();
+      rest.erase(rest.begin());
+    } else if (c.command == "signal" && !rest.empty() && c.signal_arg.empty()) {
+      c.signal_arg = rest.front();
+      rest.erase(rest.begin());
+    }
+  }
+  if (c.command.empty())
+    throw usage_error{"no command given"};
+  static const std::vector<std::string> known{"run",    "start",    "launch", "wait",
+                                              "signal", "shutdown", "stats",  "exec",
+                                              "events", "version",  "destroy"};
+  if (std::find(known.begin(), known.end(), c.command) == known.end())
+    throw usage_error{"unknown command \"" + c.command + "\""};
+  if (!rest.empty())
+    throw usage_error{"unexpected argument \"" + rest.front() + "\" (a command goes after --)"};
+  const bool takes_cmd = c.command == "run" || c.command == "launch" || c.command == "exec";
+  if (takes_cmd && c.cmd.args.empty())
+    throw usage_error{c.command + " needs a command after --"};
+  if (!takes_cmd && c.have_cmd)
+    throw usage_error{c.command + " takes no command after --"};
+  if (c.command == "signal" && c.signal_arg.empty())
+    throw usage_error{"signal needs a SIGNAL"};
+  if (c.command == "start" && c.socket.empty())
+    throw usage_error{"start needs --socket PATH"};
+  if (c.command != "run" && c.command != "start" && c.socket.empty() && c.reattach.empty())
+    throw usage_error{c.command + " needs --socket PATH, $TASKEXEC_SOCKET or --reattach CONFIG"};
+  if (takes_cmd) {
+    c.cmd.cmd = c.cmd.args.front();
+    c.cmd.args.erase(c.cmd.args.begin());
+  }
+  return c;
+}
+
+// ------------------------------------------------------------------ output
+
+struct failure {
+  error e;
+  int exit_code = 1;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    throw failure{make_error(errc::invalid_argument, "cannot read " + path)};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string clock_time(std::int64_t unix_nano) {
+  std::time_t secs = static_cast<std::time_t>(unix_nano / 1'000'000'000);
+  std::tm tm{};
+  ::localtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+  char ms[8];
+  std::snprintf(ms, sizeof ms, ".%03d", static_cast<int>(unix_nano / 1'000'000 % 1000));
+  return std::string(buf) + ms;
+}
+
+std::string describe(const process_state& s) {
+  if (s.exit_code == -1)
+    return "pid " + std::to_string(s.pid) + " is running";
+  std::string out = "pid " + std::to_string(s.pid);
+  if (s.signal != 0)
+    out += " was killed by " + signal_name(s.signal) + " (exit code " +
+           std::to_string(s.exit_code) + ")";
+  else
+    out += " exited with code " + std::to_string(s.exit_code);
+  if (s.oom_killed)
+    out += ", out of memory";
+  return out;
+}
+
+void print_json(const json::value& v) {
+  std::cout << json::serialize(v) << std::endl;
+}
+
+void print_events(const event_page& page, bool as_json) {
+  if (as_json) {
+    json::array events;
+    for (const auto& e : page.events)
+      events.push_back(e);
+    print_json(json::object{{"events", events}, {"next", page.next}, {"dropped", page.dropped}});
+    return;
+  }
+  if (page.dropped > 0)
+    std::cout << "(" << page.dropped << " older events are no longer kept)\n";
+  std::cout << std::left << std::setw(6) << "SEQ" << std::setw(14) << "TIME" << std::setw(11)
+            << "TYPE"
+            << "DETAILS\n";
+  for (const auto& e : page.events) {
+    json::object details = e;
+    details.erase("seq");
+    details.erase("time_unix_nano");
+    details.erase("type");
+    std::string text;
+    if (const auto* st = details.if_contains("state")) {
+      try {
+        text = describe(json::value_to<process_state>(*st));
+      } catch (const std::exception&) {
+        text = json::serialize(*st);
+      }
+    } else {
+      for (const auto& [k, v] : details)
+        text += std::string(text.empty() ? "" : " ") + std::string(k) + "=" + json::serialize(v);
+    }
+    std::cout << std::setw(6) << e.at("seq").to_number<std::uint64_t>() << std::setw(14)
+              << clock_time(e.at("time_unix_nano").to_number<std::int64_t>()) << std::setw(11)
+              << std::string(e.at("type").as_string()) << text << "\n";
+  }
+  std::cout << std::flush;
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
+  return buf;
+}
+
+double num_at(const json::object& o, std::initializer_list<std::string_view> path) {
+  const json::value* v = nullptr;
+  const json::object* cur = &o;
+  for (auto k : path) {
+    v = cur ? cur->if_contains(k) : nullptr;
+    if (!v)
+      return 0;
+    cur = v->if_object();
+  }
+  return v->is_number() ? v->to_number<double>() : 0;
+}
+
+void print_stats(const json::object& usage, bool as_json, bool refresh, std::uint64_t dropped) {
+  if (as_json) {
+    print_json(usage);
+    return;
+  }
+  if (refresh)
+    std::cout << "\x1b[H\x1b[2J";
+  std::cout << std::left << std::setw(10) << "PID" << std::setw(10) << "CPU %" << std::setw(14)
+            << "MEM RSS" << std::setw(14) << "MEM MAX" << std::setw(12) << "USER TICKS"
+            << "SYS TICKS\n";
+  auto row = [&](const std::string& who, const json::object& ru) {
+    std::cout << std::setw(10) << who << std::setw(10) << std::fixed << std::setprecision(2)
+              << num_at(ru, {"cpu_stats", "percent"}) << std::setw(14)
+              << human_bytes(num_at(ru, {"memory_stats", "rss"})) << std::setw(14)
+              << human_bytes(num_at(ru, {"memory_stats", "max_usage"})) << std::setw(12)
+              << std::setprecision(0) << num_at(ru, {"cpu_stats", "user_mode"})
+              << num_at(ru, {"cpu_stats", "system_mode"}) << "\n";
+  };
+  if (const auto* ru = usage.if_contains("resource_usage"); ru && ru->is_object())
+    row("task", ru->as_object());
+  if (const auto* pids = usage.if_contains("pids"); pids && pids->is_object()) {
+    for (const auto& [pid, ru] : pids->as_object()) {
+      if (ru.is_object())
+        row(std::string(pid), ru.as_object());
+    }
+  }
+  if (dropped > 0)
+    std::cout << "(" << dropped << " samples dropped: the terminal is slow)\n";
+  std::cout << std::flush;
+}
+
+// Base64 (RFC 4648, with padding), as Exec returns output.
+std::optional<std::string> base64_decode(std::string_view in) {
+  auto val = [](char ch) -> int {
+    if (ch >= 'A' && ch <= 'Z')
+      return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+      return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+      return ch - '0' + 52;
+    if (ch == '+')
+      return 62;
+    if (ch == '/')
+      return 63;
+    return -1;
+  };
+  std::string out;
+  unsigned acc = 0;
+  int bits = 0;
+  for (char ch : in) {
+    if (ch == '=')
+      break;
+    int v = val(ch);
+    if (v < 0)
+      return std::nullopt;
+    acc = (acc << 6) | static_cast<unsigned>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ commands
+
+json::object version_object(const std::string& v) {  // not in a coroutine: GCC 12
+  json::object o;
+  o["version"] = v;
+  return o;
+}
+
+template <class T>
+T check(result<T> r) {
+  if (!r)
+    throw failure{r.error()};
+  return std::move(*r);
+}
+void check(result<void> r) {
+  if (!r)
+    throw failure{r.error()};
+}
+
+exec_command launch_spec(const cli& c) {
+  exec_command cmd;
+  if (!c.spec_file.empty()) {
+    boost::system::error_code ec;
+    auto v = json::parse(read_text(c.spec_file), ec);
+    if (ec)
+      throw failure{make_error(errc::invalid_argument, c.spec_file + ": " + ec.message())};
+    auto d = decode_exec_command(v);
+    if (!d)
+      throw failure{make_error(errc::invalid_argument, c.spec_file + ": " + d.error().message)};
+    cmd = std::move(*d);
+  }
+  const auto& o = c.cmd;
+  cmd.cmd = o.cmd;
+  cmd.args = o.args;
+  cmd.env.insert(cmd.env.end(), o.env.begin(), o.env.end());
+  using field = std::pair<std::string*, const std::string*>;
+  for (auto [dst, src] :
+       {field{&cmd.user, &o.user}, field{&cmd.task_dir, &o.task_dir},
+        field{&cmd.work_dir, &o.work_dir}, field{&cmd.stdout_path, &o.stdout_path},
+        field{&cmd.stderr_path, &o.stderr_path}, field{&cmd.isolation, &o.isolation}}) {
+    if (!src->empty())
+      *dst = *src;
+  }
+  return cmd;
+}
+
+asio::awaitable<remote_executor> connect(const cli& c) {
+  auto ex = co_await asio::this_coro::executor;
+  if (!c.reattach.empty()) {
+    std::string text = c.reattach;
+    if (text.find('{') == std::string::npos)
+      text = read_text(text);
+    co_return check(co_await reattach_to_executor(ex, check(parse_reattach_config(text))));
+  }
+  co_return check(co_await remote_executor::connect(ex, c.socket));
+}
+
+create_options daemon_options(const cli& c, const std::string& socket) {
+  create_options o;
+  o.socket_path = socket;
+  o.daemon_path = c.daemon;
+  o.log_file = c.log_file;
+  o.log_level = c.log_level;
+  o.kill_grace = milliseconds(c.kill_grace_ms);
+  o.allowed_uids = c.allowed_uids;
+  return o;
+}
+
+asio::awaitable<int> cmd_start(const cli& c) {
+  auto created = check(
+      co_await create_executor(co_await asio::this_coro::executor, daemon_options(c, c.socket)));
+  std::cout << to_json(created.config) << std::endl;
+  co_return 0;
+}
+
+// run: a daemon of our own in a private directory, the task's output on ours.
+asio::awaitable<int> cmd_run(const cli& c, asio::signal_set& signals) {
+  auto ex = co_await asio::this_coro::executor;
+  std::string dir;
+  std::string socket = c.socket;
+  if (socket.empty()) {
+    const char* base = std::getenv("XDG_RUNTIME_DIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/taskexec-run.XXXXXX";
+    if (!::mkdtemp(tmpl.data()))
+      throw failure{make_system_error(errno, "mkdtemp " + tmpl), 125};
+    dir = tmpl;
+    socket = dir + "/taskexecd.sock";
+  }
+  struct remove_dir {
+    std::string path;
+    ~remove_dir() {
+      if (!path.empty()) {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+      }
+    }
+  } cleanup{dir};
+
+  auto created = co_await create_executor(ex, daemon_options(c, socket));
+  if (!created)
+    throw failure{created.error(), 125};
+  auto& exe = created->client;
+  auto cmd = launch_spec(c);
+  const std::string me = "/proc/" + std::to_string(::getpid()) + "/fd/";
+  if (cmd.stdout_path.empty())
+    cmd.stdout_path = me + "1";
+  if (cmd.stderr_path.empty())
+    cmd.stderr_path = me + "2";
+  auto launched = co_await exe.launch(cmd);
+  if (!launched) {
+    (void)co_await exe.destroy();
+    // The daemon says -32004 for every launch failure; its message tells a
+    // missing binary apart.
+    const auto& m = launched.error().message;
+    const bool not_found = m.starts_with("binary \"") && m.ends_with("\" could not be found");
+    throw failure{launched.error(), not_found ? 127 : 126};
+  }
+  // Ctrl-C or SIGTERM: stop the task in order; a second one: SIGKILL it.
+  bool stopping = false;
+  std::function<void(boost::system::error_code, int)> on_signal;
+  on_signal = [&](boost::system::error_code ec, int) {
+    if (ec)
+      return;
+    asio::co_spawn(
+        ex,
+        [&exe, &stopping, &c]() -> asio::awaitable<void> {
+          if (!stopping) {
+            stopping = true;
+            (void)co_await exe.shutdown("SIGTERM", milliseconds(c.kill_grace_ms));
+          } else {
+            (void)co_await exe.signal(SIGKILL);
+          }
+        },
+        asio::detached);
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+  auto st = co_await exe.wait();
+  signals.cancel();
+  if (!st) {
+    (void)co_await exe.destroy();
+    throw failure{st.error(), 125};
+  }
+  auto d = co_await exe.destroy();
+  if (c.json_out) {
+    // The task appended to the file behind our stdout; our own offset is
+    // behind its writes.
+    std::cout.flush();
+    ::lseek(1, 0, SEEK_END);
+    print_json(json::value_from(*st));
+  }
+  if (!d)
+    throw failure{d.error(), 125};
+  co_return st->exit_code;
+}
+
+asio::awaitable<int> cmd_stats(const cli& c, remote_executor& exe) {
+  auto stream = check(co_await exe.stats(milliseconds(c.interval_ms)));
+  const bool refresh = !c.json_out && ::isatty(1);
+  for (long long n = 0; c.count == 0 || n < c.count; ++n) {
+    auto usage = check(co_await stream.next());
+    print_stats(usage, c.json_out, refresh, stream.dropped());
+  }
+  (void)co_await stream.cancel();
+  co_return 0;
+}
+
+asio::awaitable<int> cmd_exec(const cli& c, remote_executor& exe) {
+  json::object params;
+  params["cmd"] = c.cmd.cmd;
+  json::array args;
+  for (const auto& a : c.cmd.args)
+    args.emplace_back(a);
+  params["args"] = std::move(args);
+  if (c.timeout_ms)
+    params["timeout_ms"] = *c.timeout_ms;
+  auto r = check(co_await exe.call("Exec", std::move(params)));
+  if (c.json_out) {
+    print_json(r);
+    co_return 0;
+  }
+  const auto* o = r.if_object();
+  const auto* out = o ? o->if_contains("output") : nullptr;
+  const auto* code = o ? o->if_contains("exit_code") : nullptr;
+  auto bytes = out && out->is_string() ? base64_decode(out->as_string()) : std::nullopt;
+  if (!bytes || !code || !code->is_int64())
+    throw failure{make_error(errc::protocol_error, "Exec result lacks output or exit_code")};
+  std::cout << *bytes << std::flush;
+  co_return static_cast<int>(code->as_int64());
+}
+
+asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals) {
+  if (c.command == "start")
+    co_return co_await cmd_start(c);
+  if (c.command == "run")
+    co_return co_await cmd_run(c, signals);
+  auto exe = co_await connect(c);
+  const auto& cmd = c.command;
+  if (cmd == "launch") {
+    auto st = check(co_await exe.launch(launch_spec(c)));
+    if (c.json_out)
+      print_json(json::value_from(st));
+    else
+      std::cout << "launched pid " << st.pid << std::endl;
+  } else if (cmd == "wait") {
+    // No co_await inside ?: (GCC 12 miscompiles it).
+    result<process_state> r;
+    if (c.timeout_ms)
+      r = co_await exe.wait_for(milliseconds(*c.timeout_ms));
+    else
+      r = co_await exe.wait();
+    auto st = check(std::move(r));
+    if (c.json_out)
+      print_json(json::value_from(st));
+    else
+      std::cout << describe(st) << std::endl;
+  } else if (cmd == "signal") {
+    int signo = 0;
+    auto [p, ec] =
+        std::from_chars(c.signal_arg.data(), c.signal_arg.data() + c.signal_arg.size(), signo);
+    const bool numeric = ec == std::errc{} && p == c.signal_arg.data() + c.signal_arg.size();
+    result<void> r;
+    if (numeric)
+      r = co_await exe.signal(signo);
+    else
+      r = co_await exe.signal(c.signal_arg);
+    check(std::move(r));
+    if (c.json_out)
+      print_json(json::object{});
+  } else if (cmd == "shutdown") {
+    check(co_await exe.shutdown(c.shutdown_signal, milliseconds(c.grace_ms)));
+    if (c.json_out)
+      print_json(json::object{});
+    else
+      std::cout << "task shut down" << std::endl;
+  } else if (cmd == "stats") {
+    co_return co_await cmd_stats(c, exe);
+  } else if (cmd == "exec") {
+    co_return co_await cmd_exec(c, exe);
+  } else if (cmd == "events") {
+    print_events(check(co_await exe.events(c.since)), c.json_out);
+  } else if (cmd == "version") {
+    auto v = check(co_await exe.version());
+    if (c.json_out)
+      print_json(version_object(v));
+    else
+      std::cout << v << std::endl;
+  } else if (cmd == "destroy") {
+    check(co_await exe.destroy());
+    if (c.json_out)
+      print_json(json::object{});
+    else
+      std::cout << "daemon destroyed" << std::endl;
+  }
+  co_return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli c;
+  try {
+    c = parse(argc, argv);
+  } catch (const usage_error& e) {
+    std::cerr << "taskexec: " << e.what << "\n(see taskexec --help)\n";
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  asio::io_context io;
+  asio::signal_set signals(io);
+  if (c.command == "run") {
+    signals.add(SIGINT);
+    signals.add(SIGTERM);
+  }
+  int code = 1;
+  asio::co_spawn(io, dispatch(c, signals), [&](std::exception_ptr e, int rc) {
+    signals.cancel();
+    if (!e) {
+      code = rc;
+      return;
+    }
+    try {
+      std::rethrow_exception(e);
+    } catch (const failure& f) {
+      std::cerr << "taskexec: " << f.e.message << "\n";
+      code = f.exit_code;
+    } catch (const std::exception& x) {
+      std::cerr << "taskexec: " << x.what() << "\n";
+      code = 1;
+    }
+  });
+  io.run();
+  return code;
+}

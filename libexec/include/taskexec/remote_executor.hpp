@@ -1,0 +1,204 @@
+// remote_executor: the task_executor API over a taskexecd socket, and the
+// way an agent starts a daemon and finds it again after a restart.
+//
+//   auto created = co_await create_executor(ex, {.socket_path = "/run/t/1.sock"});
+//   auto& exe = created->client;                 // a connected remote_executor
+//   save(to_json(created->config));              // {socket, pid, pid_start_time}
+//   co_await exe.launch(cmd);
+//   ... the agent restarts ...
+//   auto exe2 = co_await reattach_to_executor(ex, *parse_reattach_config(saved));
+//   auto state = co_await exe2->wait();          // the exit status was kept
+//
+// Errors: every call returns result<T>. A JSON-RPC error from the daemon is
+// mapped back to the errc the embedded executor would give (see
+// from_rpc_error below) with the daemon's message; a lost connection is
+// errc::connection_failed ("connection to taskexecd lost"); a response that
+// does not follow docs/protocol.md is errc::protocol_error.
+//
+// Concurrency: calls on one remote_executor may be outstanding at once (a
+// pending wait() does not hold up version() or signal()); they share one
+// connection and responses are matched by id. Use from the thread running
+// the io_context; none of this is thread-safe.
+//
+// Cancellation: every call supports terminal cancellation through the
+// awaiting coroutine's cancellation slot; it then returns
+// errc::operation_canceled at once. The request may already be with the
+// daemon, which carries it out regardless (a cancelled shutdown() goes on);
+// its late response is dropped.
+//
+// Lifetime: destroying (or close()-ing) a remote_executor closes the
+// connection and completes its pending calls with errc::connection_failed.
+// It never touches the task: the daemon and its task outlive every client.
+// Its stats streams then end with errc::connection_failed.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "taskexec/error.hpp"
+#include "taskexec/types.hpp"
+
+namespace taskexec {
+
+/// What an agent saves to find its daemon again. The start time (field 22 of
+/// /proc/<pid>/stat, in clock ticks since boot) tells a live daemon from a
+/// process that got its pid later.
+struct reattach_config {
+  std::string socket;
+  int pid = 0;
+  std::uint64_t pid_start_time = 0;
+
+  friend bool operator==(const reattach_config&, const reattach_config&) = default;
+};
+
+/// {"socket":"...","pid":N,"pid_start_time":N}
+std::string to_json(const reattach_config& config);
+/// Strict: every field required, nothing else allowed; errc::invalid_argument
+/// naming the field otherwise.
+result<reattach_config> parse_reattach_config(std::string_view json_text);
+
+/// One page of the daemon's event journal.
+struct event_page {
+  std::vector<boost::json::object> events;  ///< {seq, time_unix_nano, type, ...}
+  std::uint64_t next = 0;                   ///< pass as `since` to get what follows
+  std::uint64_t dropped = 0;  ///< events after `since` the bounded journal no longer holds
+};
+
+class stats_stream;
+
+class remote_executor {
+ public:
+  /// Connect to the daemon at `socket_path` and check its Version (the major
+  /// version must be ours). errc::connection_failed when nothing listens,
+  /// errc::permission_denied when the daemon refuses our uid,
+  /// errc::protocol_error when the peer does not speak taskexec-jsonrpc 2.
+  static boost::asio::awaitable<result<remote_executor>> connect(boost::asio::any_io_executor ex,
+                                                                 std::string socket_path);
+
+  remote_executor(remote_executor&&) noexcept;
+  remote_executor& operator=(remote_executor&&) noexcept;
+  ~remote_executor();
+
+  boost::asio::awaitable<result<process_state>> launch(exec_command cmd);
+  /// Until the task exits (the daemon keeps the status until destroy()).
+  boost::asio::awaitable<result<process_state>> wait();
+  /// As wait(), giving up with errc::timed_out after `timeout`.
+  boost::asio::awaitable<result<process_state>> wait_for(std::chrono::milliseconds timeout);
+  boost::asio::awaitable<result<void>> signal(int signo);
+  /// By name: "SIGUSR1" or "USR1".
+  boost::asio::awaitable<result<void>> signal(std::string_view signal_name);
+  boost::asio::awaitable<result<void>> shutdown(
+      std::string_view signal_name = "SIGINT",
+      std::chrono::milliseconds grace = std::chrono::milliseconds{5000});
+  /// Kill the task if it still runs, and end the daemon (which closes this
+  /// connection once it has answered).
+  boost::asio::awaitable<result<void>> destroy();
+  boost::asio::awaitable<result<std::string>> version();
+  /// The journal from `since` on (0: from the oldest kept).
+  boost::asio::awaitable<result<event_page>> events(std::uint64_t since = 0);
+  /// Subscribe to resource usage samples every `interval` (first at once).
+  boost::asio::awaitable<result<stats_stream>> stats(
+      std::chrono::milliseconds interval = std::chrono::milliseconds{1000});
+  /// Any method, raw: the result member, or the error mapped as above.
+  boost::asio::awaitable<result<boost::json::value>> call(std::string_view method,
+                                                          boost::json::value params = nullptr);
+
+  /// The daemon's pid as the kernel reports it for the socket (SO_PEERCRED).
+  int daemon_pid() const noexcept;
+  const std::string& socket_path() const noexcept;
+  /// False once the connection is closed or lost.
+  bool connected() const noexcept;
+  /// Close the connection; pending calls complete with connection_failed.
+  void close() noexcept;
+
+  struct impl;  // opaque
+
+ private:
+  explicit remote_executor(std::shared_ptr<impl> p);
+  std::shared_ptr<impl> impl_;
+  friend class stats_stream;
+};
+
+/// Samples of one Stats subscription. Samples that arrive while nobody reads
+/// are queued up to 64; older ones are then dropped (counted in dropped()).
+class stats_stream {
+ public:
+  stats_stream(stats_stream&&) noexcept;
+  stats_stream& operator=(stats_stream&&) noexcept;
+  /// Ends the subscription on the daemon (Stats.Cancel, not awaited).
+  ~stats_stream();
+
+  /// The next `usage` object (TaskResourceUsage in docs/protocol.md);
+  /// connection_failed when the connection is gone, operation_canceled on
+  /// cancellation of the awaiting coroutine or after cancel().
+  boost::asio::awaitable<result<boost::json::object>> next();
+  /// End the subscription and wait for the daemon's answer.
+  boost::asio::awaitable<result<void>> cancel();
+  const std::string& subscription() const noexcept;
+  std::uint64_t dropped() const noexcept;
+
+  struct state;  // opaque
+
+ private:
+  friend class remote_executor;
+  stats_stream(std::shared_ptr<remote_executor::impl> conn, std::shared_ptr<state> s);
+  std::shared_ptr<remote_executor::impl> conn_;
+  std::shared_ptr<state> state_;
+};
+
+struct create_options {
+  /// Required. The daemon creates it (mode 0600, parent 0700).
+  std::string socket_path;
+  /// taskexecd to run; empty: $TASKEXECD, else taskexecd beside the running
+  /// program (/proc/self/exe), else the first one on $PATH.
+  std::string daemon_path;
+  /// The daemon's log; empty: no log (its startup errors are still reported).
+  std::string log_file;
+  std::string log_level = "info";
+  std::string log_format = "text";
+  /// The grace the daemon gives the task when it is stopped by SIGTERM.
+  std::chrono::milliseconds kill_grace{5000};
+  std::vector<unsigned> allowed_uids;
+  /// How long the daemon may take to print its handshake.
+  std::chrono::milliseconds handshake_timeout{5000};
+};
+
+struct created_executor {
+  remote_executor client;
+  reattach_config config;
+};
+
+/// Start taskexecd in a session of its own, detached from the caller (it
+/// outlives it), read its handshake, connect. Failures: binary_not_found,
+/// launch_failed with the daemon's own words when it exits before its
+/// handshake ("socket ... is in use by a live daemon"), timed_out (the daemon
+/// is then killed), plus connect()'s errors.
+///
+/// The daemon is a grandchild: the intermediate process exits at once. In a
+/// process with a child_reaper (a subreaper), the daemon is re-parented to
+/// this process; it is then watched by that reaper, so it is reaped when it
+/// exits and never taken for a task's orphan. Call from the reaper's thread.
+boost::asio::awaitable<result<created_executor>> create_executor(boost::asio::any_io_executor ex,
+                                                                 create_options options);
+
+/// Find a daemon again: its pid must be alive with the saved start time, the
+/// socket's peer must be that very pid (SO_PEERCRED), and Version must
+/// answer. Any mismatch is errc::reattach_refused naming it; nothing is ever
+/// signalled.
+boost::asio::awaitable<result<remote_executor>> reattach_to_executor(
+    boost::asio::any_io_executor ex, reattach_config config);
+
+/// The errc for a JSON-RPC error code from taskexecd (-32001 not_launched,
+/// -32003 task_exited, -32004 launch_failed, -32602 invalid_argument, ...).
+errc from_rpc_error(std::int64_t code) noexcept;
+
+}  // namespace taskexec
