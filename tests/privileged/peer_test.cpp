@@ -38,19 +38,25 @@ asio::awaitable<std::string> start_daemon(task_executor& d, const temp_dir& dir,
 // Call the daemon as user nobody; returns the first line it answers. The
 // helper is copied next to the socket: the build tree may not be reachable
 // for nobody (CI clones anywhere).
-asio::awaitable<json::object> call_as_nobody(const std::string& socket,
-                                             const std::string& request) {
+asio::awaitable<std::string> helper_as_nobody(const std::string& socket,
+                                             std::vector<std::string> args) {
   const auto helper = std::filesystem::path(socket).parent_path() / "rpc-helper";
   std::filesystem::copy_file(TASKEXEC_TEST_HELPER, helper,
                              std::filesystem::copy_options::overwrite_existing);
   ::chmod(helper.c_str(), 0755);
   exec_command cmd;
   cmd.cmd = helper.string();
-  cmd.args = {"--rpc", socket, request};
+  cmd.args = std::move(args);
   cmd.user = "nobody";
   auto out = co_await output_of(cmd);
   BOOST_REQUIRE_MESSAGE(!out.empty(), "no answer for nobody");
-  co_return json::parse(out).as_object();
+  co_return out;
+}
+
+asio::awaitable<json::object> call_as_nobody(const std::string& socket,
+                                             const std::string& request) {
+  std::vector<std::string> args{"--rpc", socket, request};
+  co_return json::parse(co_await helper_as_nobody(socket, std::move(args))).as_object();
 }
 }  // namespace
 
@@ -67,6 +73,11 @@ BOOST_AUTO_TEST_CASE(another_uid_is_refused) {
     BOOST_TEST(r.at("error").at("message").as_string() ==
                "permission denied: uid 65534 may not call this daemon");
     BOOST_TEST(r.at("id").is_null());
+    // The client library reports it as permission_denied, in the daemon's words.
+    std::vector<std::string> args{"--remote-version", socket};
+    auto said = co_await helper_as_nobody(socket, std::move(args));
+    BOOST_TEST(said == std::to_string(static_cast<int>(errc::permission_denied)) +
+                           " permission denied: uid 65534 may not call this daemon\n");
     BOOST_TEST((co_await d.shutdown("SIGTERM", 5s)).has_value());
   });
 }
