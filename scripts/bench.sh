@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
-build/bin/bench_launch "$@"
+echo "== bench_launch"
+build/bin/bench_launch
+echo "== bench_rpc"
+build/bin/bench_rpc

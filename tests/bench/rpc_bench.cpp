@@ -3,11 +3,15 @@
 //  - sequential Version round trips on one connection, against a raw
 //    Unix-socket echo server (a process of its own, blocking I/O) sent the
 //    same bytes;
-//  - daemon start to handshake line;
+//  - pipelined Version calls on one connection (requests written while
+//    responses are read), against the echo server given the same bytes;
+//  - daemon start to handshake line, against /bin/echo started the same way
+//    (start to its first line: the cost of exec on this machine);
 //  - Private_Dirty of an idle daemon holding a running task.
 //
 //   bench_rpc [--calls N] [--starts N]
 //   bench_rpc --echo-server PATH     (the baseline; used by the bench itself)
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -17,6 +21,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
@@ -64,6 +69,37 @@ double round_trip(int fd, const std::string& line, std::string& buf) {
     buf.append(tmp, static_cast<std::size_t>(n));
   }
   return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
+}
+
+// Write `n` copies of `line` while reading the answers (one line each),
+// with poll: neither side may block the other. Returns calls per second.
+double pipelined(int fd, const std::string& line, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i)
+    out += line;
+  std::size_t sent = 0;
+  int answered = 0;
+  char tmp[65536];
+  auto t0 = clock_type::now();
+  while (answered < n) {
+    pollfd p{fd, static_cast<short>(POLLIN | (sent < out.size() ? POLLOUT : 0)), 0};
+    if (::poll(&p, 1, 10000) <= 0)
+      std::exit(1);
+    if ((p.revents & POLLOUT) && sent < out.size()) {
+      ssize_t w = ::send(fd, out.data() + sent, std::min<std::size_t>(out.size() - sent, 65536),
+                         MSG_DONTWAIT);
+      if (w > 0)
+        sent += static_cast<std::size_t>(w);
+    }
+    if (p.revents & POLLIN) {
+      ssize_t r = ::recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
+      if (r == 0)
+        std::exit(1);
+      for (ssize_t i = 0; i < r; ++i)
+        answered += tmp[i] == '\n' ? 1 : 0;
+    }
+  }
+  return n / std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
 int echo_server(const std::string& path) {
@@ -148,19 +184,16 @@ int main(int argc, char** argv) {
       io.run_one();
   };
 
-  // Start a daemon as our task; returns after its handshake, with the time taken.
-  auto start_daemon = [&](taskexec::task_executor& t,
-                          const std::string& sock) -> asio::awaitable<double> {
+  // Start `cmd` as our task; returns after its first line, with the time taken.
+  auto start_to_line = [&](taskexec::task_executor& t,
+                           taskexec::exec_command cmd) -> asio::awaitable<double> {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0)
       std::exit(1);
-    taskexec::exec_command cmd;
-    cmd.cmd = BENCH_TASKEXECD;
-    cmd.args = {"--socket", sock, "--log-level", "off"};
     cmd.stdout_fd = p[1];
     auto t0 = clock_type::now();
     if (auto r = co_await t.launch(cmd); !r) {
-      std::fprintf(stderr, "taskexecd: %s\n", r.error().message.c_str());
+      std::fprintf(stderr, "%s: %s\n", cmd.cmd.c_str(), r.error().message.c_str());
       std::exit(1);
     }
     ::close(p[1]);
@@ -169,11 +202,19 @@ int main(int argc, char** argv) {
     co_await asio::async_read_until(rd, b, '\n', asio::use_awaitable);
     co_return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
   };
+  auto start_daemon = [&](taskexec::task_executor& t,
+                          const std::string& sock) -> asio::awaitable<double> {
+    taskexec::exec_command cmd;
+    cmd.cmd = BENCH_TASKEXECD;
+    cmd.args = {"--socket", sock, "--log-level", "off"};
+    co_return co_await start_to_line(t, std::move(cmd));
+  };
 
   const std::string version = R"({"jsonrpc":"2.0","id":1,"method":"Version"})"
                               "\n";
-  std::vector<double> raw, ours, startup;
-  long dirty = -1;
+  std::vector<double> raw, ours, startup, echo_start;
+  double raw_rate = 0, our_rate = 0;
+  long dirty = -1, burst_dirty = -1, idle_dirty = -1;
   run([&]() -> asio::awaitable<void> {
     taskexec::task_executor echo(reaper);
     taskexec::exec_command ecmd;
@@ -199,6 +240,17 @@ int main(int argc, char** argv) {
         "\n";
     round_trip(dfd, launch, buf);
     dirty = private_dirty_kib(daemon.pid());
+    constexpr int pipelined_calls = 20000;
+    raw_rate = pipelined(efd, version, pipelined_calls);
+    our_rate = pipelined(dfd, version, pipelined_calls);
+    burst_dirty = private_dirty_kib(daemon.pid());
+    // The daemon gives memory back about a second after it goes idle.
+    asio::steady_timer settle(io);
+    for (int i = 0; i < 30 && (idle_dirty < 0 || idle_dirty > dirty + 64); ++i) {
+      settle.expires_after(std::chrono::milliseconds(100));
+      co_await settle.async_wait(asio::use_awaitable);
+      idle_dirty = private_dirty_kib(daemon.pid());
+    }
     ::close(efd);
     ::close(dfd);
     co_await daemon.shutdown("SIGTERM", std::chrono::seconds(5));
@@ -208,6 +260,12 @@ int main(int argc, char** argv) {
       taskexec::task_executor d(reaper);
       startup.push_back(co_await start_daemon(d, dir + "/s" + std::to_string(i) + ".sock"));
       co_await d.shutdown("SIGTERM", std::chrono::seconds(5));
+      taskexec::task_executor e(reaper);
+      taskexec::exec_command hello;
+      hello.cmd = "/bin/echo";
+      hello.args = {"hello"};
+      echo_start.push_back(co_await start_to_line(e, std::move(hello)));
+      co_await e.wait();
     }
   });
   std::filesystem::remove_all(dir);
@@ -218,9 +276,18 @@ int main(int argc, char** argv) {
   std::printf("%-34s %9.1f %9.1f\n", "raw Unix-socket echo (same bytes)", median(raw), p99(raw));
   std::printf("%-34s %9.1f %9.1f\n", "taskexecd Version", median(ours), p99(ours));
   std::printf("ratio p50: %.2fx (target <= 2.0x)\n", median(ours) / median(raw));
-  std::printf(
-      "daemon start to handshake, %d starts: p50 %.0f us, p99 %.0f us (target p50 < 5000 us)\n",
-      starts, median(startup), p99(startup));
+  std::printf("pipelined Version calls on one connection, 20000 (calls per second)\n");
+  std::printf("%-34s %9.0f\n", "raw Unix-socket echo (same bytes)", raw_rate);
+  std::printf("%-34s %9.0f\n", "taskexecd Version", our_rate);
+  std::printf("ratio: %.2fx of the echo's rate\n", our_rate / raw_rate);
+  std::printf("start to first line, %d starts (microseconds)    p50       p99\n", starts);
+  std::printf("%-34s %9.0f %9.0f\n", "/bin/echo (the cost of exec here)", median(echo_start),
+              p99(echo_start));
+  std::printf("%-34s %9.0f %9.0f\n", "taskexecd handshake", median(startup), p99(startup));
+  std::printf("daemon start p50: %.0f us (target < 5000 us), %.2fx of /bin/echo\n", median(startup),
+              median(startup) / median(echo_start));
   std::printf("idle daemon with a running task: Private_Dirty %ld KiB (target < 400 KiB)\n", dirty);
+  std::printf("  right after the pipelined burst: %ld KiB; idle again: %ld KiB\n", burst_dirty,
+              idle_dirty);
   return 0;
 }

@@ -39,7 +39,7 @@ asio::awaitable<std::string> start_daemon(task_executor& d, const temp_dir& dir,
 // helper is copied next to the socket: the build tree may not be reachable
 // for nobody (CI clones anywhere).
 asio::awaitable<std::string> helper_as_nobody(const std::string& socket,
-                                             std::vector<std::string> args) {
+                                              std::vector<std::string> args) {
   const auto helper = std::filesystem::path(socket).parent_path() / "rpc-helper";
   std::filesystem::copy_file(TASKEXEC_TEST_HELPER, helper,
                              std::filesystem::copy_options::overwrite_existing);

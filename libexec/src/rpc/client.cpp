@@ -195,8 +195,13 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
       auto [ec, n] = co_await asio::async_write(self->sock, asio::buffer(msg),
                                                 asio::as_tuple(asio::use_awaitable));
       (void)n;
-      if (ec)
-        self->fail(lost_connection());
+      if (ec) {
+        // The peer has closed. What it said before (a refusal, say) may
+        // still wait to be read: the reader ends the connection at EOF.
+        self->outbox.clear();
+        boost::system::error_code ignored;
+        self->sock.shutdown(local::socket::shutdown_send, ignored);
+      }
     }
     self->writing = false;
   }

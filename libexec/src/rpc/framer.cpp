@@ -2,6 +2,11 @@
 
 namespace taskexec::rpc {
 
+namespace {
+// An idle connection keeps at most this much buffer.
+constexpr std::size_t keep_capacity = 64 * 1024;
+}  // namespace
+
 void ndjson_framer::compact() {
   if (start_ == 0)
     return;
@@ -26,6 +31,14 @@ void ndjson_framer::feed(std::string_view bytes) {
 std::optional<std::string> ndjson_framer::next() {
   while (!overflowed_) {
     auto nl = buffer_.find('\n', start_ + scan_);
+    if (nl == std::string::npos && start_ == buffer_.size()) {
+      // Everything taken: give back what a burst made the buffer grow to.
+      buffer_.clear();
+      start_ = scan_ = 0;
+      if (buffer_.capacity() > keep_capacity)
+        buffer_.shrink_to_fit();
+      return std::nullopt;
+    }
     if (nl == std::string::npos) {
       scan_ = buffer_.size() - start_;
       // One byte of slack: a message of exactly the limit may end in "\r\n"

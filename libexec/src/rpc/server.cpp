@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <malloc.h>
 #include <poll.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -104,6 +105,13 @@ struct server::state : std::enable_shared_from_this<server::state> {
   std::optional<server_options> options;  // a copy: outlives the server while calls run
   std::function<void()> on_drained;
   event_journal journal;
+  // Bytes received since the heap was last trimmed. After a burst, freed
+  // memory stays in malloc's free lists; once connections go idle it is
+  // given back (malloc_trim), at most once a second.
+  std::size_t churn = 0;
+  bool trim_armed = false;
+  std::optional<asio::steady_timer> trim_timer;
+  void note_idle();
 
   static asio::awaitable<void> record_exit(std::shared_ptr<state> self) {
     auto st = co_await self->task.wait();
@@ -192,6 +200,8 @@ struct server::connection : std::enable_shared_from_this<connection> {
         out.pop_front();
         resume.cancel();
       }
+      if (pending == 0)
+        st->note_idle();
       if (closing)
         break;
       co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -233,6 +243,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
           co_await socket.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
       if (ec)
         break;
+      st->churn += n;
       framer.feed(std::string_view(buf.data(), n));
     }
     // End of input (or an error). A peer that only half-closed still gets
@@ -363,8 +374,30 @@ auto connection_guard(const std::shared_ptr<server::connection>& c) {
 }
 }  // namespace
 
+void server::state::note_idle() {
+  constexpr std::size_t trim_after_bytes = 256 * 1024;
+  if (churn < trim_after_bytes || trim_armed)
+    return;
+  trim_armed = true;
+  if (!trim_timer)
+    trim_timer.emplace(ex);
+  trim_timer->expires_after(std::chrono::seconds(1));
+  std::weak_ptr<state> weak = shared_from_this();
+  trim_timer->async_wait([weak](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self)
+      return;
+    self->trim_armed = false;
+    self->churn = 0;
+#ifdef __GLIBC__
+    ::malloc_trim(0);
+#endif
+  });
+}
+
 void server::state::connection_closed(connection* c) {
   connections.erase(c);
+  note_idle();
   if (stopping && connections.empty() && on_drained) {
     auto f = std::move(on_drained);
     on_drained = nullptr;

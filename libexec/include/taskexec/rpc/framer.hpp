@@ -4,7 +4,8 @@
 // Limits: a message longer than `max_message_bytes` (without its '\n'),
 // complete or still arriving, puts the framer in the overflowed state; the
 // connection then answers -32600 with id null and closes. Memory held is
-// bounded by max_message_bytes plus one read.
+// bounded by max_message_bytes plus one read; once every message is taken,
+// a buffer grown by a burst shrinks back to 64 KiB.
 #pragma once
 
 #include <cstddef>
