@@ -113,8 +113,6 @@ long long number(const std::string& flag, const std::string& v, long long min, l
 
 cli parse(int argc, char** argv) {
   cli c;
-  if (const char* s = std::getenv("TASKEXEC_SOCKET"))
-    c.socket = s;
   std::vector<std::string> rest;
   int i = 1;
   auto value = [&](const std::string& flag) -> std::string {
@@ -209,6 +207,11 @@ cli parse(int argc, char** argv) {
     throw usage_error{c.command + " takes no command after --"};
   if (c.command == "signal" && c.signal_arg.empty())
     throw usage_error{"signal needs a SIGNAL"};
+  // $TASKEXEC_SOCKET names a running daemon: never the one run or start makes.
+  if (c.command != "run" && c.command != "start" && c.socket.empty()) {
+    if (const char* s = std::getenv("TASKEXEC_SOCKET"))
+      c.socket = s;
+  }
   if (c.command == "start" && c.socket.empty())
     throw usage_error{"start needs --socket PATH"};
   if (c.command != "run" && c.command != "start" && c.socket.empty() && c.reattach.empty())
@@ -488,11 +491,11 @@ asio::awaitable<int> cmd_run(const cli& c, asio::signal_set& signals) {
     }
   } cleanup{dir};
 
+  auto cmd = launch_spec(c);  // a bad spec fails before any daemon exists
   auto created = co_await create_executor(ex, daemon_options(c, socket));
   if (!created)
     throw failure{created.error(), 125};
   auto& exe = created->client;
-  auto cmd = launch_spec(c);
   const std::string me = "/proc/" + std::to_string(::getpid()) + "/fd/";
   if (cmd.stdout_path.empty())
     cmd.stdout_path = me + "1";

@@ -26,6 +26,9 @@
 // daemon, which carries it out regardless (a cancelled shutdown() goes on);
 // its late response is dropped.
 //
+// Awaitables are lazy: the remote_executor must outlive each awaitable it
+// returns (parameters are taken by value, so they need not).
+//
 // Lifetime: destroying (or close()-ing) a remote_executor closes the
 // connection and completes its pending calls with errc::connection_failed.
 // It never touches the task: the daemon and its task outlive every client.
@@ -95,9 +98,9 @@ class remote_executor {
   boost::asio::awaitable<result<process_state>> wait_for(std::chrono::milliseconds timeout);
   boost::asio::awaitable<result<void>> signal(int signo);
   /// By name: "SIGUSR1" or "USR1".
-  boost::asio::awaitable<result<void>> signal(std::string_view signal_name);
+  boost::asio::awaitable<result<void>> signal(std::string signal_name);
   boost::asio::awaitable<result<void>> shutdown(
-      std::string_view signal_name = "SIGINT",
+      std::string signal_name = "SIGINT",
       std::chrono::milliseconds grace = std::chrono::milliseconds{5000});
   /// Kill the task if it still runs, and end the daemon (which closes this
   /// connection once it has answered).
@@ -109,7 +112,7 @@ class remote_executor {
   boost::asio::awaitable<result<stats_stream>> stats(
       std::chrono::milliseconds interval = std::chrono::milliseconds{1000});
   /// Any method, raw: the result member, or the error mapped as above.
-  boost::asio::awaitable<result<boost::json::value>> call(std::string_view method,
+  boost::asio::awaitable<result<boost::json::value>> call(std::string method,
                                                           boost::json::value params = nullptr);
 
   /// The daemon's pid as the kernel reports it for the socket (SO_PEERCRED).

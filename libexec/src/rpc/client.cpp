@@ -241,16 +241,23 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     }
     const auto* id = o.if_contains("id");
     if (!id || id->is_null()) {
-      // Said to the connection as a whole (a refused peer, a parse error):
-      // remember it as the reason the connection ends.
+      // Said to the connection as a whole (a refused peer, or a request of
+      // ours it could not read, which no call can be matched to): the
+      // connection ends with that error, so no call waits forever.
       const auto* err = o.if_contains("error");
+      error reason = make_error(errc::protocol_error, "taskexecd sent a response without an id");
       if (err && err->is_object()) {
         const auto* code = err->as_object().if_contains("code");
         const auto* msg = err->as_object().if_contains("message");
-        close_reason = make_error(
-            code && code->is_int64() ? from_rpc_error(code->as_int64()) : errc::protocol_error,
-            msg && msg->is_string() ? std::string(msg->as_string()) : "error");
+        const auto c = code && code->is_int64() ? code->as_int64() : 0;
+        const std::string said =
+            msg && msg->is_string() ? std::string(msg->as_string()) : std::string("error");
+        reason = c == -32005
+                     ? make_error(errc::permission_denied, said)
+                     : make_error(errc::protocol_error, "taskexecd refused a request: " + said);
       }
+      close_reason = reason;
+      fail(reason);
       return;
     }
     if (!id->is_int64())
@@ -305,14 +312,23 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     p.wake = &wake;
     p.on_response = std::move(on_response);
     self->calls.emplace(id, &p);
-    json::object req{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}};
+    // However this frame ends (even destroyed while suspended), its entry goes.
+    struct erase_guard {
+      impl& c;
+      std::int64_t id;
+      ~erase_guard() { c.calls.erase(id); }
+    } guard{*self, id};
+    json::object req;
+    req["jsonrpc"] = "2.0";
+    req["id"] = id;
+    req["method"] = method;
     if (!params.is_null())
       req["params"] = std::move(params);
     self->send(json::serialize(req) + "\n");
     while (!p.done) {
       auto [ec] = co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
       if (!p.done && ec == asio::error::operation_aborted) {
-        self->calls.erase(id);  // the caller gave up; a late response is dropped
+        // The caller gave up; a late response is dropped (the guard erases).
         co_return make_error(errc::operation_canceled, method + " canceled");
       }
     }
@@ -409,7 +425,7 @@ json::object field(std::string_view key, json::value v) {
   return o;
 }
 
-json::object shutdown_params(std::string_view signal_name, std::chrono::milliseconds grace) {
+json::object shutdown_params(const std::string& signal_name, std::chrono::milliseconds grace) {
   json::object o;
   o["signal"] = signal_name;
   o["grace_period_ms"] = grace.count();
@@ -424,11 +440,10 @@ result<void> to_void(result<json::value> r) {
 
 }  // namespace
 
-asio::awaitable<result<json::value>> remote_executor::call(std::string_view method,
-                                                           json::value params) {
+asio::awaitable<result<json::value>> remote_executor::call(std::string method, json::value params) {
   if (!impl_)
     co_return lost_connection();
-  co_return co_await no_throw_on_cancel(impl::call(impl_, std::string(method), std::move(params)));
+  co_return co_await no_throw_on_cancel(impl::call(impl_, std::move(method), std::move(params)));
 }
 
 asio::awaitable<result<process_state>> remote_executor::launch(exec_command cmd) {
@@ -453,11 +468,11 @@ asio::awaitable<result<void>> remote_executor::signal(int signo) {
   co_return to_void(co_await call("Signal", field("signal", signo)));
 }
 
-asio::awaitable<result<void>> remote_executor::signal(std::string_view name) {
+asio::awaitable<result<void>> remote_executor::signal(std::string name) {
   co_return to_void(co_await call("Signal", field("signal", json::string(name))));
 }
 
-asio::awaitable<result<void>> remote_executor::shutdown(std::string_view signal_name,
+asio::awaitable<result<void>> remote_executor::shutdown(std::string signal_name,
                                                         std::chrono::milliseconds grace) {
   if (grace.count() < 0)
     co_return make_error(errc::invalid_argument, "grace period is negative");

@@ -141,30 +141,32 @@ struct child_plan {
   const char* exe;
   char* const* argv;
   char* const* envp;
-  int null_fd, out_fd, err_fd, info_fd;
+  int null_fd, out_fd, err_fd, info_fd, errno_fd;
 };
 
-// The daemon's side, after the second clone. Async-signal-safe only.
+// The daemon's side, after the second clone. Async-signal-safe only; every
+// signal is blocked on entry (the caller's handlers must never run here).
 [[noreturn]] void exec_daemon(const child_plan& p) noexcept {
   detail::default_signal_dispositions();
   if (::dup2(p.null_fd, 0) < 0 || ::dup2(p.out_fd, 1) < 0 || ::dup2(p.err_fd, 2) < 0) {
     int e = errno;
-    (void)!::write(p.info_fd, &e, sizeof e);
+    (void)!::write(p.errno_fd, &e, sizeof e);
     ::_exit(127);
   }
-  const int keep[] = {0, 1, 2, p.info_fd};  // info_fd (>= 3) is close-on-exec
+  const int keep[] = {0, 1, 2, p.errno_fd};  // errno_fd (>= 3) is close-on-exec
   detail::close_fds_except(keep, 4);
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::execve(p.exe, p.argv, p.envp);
   int e = errno;
-  (void)!::write(p.info_fd, &e, sizeof e);
+  (void)!::write(p.errno_fd, &e, sizeof e);
   ::_exit(127);
 }
 
 // The intermediate: a new session, the daemon, its pid reported, gone.
 [[noreturn]] void intermediate(const child_plan& p) noexcept {
+  detail::default_signal_dispositions();  // signals stay blocked
   ::setsid();
   long pid = ::syscall(SYS_clone, SIGCHLD, 0, nullptr, nullptr, 0);
   if (pid == 0)
@@ -207,7 +209,7 @@ std::string drain(int fd) {
 struct started_daemon {
   int pid = 0;
   unique_fd pidfd;  // opened while the daemon could not have been reaped
-  unique_fd out, err, info;
+  unique_fd out, err, exec_errno;
 };
 
 result<started_daemon> start_daemon(const std::string& exe, const std::vector<std::string>& args) {
@@ -223,26 +225,41 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
   auto out = make_pipe("pipe for the daemon's stdout");
   auto err = make_pipe("pipe for the daemon's stderr");
   auto info = make_pipe("pipe for the daemon's pid");
-  for (auto* p : {&out, &err, &info}) {
+  auto exec_errno = make_pipe("pipe for exec's errno");
+  for (auto* p : {&out, &err, &info, &exec_errno}) {
     if (!*p)
       return p->error();
   }
-  child_plan plan{exe.c_str(),       argv.data(),       environ,           null_fd.get(),
-                  out->second.get(), err->second.get(), info->second.get()};
+  child_plan plan{exe.c_str(),
+                  argv.data(),
+                  environ,
+                  null_fd.get(),
+                  out->second.get(),
+                  err->second.get(),
+                  info->second.get(),
+                  exec_errno->second.get()};
 
   auto* reaper = child_reaper::current();
   int mid_pidfd = -1;
+  // Every signal blocked across the clone: the children must not run the
+  // caller's handlers (asio's would write to a pipe the caller shares).
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
   long mid = ::syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, 0, &mid_pidfd, nullptr, 0);
   if (mid == 0)
     intermediate(plan);
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (mid < 0)
-    return make_system_error(errno, "clone for taskexecd");
+    return make_system_error(clone_errno, "clone for taskexecd");
   unique_fd mid_fd(mid_pidfd);
   if (reaper)
     reaper->watch(static_cast<int>(mid), [](int, int) {});
   out->second.reset();
   err->second.reset();
   info->second.reset();
+  exec_errno->second.reset();
   null_fd.reset();
 
   int report = 0;
@@ -268,7 +285,7 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
   d.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, d.pid, 0)));
   d.out = std::move(out->first);
   d.err = std::move(err->first);
-  d.info = std::move(info->first);
+  d.exec_errno = std::move(exec_errno->first);
   return d;
 }
 
@@ -338,8 +355,8 @@ asio::awaitable<result<created_executor>> create_executor(asio::any_io_executor 
       co_return make_error(errc::operation_canceled, "create_executor canceled; taskexecd killed");
     }
     int exec_errno = 0;
-    ::fcntl(d.info.get(), F_SETFL, O_NONBLOCK);
-    if (::read(d.info.get(), &exec_errno, sizeof exec_errno) == sizeof exec_errno)
+    ::fcntl(d.exec_errno.get(), F_SETFL, O_NONBLOCK);
+    if (::read(d.exec_errno.get(), &exec_errno, sizeof exec_errno) == sizeof exec_errno)
       co_return make_system_error(exec_errno, "cannot run " + *exe);
     auto said = drain(d.err.get());
     co_return make_error(errc::launch_failed, "taskexecd exited before its handshake" +
@@ -362,10 +379,14 @@ asio::awaitable<result<created_executor>> create_executor(asio::any_io_executor 
   if (!st || st->state == 'Z')
     co_return make_error(errc::connection_failed, "taskexecd exited right after its handshake");
   reattach_config config{o.socket_path, d.pid, st->start_ticks};
+  // From here a failure would leave a daemon nobody can find: kill it.
   auto client = co_await remote_executor::connect(ex, o.socket_path);
-  if (!client)
+  if (!client) {
+    kill_daemon(d);
     co_return client.error();
+  }
   if (client->daemon_pid() != d.pid) {
+    kill_daemon(d);
     co_return make_error(errc::protocol_error, "socket " + o.socket_path + " is served by pid " +
                                                    std::to_string(client->daemon_pid()) +
                                                    ", not by the daemon started");
