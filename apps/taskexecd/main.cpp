@@ -111,7 +111,9 @@ int main(int argc, char** argv) {
 
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());
-  taskexec::task_executor task(reaper, {.task_id = opts.socket_path});
+  taskexec::task_executor_options task_opts;
+  task_opts.task_id = opts.socket_path;  // the task's name in logs and its cgroup
+  taskexec::task_executor task(reaper, task_opts);
   // Destroy, SIGTERM and SIGINT end the same way: stop accepting, answer
   // what is pending, and exit once every connection has drained.
   std::shared_ptr<taskexec::rpc::server> server;

@@ -354,4 +354,67 @@ process_state tag_invoke(const json::value_to_tag<process_state>&, const json::v
   return p;
 }
 
+namespace {
+json::array names(const std::vector<std::string>& v) {
+  json::array a;
+  for (const auto& s : v)
+    a.emplace_back(s);
+  return a;
+}
+}  // namespace
+
+void tag_invoke(const json::value_from_tag&, json::value& v, const resource_usage& u) {
+  json::object mem;
+  mem["rss"] = u.memory.rss;
+  mem["cache"] = u.memory.cache;
+  mem["swap"] = u.memory.swap;
+  mem["usage"] = u.memory.usage;
+  mem["max_usage"] = u.memory.max_usage;
+  mem["kernel_usage"] = u.memory.kernel_usage;
+  mem["kernel_max_usage"] = u.memory.kernel_max_usage;
+  mem["measured"] = names(u.memory.measured);
+  if (u.memory.pressure_some_avg10 || u.memory.pressure_full_avg10) {
+    json::object p;
+    if (u.memory.pressure_some_avg10)
+      p["some_avg10"] = *u.memory.pressure_some_avg10;
+    if (u.memory.pressure_full_avg10)
+      p["full_avg10"] = *u.memory.pressure_full_avg10;
+    mem["pressure"] = std::move(p);
+  }
+  if (u.memory.events_high || u.memory.events_max || u.memory.events_oom_kill) {
+    json::object e;
+    if (u.memory.events_high)
+      e["high"] = *u.memory.events_high;
+    if (u.memory.events_max)
+      e["max"] = *u.memory.events_max;
+    if (u.memory.events_oom_kill)
+      e["oom_kill"] = *u.memory.events_oom_kill;
+    mem["events"] = std::move(e);
+  }
+  json::object cpu;
+  cpu["system_mode"] = u.cpu.system_mode;
+  cpu["user_mode"] = u.cpu.user_mode;
+  cpu["total_ticks"] = u.cpu.total_ticks;
+  cpu["throttled_periods"] = u.cpu.throttled_periods;
+  cpu["throttled_time"] = u.cpu.throttled_time;
+  cpu["percent"] = u.cpu.percent;
+  cpu["measured"] = names(u.cpu.measured);
+  json::object o;
+  o["memory_stats"] = std::move(mem);
+  o["cpu_stats"] = std::move(cpu);
+  v = std::move(o);
+}
+
+void tag_invoke(const json::value_from_tag&, json::value& v, const task_resource_usage& u) {
+  json::object o;
+  o["timestamp_unix_nano"] =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(u.timestamp.time_since_epoch()).count();
+  o["resource_usage"] = json::value_from(u.total);
+  json::object pids;
+  for (const auto& [pid, ru] : u.pids)
+    pids[std::to_string(pid)] = json::value_from(ru);
+  o["pids"] = std::move(pids);
+  v = std::move(o);
+}
+
 }  // namespace taskexec

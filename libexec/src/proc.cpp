@@ -54,7 +54,7 @@ std::optional<proc_stat> parse_proc_stat(std::string_view s) {
   std::string_view rest = s.substr(close + 1);
   int field = 2;
   std::size_t pos = 0;
-  while (pos < rest.size() && field < 22) {
+  while (pos < rest.size() && field < 24) {
     while (pos < rest.size() && rest[pos] == ' ')
       ++pos;
     std::size_t end = rest.find(' ', pos);
@@ -84,9 +84,18 @@ std::optional<proc_stat> parse_proc_stat(std::string_view s) {
         if (!to_number(tok, st.session))
           return std::nullopt;
         break;
+      case 14:
+        (void)to_number(tok, st.utime_ticks);
+        break;
+      case 15:
+        (void)to_number(tok, st.stime_ticks);
+        break;
       case 22:
         if (!to_number(tok, st.start_ticks))
           return std::nullopt;
+        break;
+      case 24:
+        (void)to_number(tok, st.rss_pages);
         break;
       default:
         break;

@@ -21,6 +21,7 @@
 #include "taskexec/logging.hpp"
 #include "taskexec/shutdown_fsm.hpp"
 #include "taskexec/signals.hpp"
+#include "taskexec/stats.hpp"
 #include "taskexec/validation.hpp"
 #include "taskexec/version.hpp"
 
@@ -139,6 +140,17 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   static asio::awaitable<result<void>> stop(std::shared_ptr<impl> self, std::string signal_name,
                                             std::chrono::milliseconds grace);
   void mark_destroyed();
+  cgroup_strategy* cgroup() const {
+    for (const auto& s : strategies) {
+      if (auto* c = dynamic_cast<cgroup_strategy*>(s.get()); c && c->active())
+        return c;
+    }
+    return nullptr;
+  }
+  std::vector<int> member_pids();
+  static asio::awaitable<result<void>> stats_loop(
+      std::shared_ptr<impl> self, usage_sampler sampler, std::chrono::milliseconds interval,
+      std::function<void(const task_resource_usage&)> on_sample);
   void teardown() {
     for (auto& s : strategies) {
       if (auto r = s->teardown(); !r)
@@ -151,7 +163,7 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
   if (auto a = life.admit(task_operation::launch); !a)
     return a.error();
 
-  auto stack = make_isolation(cmd);
+  auto stack = make_isolation(cmd, {opts.task_id, opts.cgroups});
   if (!stack)
     return stack.error();
   isolation_features features = 0;
@@ -218,6 +230,11 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
 void task_executor::impl::on_exit(int status) {
   reaped_ticks = detail::boot_ticks_now();
   exited = decode_status(pid, status);
+  // The kernel's OOM killer sends SIGKILL; its cgroup counts the kill.
+  if (exited->signal == SIGKILL) {
+    if (auto* cg = cgroup(); cg && cg->oom_kills() > 0)
+      exited->oom_killed = true;
+  }
   if (life.state() == task_state::running)
     life.on(task_event::process_exited);
   exit_cond.notify_all();
@@ -243,6 +260,24 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
       adopted.push_back(p.pid);
   }
   found = detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted);
+  // Everything in the task's cgroup belongs to it, whatever its ancestry:
+  // one write kills it all (cgroup.kill, or freeze / SIGKILL / thaw).
+  if (auto* cg = cgroup()) {
+    auto in_cgroup = cg->members();
+    for (int m : in_cgroup) {
+      bool known = false;
+      for (const auto& f : found)
+        known = known || f.pid == m;
+      if (known)
+        continue;
+      for (const auto& p : table) {
+        if (p.pid == m)
+          found.push_back(p);
+      }
+    }
+    if (!in_cgroup.empty())
+      cg->kill_members();
+  }
   if (!found.empty() && detail::log_enabled(log_level::debug)) {
     std::string list;
     for (const auto& m : found)
@@ -363,6 +398,24 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
   shutdown_cond.notify_all();
 }
 
+std::vector<int> task_executor::impl::member_pids() {
+  if (auto* cg = cgroup())
+    return cg->members();
+  if (pid <= 0)
+    return {};
+  auto table = detail::scan_processes();
+  std::vector<int> adopted;
+  const int me = ::getpid();
+  for (const auto& p : table) {
+    if (p.ppid == me && known_members.contains({p.pid, p.start_ticks}))
+      adopted.push_back(p.pid);
+  }
+  std::vector<int> out;
+  for (const auto& m : detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted))
+    out.push_back(m.pid);
+  return out;
+}
+
 void task_executor::impl::mark_destroyed() {
   if (life.state() == task_state::destroyed)
     return;
@@ -424,6 +477,65 @@ asio::awaitable<result<void>> task_executor::signal(int signo) {
         errno, "signal " + signal_name(signo) + " to pid " + std::to_string(self->pid));
   }
   co_return result<void>{};
+}
+
+result<usage_sampler> task_executor::sampler() {
+  auto self = impl_;
+  if (auto a = self->life.admit(task_operation::stats); !a)
+    return a.error();
+  std::weak_ptr<impl> weak = self;
+  return usage_sampler(
+      [weak]() -> std::vector<int> {
+        auto s = weak.lock();
+        return s ? s->member_pids() : std::vector<int>{};
+      },
+      [weak]() -> std::optional<cgroup_counters> {
+        auto s = weak.lock();
+        auto* cg = s ? s->cgroup() : nullptr;
+        if (!cg)
+          return std::nullopt;
+        return cg->read();
+      });
+}
+
+asio::awaitable<result<void>> task_executor::stats(
+    std::chrono::milliseconds interval, std::function<void(const task_resource_usage&)> on_sample) {
+  if (interval.count() <= 0)
+    co_return make_error(errc::invalid_argument, "interval must be positive");
+  auto s = sampler();
+  if (!s)
+    co_return s.error();
+  co_return co_await no_throw_on_cancel(
+      impl::stats_loop(impl_, std::move(*s), interval, std::move(on_sample)));
+}
+
+asio::awaitable<result<void>> task_executor::impl::stats_loop(
+    std::shared_ptr<impl> self, usage_sampler sampler, std::chrono::milliseconds interval,
+    std::function<void(const task_resource_usage&)> on_sample) {
+  auto* s = &sampler;
+  asio::steady_timer timer(self->executor);
+  for (;;) {
+    if (self->life.state() != task_state::running)
+      co_return result<void>{};
+    on_sample(s->sample());
+    timer.expires_after(interval);
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec)
+      co_return make_error(errc::operation_canceled, "stats canceled");
+  }
+}
+
+result<void> task_executor::update_resources(const task_resources& r) {
+  auto self = impl_;
+  if (auto a = self->life.admit(task_operation::update_resources); !a)
+    return a.error();
+  auto* cg = self->cgroup();
+  if (!cg) {
+    return make_error(errc::unsupported,
+                      "the task has no cgroup (launch it with resource_limits, as root): its "
+                      "resources cannot change");
+  }
+  return cg->update(r);
 }
 
 asio::awaitable<result<void>> task_executor::shutdown(std::string_view signal_name,

@@ -154,6 +154,22 @@ BOOST_AUTO_TEST_CASE(every_command_against_a_started_daemon) {
     BOOST_TEST(l.code == 0);
     const int pid = pid_in(l.out);
     BOOST_TEST(l.out == "launched pid " + std::to_string(pid) + "\n");
+    auto live = co_await cli(
+        argv_of("--json", "stats", "--socket", sock, "--count", "2", "--interval-ms", "50"));
+    BOOST_TEST(live.code == 0, live.err);
+    auto first_nl = live.out.find('\n');
+    BOOST_REQUIRE(first_nl != std::string::npos);
+    std::vector<std::string> lines;
+    lines.push_back(live.out.substr(0, first_nl));
+    lines.push_back(live.out.substr(first_nl + 1));
+    for (const auto& line : lines) {
+      auto sample = json::parse(line).as_object();
+      BOOST_TEST(sample.at("pids").as_object().contains(std::to_string(pid)));
+    }
+    auto table = co_await cli(argv_of("stats", "--socket", sock, "--count", "1"));
+    BOOST_TEST(std::regex_search(table.out, std::regex("^PID +CPU % +MEM RSS")), table.out);
+    BOOST_TEST(std::regex_search(table.out, std::regex("\ntask +0\\.00 +[0-9.]+ [KM]iB")),
+               table.out);
     auto timed = co_await cli(argv_of("wait", "--socket", sock, "--timeout-ms", "10"));
     BOOST_TEST(timed.code == 1);
     BOOST_TEST(timed.err == "taskexec: the task did not exit within 10 ms\n");
@@ -190,8 +206,8 @@ BOOST_AUTO_TEST_CASE(every_command_against_a_started_daemon) {
     BOOST_TEST(sd.code == 0, sd.err);
     BOOST_TEST(sd.out == "task shut down\n");
     auto stats = co_await cli(argv_of("stats", "--socket", sock, "--count", "1"));
-    BOOST_TEST(stats.code == 1);  // until the resource issue lands
-    BOOST_TEST(stats.err == "taskexec: Stats is not supported by this build yet\n");
+    BOOST_TEST(stats.code == 1);
+    BOOST_TEST(stats.err == "taskexec: task has exited\n");
 
     auto d = co_await cli(argv_of("destroy", "--socket", sock));
     BOOST_TEST(d.out == "daemon destroyed\n");

@@ -221,7 +221,8 @@ BOOST_AUTO_TEST_CASE(errors_batches_and_notifications) {
     BOOST_TEST(error_code_of(missing) == -32004);
     BOOST_TEST(missing.at("error").at("message").as_string() ==
                "binary \"no-such-binary-xyz\" could not be found");
-    BOOST_TEST(error_code_of(co_await c.call(6, "Stats")) == -32007);
+    BOOST_TEST(error_code_of(co_await c.call(6, "Stats")) == -32001);  // nothing to sample yet
+    BOOST_TEST(error_code_of(co_await c.call(12, "Exec")) == -32007);
 
     co_await c.send_raw(
         "{\"jsonrpc\":\"2.0\",\"method\":\"Version\"}\n");  // a notification: no answer
@@ -278,6 +279,54 @@ BOOST_AUTO_TEST_CASE(invalid_utf8_deep_nesting_and_half_messages) {
     client after;
     co_await after.connect(d.socket);
     BOOST_TEST((co_await after.call(1, "Version")).contains("result"));
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(stats_subscriptions_sample_at_once_and_cancel) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    auto l = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+    const auto pid = l.at("result").at("pid").as_int64();
+    BOOST_TEST(error_code_of(co_await c.call(2, "Stats", json::parse(R"({"interval_ms":5})"))) ==
+               -32602);
+    // A 10 s interval: the first sample must come at once, right after the answer.
+    co_await c.send(3, "Stats", json::parse(R"({"interval_ms":10000})"));
+    auto sub = (co_await c.next()).as_object();  // the answer comes first
+    BOOST_REQUIRE_MESSAGE(sub.contains("result"), json::serialize(sub));
+    const auto id = sub.at("result").at("subscription").as_string();
+    auto sample = (co_await c.next()).as_object();
+    BOOST_TEST(sample.at("method").as_string() == "Stats.Sample");
+    BOOST_TEST(sample.at("params").at("subscription").as_string() == id);
+    const auto& usage = sample.at("params").at("usage").as_object();
+    BOOST_TEST(usage.at("timestamp_unix_nano").as_int64() > 0);
+    // No cgroup for this task: /proc mode.
+    const auto& total = usage.at("resource_usage").as_object();
+    BOOST_TEST(json::serialize(total.at("memory_stats").at("measured")) == R"(["RSS","Swap"])");
+    BOOST_TEST(json::serialize(total.at("cpu_stats").at("measured")) ==
+               R"(["System Mode","User Mode","Percent"])");
+    BOOST_TEST(total.at("memory_stats").at("rss").to_number<std::uint64_t>() > 0u);
+    BOOST_TEST(total.at("cpu_stats").at("percent").as_double() == 0.0);  // a first sample
+    BOOST_TEST(usage.at("pids").as_object().contains(std::to_string(pid)));
+
+    json::object cancel;
+    cancel["subscription"] = id;
+    BOOST_TEST((co_await c.call(4, "Stats.Cancel", cancel)).at("result").as_object().empty());
+    auto again = co_await c.call(5, "Stats.Cancel", cancel);
+    BOOST_TEST(error_code_of(again) == -32009);
+    BOOST_TEST(again.at("error").at("message").as_string() ==
+               "unknown subscription \"" + std::string(id) + "\"");
+    // Without a cgroup there is nothing to update.
+    auto upd =
+        co_await c.call(6, "UpdateResources", json::parse(R"({"resources":{"memory_mb":64}})"));
+    BOOST_TEST(error_code_of(upd) == -32007);
+    auto bad =
+        co_await c.call(7, "UpdateResources", json::parse(R"({"resources":{"memory_mb":"x"}})"));
+    BOOST_TEST(bad.at("error").at("data").at("field").as_string() == "resources.memory_mb");
     BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
     BOOST_TEST((co_await d.task.wait())->exit_code == 0);
   });

@@ -302,10 +302,12 @@ BOOST_AUTO_TEST_CASE(unknown_user_and_invalid_commands) {
     BOOST_TEST(r.error().message == "user \"no-such-user-xyz\" not found");
 
     cmd = sh("true");
-    cmd.resource_limits = true;
+    cmd.mounts.emplace_back();
+    cmd.mounts.back().task_path = "/data";
+    cmd.mounts.back().host_path = "/srv/data";
     r = co_await t.launch(cmd);
     BOOST_REQUIRE(!r);
-    BOOST_TEST(r.error().message == "resource_limits is not supported by isolation \"host\"");
+    BOOST_TEST(r.error().message == "mounts is not supported by isolation \"host\"");
 
     cmd = sh("true");
     cmd.isolation = "vm";

@@ -9,6 +9,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
+#include <thread>
 
 #include "harness.hpp"
 #include "taskexec/detail/proc.hpp"
@@ -117,13 +118,43 @@ BOOST_AUTO_TEST_CASE(create_launch_reattach_and_destroy) {
     auto raw = co_await b->call("NoSuchMethod");
     BOOST_TEST(has_code(raw.error(), errc::unsupported));
     auto stats = co_await b->stats();
-    BOOST_TEST(has_code(stats.error(), errc::unsupported));
+    BOOST_TEST(has_code(stats.error(), errc::task_exited));
 
     co_await destroy_and_check(*b, cfg);
     // The other client learns the connection is gone.
     auto lost = co_await a.version();
     BOOST_TEST(has_code(lost.error(), errc::connection_failed));
     BOOST_TEST(!a.connected());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(stats_arrive_as_a_stream) {
+  run([]() -> asio::awaitable<void> {
+    auto ex = harness::get().io.get_executor();
+    temp_dir dir;
+    auto created = co_await create_executor(ex, options_in(dir));
+    BOOST_REQUIRE_MESSAGE(created, why(created));
+    auto& c = created->client;
+    // A busy loop: its CPU percent must show, and never above 100 x cores.
+    auto launched = co_await c.launch(sh("while :; do :; done"));
+    BOOST_REQUIRE(launched);
+    auto stream = co_await c.stats(std::chrono::milliseconds(200));
+    BOOST_REQUIRE_MESSAGE(stream, why(stream));
+    auto first = co_await stream->next();
+    BOOST_REQUIRE_MESSAGE(first, why(first));
+    BOOST_TEST(first->at("pids").as_object().contains(std::to_string(launched->pid)));
+    double percent = 0;
+    for (int i = 0; i < 3; ++i) {
+      auto next = co_await stream->next();
+      BOOST_REQUIRE_MESSAGE(next, why(next));
+      percent = next->at("resource_usage").at("cpu_stats").at("percent").as_double();
+      BOOST_TEST(percent <= 100.0 * std::thread::hardware_concurrency() + 1);
+    }
+    BOOST_TEST(percent > 50.0);  // one core spinning
+    BOOST_TEST((co_await stream->cancel()).has_value());
+    auto after = co_await stream->next();
+    BOOST_TEST(has_code(after.error(), errc::operation_canceled));
+    co_await destroy_and_check(c, created->config);
   });
 }
 

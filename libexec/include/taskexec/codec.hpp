@@ -61,6 +61,11 @@ void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const
 /// {pid, exit_code, signal, time_unix_nano, oom_killed}
 void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const process_state& p);
 
+/// {timestamp_unix_nano, resource_usage: {memory_stats, cpu_stats}, pids: {"<pid>": ...}}
+void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v,
+                const task_resource_usage& u);
+void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const resource_usage& u);
+
 exec_command tag_invoke(const boost::json::value_to_tag<exec_command>&,
                         const boost::json::value& v);
 task_resources tag_invoke(const boost::json::value_to_tag<task_resources>&,

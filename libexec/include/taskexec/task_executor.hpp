@@ -30,13 +30,16 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "taskexec/error.hpp"
+#include "taskexec/isolation/cgroup.hpp"
 #include "taskexec/lifecycle.hpp"
+#include "taskexec/stats.hpp"
 #include "taskexec/types.hpp"
 
 namespace taskexec {
@@ -49,6 +52,8 @@ struct task_executor_options {
   /// Upper bound of a shutdown after its grace period (SIGKILL, then the
   /// sweep until nothing is left).
   std::chrono::milliseconds shutdown_bound{15000};
+  /// Where task cgroups go (resource_limits / basic_process_cgroup).
+  cgroup_options cgroups{};
 };
 
 class task_executor {
@@ -86,6 +91,24 @@ class task_executor {
   /// and every later operation fails task_destroyed. When the caller is
   /// cancelled first it returns errc::operation_canceled and destroys nothing.
   boost::asio::awaitable<result<void>> destroy();
+
+  /// A sampler of the task's resource usage (stats.hpp): its cgroup when it
+  /// has one, else its processes in /proc. Fails not_launched /
+  /// task_exited / task_destroyed (lifecycle.hpp) when there is no task.
+  result<usage_sampler> sampler();
+
+  /// Call `on_sample` with a sample at once and then every `interval`, while
+  /// the task runs. Returns {} once the task has exited;
+  /// errc::operation_canceled when the awaiting coroutine is cancelled.
+  /// Independent calls each keep their own previous sample.
+  boost::asio::awaitable<result<void>> stats(
+      std::chrono::milliseconds interval,
+      std::function<void(const task_resource_usage&)> on_sample);
+
+  /// Apply new limits to the running task's cgroup, live. errc::unsupported
+  /// when the task has no cgroup; errc::resource_config_failed naming the
+  /// file and errno when the kernel refuses a value.
+  result<void> update_resources(const task_resources& r);
 
   /// "2.0.0".
   std::string_view version() const noexcept;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -95,6 +96,49 @@ struct process_state {
   bool oom_killed = false;
 
   friend bool operator==(const process_state&, const process_state&) = default;
+};
+
+/// Memory usage (Nomad's MemoryStats). Bytes; fields not measured are 0 and
+/// absent from `measured` ("RSS", "Cache", "Swap", "Usage", "Max Usage",
+/// "Kernel Usage", "Kernel Max Usage").
+struct memory_stats {
+  std::uint64_t rss = 0, cache = 0, swap = 0, usage = 0, max_usage = 0, kernel_usage = 0,
+                kernel_max_usage = 0;
+  std::vector<std::string> measured;
+  // Beyond Nomad, where the cgroup has them: PSI memory pressure (avg10, %)
+  // and memory.events counts, so an agent sees an OOM coming.
+  std::optional<double> pressure_some_avg10, pressure_full_avg10;
+  std::optional<std::uint64_t> events_high, events_max, events_oom_kill;
+
+  friend bool operator==(const memory_stats&, const memory_stats&) = default;
+};
+
+/// CPU usage (Nomad's CpuStats). system_mode, user_mode and percent are
+/// percentages of one core over the last interval (0 on a first sample);
+/// total_ticks is percent of one core's MHz; throttled_time in nanoseconds.
+struct cpu_stats {
+  double system_mode = 0, user_mode = 0, total_ticks = 0, percent = 0;
+  std::uint64_t throttled_periods = 0, throttled_time = 0;
+  std::vector<std::string> measured;
+
+  friend bool operator==(const cpu_stats&, const cpu_stats&) = default;
+};
+
+struct resource_usage {
+  memory_stats memory;
+  cpu_stats cpu;
+
+  friend bool operator==(const resource_usage&, const resource_usage&) = default;
+};
+
+/// One Stats sample (Nomad's TaskResourceUsage): the task as a whole and
+/// each of its live processes.
+struct task_resource_usage {
+  resource_usage total;
+  std::map<int, resource_usage> pids;
+  std::chrono::system_clock::time_point timestamp;
+
+  friend bool operator==(const task_resource_usage&, const task_resource_usage&) = default;
 };
 
 }  // namespace taskexec

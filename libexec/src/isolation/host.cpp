@@ -358,9 +358,13 @@ bool host_strategy::in_child(const launch_plan& plan, child_failure& f) const no
   return true;
 }
 
-result<std::vector<std::unique_ptr<isolation_strategy>>> make_isolation(const exec_command& cmd) {
+result<std::vector<std::unique_ptr<isolation_strategy>>> make_isolation(
+    const exec_command& cmd, const isolation_context& ctx) {
   std::vector<std::unique_ptr<isolation_strategy>> stack;
   if (cmd.isolation.empty() || cmd.isolation == "host") {
+    // First: the child joins its cgroup while it still has the rights to.
+    if (cmd.resource_limits || cmd.basic_process_cgroup)
+      stack.push_back(std::make_unique<cgroup_strategy>(ctx.task_id, ctx.cgroups));
     stack.push_back(std::make_unique<host_strategy>());
     return stack;
   }

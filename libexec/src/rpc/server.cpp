@@ -17,6 +17,7 @@
 #include <boost/json/serialize.hpp>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <list>
 #include <map>
 #include <optional>
@@ -115,11 +116,18 @@ struct server::state : std::enable_shared_from_this<server::state> {
 
   static asio::awaitable<void> record_exit(std::shared_ptr<state> self) {
     auto st = co_await self->task.wait();
-    if (st)
+    if (st) {
+      if (st->oom_killed)
+        self->journal.append("oom", {{"pid", st->pid}}, st->time);
       self->journal.append("exited", {{"state", json::value_from(*st)}}, st->time);
+    }
   }
 
-  asio::awaitable<outcome> dispatch(request r);
+  asio::awaitable<outcome> dispatch(request r, std::weak_ptr<connection> conn);
+  static asio::awaitable<void> run_stats(std::shared_ptr<state> self,
+                                         std::weak_ptr<connection> conn, std::string id,
+                                         std::chrono::milliseconds interval, usage_sampler sampler);
+  std::uint64_t next_subscription = 1;
   void connection_closed(connection* c);
 };
 
@@ -151,6 +159,31 @@ struct server::connection : std::enable_shared_from_this<connection> {
   bool closing = false;
   bool close_when_idle = false;  // stop(): answer what is pending, then close
   std::size_t pending = 0;
+  // Stats subscriptions of this connection, by id; each ends when cancelled
+  // (Stats.Cancel), when the task exits, or when the connection closes.
+  static constexpr std::size_t max_subscriptions = 16;
+  std::map<std::string, std::shared_ptr<asio::cancellation_signal>> subscriptions;
+  std::uint64_t samples_dropped = 0;
+  // What starts once a request's answer is queued (a subscription's first
+  // sample must follow its answer), by the request's serialized id.
+  std::map<std::string, std::function<void()>> after_answer;
+  void answered(const std::optional<json::value>& id) {
+    if (!id)
+      return;
+    auto key = json::serialize(*id);
+    if (auto it = after_answer.find(key); it != after_answer.end()) {
+      auto f = std::move(it->second);
+      after_answer.erase(it);
+      f();
+    }
+  }
+
+  void end_subscriptions() {
+    auto subs = std::move(subscriptions);
+    subscriptions.clear();
+    for (auto& [id, sig] : subs)
+      sig->emit(asio::cancellation_type::terminal);
+  }
 
   void send(const json::value& v) {
     if (closing)
@@ -210,6 +243,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
     boost::system::error_code ignored;
     socket.shutdown(local::socket::shutdown_both, ignored);
     socket.close(ignored);
+    end_subscriptions();
     st->connection_closed(this);
   }
 
@@ -280,7 +314,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
     auto cancel = cancels.emplace(cancels.end());
     auto request_id = r.id;
     asio::co_spawn(
-        socket.get_executor(), st->dispatch(std::move(r)),
+        socket.get_executor(), st->dispatch(std::move(r), self),
         asio::bind_cancellation_slot(cancel->slot(), [self, cancel, id = std::move(request_id)](
                                                          std::exception_ptr e, outcome o) {
           // Answer (below), then close if this was the last one pending.
@@ -300,6 +334,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
             self->send(make_error(*id, *err));
           else
             self->send(make_result(*id, std::get<json::value>(std::move(o))));
+          self->answered(id);
         }));
   }
 
@@ -321,9 +356,14 @@ struct server::connection : std::enable_shared_from_this<connection> {
     b->left = items.size();
     // The batch is answered as one array once its last member is done; each
     // member counts as a request in flight until then.
-    auto done_one = [self, b] {
-      if (--b->left == 0 && !b->responses.empty())
-        self->send(std::move(b->responses));
+    auto ids = std::make_shared<std::vector<std::optional<json::value>>>();
+    auto done_one = [self, b, ids] {
+      if (--b->left == 0) {
+        if (!b->responses.empty())
+          self->send(std::move(b->responses));
+        for (const auto& id : *ids)
+          self->answered(id);
+      }
     };
     for (auto& it : items) {
       if (auto* bad = std::get_if<invalid>(&it)) {
@@ -333,10 +373,11 @@ struct server::connection : std::enable_shared_from_this<connection> {
       }
       auto r = std::get<request>(std::move(it));
       auto request_id = r.id;
+      ids->push_back(r.id);
       ++pending;
       auto cancel = cancels.emplace(cancels.end());
       asio::co_spawn(
-          socket.get_executor(), st->dispatch(std::move(r)),
+          socket.get_executor(), st->dispatch(std::move(r), self),
           asio::bind_cancellation_slot(
               cancel->slot(), [self, b, done_one, cancel, id = std::move(request_id)](
                                   std::exception_ptr e, outcome o) {
@@ -405,7 +446,38 @@ void server::state::connection_closed(connection* c) {
   }
 }
 
-asio::awaitable<outcome> server::state::dispatch(request r) {
+asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
+                                               std::weak_ptr<connection> conn, std::string id,
+                                               std::chrono::milliseconds interval,
+                                               usage_sampler sampler) {
+  asio::steady_timer timer(self->ex);
+  for (;;) {
+    auto c = conn.lock();
+    if (!c || c->closing || self->task.state() != task_state::running)
+      break;
+    if (c->out_bytes > connection::max_out_bytes) {
+      ++c->samples_dropped;  // a client that does not read gets no backlog
+    } else {
+      json::object params;
+      params["subscription"] = id;
+      params["usage"] = json::value_from(sampler.sample());
+      json::object note;
+      note["jsonrpc"] = "2.0";
+      note["method"] = "Stats.Sample";
+      note["params"] = std::move(params);
+      c->send(note);
+    }
+    c.reset();
+    timer.expires_after(interval);
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec)
+      break;
+  }
+  if (auto c = conn.lock())
+    c->subscriptions.erase(id);
+}
+
+asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connection> conn) {
   const auto& p = r.params;
   const std::string& m = r.method;
   if (m == "Version") {
@@ -530,8 +602,78 @@ asio::awaitable<outcome> server::state::dispatch(request r) {
     }
     co_return journal.since(since);
   }
-  for (std::string_view later : {"Stats", "Stats.Cancel", "Exec", "ExecStreaming.Start",
-                                 "ExecStreaming.Input", "UpdateResources"}) {
+  if (m == "Stats") {
+    if (auto e = check_params(p, {"interval_ms"}))
+      co_return *e;
+    std::int64_t interval = 1000;
+    if (auto e = duration_param(p, "interval_ms", interval))
+      co_return *e;
+    if (interval < 10)
+      co_return params_error("interval_ms", "interval_ms must be at least 10");
+    auto c = conn.lock();
+    if (!c)
+      co_return rpc_error{code::internal_error, "connection gone", {}};
+    if (c->subscriptions.size() >= connection::max_subscriptions)
+      co_return params_error("", "at most " + std::to_string(connection::max_subscriptions) +
+                                     " Stats subscriptions per connection");
+    auto sampler = task.sampler();
+    if (!sampler)
+      co_return to_rpc_error(sampler.error(), task_operation::stats);
+    std::string id = "stats-" + std::to_string(next_subscription++);
+    auto sig = std::make_shared<asio::cancellation_signal>();
+    c->subscriptions[id] = sig;
+    // Its own coroutine, started once this call's answer is queued: the
+    // first sample follows the answer at once.
+    auto shared_sampler = std::make_shared<usage_sampler>(std::move(*sampler));
+    // Plain captures only: GCC 12 mishandles init-captures in lambdas made
+    // inside coroutines.
+    auto self = shared_from_this();
+    auto start = [self, conn, id, interval, sig, shared_sampler] {
+      asio::co_spawn(self->ex,
+                     run_stats(self, conn, id, std::chrono::milliseconds(interval),
+                               std::move(*shared_sampler)),
+                     asio::bind_cancellation_slot(sig->slot(), [sig](std::exception_ptr e) {
+                       if (e)
+                         std::rethrow_exception(e);
+                     }));
+    };
+    if (r.id)
+      c->after_answer[json::serialize(*r.id)] = std::move(start);
+    else
+      start();  // a notification: no answer to wait for
+    json::object out;
+    out["subscription"] = id;
+    co_return json::value(std::move(out));
+  }
+  if (m == "Stats.Cancel") {
+    if (auto e = check_params(p, {"subscription"}))
+      co_return *e;
+    const auto* sub = param(p, "subscription");
+    if (!sub || !sub->is_string())
+      co_return params_error("subscription", "subscription must be a string");
+    const std::string id(sub->get_string());
+    auto c = conn.lock();
+    if (!c || !c->subscriptions.contains(id))
+      co_return rpc_error{code::unknown_subscription, "unknown subscription \"" + id + "\"", {}};
+    auto sig = c->subscriptions[id];
+    c->subscriptions.erase(id);
+    sig->emit(asio::cancellation_type::terminal);
+    co_return json::value(json::object{});
+  }
+  if (m == "UpdateResources") {
+    if (auto e = check_params(p, {"resources"}))
+      co_return *e;
+    const auto* res = param(p, "resources");
+    if (!res)
+      co_return params_error("resources", "resources is required");
+    auto decoded = decode_resources(*res, "resources");
+    if (!decoded)
+      co_return to_rpc_error(decoded.error());
+    if (auto u = task.update_resources(*decoded); !u)
+      co_return to_rpc_error(u.error(), task_operation::update_resources);
+    co_return json::value(json::object{});
+  }
+  for (std::string_view later : {"Exec", "ExecStreaming.Start", "ExecStreaming.Input"}) {
     if (m == later)
       co_return rpc_error{code::unsupported, m + " is not supported by this build yet", {}};
   }

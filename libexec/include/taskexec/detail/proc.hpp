@@ -20,6 +20,9 @@ struct proc_stat {
   int pgrp = 0;
   int session = 0;
   std::uint64_t start_ticks = 0;  ///< field 22: start time in clock ticks since boot
+  std::uint64_t utime_ticks = 0;  ///< field 14: user CPU time, clock ticks
+  std::uint64_t stime_ticks = 0;  ///< field 15: system CPU time, clock ticks
+  std::uint64_t rss_pages = 0;    ///< field 24: resident set size, pages
 };
 
 /// Parse the content of /proc/<pid>/stat. The comm field may contain spaces

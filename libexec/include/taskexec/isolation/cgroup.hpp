@@ -1,0 +1,92 @@
+// The cgroup isolation strategy: one cgroup per task, composed before the
+// host strategy (it must place the child while it is still root).
+//
+//  - Chosen when exec_command.resource_limits or basic_process_cgroup is set.
+//  - One cgroup per task at <parent>/<task id> in every hierarchy used: on v1
+//    and hybrid hosts the memory, cpu, cpuacct, cpuset, pids and freezer
+//    controllers (limits and stats), and on hybrid hosts the unified tree too
+//    (cgroup.kill, cgroup.events, PSI); on v2 hosts the unified tree with the
+//    controllers enabled along the path.
+//  - Processes found in the task's cgroup before the launch are killed first.
+//  - The child moves itself into each cgroup (writes "0" to cgroup.procs)
+//    between clone and exec, before the credential change: the executor is
+//    never in (or charged to) the task's cgroup.
+//  - resource_limits: see cgroup::apply_v1 / apply_v2; a failure fails the
+//    launch with errc::resource_config_failed naming the file and errno.
+//  - Without root or without cgroupfs the strategy degrades to nothing (a
+//    warning is logged): the task runs with the host strategy alone, and stats
+//    come from /proc.
+//  - Shutdown: kill_members() kills everything in the cgroup (cgroup.kill, or
+//    freeze / SIGKILL / thaw); teardown() removes the cgroups.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "taskexec/cgroups.hpp"
+#include "taskexec/isolation/strategy.hpp"
+
+namespace taskexec {
+
+struct cgroup_options {
+  std::string root = "/sys/fs/cgroup";  ///< the cgroupfs root (a stand-in in tests)
+  std::string parent = "taskexec";      ///< relative to each hierarchy's root
+};
+
+/// Raw counters of one cgroup, as read (the sampler turns them into rates).
+struct cgroup_counters {
+  std::uint64_t rss = 0, cache = 0, swap = 0, usage = 0, max_usage = 0, kernel_usage = 0,
+                kernel_max_usage = 0;
+  std::uint64_t user_ns = 0, system_ns = 0;
+  std::uint64_t throttled_periods = 0, throttled_ns = 0;
+  std::optional<double> pressure_some_avg10, pressure_full_avg10;
+  std::uint64_t events_high = 0, events_max = 0, events_oom_kill = 0;
+  std::vector<std::string> memory_measured, cpu_measured;
+};
+
+class cgroup_strategy final : public isolation_strategy {
+ public:
+  cgroup_strategy(std::string task_id, cgroup_options options);
+  ~cgroup_strategy() override;
+
+  std::string_view name() const noexcept override { return "cgroup"; }
+  isolation_features features() const noexcept override;
+  result<void> validate(const exec_command& cmd) const override;
+  result<void> before_fork(const exec_command& cmd, launch_plan& plan) override;
+  bool in_child(const launch_plan& plan, child_failure& failure) const noexcept override;
+  void launch_failed(const launch_plan& plan) noexcept override;
+  result<void> teardown() override;
+
+  /// False when it degraded (not root, no cgroupfs).
+  bool active() const noexcept { return active_; }
+  cgroup::mode mode() const noexcept { return layout_.kind; }
+  /// Every pid in the task's cgroup.
+  std::vector<int> members() const;
+  /// SIGKILL everything in the task's cgroup. Returns how many were signalled.
+  std::size_t kill_members();
+  /// Apply new limits to the running task's cgroup.
+  result<void> update(const task_resources& r);
+  /// Read the counters (for stats).
+  cgroup_counters read() const;
+  /// OOM kills recorded for the task's cgroup (v2 memory.events oom_kill,
+  /// v1 memory.oom_control oom_kill).
+  std::uint64_t oom_kills() const;
+  /// The task's cgroup directories (for tests and logs): v2 first if any.
+  std::vector<std::string> directories() const;
+
+ private:
+  std::string task_id_;
+  cgroup_options opts_;
+  cgroup::layout layout_;
+  bool active_ = false;
+  std::string v2_dir_;      // the task's unified cgroup, or empty
+  bool v2_limits_ = false;  // limits and stats through v2 (pure v2 hosts)
+  cgroup::v1_dirs v1_;
+  std::vector<std::string> created_;  // directories we made, deepest last
+  // For the child: the cgroup.procs files it writes itself into.
+  std::vector<std::string> procs_files_;
+};
+
+}  // namespace taskexec

@@ -1,0 +1,374 @@
+#include "taskexec/isolation/cgroup.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+
+#include "taskexec/logging.hpp"
+
+namespace taskexec {
+
+namespace {
+
+std::atomic<unsigned> g_unnamed{0};
+
+// A cgroup name from a task id: [A-Za-z0-9._-], others become '_'.
+std::string cgroup_name(const std::string& task_id) {
+  std::string out;
+  for (char c : task_id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-' || c == '_';
+    out.push_back(ok ? c : '_');
+  }
+  while (!out.empty() && (out.front() == '_' || out.front() == '.'))
+    out.erase(out.begin());
+  if (out.size() > 128)
+    out.erase(0, out.size() - 128);
+  if (out.empty())
+    out = "task-" + std::to_string(::getpid()) + "-" + std::to_string(++g_unnamed);
+  return out;
+}
+
+std::string join(const std::string& a, const std::string& b) {
+  if (b.empty())
+    return a;
+  return a.back() == '/' ? a + b : a + "/" + b;
+}
+
+bool fail(child_failure& f, const char* step) noexcept {
+  f.error = errno;
+  std::size_t i = 0;
+  for (; step[i] != '\0' && i + 1 < f.step.size(); ++i)
+    f.step[i] = step[i];
+  f.step[i] = '\0';
+  return false;
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+    s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+cgroup_strategy::cgroup_strategy(std::string task_id, cgroup_options options)
+    : task_id_(std::move(task_id)), opts_(std::move(options)) {}
+
+cgroup_strategy::~cgroup_strategy() = default;
+
+isolation_features cgroup_strategy::features() const noexcept {
+  return static_cast<isolation_features>(isolation_feature::resource_limits) |
+         static_cast<isolation_features>(isolation_feature::basic_process_cgroup);
+}
+
+result<void> cgroup_strategy::validate(const exec_command&) const {
+  return {};
+}
+
+result<void> cgroup_strategy::before_fork(const exec_command& cmd, launch_plan&) {
+  layout_ = cgroup::detect(opts_.root);
+  if (::geteuid() != 0 || layout_.kind == cgroup::mode::none) {
+    detail::log(log_level::warning, "cgroup", task_id_, "",
+                std::string("no cgroup for the task (") +
+                    (::geteuid() != 0 ? "not root" : "no cgroupfs at " + opts_.root) +
+                    "): it runs on the host alone, limits not enforced, stats from /proc");
+    return {};
+  }
+  const std::string name = cgroup_name(task_id_);
+  const std::string rel = join(opts_.parent, name);
+
+  // mkdir every level of parent/name under `base`; remember what we made.
+  // v1 cpuset: a new cgroup has no cpus and mems and takes no task until
+  // they are set: copy them from the level above.
+  auto make_path = [&](const std::string& base, bool cpuset) -> result<std::string> {
+    std::string dir = base;
+    std::string rest = rel;
+    while (!rest.empty()) {
+      auto slash = rest.find('/');
+      std::string part = rest.substr(0, slash);
+      rest = slash == std::string::npos ? "" : rest.substr(slash + 1);
+      if (part.empty())
+        continue;
+      const std::string above = dir;
+      dir = join(dir, part);
+      if (::mkdir(dir.c_str(), 0755) == 0) {
+        created_.push_back(dir);
+      } else if (errno != EEXIST) {
+        return make_error(errc::resource_config_failed,
+                          make_system_error(errno, "mkdir " + dir).message);
+      }
+      if (cpuset) {
+        for (const char* f : {"cpuset.cpus", "cpuset.mems"}) {
+          auto mine = cgroup::read_file(join(dir, f));
+          if (mine && trimmed(*mine).empty()) {
+            auto theirs = cgroup::read_file(join(above, f));
+            if (theirs) {
+              if (auto w = cgroup::write_file(join(dir, f), trimmed(*theirs)); !w)
+                return w.error();
+            }
+          }
+        }
+      }
+    }
+    return dir;
+  };
+
+  auto fail_setup = [&](const error& e) -> result<void> {
+    launch_failed(launch_plan{});
+    return e;
+  };
+
+  if (layout_.kind == cgroup::mode::v2) {
+    // Controllers must be enabled in every ancestor's subtree_control.
+    std::string dir = layout_.unified;
+    std::string rest = opts_.parent;
+    for (;;) {
+      const auto available =
+          " " + trimmed(cgroup::read_file(join(dir, "cgroup.controllers")).value_or("")) + " ";
+      std::string enable;
+      for (const char* c : {"cpu", "memory", "pids", "cpuset"}) {
+        if (available.find(std::string(" ") + c + " ") != std::string::npos)
+          enable += std::string(enable.empty() ? "+" : " +") + c;
+      }
+      if (!enable.empty()) {
+        if (auto w = cgroup::write_file(join(dir, "cgroup.subtree_control"), enable);
+            !w && cmd.resource_limits)
+          return fail_setup(w.error());
+      }
+      if (rest.empty())
+        break;
+      auto slash = rest.find('/');
+      std::string part = rest.substr(0, slash);
+      rest = slash == std::string::npos ? "" : rest.substr(slash + 1);
+      dir = join(dir, part);
+      if (::mkdir(dir.c_str(), 0755) == 0)
+        created_.push_back(dir);
+      else if (errno != EEXIST)
+        return fail_setup(make_error(errc::resource_config_failed,
+                                     make_system_error(errno, "mkdir " + dir).message));
+    }
+    auto d = make_path(layout_.unified, false);
+    if (!d)
+      return fail_setup(d.error());
+    v2_dir_ = *d;
+    v2_limits_ = true;
+  } else {
+    for (auto& [controller, member] :
+         {std::pair{"memory", &v1_.memory}, std::pair{"cpu", &v1_.cpu},
+          std::pair{"cpuacct", &v1_.cpuacct}, std::pair{"cpuset", &v1_.cpuset},
+          std::pair{"pids", &v1_.pids}, std::pair{"freezer", &v1_.freezer}}) {
+      auto it = layout_.v1.find(controller);
+      if (it == layout_.v1.end())
+        continue;
+      auto d = make_path(it->second, std::string_view(controller) == "cpuset");
+      if (!d)
+        return fail_setup(d.error());
+      *member = *d;
+    }
+    if (layout_.kind == cgroup::mode::hybrid) {
+      auto d = make_path(layout_.unified, false);
+      if (!d)
+        return fail_setup(d.error());
+      v2_dir_ = *d;
+    }
+  }
+
+  // Processes left in the task's cgroup (a previous run, or planted) go first.
+  if (auto planted = members(); !planted.empty()) {
+    detail::log(log_level::warning, "cgroup", task_id_, "",
+                "killing " + std::to_string(planted.size()) +
+                    " processes found in the task's cgroup before launch");
+    kill_members();
+  }
+
+  if (cmd.resource_limits) {
+    auto applied = v2_limits_ ? cgroup::apply_v2(v2_dir_, cmd.resources)
+                              : cgroup::apply_v1(v1_, cmd.resources);
+    if (!applied)
+      return fail_setup(applied.error());
+  }
+
+  for (const auto* d :
+       {&v2_dir_, &v1_.memory, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset, &v1_.pids, &v1_.freezer}) {
+    if (!d->empty())
+      procs_files_.push_back(join(*d, "cgroup.procs"));
+  }
+  active_ = true;
+  return {};
+}
+
+bool cgroup_strategy::in_child(const launch_plan&, child_failure& f) const noexcept {
+  // Reads only: the strings were built before the clone.
+  for (const auto& file : procs_files_) {
+    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+      return fail(f, "open cgroup.procs");
+    if (::write(fd, "0", 1) != 1) {
+      ::close(fd);
+      return fail(f, "join cgroup");
+    }
+    ::close(fd);
+  }
+  return true;
+}
+
+void cgroup_strategy::launch_failed(const launch_plan&) noexcept {
+  for (auto it = created_.rbegin(); it != created_.rend(); ++it)
+    ::rmdir(it->c_str());  // only the ones we made, only if empty
+  created_.clear();
+  active_ = false;
+  procs_files_.clear();
+}
+
+std::vector<int> cgroup_strategy::members() const {
+  std::vector<int> out;
+  for (const auto* d : {&v2_dir_, &v1_.memory, &v1_.pids, &v1_.freezer, &v1_.cpu}) {
+    if (d->empty())
+      continue;
+    for (int pid : cgroup::procs(*d)) {
+      if (std::find(out.begin(), out.end(), pid) == out.end())
+        out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+std::size_t cgroup_strategy::kill_members() {
+  std::size_t n = 0;
+  if (!v2_dir_.empty()) {
+    if (auto k = cgroup::kill_all(v2_dir_, true))
+      n += *k;
+  }
+  // v1: a process may sit in any of the task's hierarchies (planted in one
+  // only); freeze what the freezer holds so nothing forks meanwhile.
+  const bool freeze = !v1_.freezer.empty();
+  if (freeze)
+    (void)cgroup::write_file(v1_.freezer + "/freezer.state", "FROZEN");
+  for (int pid : members()) {
+    if (::kill(pid, SIGKILL) == 0)
+      ++n;
+  }
+  if (freeze)
+    (void)cgroup::write_file(v1_.freezer + "/freezer.state", "THAWED");
+  return n;
+}
+
+result<void> cgroup_strategy::update(const task_resources& r) {
+  if (!active_) {
+    return make_error(errc::unsupported,
+                      "the task has no cgroup (not root or no cgroupfs): resources cannot change");
+  }
+  return v2_limits_ ? cgroup::apply_v2(v2_dir_, r) : cgroup::apply_v1(v1_, r);
+}
+
+cgroup_counters cgroup_strategy::read() const {
+  cgroup_counters c;
+  if (!active_)
+    return c;
+  auto value = [](const std::optional<std::string>& text, std::string_view key) {
+    return text ? cgroup::keyed_value(*text, key).value_or(0) : 0;
+  };
+  auto number = [](const std::string& path) -> std::uint64_t {
+    auto t = cgroup::read_file(path);
+    if (!t)
+      return 0;
+    try {
+      return std::stoull(*t);
+    } catch (const std::exception&) {
+      return 0;
+    }
+  };
+  if (v2_limits_) {
+    auto stat = cgroup::read_file(join(v2_dir_, "memory.stat"));
+    c.rss = value(stat, "anon");
+    c.cache = value(stat, "file");
+    c.swap = number(join(v2_dir_, "memory.swap.current"));
+    c.usage = number(join(v2_dir_, "memory.current"));
+    c.memory_measured = {"RSS", "Cache", "Swap", "Usage"};
+    auto cpu = cgroup::read_file(join(v2_dir_, "cpu.stat"));
+    c.user_ns = value(cpu, "user_usec") * 1000;
+    c.system_ns = value(cpu, "system_usec") * 1000;
+    c.throttled_periods = value(cpu, "nr_throttled");
+    c.throttled_ns = value(cpu, "throttled_usec") * 1000;
+    auto events = cgroup::read_file(join(v2_dir_, "memory.events"));
+    c.events_high = value(events, "high");
+    c.events_max = value(events, "max");
+    c.events_oom_kill = value(events, "oom_kill");
+  } else {
+    if (!v1_.memory.empty()) {
+      auto stat = cgroup::read_file(join(v1_.memory, "memory.stat"));
+      c.rss = value(stat, "total_rss");
+      c.cache = value(stat, "total_cache");
+      c.swap = value(stat, "total_swap");
+      c.usage = number(join(v1_.memory, "memory.usage_in_bytes"));
+      c.max_usage = number(join(v1_.memory, "memory.max_usage_in_bytes"));
+      c.kernel_usage = number(join(v1_.memory, "memory.kmem.usage_in_bytes"));
+      c.kernel_max_usage = number(join(v1_.memory, "memory.kmem.max_usage_in_bytes"));
+      c.memory_measured = {"RSS",          "Cache",           "Swap", "Usage", "Max Usage",
+                           "Kernel Usage", "Kernel Max Usage"};
+      c.events_max = number(join(v1_.memory, "memory.failcnt"));
+      c.events_oom_kill =
+          value(cgroup::read_file(join(v1_.memory, "memory.oom_control")), "oom_kill");
+    }
+    if (!v1_.cpuacct.empty()) {
+      c.user_ns = number(join(v1_.cpuacct, "cpuacct.usage_user"));
+      c.system_ns = number(join(v1_.cpuacct, "cpuacct.usage_sys"));
+    }
+    if (!v1_.cpu.empty()) {
+      auto cpu = cgroup::read_file(join(v1_.cpu, "cpu.stat"));
+      c.throttled_periods = value(cpu, "nr_throttled");
+      c.throttled_ns = value(cpu, "throttled_time");
+    }
+  }
+  c.cpu_measured = {"System Mode", "User Mode", "Throttled Periods", "Throttled Time", "Percent"};
+  if (!v2_dir_.empty()) {
+    if (auto psi = cgroup::read_file(join(v2_dir_, "memory.pressure"))) {
+      c.pressure_some_avg10 = cgroup::pressure_avg10(*psi, "some");
+      c.pressure_full_avg10 = cgroup::pressure_avg10(*psi, "full");
+    }
+  }
+  return c;
+}
+
+std::uint64_t cgroup_strategy::oom_kills() const {
+  if (!active_)
+    return 0;
+  if (v2_limits_) {
+    auto events = cgroup::read_file(join(v2_dir_, "memory.events"));
+    return events ? cgroup::keyed_value(*events, "oom_kill").value_or(0) : 0;
+  }
+  if (v1_.memory.empty())
+    return 0;
+  auto oom = cgroup::read_file(join(v1_.memory, "memory.oom_control"));
+  return oom ? cgroup::keyed_value(*oom, "oom_kill").value_or(0) : 0;
+}
+
+std::vector<std::string> cgroup_strategy::directories() const {
+  std::vector<std::string> out;
+  for (const auto* d :
+       {&v2_dir_, &v1_.memory, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset, &v1_.pids, &v1_.freezer}) {
+    if (!d->empty())
+      out.push_back(*d);
+  }
+  return out;
+}
+
+result<void> cgroup_strategy::teardown() {
+  if (!active_)
+    return {};
+  result<void> out;
+  for (const auto& d : directories()) {
+    if (auto r = cgroup::destroy_cgroup(d, std::chrono::seconds(2)); !r && out)
+      out = r;
+  }
+  active_ = false;
+  return out;
+}
+
+}  // namespace taskexec

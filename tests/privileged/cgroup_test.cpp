@@ -1,0 +1,199 @@
+// The cgroup strategy live on this machine (hybrid here: v1 controllers plus
+// a unified tree): limits written, the task placed before exec, a kill that
+// reaches everything in the cgroup, cleanup, UpdateResources, OOM, stats.
+#include <signal.h>
+
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <thread>
+
+#include "harness.hpp"
+#include "privileged.hpp"
+#include "taskexec/cgroups.hpp"
+
+using namespace test_support;
+using namespace taskexec;
+namespace utf = boost::unit_test;
+
+namespace {
+
+// A task id unique to this run, so runs never share a cgroup.
+std::string unique_id(const std::string& what) {
+  return "test-" + what + "-" + std::to_string(::getpid());
+}
+
+// The v1 memory directory of a task (or its v2 directory on a v2 host).
+std::string memory_dir(const std::string& id) {
+  auto l = cgroup::detect();
+  if (l.kind == cgroup::mode::v2)
+    return l.unified + "/taskexec/" + id;
+  return l.v1.at("memory") + "/taskexec/" + id;
+}
+
+exec_command limited(const std::string& script) {
+  auto cmd = sh(script);
+  cmd.resource_limits = true;
+  cmd.resources.memory_mb = 256;
+  return cmd;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(cgroups, *utf::precondition(needs_root()))
+
+BOOST_AUTO_TEST_CASE(limits_are_written_and_the_task_runs_inside) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    const auto id = unique_id("limits");
+    task_executor t(harness::get().reaper, {.task_id = id});
+    pipe_reader out;
+    auto cmd = limited("cat /proc/self/cgroup; echo ready; exec sleep 1000");
+    cmd.resources.pids_max = 64;
+    cmd.resources.cpu_shares = 512;
+    cmd.stdout_fd = out.write_fd();
+    auto st = co_await t.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+    out.close_write();
+    std::string cgroups;
+    for (auto line = co_await out.line(); line != "ready" && !line.empty();
+         line = co_await out.line())
+      cgroups += line + "\n";
+    const auto dir = memory_dir(id);
+    if (cgroup::detect().kind != cgroup::mode::v2) {
+      BOOST_TEST((cgroup::read_file(dir + "/memory.limit_in_bytes") == "268435456\n"));
+      BOOST_TEST(cgroups.find(":memory:/taskexec/" + id + "\n") != std::string::npos, cgroups);
+      BOOST_TEST(cgroups.find(":pids:/taskexec/" + id + "\n") != std::string::npos, cgroups);
+      BOOST_TEST((cgroup::read_file(cgroup::detect().v1.at("pids") + "/taskexec/" + id +
+                                    "/pids.max") == "64\n"));
+      BOOST_TEST((cgroup::read_file(cgroup::detect().v1.at("cpu") + "/taskexec/" + id +
+                                    "/cpu.shares") == "512\n"));
+    } else {
+      BOOST_TEST((cgroup::read_file(dir + "/memory.max") == "268435456\n"));
+    }
+    // The executor itself is not in the task's cgroup.
+    auto mine = cgroup::read_file("/proc/self/cgroup").value_or("");
+    BOOST_TEST(mine.find("/taskexec/" + id) == std::string::npos);
+    auto procs = cgroup::procs(dir);
+    BOOST_TEST((procs == std::vector<int>{st->pid}));
+
+    // Live: a new limit.
+    task_resources more;
+    more.memory_mb = 512;
+    auto u = t.update_resources(more);
+    BOOST_TEST(u.has_value(), (u ? "" : u.error().message));
+    if (cgroup::detect().kind != cgroup::mode::v2)
+      BOOST_TEST((cgroup::read_file(dir + "/memory.limit_in_bytes") == "536870912\n"));
+
+    BOOST_TEST((co_await t.shutdown("SIGTERM", 5s)).has_value());
+    BOOST_TEST(!std::filesystem::exists(dir));  // removed after the shutdown
+  });
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_kills_what_left_the_session_and_what_was_planted) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    const auto id = unique_id("kill");
+    const auto dir = memory_dir(id);
+    // A process planted in the task's cgroup before the launch.
+    std::filesystem::create_directories(dir);
+    task_executor planter(harness::get().reaper);
+    auto planted = co_await planter.launch(sh("exec sleep 1000"));
+    BOOST_REQUIRE(planted);
+    BOOST_REQUIRE(cgroup::write_file(dir + "/cgroup.procs", std::to_string(planted->pid)));
+
+    task_executor t(harness::get().reaper, {.task_id = id});
+    pipe_reader out;
+    // A process that leaves the task's tree (its parent exits: it is
+    // re-parented to us) and its session: only the cgroup still holds it.
+    auto cmd =
+        sh("sh -c 'setsid sh -c \"echo \\$\\$; echo ready; exec sleep 1000\" &'; exec sleep 1000");
+    cmd.basic_process_cgroup = true;
+    cmd.stdout_fd = out.write_fd();
+    auto st = co_await t.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+    out.close_write();
+    BOOST_TEST(co_await wait_gone(planted->pid));  // killed before the task started
+    const int escaped = std::stoi(co_await out.line());
+    BOOST_REQUIRE_EQUAL(co_await out.line(), "ready");
+    BOOST_TEST(alive(escaped));
+    BOOST_TEST(detail::read_proc_stat(escaped)->session != st->pid);
+    BOOST_TEST((co_await t.shutdown("SIGTERM", 5s)).has_value());
+    BOOST_TEST(!alive(escaped));
+    BOOST_TEST(!std::filesystem::exists(dir));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(an_oom_kill_is_reported) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    const auto id = unique_id("oom");
+    task_executor t(harness::get().reaper, {.task_id = id});
+    auto cmd = limited("exec tail /dev/zero");
+    cmd.resources.memory_mb = 32;
+    auto st = co_await t.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+    auto done = co_await t.wait();
+    BOOST_REQUIRE(done);
+    BOOST_TEST(done->oom_killed);
+    BOOST_TEST(done->exit_code > 0);
+    BOOST_TEST(done->signal == SIGKILL);
+    BOOST_TEST((co_await t.shutdown("SIGTERM", 1s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(stats_in_cgroup_mode) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    const auto id = unique_id("stats");
+    task_executor t(harness::get().reaper, {.task_id = id});
+    auto st = co_await t.launch(limited("exec sleep 1000"));
+    BOOST_REQUIRE(st);
+    auto sampler = t.sampler();
+    BOOST_REQUIRE(sampler);
+    auto s = sampler->sample();
+    const auto kind = cgroup::detect().kind;
+    if (kind == cgroup::mode::v2) {
+      BOOST_TEST(
+          (s.total.memory.measured == std::vector<std::string>{"RSS", "Cache", "Swap", "Usage"}));
+    } else {
+      BOOST_TEST((s.total.memory.measured ==
+                  std::vector<std::string>{"RSS", "Cache", "Swap", "Usage", "Max Usage",
+                                           "Kernel Usage", "Kernel Max Usage"}));
+      BOOST_TEST(s.total.memory.usage > 0u);
+    }
+    BOOST_TEST((s.total.cpu.measured == std::vector<std::string>{"System Mode", "User Mode",
+                                                                 "Throttled Periods",
+                                                                 "Throttled Time", "Percent"}));
+    BOOST_TEST(s.pids.size() == 1u);
+    BOOST_TEST(s.pids.contains(st->pid));
+    BOOST_TEST((co_await t.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(v2_kill_and_cpu_stat_on_the_live_unified_tree) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    auto l = cgroup::detect();
+    BOOST_REQUIRE_MESSAGE(!l.unified.empty(), "this host has no unified cgroup tree");
+    const auto dir = l.unified + "/" + unique_id("v2kill");
+    BOOST_REQUIRE(std::filesystem::create_directory(dir));
+    task_executor t(harness::get().reaper);
+    auto st = co_await t.launch(sh("exec sleep 1000"));
+    BOOST_REQUIRE(st);
+    BOOST_REQUIRE(cgroup::write_file(dir + "/cgroup.procs", std::to_string(st->pid)));
+    BOOST_TEST((cgroup::populated(dir) == std::optional<bool>(true)));
+    BOOST_TEST(cgroup::keyed_value(cgroup::read_file(dir + "/cpu.stat").value_or(""), "usage_usec")
+                   .has_value());
+    auto killed = cgroup::kill_all(dir, true);
+    BOOST_REQUIRE(killed);
+    BOOST_TEST(*killed == 1u);
+    auto done = co_await t.wait();
+    BOOST_TEST(done->signal == SIGKILL);
+    BOOST_TEST((cgroup::populated(dir) == std::optional<bool>(false)));
+    BOOST_TEST(cgroup::destroy_cgroup(dir).has_value());
+    BOOST_TEST(!std::filesystem::exists(dir));
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
