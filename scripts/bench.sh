@@ -8,3 +8,5 @@ echo "== bench_launch"
 build/bin/bench_launch
 echo "== bench_rpc"
 build/bin/bench_rpc
+echo "== bench_stats"
+build/bin/bench_stats

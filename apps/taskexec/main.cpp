@@ -57,6 +57,9 @@ or --reattach CONFIG, a config as printed by `start` or a file holding one):
   signal   SIGNAL                      (a name such as SIGUSR1, or a number)
   shutdown [--signal S] [--grace-ms N] (default SIGINT, 5000 ms)
   stats    [--interval-ms N] [--count N]
+  update   [--memory-mb N] [--memory-max-mb N] [--cpu-shares N] [--cpu-quota-us N]
+           [--cpu-period-us N] [--cpuset-cpus LIST] [--pids-max N]
+                                       (new limits for a task launched with limits)
   exec     [--timeout-ms N] -- CMD [ARG...]
   events   [--since N]
   version
@@ -65,6 +68,9 @@ or --reattach CONFIG, a config as printed by `start` or a file holding one):
 Launch options:
   --env K=V (repeatable)  --user U  --task-dir D  --work-dir D
   --stdout F  --stderr F  --isolation host|container
+  --limits                enforce the resource options below (a cgroup, as root)
+  --memory-mb N  --memory-max-mb N  --cpu-shares N  --cpu-quota-us N
+  --cpu-period-us N  --cpuset-cpus LIST  --pids-max N
   --spec FILE             an ExecCommand as JSON (docs/protocol.md); the
                           options above and CMD override its fields
 
@@ -88,6 +94,7 @@ struct cli {
   exec_command cmd;
   std::string spec_file;
   bool have_cmd = false;
+  bool have_resources = false;
   // start
   std::string log_file, log_level = "info";
   long long kill_grace_ms = 5000;
@@ -156,6 +163,29 @@ cli parse(int argc, char** argv) {
       c.cmd.stderr_path = value(a);
     } else if (a == "--isolation") {
       c.cmd.isolation = value(a);
+    } else if (a == "--limits") {
+      c.cmd.resource_limits = true;
+    } else if (a == "--memory-mb") {
+      c.cmd.resources.memory_mb = number(a, value(a), 0, 1'000'000'000);
+      c.have_resources = true;
+    } else if (a == "--memory-max-mb") {
+      c.cmd.resources.memory_max_mb = number(a, value(a), -1, 1'000'000'000);
+      c.have_resources = true;
+    } else if (a == "--cpu-shares") {
+      c.cmd.resources.cpu_shares = number(a, value(a), 0, 262144);
+      c.have_resources = true;
+    } else if (a == "--cpu-quota-us") {
+      c.cmd.resources.cpu_quota_us = number(a, value(a), 0, 1'000'000'000'000);
+      c.have_resources = true;
+    } else if (a == "--cpu-period-us") {
+      c.cmd.resources.cpu_period_us = number(a, value(a), 0, 1'000'000);
+      c.have_resources = true;
+    } else if (a == "--cpuset-cpus") {
+      c.cmd.resources.cpuset_cpus = value(a);
+      c.have_resources = true;
+    } else if (a == "--pids-max") {
+      c.cmd.resources.pids_max = number(a, value(a), 0, 1'000'000'000);
+      c.have_resources = true;
     } else if (a == "--spec") {
       c.spec_file = value(a);
     } else if (a == "--log-file") {
@@ -193,9 +223,9 @@ cli parse(int argc, char** argv) {
   }
   if (c.command.empty())
     throw usage_error{"no command given"};
-  static const std::vector<std::string> known{"run",    "start",    "launch", "wait",
-                                              "signal", "shutdown", "stats",  "exec",
-                                              "events", "version",  "destroy"};
+  static const std::vector<std::string> known{"run",    "start",    "launch",  "wait",
+                                              "signal", "shutdown", "stats",   "exec",
+                                              "events", "version",  "destroy", "update"};
   if (std::find(known.begin(), known.end(), c.command) == known.end())
     throw usage_error{"unknown command \"" + c.command + "\""};
   if (!rest.empty())
@@ -205,6 +235,8 @@ cli parse(int argc, char** argv) {
     throw usage_error{c.command + " needs a command after --"};
   if (!takes_cmd && c.have_cmd)
     throw usage_error{c.command + " takes no command after --"};
+  if (c.command == "update" && !c.have_resources)
+    throw usage_error{"update needs at least one resource option (--memory-mb N, ...)"};
   if (c.command == "signal" && c.signal_arg.empty())
     throw usage_error{"signal needs a SIGNAL"};
   // $TASKEXEC_SOCKET names a running daemon: never the one run or start makes.
@@ -335,16 +367,34 @@ void print_stats(const json::object& usage, bool as_json, bool refresh, std::uin
   }
   if (refresh)
     std::cout << "\x1b[H\x1b[2J";
-  std::cout << std::left << std::setw(10) << "PID" << std::setw(10) << "CPU %" << std::setw(14)
-            << "MEM RSS" << std::setw(14) << "MEM MAX" << std::setw(12) << "USER TICKS"
-            << "SYS TICKS\n";
+  std::cout << std::left << std::setw(10) << "PID" << std::setw(9) << "CPU %" << std::setw(9)
+            << "USER %" << std::setw(9) << "SYS %" << std::setw(13) << "MEMORY" << std::setw(13)
+            << "RSS" << std::setw(13) << "SWAP"
+            << "MEM MAX\n";
+  // MEMORY: the cgroup's usage where it is measured, else the RSS.
+  auto measures = [](const json::object& ru, std::string_view name) {
+    const auto* m = ru.if_contains("memory_stats");
+    const auto* list = m && m->is_object() ? m->as_object().if_contains("measured") : nullptr;
+    if (list && list->is_array()) {
+      for (const auto& v : list->as_array()) {
+        if (v.is_string() && v.as_string() == name)
+          return true;
+      }
+    }
+    return false;
+  };
   auto row = [&](const std::string& who, const json::object& ru) {
-    std::cout << std::setw(10) << who << std::setw(10) << std::fixed << std::setprecision(2)
-              << num_at(ru, {"cpu_stats", "percent"}) << std::setw(14)
-              << human_bytes(num_at(ru, {"memory_stats", "rss"})) << std::setw(14)
-              << human_bytes(num_at(ru, {"memory_stats", "max_usage"})) << std::setw(12)
-              << std::setprecision(0) << num_at(ru, {"cpu_stats", "user_mode"})
-              << num_at(ru, {"cpu_stats", "system_mode"}) << "\n";
+    const double memory = measures(ru, "Usage") ? num_at(ru, {"memory_stats", "usage"})
+                                                : num_at(ru, {"memory_stats", "rss"});
+    std::cout << std::setw(10) << who << std::fixed << std::setprecision(2) << std::setw(9)
+              << num_at(ru, {"cpu_stats", "percent"}) << std::setw(9)
+              << num_at(ru, {"cpu_stats", "user_mode"}) << std::setw(9)
+              << num_at(ru, {"cpu_stats", "system_mode"}) << std::setw(13) << human_bytes(memory)
+              << std::setw(13) << human_bytes(num_at(ru, {"memory_stats", "rss"})) << std::setw(13)
+              << human_bytes(num_at(ru, {"memory_stats", "swap"}))
+              << (measures(ru, "Max Usage") ? human_bytes(num_at(ru, {"memory_stats", "max_usage"}))
+                                            : std::string("-"))
+              << "\n";
   };
   if (const auto* ru = usage.if_contains("resource_usage"); ru && ru->is_object())
     row("task", ru->as_object());
@@ -428,6 +478,10 @@ exec_command launch_spec(const cli& c) {
   cmd.cmd = o.cmd;
   cmd.args = o.args;
   cmd.env.insert(cmd.env.end(), o.env.begin(), o.env.end());
+  if (o.resource_limits)
+    cmd.resource_limits = true;
+  if (c.have_resources)
+    cmd.resources = o.resources;
   using field = std::pair<std::string*, const std::string*>;
   for (auto [dst, src] :
        {field{&cmd.user, &o.user}, field{&cmd.task_dir, &o.task_dir},
@@ -640,6 +694,12 @@ asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals) {
       print_json(version_object(v));
     else
       std::cout << v << std::endl;
+  } else if (cmd == "update") {
+    check(co_await exe.update_resources(c.cmd.resources));
+    if (c.json_out)
+      print_json(json::object{});
+    else
+      std::cout << "resources updated" << std::endl;
   } else if (cmd == "destroy") {
     check(co_await exe.destroy());
     if (c.json_out)

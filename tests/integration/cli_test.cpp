@@ -167,8 +167,12 @@ BOOST_AUTO_TEST_CASE(every_command_against_a_started_daemon) {
       BOOST_TEST(sample.at("pids").as_object().contains(std::to_string(pid)));
     }
     auto table = co_await cli(argv_of("stats", "--socket", sock, "--count", "1"));
-    BOOST_TEST(std::regex_search(table.out, std::regex("^PID +CPU % +MEM RSS")), table.out);
-    BOOST_TEST(std::regex_search(table.out, std::regex("\ntask +0\\.00 +[0-9.]+ [KM]iB")),
+    BOOST_TEST(std::regex_search(table.out, std::regex("^PID +CPU % +USER % +SYS % +MEMORY +RSS")),
+               table.out);
+    BOOST_TEST(
+        std::regex_search(table.out, std::regex("\ntask +0\\.00 +0\\.00 +0\\.00 +[0-9.]+ [KM]iB")),
+        table.out);
+    BOOST_TEST(std::regex_search(table.out, std::regex("\n" + std::to_string(pid) + " +0\\.00 ")),
                table.out);
     auto timed = co_await cli(argv_of("wait", "--socket", sock, "--timeout-ms", "10"));
     BOOST_TEST(timed.code == 1);

@@ -85,6 +85,18 @@ BOOST_AUTO_TEST_CASE(limits_are_written_and_the_task_runs_inside) {
     if (cgroup::detect().kind != cgroup::mode::v2)
       BOOST_TEST((cgroup::read_file(dir + "/memory.limit_in_bytes") == "536870912\n"));
 
+    // A value the kernel refuses: a clear error naming the file, not a no-op.
+    if (cgroup::detect().kind != cgroup::mode::v2) {
+      task_resources bad;
+      bad.cpuset_cpus = "99";
+      auto refused = t.update_resources(bad);
+      BOOST_REQUIRE(!refused);
+      BOOST_TEST((refused.error().code == make_error_code(errc::resource_config_failed)));
+      BOOST_TEST(refused.error().message ==
+                 "write " + cgroup::detect().v1.at("cpuset") + "/taskexec/" + id +
+                     "/cpuset.cpus \"99\": Numerical result out of range");
+    }
+
     BOOST_TEST((co_await t.shutdown("SIGTERM", 5s)).has_value());
     BOOST_TEST(!std::filesystem::exists(dir));  // removed after the shutdown
   });
@@ -121,6 +133,22 @@ BOOST_AUTO_TEST_CASE(shutdown_kills_what_left_the_session_and_what_was_planted) 
     BOOST_TEST((co_await t.shutdown("SIGTERM", 5s)).has_value());
     BOOST_TEST(!alive(escaped));
     BOOST_TEST(!std::filesystem::exists(dir));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_cgroup_that_cannot_be_configured_fails_the_launch) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    const auto id = unique_id("refused");
+    task_executor t(harness::get().reaper, {.task_id = id});
+    auto cmd = limited("true");
+    cmd.resources.cpuset_cpus = "99";
+    auto r = co_await t.launch(cmd);
+    BOOST_REQUIRE(!r);
+    BOOST_TEST((r.error().code == make_error_code(errc::resource_config_failed)));
+    BOOST_TEST(r.error().message.find("cpuset.cpus \"99\"") != std::string::npos,
+               r.error().message);
+    BOOST_TEST(!std::filesystem::exists(memory_dir(id)));  // nothing left behind
   });
 }
 
@@ -193,6 +221,7 @@ BOOST_AUTO_TEST_CASE(v2_kill_and_cpu_stat_on_the_live_unified_tree) {
     BOOST_TEST((cgroup::populated(dir) == std::optional<bool>(false)));
     BOOST_TEST(cgroup::destroy_cgroup(dir).has_value());
     BOOST_TEST(!std::filesystem::exists(dir));
+    BOOST_TEST(cgroup::destroy_cgroup(dir).has_value());  // idempotent
   });
 }
 

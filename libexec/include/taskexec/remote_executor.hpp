@@ -105,6 +105,8 @@ class remote_executor {
   /// Kill the task if it still runs, and end the daemon (which closes this
   /// connection once it has answered).
   boost::asio::awaitable<result<void>> destroy();
+  /// New limits for the running task's cgroup (UpdateResources).
+  boost::asio::awaitable<result<void>> update_resources(task_resources resources);
   boost::asio::awaitable<result<std::string>> version();
   /// The journal from `since` on (0: from the oldest kept).
   boost::asio::awaitable<result<event_page>> events(std::uint64_t since = 0);

@@ -479,6 +479,11 @@ asio::awaitable<result<void>> remote_executor::shutdown(std::string signal_name,
   co_return to_void(co_await call("Shutdown", shutdown_params(signal_name, grace)));
 }
 
+asio::awaitable<result<void>> remote_executor::update_resources(task_resources resources) {
+  co_return to_void(
+      co_await call("UpdateResources", field("resources", json::value_from(resources))));
+}
+
 asio::awaitable<result<void>> remote_executor::destroy() {
   co_return to_void(co_await call("Destroy"));
 }

@@ -1,0 +1,199 @@
+// bench_stats: CPU time per Stats sample for a task of 1 and of 100
+// processes, in /proc mode and in cgroup mode (as root), each beside a raw
+// loop doing only the reads that sample needs, in the same run.
+//
+//   bench_stats [--samples N]
+#include <dirent.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "taskexec/cgroups.hpp"
+#include "taskexec/child_reaper.hpp"
+#include "taskexec/logging.hpp"
+#include "taskexec/task_executor.hpp"
+
+namespace asio = boost::asio;
+
+namespace {
+
+double cpu_us() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+// Read a file into a reused buffer; returns bytes read.
+std::size_t slurp(const char* path, std::string& buf) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  buf.resize(8192);
+  ssize_t n = ::read(fd, buf.data(), buf.size());
+  ::close(fd);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
+// The reads a /proc-mode sample needs: every /proc/<pid>/stat (the task's
+// tree can only be found that way), then stat and status of each member.
+std::size_t raw_proc(const std::vector<int>& members) {
+  std::string buf;
+  std::size_t bytes = 0;
+  char path[300];
+  DIR* d = ::opendir("/proc");
+  while (auto* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    std::snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    bytes += slurp(path, buf);
+  }
+  ::closedir(d);
+  for (int pid : members) {
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    bytes += slurp(path, buf);
+    std::snprintf(path, sizeof path, "/proc/%d/status", pid);
+    bytes += slurp(path, buf);
+  }
+  return bytes;
+}
+
+// The reads a cgroup-mode sample needs on this host: the cgroup's files,
+// then stat and status of each member.
+std::size_t raw_cgroup(const std::vector<std::string>& files, const std::vector<int>& members) {
+  std::string buf;
+  std::size_t bytes = 0;
+  for (const auto& f : files)
+    bytes += slurp(f.c_str(), buf);
+  char path[64];
+  for (int pid : members) {
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    bytes += slurp(path, buf);
+    std::snprintf(path, sizeof path, "/proc/%d/status", pid);
+    bytes += slurp(path, buf);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int samples = 300;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--samples" && i + 1 < argc) {
+      samples = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: bench_stats [--samples N]\n");
+      return 2;
+    }
+  }
+  taskexec::configure_logging({.level = taskexec::log_level::error});
+  asio::io_context io;
+  taskexec::child_reaper reaper(io.get_executor());
+  const bool root = ::geteuid() == 0;
+
+  std::printf("CPU time per Stats sample, %d samples each (microseconds)\n", samples);
+  std::printf("%-28s %12s %12s %8s\n", "", "sampler", "raw reads", "ratio");
+  for (bool cgroup : {false, true}) {
+    if (cgroup && !root) {
+      std::printf("cgroup mode skipped: needs root\n");
+      continue;
+    }
+    for (int procs : {1, 100}) {
+      bool done = false;
+      asio::co_spawn(
+          io,
+          [&]() -> asio::awaitable<void> {
+            taskexec::task_executor t(
+                reaper, {.task_id = "bench-stats-" + std::to_string(::getpid()) + "-" +
+                                    std::to_string(procs)});
+            taskexec::exec_command cmd;
+            cmd.cmd = "/bin/sh";
+            cmd.args = {"-c", procs == 1 ? "exec sleep 1000"
+                                         : "for i in $(seq " + std::to_string(procs - 1) +
+                                               "); do sleep 1000 & done; wait"};
+            cmd.basic_process_cgroup = cgroup;
+            if (auto r = co_await t.launch(cmd); !r) {
+              std::fprintf(stderr, "launch: %s\n", r.error().message.c_str());
+              std::exit(1);
+            }
+            auto sampler = t.sampler();
+            // Wait (bounded) until every process is there.
+            asio::steady_timer settle(io);
+            for (int i = 0; i < 500 && sampler->sample().pids.size() < std::size_t(procs); ++i) {
+              settle.expires_after(std::chrono::milliseconds(10));
+              co_await settle.async_wait(asio::use_awaitable);
+            }
+            auto first = sampler->sample();
+            std::vector<int> members;
+            for (const auto& [pid, _] : first.pids)
+              members.push_back(pid);
+            std::vector<std::string> files;
+            if (cgroup) {
+              // The files the strategy reads on this host's layout.
+              auto l = taskexec::cgroup::detect();
+              const std::string rel = "/taskexec/bench-stats-" + std::to_string(::getpid()) + "-" +
+                                      std::to_string(procs);
+              if (l.kind == taskexec::cgroup::mode::v2) {
+                for (const char* f :
+                     {"cgroup.procs", "memory.stat", "memory.swap.current", "memory.current",
+                      "cpu.stat", "memory.events", "memory.pressure"})
+                  files.push_back(l.unified + rel + "/" + f);
+              } else {
+                for (const char* c : {"memory", "pids", "freezer", "cpu"})
+                  files.push_back(l.v1.at(c) + rel + "/cgroup.procs");
+                files.push_back(l.unified + rel + "/cgroup.procs");
+                for (const char* f :
+                     {"memory.stat", "memory.usage_in_bytes", "memory.max_usage_in_bytes",
+                      "memory.kmem.usage_in_bytes", "memory.kmem.max_usage_in_bytes",
+                      "memory.failcnt", "memory.oom_control"})
+                  files.push_back(l.v1.at("memory") + rel + "/" + f);
+                files.push_back(l.v1.at("cpuacct") + rel + "/cpuacct.usage_user");
+                files.push_back(l.v1.at("cpuacct") + rel + "/cpuacct.usage_sys");
+                files.push_back(l.v1.at("cpu") + rel + "/cpu.stat");
+                files.push_back(l.unified + rel + "/memory.pressure");
+              }
+            }
+            // Interleaved halves, so both see the same machine state.
+            double ours = 0, raw = 0;
+            std::size_t sink = 0;
+            for (int round = 0; round < 2; ++round) {
+              double t0 = cpu_us();
+              for (int i = 0; i < samples / 2; ++i)
+                sink += sampler->sample().pids.size();
+              double t1 = cpu_us();
+              for (int i = 0; i < samples / 2; ++i)
+                sink += cgroup ? raw_cgroup(files, members) : raw_proc(members);
+              double t2 = cpu_us();
+              ours += t1 - t0;
+              raw += t2 - t1;
+            }
+            const int n = (samples / 2) * 2;
+            char label[64];
+            std::snprintf(label, sizeof label, "%s, %d process%s", cgroup ? "cgroup" : "/proc",
+                          procs, procs == 1 ? "" : "es");
+            std::printf("%-28s %12.1f %12.1f %7.2fx%s\n", label, ours / n, raw / n, ours / raw,
+                        sink == 0 ? " (nothing read?)" : "");
+            co_await t.shutdown("SIGKILL", std::chrono::milliseconds(0));
+            done = true;
+          },
+          [](std::exception_ptr e) {
+            if (e)
+              std::rethrow_exception(e);
+          });
+      while (!done)
+        io.run_one();
+    }
+  }
+  std::printf("target: sampler within 1.5x of the raw reads\n");
+  return 0;
+}
