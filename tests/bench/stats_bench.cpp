@@ -43,6 +43,19 @@ std::size_t slurp(const char* path, std::string& buf) {
   return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
+// stat and status of each member.
+std::size_t read_members(const std::vector<int>& members, std::string& buf) {
+  std::size_t bytes = 0;
+  char path[64];
+  for (int pid : members) {
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    bytes += slurp(path, buf);
+    std::snprintf(path, sizeof path, "/proc/%d/status", pid);
+    bytes += slurp(path, buf);
+  }
+  return bytes;
+}
+
 // The reads a /proc-mode sample needs: every /proc/<pid>/stat (the task's
 // tree can only be found that way), then stat and status of each member.
 std::size_t raw_proc(const std::vector<int>& members) {
@@ -57,13 +70,7 @@ std::size_t raw_proc(const std::vector<int>& members) {
     bytes += slurp(path, buf);
   }
   ::closedir(d);
-  for (int pid : members) {
-    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    bytes += slurp(path, buf);
-    std::snprintf(path, sizeof path, "/proc/%d/status", pid);
-    bytes += slurp(path, buf);
-  }
-  return bytes;
+  return bytes + read_members(members, buf);
 }
 
 // The reads a cgroup-mode sample needs on this host: the cgroup's files,
@@ -73,14 +80,7 @@ std::size_t raw_cgroup(const std::vector<std::string>& files, const std::vector<
   std::size_t bytes = 0;
   for (const auto& f : files)
     bytes += slurp(f.c_str(), buf);
-  char path[64];
-  for (int pid : members) {
-    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    bytes += slurp(path, buf);
-    std::snprintf(path, sizeof path, "/proc/%d/status", pid);
-    bytes += slurp(path, buf);
-  }
-  return bytes;
+  return bytes + read_members(members, buf);
 }
 
 }  // namespace

@@ -40,15 +40,6 @@ std::string join(const std::string& a, const std::string& b) {
   return a.back() == '/' ? a + b : a + "/" + b;
 }
 
-bool fail(child_failure& f, const char* step) noexcept {
-  f.error = errno;
-  std::size_t i = 0;
-  for (; step[i] != '\0' && i + 1 < f.step.size(); ++i)
-    f.step[i] = step[i];
-  f.step[i] = '\0';
-  return false;
-}
-
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
     s.pop_back();
@@ -208,10 +199,10 @@ bool cgroup_strategy::in_child(const launch_plan&, child_failure& f) const noexc
   for (const auto& file : procs_files_) {
     int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-      return fail(f, "open cgroup.procs");
+      return fail_step(f, "open cgroup.procs");
     if (::write(fd, "0", 1) != 1) {
       ::close(fd);
-      return fail(f, "join cgroup");
+      return fail_step(f, "join cgroup");
     }
     ::close(fd);
   }

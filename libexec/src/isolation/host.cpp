@@ -21,15 +21,6 @@ namespace {
 
 constexpr std::string_view k_default_path = "/usr/local/bin:/usr/bin:/bin";
 
-bool fail(child_failure& f, const char* step) noexcept {
-  f.error = errno;
-  std::size_t i = 0;
-  for (; step[i] != '\0' && i + 1 < f.step.size(); ++i)
-    f.step[i] = step[i];
-  f.step[i] = '\0';
-  return false;
-}
-
 bool is_regular(const std::string& path, struct stat& st) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
@@ -307,7 +298,7 @@ bool host_strategy::in_child(const launch_plan& plan, child_failure& f) const no
   // Its own session and process group: signals to the group reach the whole
   // task, and a terminal's job control never touches it.
   if (::setsid() < 0)
-    return fail(f, "setsid");
+    return fail_step(f, "setsid");
 
   // Before the credential change: the file belongs to the process's euid.
   // Lowering below the executor's value needs only that the new value is not
@@ -315,7 +306,7 @@ bool host_strategy::in_child(const launch_plan& plan, child_failure& f) const no
   {
     int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-      return fail(f, "open /proc/self/oom_score_adj");
+      return fail_step(f, "open /proc/self/oom_score_adj");
     std::size_t len = 0;
     while (plan.oom_score_adj[len] != '\0')
       ++len;
@@ -324,36 +315,36 @@ bool host_strategy::in_child(const launch_plan& plan, child_failure& f) const no
     ::close(fd);
     errno = saved;
     if (n < 0)
-      return fail(f, "write oom_score_adj");
+      return fail_step(f, "write oom_score_adj");
   }
 
   if (::dup2(plan.stdin_fd, 0) < 0)
-    return fail(f, "dup2 stdin");
+    return fail_step(f, "dup2 stdin");
   if (::dup2(plan.stdout_fd, 1) < 0)
-    return fail(f, "dup2 stdout");
+    return fail_step(f, "dup2 stdout");
   if (::dup2(plan.stderr_fd, 2) < 0)
-    return fail(f, "dup2 stderr");
+    return fail_step(f, "dup2 stderr");
 
   if (plan.change_user) {
     // Raw syscalls: glibc's setuid() & co. broadcast to every thread of the
     // process (SIGSETXID), and with CLONE_VM those are the parent's threads.
     if (::syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0)
-      return fail(f, "setgroups");
+      return fail_step(f, "setgroups");
     if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0)
-      return fail(f, "setgid");
+      return fail_step(f, "setgid");
     if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0)
-      return fail(f, "setuid");
+      return fail_step(f, "setuid");
   }
 
   if (!plan.cwd.empty() && ::chdir(plan.cwd.c_str()) != 0)
-    return fail(f, "chdir");
+    return fail_step(f, "chdir");
 
   // After the credential change, which clears the parent-death signal.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-    return fail(f, "prctl PR_SET_PDEATHSIG");
+    return fail_step(f, "prctl PR_SET_PDEATHSIG");
   if (::getppid() != plan.parent_pid) {
     errno = ESRCH;
-    return fail(f, "parent exited");
+    return fail_step(f, "parent exited");
   }
   return true;
 }

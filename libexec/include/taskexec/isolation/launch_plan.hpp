@@ -6,6 +6,8 @@
 #include <sys/types.h>
 
 #include <array>
+#include <cerrno>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,17 @@ struct child_failure {
   int error = 0;
   std::array<char, 56> step{};  ///< NUL-terminated, e.g. "setuid" or "chdir"
 };
+
+/// Child side: record `step` with the current errno; returns false so that
+/// `return fail_step(f, "setuid");` reports the failure. Async-signal-safe.
+inline bool fail_step(child_failure& f, const char* step) noexcept {
+  f.error = errno;
+  std::size_t i = 0;
+  for (; step[i] != '\0' && i + 1 < f.step.size(); ++i)
+    f.step[i] = step[i];
+  f.step[i] = '\0';
+  return false;
+}
 
 struct launch_plan {
   // Identity of the parent, for the parent-death check after PR_SET_PDEATHSIG.
