@@ -154,6 +154,16 @@ BOOST_AUTO_TEST_CASE(stats_arrive_as_a_stream) {
     BOOST_TEST((co_await stream->cancel()).has_value());
     auto after = co_await stream->next();
     BOOST_TEST(has_code(after.error(), errc::operation_canceled));
+    // A stream replaced by assignment ends its subscription on the daemon.
+    auto s1 = co_await c.stats(std::chrono::milliseconds(10000));
+    auto s2 = co_await c.stats(std::chrono::milliseconds(10000));
+    BOOST_REQUIRE(s1 && s2);
+    const std::string replaced = s1->subscription();
+    *s1 = std::move(*s2);
+    boost::json::object params;
+    params["subscription"] = replaced;
+    auto gone = co_await c.call("Stats.Cancel", params);
+    BOOST_TEST(has_code(gone.error(), errc::unknown_subscription));
     co_await destroy_and_check(c, created->config);
   });
 }

@@ -138,6 +138,7 @@ class remote_executor {
 class stats_stream {
  public:
   stats_stream(stats_stream&&) noexcept;
+  /// Ends this stream's own subscription first, as the destructor does.
   stats_stream& operator=(stats_stream&&) noexcept;
   /// Ends the subscription on the daemon (Stats.Cancel, not awaited).
   ~stats_stream();
@@ -156,6 +157,7 @@ class stats_stream {
  private:
   friend class remote_executor;
   stats_stream(std::shared_ptr<remote_executor::impl> conn, std::shared_ptr<state> s);
+  void end() noexcept;
   std::shared_ptr<remote_executor::impl> conn_;
   std::shared_ptr<state> state_;
 };

@@ -17,6 +17,7 @@
 #include <deque>
 #include <functional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "taskexec/codec.hpp"
 #include "taskexec/detail/coro.hpp"
@@ -146,6 +147,7 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   std::int64_t next_id = 1;
   std::unordered_map<std::int64_t, pending*> calls;
   std::unordered_map<std::string, std::weak_ptr<stats_stream::state>> streams;
+  std::unordered_set<std::string> unknown_subscriptions;  // already sent Stats.Cancel
   std::deque<std::string> outbox;
   bool writing = false;
   rpc::ndjson_framer framer{max_response_bytes};
@@ -285,8 +287,22 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     if (!sub || !sub->is_string() || !usage || !usage->is_object())
       return;
     auto it = streams.find(std::string(sub->as_string()));
-    if (it == streams.end())
+    if (it == streams.end()) {
+      // A subscription nobody reads (its Stats call was cancelled after it
+      // was sent): end it on the daemon, once.
+      if (unknown_subscriptions.size() > 256)
+        unknown_subscriptions.clear();
+      if (unknown_subscriptions.insert(std::string(sub->as_string())).second) {
+        json::object cancel;
+        cancel["subscription"] = sub->as_string();
+        json::object note;
+        note["jsonrpc"] = "2.0";
+        note["method"] = "Stats.Cancel";
+        note["params"] = std::move(cancel);
+        send(json::serialize(note) + "\n");
+      }
       return;
+    }
     auto s = it->second.lock();
     if (!s) {
       streams.erase(it);
@@ -551,18 +567,36 @@ asio::awaitable<result<stats_stream>> remote_executor::stats(std::chrono::millis
 stats_stream::stats_stream(std::shared_ptr<remote_executor::impl> conn, std::shared_ptr<state> s)
     : conn_(std::move(conn)), state_(std::move(s)) {}
 stats_stream::stats_stream(stats_stream&&) noexcept = default;
-stats_stream& stats_stream::operator=(stats_stream&&) noexcept = default;
+stats_stream& stats_stream::operator=(stats_stream&& o) noexcept {
+  if (this != &o) {
+    end();  // the stream replaced ends its subscription, as on destruction
+    conn_ = std::move(o.conn_);
+    state_ = std::move(o.state_);
+  }
+  return *this;
+}
 
 stats_stream::~stats_stream() {
+  end();
+}
+
+void stats_stream::end() noexcept {
   if (!state_ || !conn_ || state_->ended)
     return;
   state_->ended = true;
   conn_->streams.erase(state_->subscription);
   // A notification: the daemon ends the subscription and answers nothing.
-  json::object note{{"jsonrpc", "2.0"},
-                    {"method", "Stats.Cancel"},
-                    {"params", {{"subscription", state_->subscription}}}};
-  conn_->send(json::serialize(note) + "\n");
+  try {
+    json::object params;
+    params["subscription"] = state_->subscription;
+    json::object note;
+    note["jsonrpc"] = "2.0";
+    note["method"] = "Stats.Cancel";
+    note["params"] = std::move(params);
+    conn_->send(json::serialize(note) + "\n");
+  } catch (...) {
+    // Out of memory while ending: the connection's close ends it anyway.
+  }
 }
 
 const std::string& stats_stream::subscription() const noexcept {
