@@ -607,7 +607,13 @@ asio::awaitable<int> cmd_stats(const cli& c, remote_executor& exe) {
   auto stream = check(co_await exe.stats(milliseconds(c.interval_ms)));
   const bool refresh = !c.json_out && ::isatty(1);
   for (long long n = 0; c.count == 0 || n < c.count; ++n) {
-    auto usage = check(co_await stream.next());
+    auto next = co_await stream.next();
+    if (!next && next.error().code == make_error_code(errc::task_exited)) {
+      if (!c.json_out)
+        std::cout << "(the task has exited)" << std::endl;
+      co_return 0;  // the stream is over, as the task is
+    }
+    auto usage = check(std::move(next));
     print_stats(usage, c.json_out, refresh, stream.dropped());
   }
   (void)co_await stream.cancel();

@@ -18,6 +18,7 @@
 #include <boost/json/value.hpp>
 #include <charconv>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -112,7 +113,13 @@ int main(int argc, char** argv) {
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());
   taskexec::task_executor_options task_opts;
-  task_opts.task_id = opts.socket_path;  // the task's name in logs and its cgroup
+  // The task's name in logs and its cgroup: the socket's absolute path, the
+  // one thing no other live daemon shares.
+  {
+    std::error_code ec;
+    auto absolute = std::filesystem::absolute(opts.socket_path, ec);
+    task_opts.task_id = ec ? opts.socket_path : absolute.lexically_normal().string();
+  }
   taskexec::task_executor task(reaper, task_opts);
   // Destroy, SIGTERM and SIGINT end the same way: stop accepting, answer
   // what is pending, and exit once every connection has drained.

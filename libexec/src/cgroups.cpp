@@ -146,7 +146,7 @@ result<void> apply_v2(const std::string& dir, const task_resources& r) {
       return w;
     // No swap: the hard limit must hold. Where swap accounting is off the
     // file does not exist and there is no swap to turn off.
-    if (exists(join(dir, "memory.swap.max"))) {
+    if (*m.hard >= 0 && exists(join(dir, "memory.swap.max"))) {
       if (auto w = write_file(join(dir, "memory.swap.max"), "0"); !w)
         return w;
     }

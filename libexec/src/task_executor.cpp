@@ -109,6 +109,7 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   std::optional<std::uint64_t> reaped_ticks;  // when the main process was reaped
   std::optional<process_state> exited;
   bool counted_live = false;
+  bool sent_sigkill = false;  // we SIGKILLed the task (not an OOM, then)
 
   condition exit_cond;  // notified when the main process is reaped (or on destroy)
 
@@ -230,8 +231,9 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
 void task_executor::impl::on_exit(int status) {
   reaped_ticks = detail::boot_ticks_now();
   exited = decode_status(pid, status);
-  // The kernel's OOM killer sends SIGKILL; its cgroup counts the kill.
-  if (exited->signal == SIGKILL) {
+  // The kernel's OOM killer sends SIGKILL; its cgroup counts the kill. A
+  // SIGKILL of our own (shutdown, destroy, Signal 9) is not an OOM.
+  if (exited->signal == SIGKILL && !sent_sigkill) {
     if (auto* cg = cgroup(); cg && cg->oom_kills() > 0)
       exited->oom_killed = true;
   }
@@ -329,13 +331,17 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
       break;
     switch (act.type) {
       case fsm::action_type::send_signal:
-        if (!exited)
+        if (!exited) {
+          sent_sigkill = sent_sigkill || act.signal == SIGKILL;
           ::kill(pid, act.signal);
+        }
         act = machine.resume(exited ? fsm::event::task_exited : fsm::event::step_done);
         break;
       case fsm::action_type::kill_task:
-        if (!exited)
+        if (!exited) {
+          sent_sigkill = true;
           ::kill(pid, SIGKILL);
+        }
         act = machine.resume(exited ? fsm::event::task_exited : fsm::event::step_done);
         break;
       case fsm::action_type::wait_exit: {
@@ -472,6 +478,7 @@ asio::awaitable<result<void>> task_executor::signal(int signo) {
   }
   if (auto a = self->life.admit(task_operation::signal); !a)
     co_return a.error();
+  self->sent_sigkill = self->sent_sigkill || signo == SIGKILL;
   if (::kill(self->pid, signo) != 0) {
     co_return make_system_error(
         errno, "signal " + signal_name(signo) + " to pid " + std::to_string(self->pid));

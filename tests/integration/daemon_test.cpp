@@ -327,6 +327,24 @@ BOOST_AUTO_TEST_CASE(stats_subscriptions_sample_at_once_and_cancel) {
     auto bad =
         co_await c.call(7, "UpdateResources", json::parse(R"({"resources":{"memory_mb":"x"}})"));
     BOOST_TEST(bad.at("error").at("data").at("field").as_string() == "resources.memory_mb");
+    // The task exits: the stream ends with Stats.End, at once (not after its interval).
+    co_await c.send(8, "Stats", json::parse(R"({"interval_ms":100000})"));
+    const auto id2 = (co_await c.next()).at("result").at("subscription").as_string();
+    BOOST_TEST((co_await c.next()).at("method").as_string() == "Stats.Sample");
+    co_await c.send(9, "Signal", json::parse(R"({"signal":"SIGKILL"})"));
+    bool answered = false, ended = false;
+    for (int i = 0; i < 2; ++i) {
+      auto m = (co_await c.next()).as_object();
+      if (m.contains("id")) {
+        answered = m.at("id").as_int64() == 9 && m.contains("result");
+      } else {
+        ended = m.at("method").as_string() == "Stats.End" &&
+                m.at("params").at("subscription").as_string() == id2 &&
+                m.at("params").at("reason").as_string() == "task exited";
+      }
+    }
+    BOOST_TEST(answered);
+    BOOST_TEST(ended);
     BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
     BOOST_TEST((co_await d.task.wait())->exit_code == 0);
   });

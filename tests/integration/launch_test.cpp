@@ -310,6 +310,16 @@ BOOST_AUTO_TEST_CASE(unknown_user_and_invalid_commands) {
     BOOST_TEST(r.error().message == "mounts is not supported by isolation \"host\"");
 
     cmd = sh("true");
+    cmd.basic_process_cgroup = true;
+    cmd.resources.memory_mb = 64;
+    r = co_await t.launch(cmd);
+    BOOST_REQUIRE(!r);
+    BOOST_TEST((r.error().code == make_error_code(errc::invalid_argument)));
+    BOOST_TEST(r.error().message ==
+               "resources are enforced only with resource_limits (basic_process_cgroup accounts "
+               "and kills, it does not limit)");
+
+    cmd = sh("true");
     cmd.isolation = "vm";
     r = co_await t.launch(cmd);
     BOOST_REQUIRE(!r);

@@ -164,6 +164,14 @@ BOOST_AUTO_TEST_CASE(stats_arrive_as_a_stream) {
     params["subscription"] = replaced;
     auto gone = co_await c.call("Stats.Cancel", params);
     BOOST_TEST(has_code(gone.error(), errc::unknown_subscription));
+    // The task exits: the stream ends with task_exited (Stats.End), not silence.
+    auto s3 = co_await c.stats(std::chrono::milliseconds(100000));
+    BOOST_REQUIRE(s3);
+    BOOST_REQUIRE((co_await s3->next()).has_value());  // the first sample
+    BOOST_TEST((co_await c.signal(SIGKILL)).has_value());
+    auto end = co_await s3->next();
+    BOOST_REQUIRE(!end);
+    BOOST_TEST(has_code(end.error(), errc::task_exited), end.error().message);
     co_await destroy_and_check(c, created->config);
   });
 }

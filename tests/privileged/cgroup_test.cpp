@@ -27,8 +27,8 @@ std::string unique_id(const std::string& what) {
 std::string memory_dir(const std::string& id) {
   auto l = cgroup::detect();
   if (l.kind == cgroup::mode::v2)
-    return l.unified + "/taskexec/" + id;
-  return l.v1.at("memory") + "/taskexec/" + id;
+    return l.unified + "/taskexec/" + cgroup_name_for(id);
+  return l.v1.at("memory") + "/taskexec/" + cgroup_name_for(id);
 }
 
 exec_command limited(const std::string& script) {
@@ -62,18 +62,19 @@ BOOST_AUTO_TEST_CASE(limits_are_written_and_the_task_runs_inside) {
     const auto dir = memory_dir(id);
     if (cgroup::detect().kind != cgroup::mode::v2) {
       BOOST_TEST((cgroup::read_file(dir + "/memory.limit_in_bytes") == "268435456\n"));
-      BOOST_TEST(cgroups.find(":memory:/taskexec/" + id + "\n") != std::string::npos, cgroups);
-      BOOST_TEST(cgroups.find(":pids:/taskexec/" + id + "\n") != std::string::npos, cgroups);
-      BOOST_TEST((cgroup::read_file(cgroup::detect().v1.at("pids") + "/taskexec/" + id +
+      const auto name = cgroup_name_for(id);
+      BOOST_TEST(cgroups.find(":memory:/taskexec/" + name + "\n") != std::string::npos, cgroups);
+      BOOST_TEST(cgroups.find(":pids:/taskexec/" + name + "\n") != std::string::npos, cgroups);
+      BOOST_TEST((cgroup::read_file(cgroup::detect().v1.at("pids") + "/taskexec/" + name +
                                     "/pids.max") == "64\n"));
-      BOOST_TEST((cgroup::read_file(cgroup::detect().v1.at("cpu") + "/taskexec/" + id +
+      BOOST_TEST((cgroup::read_file(cgroup::detect().v1.at("cpu") + "/taskexec/" + name +
                                     "/cpu.shares") == "512\n"));
     } else {
       BOOST_TEST((cgroup::read_file(dir + "/memory.max") == "268435456\n"));
     }
     // The executor itself is not in the task's cgroup.
     auto mine = cgroup::read_file("/proc/self/cgroup").value_or("");
-    BOOST_TEST(mine.find("/taskexec/" + id) == std::string::npos);
+    BOOST_TEST(mine.find("/taskexec/" + cgroup_name_for(id)) == std::string::npos);
     auto procs = cgroup::procs(dir);
     BOOST_TEST((procs == std::vector<int>{st->pid}));
 
@@ -93,7 +94,7 @@ BOOST_AUTO_TEST_CASE(limits_are_written_and_the_task_runs_inside) {
       BOOST_REQUIRE(!refused);
       BOOST_TEST((refused.error().code == make_error_code(errc::resource_config_failed)));
       BOOST_TEST(refused.error().message ==
-                 "write " + cgroup::detect().v1.at("cpuset") + "/taskexec/" + id +
+                 "write " + cgroup::detect().v1.at("cpuset") + "/taskexec/" + cgroup_name_for(id) +
                      "/cpuset.cpus \"99\": Numerical result out of range");
     }
 
@@ -149,6 +150,18 @@ BOOST_AUTO_TEST_CASE(a_cgroup_that_cannot_be_configured_fails_the_launch) {
     BOOST_TEST(r.error().message.find("cpuset.cpus \"99\"") != std::string::npos,
                r.error().message);
     BOOST_TEST(!std::filesystem::exists(memory_dir(id)));  // nothing left behind
+  });
+}
+
+BOOST_AUTO_TEST_CASE(our_own_sigkill_is_not_an_oom) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper, {.task_id = unique_id("nooom")});
+    BOOST_REQUIRE(co_await t.launch(limited("exec sleep 1000")));
+    BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
+    auto done = co_await t.wait();
+    BOOST_TEST(done->signal == SIGKILL);
+    BOOST_TEST(!done->oom_killed);
   });
 }
 

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "taskexec/cgroups.hpp"
+#include "taskexec/isolation/cgroup.hpp"
 
 using namespace taskexec;
 namespace fs = std::filesystem;
@@ -125,6 +126,15 @@ BOOST_AUTO_TEST_CASE(v2_kill_events_and_pressure) {
   auto psi = fs.read("t/memory.pressure");
   BOOST_TEST((cgroup::pressure_avg10(psi, "some") == std::optional<double>(1.5)));
   BOOST_TEST((cgroup::pressure_avg10(psi, "full") == std::optional<double>(0.75)));
+}
+
+BOOST_AUTO_TEST_CASE(task_ids_that_sanitize_alike_get_apart) {
+  const auto a = cgroup_name_for("/run/a_b.sock"), b = cgroup_name_for("/run/a/b.sock");
+  BOOST_TEST(a.rfind("run_a_b.sock-", 0) == 0u);
+  BOOST_TEST(b.rfind("run_a_b.sock-", 0) == 0u);
+  BOOST_TEST(a != b);
+  BOOST_TEST(cgroup_name_for("web") == cgroup_name_for("web"));  // stable
+  BOOST_TEST(cgroup_name_for("") != cgroup_name_for(""));        // unique when unnamed
 }
 
 BOOST_AUTO_TEST_CASE(layouts_are_detected) {

@@ -144,8 +144,9 @@ class stats_stream {
   ~stats_stream();
 
   /// The next `usage` object (TaskResourceUsage in docs/protocol.md);
-  /// connection_failed when the connection is gone, operation_canceled on
-  /// cancellation of the awaiting coroutine or after cancel().
+  /// task_exited once the task has exited (Stats.End), connection_failed
+  /// when the connection is gone, operation_canceled on cancellation of the
+  /// awaiting coroutine or after cancel().
   boost::asio::awaitable<result<boost::json::object>> next();
   /// End the subscription and wait for the daemon's answer.
   boost::asio::awaitable<result<void>> cancel();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 
 #include "taskexec/logging.hpp"
 
@@ -17,8 +18,10 @@ namespace {
 
 std::atomic<unsigned> g_unnamed{0};
 
+}  // namespace
+
 // A cgroup name from a task id: [A-Za-z0-9._-], others become '_'.
-std::string cgroup_name(const std::string& task_id) {
+std::string cgroup_name_for(const std::string& task_id) {
   std::string out;
   for (char c : task_id) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -27,12 +30,22 @@ std::string cgroup_name(const std::string& task_id) {
   }
   while (!out.empty() && (out.front() == '_' || out.front() == '.'))
     out.erase(out.begin());
-  if (out.size() > 128)
-    out.erase(0, out.size() - 128);
+  if (out.size() > 100)
+    out.erase(0, out.size() - 100);
   if (out.empty())
-    out = "task-" + std::to_string(::getpid()) + "-" + std::to_string(++g_unnamed);
-  return out;
+    return "task-" + std::to_string(::getpid()) + "-" + std::to_string(++g_unnamed);
+  // Different ids can sanitize alike ("/a_b" and "/a/b"): a hash of the id
+  // as given keeps their cgroups apart.
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (char c : task_id)
+    h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  char suffix[17];
+  std::snprintf(suffix, sizeof suffix, "%08llx",
+                static_cast<unsigned long long>(h & 0xffffffffull));
+  return out + "-" + suffix;
 }
+
+namespace {
 
 std::string join(const std::string& a, const std::string& b) {
   if (b.empty())
@@ -58,7 +71,12 @@ isolation_features cgroup_strategy::features() const noexcept {
          static_cast<isolation_features>(isolation_feature::basic_process_cgroup);
 }
 
-result<void> cgroup_strategy::validate(const exec_command&) const {
+result<void> cgroup_strategy::validate(const exec_command& cmd) const {
+  if (!cmd.resource_limits && cmd.resources != task_resources{}) {
+    return make_error(errc::invalid_argument,
+                      "resources are enforced only with resource_limits (basic_process_cgroup "
+                      "accounts and kills, it does not limit)");
+  }
   return {};
 }
 
@@ -71,7 +89,7 @@ result<void> cgroup_strategy::before_fork(const exec_command& cmd, launch_plan&)
                     "): it runs on the host alone, limits not enforced, stats from /proc");
     return {};
   }
-  const std::string name = cgroup_name(task_id_);
+  const std::string name = cgroup_name_for(task_id_);
   const std::string rel = join(opts_.parent, name);
 
   // mkdir every level of parent/name under `base`; remember what we made.
@@ -170,6 +188,11 @@ result<void> cgroup_strategy::before_fork(const exec_command& cmd, launch_plan&)
     }
   }
 
+  // A freezer left FROZEN (a crash between freeze and thaw) would stop the
+  // child as it joins, and the launcher with it.
+  if (!v1_.freezer.empty())
+    (void)cgroup::write_file(join(v1_.freezer, "freezer.state"), "THAWED");
+
   // Processes left in the task's cgroup (a previous run, or planted) go first.
   if (auto planted = members(); !planted.empty()) {
     detail::log(log_level::warning, "cgroup", task_id_, "",
@@ -219,7 +242,8 @@ void cgroup_strategy::launch_failed(const launch_plan&) noexcept {
 
 std::vector<int> cgroup_strategy::members() const {
   std::vector<int> out;
-  for (const auto* d : {&v2_dir_, &v1_.memory, &v1_.pids, &v1_.freezer, &v1_.cpu}) {
+  for (const auto* d :
+       {&v2_dir_, &v1_.memory, &v1_.pids, &v1_.freezer, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset}) {
     if (d->empty())
       continue;
     for (int pid : cgroup::procs(*d)) {
@@ -327,17 +351,25 @@ cgroup_counters cgroup_strategy::read() const {
   return c;
 }
 
+void cgroup_strategy::after_start(const launch_plan&, int) {
+  oom_baseline_ = 0;
+  oom_baseline_ = oom_kills();
+}
+
 std::uint64_t cgroup_strategy::oom_kills() const {
   if (!active_)
     return 0;
+  auto since = [this](std::uint64_t total) {
+    return total > oom_baseline_ ? total - oom_baseline_ : 0;
+  };
   if (v2_limits_) {
     auto events = cgroup::read_file(join(v2_dir_, "memory.events"));
-    return events ? cgroup::keyed_value(*events, "oom_kill").value_or(0) : 0;
+    return since(events ? cgroup::keyed_value(*events, "oom_kill").value_or(0) : 0);
   }
   if (v1_.memory.empty())
     return 0;
   auto oom = cgroup::read_file(join(v1_.memory, "memory.oom_control"));
-  return oom ? cgroup::keyed_value(*oom, "oom_kill").value_or(0) : 0;
+  return since(oom ? cgroup::keyed_value(*oom, "oom_kill").value_or(0) : 0);
 }
 
 std::vector<std::string> cgroup_strategy::directories() const {

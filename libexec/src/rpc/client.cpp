@@ -277,6 +277,23 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   }
 
   void on_notification(const json::value& method, const json::object& o) {
+    if (method.is_string() && method.as_string() == "Stats.End") {
+      const auto* params = o.if_contains("params");
+      const auto* sub =
+          params && params->is_object() ? params->as_object().if_contains("subscription") : nullptr;
+      if (!sub || !sub->is_string())
+        return;
+      auto it = streams.find(std::string(sub->as_string()));
+      if (it == streams.end())
+        return;
+      if (auto s = it->second.lock()) {
+        s->ended = true;
+        s->end_error = make_error(errc::task_exited, "task has exited");
+        s->wake.cancel();
+      }
+      streams.erase(it);
+      return;
+    }
     if (!method.is_string() || method.as_string() != "Stats.Sample")
       return;  // notifications of later versions are ignored
     const auto* params = o.if_contains("params");

@@ -451,10 +451,18 @@ asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
                                                std::chrono::milliseconds interval,
                                                usage_sampler sampler) {
   asio::steady_timer timer(self->ex);
+  bool task_ended = false;
   for (;;) {
     auto c = conn.lock();
-    if (!c || c->closing || self->task.state() != task_state::running)
+    if (!c || c->closing)
       break;
+    // Cancelled before it started (a Stats.Cancel in the same batch).
+    if (auto it = c->subscriptions.find(id); it == c->subscriptions.end())
+      break;
+    if (self->task.state() != task_state::running) {
+      task_ended = true;
+      break;
+    }
     if (c->out_bytes > connection::max_out_bytes) {
       ++c->samples_dropped;  // a client that does not read gets no backlog
     } else {
@@ -469,12 +477,26 @@ asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
     }
     c.reset();
     timer.expires_after(interval);
-    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (ec)
-      break;
+    // The interval, or the task's exit, whichever comes first.
+    auto first =
+        co_await (timer.async_wait(asio::as_tuple(asio::use_awaitable)) || self->task.wait());
+    if (first.index() == 0 && std::get<0>(std::get<0>(first)))
+      break;  // cancelled
   }
-  if (auto c = conn.lock())
+  if (auto c = conn.lock()) {
     c->subscriptions.erase(id);
+    if (task_ended && !c->closing) {
+      // Tell the client the stream is over: no sample will follow.
+      json::object params;
+      params["subscription"] = id;
+      params["reason"] = "task exited";
+      json::object note;
+      note["jsonrpc"] = "2.0";
+      note["method"] = "Stats.End";
+      note["params"] = std::move(params);
+      c->send(note);
+    }
+  }
 }
 
 asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connection> conn) {
@@ -619,6 +641,8 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     auto sampler = task.sampler();
     if (!sampler)
       co_return to_rpc_error(sampler.error(), task_operation::stats);
+    if (r.id && c->after_answer.contains(json::serialize(*r.id)))
+      co_return rpc_error{code::invalid_request, "a request with this id is still pending", {}};
     std::string id = "stats-" + std::to_string(next_subscription++);
     auto sig = std::make_shared<asio::cancellation_signal>();
     c->subscriptions[id] = sig;
@@ -632,9 +656,15 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
       asio::co_spawn(self->ex,
                      run_stats(self, conn, id, std::chrono::milliseconds(interval),
                                std::move(*shared_sampler)),
-                     asio::bind_cancellation_slot(sig->slot(), [sig](std::exception_ptr e) {
-                       if (e)
+                     asio::bind_cancellation_slot(sig->slot(), [sig, id](std::exception_ptr e) {
+                       // A failure ends this subscription, never the daemon.
+                       if (!e)
+                         return;
+                       try {
                          std::rethrow_exception(e);
+                       } catch (const std::exception& x) {
+                         log(log_level::error, "stats " + id + " ended: " + x.what());
+                       }
                      }));
     };
     if (r.id)

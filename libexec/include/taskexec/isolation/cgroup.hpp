@@ -35,6 +35,12 @@ struct cgroup_options {
   std::string parent = "taskexec";      ///< relative to each hierarchy's root
 };
 
+/// The cgroup directory name of a task: its id with [A-Za-z0-9._-] kept
+/// (others become '_'), then '-' and 8 hex digits of a hash of the id as
+/// given, so ids that sanitize alike stay apart. An empty id gets a name
+/// unique in this process.
+std::string cgroup_name_for(const std::string& task_id);
+
 /// Raw counters of one cgroup, as read (the sampler turns them into rates).
 struct cgroup_counters {
   std::uint64_t rss = 0, cache = 0, swap = 0, usage = 0, max_usage = 0, kernel_usage = 0,
@@ -71,8 +77,9 @@ class cgroup_strategy final : public isolation_strategy {
   /// Read the counters (for stats).
   cgroup_counters read() const;
   /// OOM kills recorded for the task's cgroup (v2 memory.events oom_kill,
-  /// v1 memory.oom_control oom_kill).
+  /// v1 memory.oom_control oom_kill) since the task started.
   std::uint64_t oom_kills() const;
+  void after_start(const launch_plan& plan, int pid) override;
   /// The task's cgroup directories (for tests and logs): v2 first if any.
   std::vector<std::string> directories() const;
 
@@ -87,6 +94,7 @@ class cgroup_strategy final : public isolation_strategy {
   std::vector<std::string> created_;  // directories we made, deepest last
   // For the child: the cgroup.procs files it writes itself into.
   std::vector<std::string> procs_files_;
+  std::uint64_t oom_baseline_ = 0;  // the count when the task started
 };
 
 }  // namespace taskexec
