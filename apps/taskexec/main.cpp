@@ -6,6 +6,7 @@
 // launched, 127 when its binary was not found. `exec` exits with the
 // command's exit code.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -591,13 +592,17 @@ asio::awaitable<int> cmd_run(const cli& c, asio::signal_set& signals) {
     throw failure{st.error(), 125};
   }
   auto d = co_await exe.destroy();
-  if (c.json_out) {
-    // The task appended to the file behind our stdout; our own offset is
-    // behind its writes.
-    std::cout.flush();
-    ::lseek(1, 0, SEEK_END);
-    print_json(json::value_from(*st));
+  // The task appended to the files behind our stdout and stderr through
+  // descriptions of its own: move our (shared with whoever started us)
+  // offsets past its writes, so what is written next does not overwrite them.
+  std::cout.flush();
+  for (int fd : {1, 2}) {
+    struct stat info {};
+    if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode))
+      ::lseek(fd, 0, SEEK_END);
   }
+  if (c.json_out)
+    print_json(json::value_from(*st));
   if (!d)
     throw failure{d.error(), 125};
   co_return st->exit_code;

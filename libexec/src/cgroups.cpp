@@ -92,7 +92,7 @@ layout detect(const std::string& root) {
     l.v2_controllers = controllers_of(root);
     return l;
   }
-  for (const char* c : {"memory", "cpu", "cpuacct", "cpuset", "pids", "freezer"}) {
+  for (const char* c : {"memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices"}) {
     auto dir = join(root, c);
     if (exists(join(dir, "cgroup.procs")))
       l.v1[c] = dir;

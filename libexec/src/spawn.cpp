@@ -1,11 +1,13 @@
 #include "taskexec/detail/spawn.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -112,6 +114,10 @@ struct child_args {
   const int* keep;  // sorted descriptors to keep open (0..2, the whitelist, the error pipe)
   std::size_t keep_count;
   int err_fd;
+  const std::pair<int, int>* fd_map;  // {from, to}: dup2 after the close
+  std::size_t fd_map_count;
+  int report_fd;  // the error pipe's number across exec, or -1
+  int exec_fd;    // execveat this descriptor, or -1
 };
 
 void copy_step(child_failure& f, int error, const char* step) noexcept {
@@ -136,12 +142,26 @@ int child_main(void* arg) noexcept {
     copy_step(f, errno, "close_range");
     goto failed;
   }
+  for (std::size_t i = 0; i < a->fd_map_count; ++i) {
+    if (::dup2(a->fd_map[i].first, a->fd_map[i].second) < 0) {
+      copy_step(f, errno, "dup2 inherited descriptor");
+      goto failed;
+    }
+  }
+  if (a->report_fd >= 0 && ::dup2(a->err_fd, a->report_fd) < 0) {
+    copy_step(f, errno, "dup2 report pipe");
+    goto failed;
+  }
   {
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
   }
-  ::execve(a->exe, const_cast<char* const*>(a->argv), const_cast<char* const*>(a->envp));
+  if (a->exec_fd >= 0) {
+    ::syscall(SYS_execveat, a->exec_fd, "", a->argv, a->envp, AT_EMPTY_PATH);
+  } else {
+    ::execve(a->exe, const_cast<char* const*>(a->argv), const_cast<char* const*>(a->envp));
+  }
   copy_step(f, errno, "execve");
 
 failed:
@@ -188,11 +208,16 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   // The read end is made non-blocking below: after CLONE_VFORK returns, the
   // child has either exec'd or written its report, so "no data" means
   // success, even if a fork in another thread still holds the write end.
-  int highest_kept = 2;
+  int highest_kept = std::max({2, report_fd, exec_fd});
   for (int fd : fd_whitelist) {
     if (fd < 0)
       return make_system_error(EINVAL, "fd_whitelist holds " + std::to_string(fd));
     highest_kept = std::max(highest_kept, fd);
+  }
+  for (auto [from, to] : fd_map) {
+    if (from < 0 || to < 0)
+      return make_system_error(EINVAL, "fd_map holds a negative descriptor");
+    highest_kept = std::max({highest_kept, from, to});
   }
 
   int pipefd[2];
@@ -213,10 +238,16 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
 
   std::vector<int> keep = fd_whitelist;  // 0..2 by default; initializers may add
   keep.push_back(pipefd[1]);
+  for (auto [from, to] : fd_map)
+    keep.push_back(from);
+  if (exec_fd >= 0)
+    keep.push_back(exec_fd);
   std::sort(keep.begin(), keep.end());
   keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
 
-  child_args args{this, exe, argv, env, setup, context, keep.data(), keep.size(), pipefd[1]};
+  child_args args{this,          exe,         argv,        env,       setup,
+                  context,       keep.data(), keep.size(), pipefd[1], fd_map.data(),
+                  fd_map.size(), report_fd,   exec_fd};
 
   // Block every signal across clone: a handler running in the child would run
   // the parent's code on the parent's memory. The child restores an empty mask
@@ -224,7 +255,8 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  int child = ::clone(child_main, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  int child =
+      ::clone(child_main, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD | clone_flags, &args);
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(pipefd[1]);
@@ -237,6 +269,23 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
 
   child_failure f{};
   ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+  if (report_fd >= 0) {
+    // What the child exec'd holds the write end until it has started what
+    // it starts: wait for its report or for EOF.
+    pollfd p{pipefd[0], POLLIN, 0};
+    int ready;
+    do {
+      ready = ::poll(&p, 1, static_cast<int>(report_timeout.count()));
+    } while (ready < 0 && errno == EINTR);
+    if (ready == 0) {
+      ::close(pipefd[0]);
+      ::kill(child, SIGKILL);  // ours and not reaped yet: the pid is still its own
+      failed_pid = child;
+      return make_error(errc::timed_out, "launch timed out: no report within " +
+                                             std::to_string(report_timeout.count()) +
+                                             " ms after exec");
+    }
+  }
   ssize_t n;
   do {
     n = ::read(pipefd[0], &f, sizeof f);
@@ -245,6 +294,17 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   if (n == 0 || (n < 0 && errno == EAGAIN))
     return child;
   failed_pid = child;
+  // Return once the child is gone (it has exited, or, after exec, may still
+  // be finishing: then it is killed), so that nothing of it is left where
+  // the caller cleans up (its cgroup). WNOWAIT: the reaper still reaps it.
+  if (report_fd >= 0)
+    ::kill(child, SIGKILL);
+  {
+    siginfo_t info{};
+    while (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) != 0 &&
+           errno == EINTR) {
+    }
+  }
   if (n != static_cast<ssize_t>(sizeof f))
     return make_error(errc::launch_failed, "launch failed: short report from the child");
   std::string step(f.step.data());
@@ -259,6 +319,10 @@ result<int> spawn(const launch_plan& plan,
                   int& failed_pid) {
   clone_launcher launcher;
   launcher.env = plan.envp.data();
+  launcher.clone_flags = plan.clone_flags;
+  launcher.exec_fd = plan.exec_fd;
+  launcher.fd_map = plan.fd_map;
+  launcher.report_fd = plan.report_fd;
   auto r =
       launcher.launch(plan.executable, plan.argv.data(), strategy_initializer{plan, strategies});
   failed_pid = launcher.failed_pid;

@@ -230,6 +230,8 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
 
 void task_executor::impl::on_exit(int status) {
   reaped_ticks = detail::boot_ticks_now();
+  for (auto& s : strategies)
+    status = s->exit_status(status);
   exited = decode_status(pid, status);
   // The kernel's OOM killer sends SIGKILL; its cgroup counts the kill. A
   // SIGKILL of our own (shutdown, destroy, Signal 9) is not an OOM.

@@ -324,7 +324,8 @@ BOOST_AUTO_TEST_CASE(unknown_user_and_invalid_commands) {
     r = co_await t.launch(cmd);
     BOOST_REQUIRE(!r);
     BOOST_TEST(r.error().code == make_error_code(errc::unsupported));
-    BOOST_TEST(r.error().message == "isolation \"vm\" is not supported (available: \"host\")");
+    BOOST_TEST(r.error().message ==
+               "isolation \"vm\" is not supported (available: \"host\", \"container\")");
 
     cmd = sh("true");
     cmd.task_dir = "relative/dir";

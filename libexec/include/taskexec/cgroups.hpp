@@ -69,7 +69,7 @@ result<void> apply_v2(const std::string& dir, const task_resources& r);
 
 /// The per-controller directories of one task's v1 cgroups.
 struct v1_dirs {
-  std::string memory, cpu, cpuacct, cpuset, pids, freezer;  ///< empty: controller absent
+  std::string memory, cpu, cpuacct, cpuset, pids, freezer, devices;  ///< empty: absent
 };
 
 /// Write `r` into v1 cgroups: memory.limit_in_bytes,

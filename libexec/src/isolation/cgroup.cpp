@@ -171,7 +171,8 @@ result<void> cgroup_strategy::before_fork(const exec_command& cmd, launch_plan&)
     for (auto& [controller, member] :
          {std::pair{"memory", &v1_.memory}, std::pair{"cpu", &v1_.cpu},
           std::pair{"cpuacct", &v1_.cpuacct}, std::pair{"cpuset", &v1_.cpuset},
-          std::pair{"pids", &v1_.pids}, std::pair{"freezer", &v1_.freezer}}) {
+          std::pair{"pids", &v1_.pids}, std::pair{"freezer", &v1_.freezer},
+          std::pair{"devices", &v1_.devices}}) {
       auto it = layout_.v1.find(controller);
       if (it == layout_.v1.end())
         continue;
@@ -208,8 +209,8 @@ result<void> cgroup_strategy::before_fork(const exec_command& cmd, launch_plan&)
       return fail_setup(applied.error());
   }
 
-  for (const auto* d :
-       {&v2_dir_, &v1_.memory, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset, &v1_.pids, &v1_.freezer}) {
+  for (const auto* d : {&v2_dir_, &v1_.memory, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset, &v1_.pids,
+                        &v1_.freezer, &v1_.devices}) {
     if (!d->empty())
       procs_files_.push_back(join(*d, "cgroup.procs"));
   }
@@ -242,8 +243,8 @@ void cgroup_strategy::launch_failed(const launch_plan&) noexcept {
 
 std::vector<int> cgroup_strategy::members() const {
   std::vector<int> out;
-  for (const auto* d :
-       {&v2_dir_, &v1_.memory, &v1_.pids, &v1_.freezer, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset}) {
+  for (const auto* d : {&v2_dir_, &v1_.memory, &v1_.pids, &v1_.freezer, &v1_.cpu, &v1_.cpuacct,
+                        &v1_.cpuset, &v1_.devices}) {
     if (d->empty())
       continue;
     for (int pid : cgroup::procs(*d)) {
@@ -374,8 +375,8 @@ std::uint64_t cgroup_strategy::oom_kills() const {
 
 std::vector<std::string> cgroup_strategy::directories() const {
   std::vector<std::string> out;
-  for (const auto* d :
-       {&v2_dir_, &v1_.memory, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset, &v1_.pids, &v1_.freezer}) {
+  for (const auto* d : {&v2_dir_, &v1_.memory, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset, &v1_.pids,
+                        &v1_.freezer, &v1_.devices}) {
     if (!d->empty())
       out.push_back(*d);
   }

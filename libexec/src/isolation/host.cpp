@@ -14,6 +14,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "process_setup.hpp"
+#include "taskexec/isolation/container.hpp"
 #include "taskexec/validation.hpp"
 
 namespace taskexec {
@@ -216,7 +218,7 @@ result<void> host_strategy::validate(const exec_command& cmd) const {
   return {};
 }
 
-result<void> host_strategy::before_fork(const exec_command& cmd, launch_plan& plan) {
+result<void> prepare_process(const exec_command& cmd, launch_plan& plan) {
   plan.parent_pid = ::getpid();
 
   if (!cmd.task_dir.empty()) {
@@ -245,24 +247,6 @@ result<void> host_strategy::before_fork(const exec_command& cmd, launch_plan& pl
       plan.env_storage.push_back("LOGNAME=" + id->name);
     if (!has_env(plan.env_storage, "HOME"))
       plan.env_storage.push_back("HOME=" + id->home);
-  }
-
-  auto exe = lookup_binary(cmd.cmd, cmd.task_dir, env_value(cmd.env, "PATH"));
-  if (!exe)
-    return exe.error();
-  plan.executable = std::move(*exe);
-  plan.argv_storage.clear();
-  plan.argv_storage.push_back(cmd.cmd);
-  plan.argv_storage.insert(plan.argv_storage.end(), cmd.args.begin(), cmd.args.end());
-
-  plan.cwd = !cmd.work_dir.empty() ? cmd.work_dir : cmd.task_dir;
-  if (!plan.cwd.empty()) {
-    struct stat st {};
-    if (::stat(plan.cwd.c_str(), &st) != 0)
-      return make_system_error(errno, "work_dir \"" + plan.cwd + "\"");
-    if (!S_ISDIR(st.st_mode)) {
-      return make_error(errc::invalid_argument, "work_dir \"" + plan.cwd + "\" is not a directory");
-    }
   }
 
   int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -294,7 +278,31 @@ result<void> host_strategy::before_fork(const exec_command& cmd, launch_plan& pl
   return {};
 }
 
-bool host_strategy::in_child(const launch_plan& plan, child_failure& f) const noexcept {
+result<void> host_strategy::before_fork(const exec_command& cmd, launch_plan& plan) {
+  if (auto r = prepare_process(cmd, plan); !r)
+    return r;
+
+  auto exe = lookup_binary(cmd.cmd, cmd.task_dir, env_value(cmd.env, "PATH"));
+  if (!exe)
+    return exe.error();
+  plan.executable = std::move(*exe);
+  plan.argv_storage.clear();
+  plan.argv_storage.push_back(cmd.cmd);
+  plan.argv_storage.insert(plan.argv_storage.end(), cmd.args.begin(), cmd.args.end());
+
+  plan.cwd = !cmd.work_dir.empty() ? cmd.work_dir : cmd.task_dir;
+  if (!plan.cwd.empty()) {
+    struct stat st {};
+    if (::stat(plan.cwd.c_str(), &st) != 0)
+      return make_system_error(errno, "work_dir \"" + plan.cwd + "\"");
+    if (!S_ISDIR(st.st_mode)) {
+      return make_error(errc::invalid_argument, "work_dir \"" + plan.cwd + "\" is not a directory");
+    }
+  }
+  return {};
+}
+
+bool child_session_and_stdio(const launch_plan& plan, child_failure& f) noexcept {
   // Its own session and process group: signals to the group reach the whole
   // task, and a terminal's job control never touches it.
   if (::setsid() < 0)
@@ -324,29 +332,40 @@ bool host_strategy::in_child(const launch_plan& plan, child_failure& f) const no
     return fail_step(f, "dup2 stdout");
   if (::dup2(plan.stderr_fd, 2) < 0)
     return fail_step(f, "dup2 stderr");
+  return true;
+}
 
-  if (plan.change_user) {
-    // Raw syscalls: glibc's setuid() & co. broadcast to every thread of the
-    // process (SIGSETXID), and with CLONE_VM those are the parent's threads.
-    if (::syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0)
-      return fail_step(f, "setgroups");
-    if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0)
-      return fail_step(f, "setgid");
-    if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0)
-      return fail_step(f, "setuid");
-  }
+bool child_credentials(const launch_plan& plan, child_failure& f) noexcept {
+  if (!plan.change_user)
+    return true;
+  // Raw syscalls: glibc's setuid() & co. broadcast to every thread of the
+  // process (SIGSETXID), and with CLONE_VM those are the parent's threads.
+  if (::syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0)
+    return fail_step(f, "setgroups");
+  if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0)
+    return fail_step(f, "setgid");
+  if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0)
+    return fail_step(f, "setuid");
+  return true;
+}
 
-  if (!plan.cwd.empty() && ::chdir(plan.cwd.c_str()) != 0)
-    return fail_step(f, "chdir");
-
+bool child_parent_death(const launch_plan& plan, child_failure& f, bool check_parent) noexcept {
   // After the credential change, which clears the parent-death signal.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
     return fail_step(f, "prctl PR_SET_PDEATHSIG");
-  if (::getppid() != plan.parent_pid) {
+  if (check_parent && ::getppid() != plan.parent_pid) {
     errno = ESRCH;
     return fail_step(f, "parent exited");
   }
   return true;
+}
+
+bool host_strategy::in_child(const launch_plan& plan, child_failure& f) const noexcept {
+  if (!child_session_and_stdio(plan, f) || !child_credentials(plan, f))
+    return false;
+  if (!plan.cwd.empty() && ::chdir(plan.cwd.c_str()) != 0)
+    return fail_step(f, "chdir");
+  return child_parent_death(plan, f, true);
 }
 
 result<std::vector<std::unique_ptr<isolation_strategy>>> make_isolation(
@@ -359,8 +378,17 @@ result<std::vector<std::unique_ptr<isolation_strategy>>> make_isolation(
     stack.push_back(std::make_unique<host_strategy>());
     return stack;
   }
-  return make_error(errc::unsupported,
-                    "isolation \"" + cmd.isolation + "\" is not supported (available: \"host\")");
+  if (cmd.isolation == "container") {
+    // Always a cgroup: accounting, kill, and the device rules.
+    auto cgroup = std::make_unique<cgroup_strategy>(ctx.task_id, ctx.cgroups);
+    auto* raw = cgroup.get();
+    stack.push_back(std::move(cgroup));
+    stack.push_back(std::make_unique<container_strategy>(ctx.task_id, raw));
+    return stack;
+  }
+  return make_error(errc::unsupported, "isolation \"" + cmd.isolation +
+                                           "\" is not supported (available: \"host\", "
+                                           "\"container\")");
 }
 
 }  // namespace taskexec

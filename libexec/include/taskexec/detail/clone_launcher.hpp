@@ -40,8 +40,11 @@
 #include <boost/process/v2/posix/default_launcher.hpp>
 // clang-format on
 
+#include <chrono>
 #include <filesystem>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "taskexec/error.hpp"
 #include "taskexec/isolation/launch_plan.hpp"
@@ -55,6 +58,25 @@ class clone_launcher : public boost::process::v2::posix::default_launcher {
   /// After a child-side failure: the pid of the child, which has exited and
   /// must still be reaped (claim it from the child_reaper).
   int failed_pid = -1;
+
+  /// Extra clone(2) flags for the child: namespaces (CLONE_NEWNS, NEWPID,
+  /// NEWUTS, NEWIPC). CLONE_VM | CLONE_VFORK | SIGCHLD are always set.
+  int clone_flags = 0;
+  /// When >= 0: exec this descriptor (execveat AT_EMPTY_PATH) instead of
+  /// the path given to launch(), which then only names it in messages.
+  int exec_fd = -1;
+  /// Descriptors passed through exec at fixed numbers: after the others are
+  /// closed, each `from` is dup2()ed onto `to` (which the exec keeps). Every
+  /// `from` must be above every `to`.
+  std::vector<std::pair<int, int>> fd_map;
+  /// When >= 0: the error pipe is also passed through exec at this number,
+  /// and the launch waits (up to report_timeout) until every copy of its
+  /// write end is closed; a report written there (by a program the child
+  /// execs, such as taskexec-init for the process it starts) fails the
+  /// launch like a child-side failure. The process that holds it must make
+  /// it close-on-exec for what it execs in turn.
+  int report_fd = -1;
+  std::chrono::milliseconds report_timeout{30000};
 
   /// Launch `exe` with `argv` (nullptr-terminated, argv[0] included) and the
   /// environment `env` (a default_launcher member; an initializer such as

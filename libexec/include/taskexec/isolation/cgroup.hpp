@@ -4,7 +4,8 @@
 //  - Chosen when exec_command.resource_limits or basic_process_cgroup is set.
 //  - One cgroup per task at <parent>/<task id> in every hierarchy used: on v1
 //    and hybrid hosts the memory, cpu, cpuacct, cpuset, pids and freezer
-//    controllers (limits and stats), and on hybrid hosts the unified tree too
+//    controllers (limits and stats) and devices (the container strategy's
+//    device rules), and on hybrid hosts the unified tree too
 //    (cgroup.kill, cgroup.events, PSI); on v2 hosts the unified tree with the
 //    controllers enabled along the path.
 //  - Processes found in the task's cgroup before the launch are killed first.
@@ -82,6 +83,11 @@ class cgroup_strategy final : public isolation_strategy {
   void after_start(const launch_plan& plan, int pid) override;
   /// The task's cgroup directories (for tests and logs): v2 first if any.
   std::vector<std::string> directories() const;
+  /// The task's v1 devices cgroup, or empty (none, or a pure v2 host).
+  const std::string& devices_dir() const noexcept { return v1_.devices; }
+  /// The cgroup.procs files a process writes "0" into to join the task's
+  /// cgroups (for processes started inside the task later: Exec).
+  const std::vector<std::string>& procs_files() const noexcept { return procs_files_; }
 
  private:
   std::string task_id_;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace taskexec {
@@ -59,6 +60,15 @@ struct launch_plan {
 
   // oom_score_adj as the decimal text written to /proc/self/oom_score_adj.
   std::array<char, 16> oom_score_adj{};
+
+  // How (see clone_launcher): extra clone flags (namespaces), a descriptor
+  // to exec instead of `executable`, descriptors passed through exec at
+  // fixed numbers ({from, to}; owned by the strategy that adds them), and
+  // the number at which the launch's error pipe is passed on.
+  int clone_flags = 0;
+  int exec_fd = -1;
+  std::vector<std::pair<int, int>> fd_map;
+  int report_fd = -1;
 
   /// Fill argv/envp from the storage vectors (call after the last change).
   void seal();

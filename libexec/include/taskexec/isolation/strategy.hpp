@@ -57,6 +57,11 @@ class isolation_strategy {
   /// Parent side, after a failure anywhere past a successful before_fork.
   virtual void launch_failed(const launch_plan& plan) noexcept { (void)plan; }
 
+  /// The task's wait status from the main process's: a strategy that puts a
+  /// process of its own between the executor and the task (an init) passes
+  /// the task's status on. Called once, when the main process is reaped.
+  virtual int exit_status(int status) noexcept { return status; }
+
   /// After the task and all of its processes are gone. Idempotent.
   virtual result<void> teardown() { return {}; }
 };

@@ -1,0 +1,690 @@
+// The container strategy (see taskexec/isolation/container.hpp).
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <sys/capability.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+
+#include "process_setup.hpp"
+#include "taskexec/cgroups.hpp"
+#include "taskexec/isolation/capabilities.hpp"
+#include "taskexec/isolation/cgroup.hpp"
+#include "taskexec/isolation/container.hpp"
+#include "taskexec/isolation/host.hpp"
+#include "taskexec/logging.hpp"
+
+extern "C" {
+extern const unsigned char taskexec_init_image[];
+extern const unsigned char taskexec_init_image_end[];
+}
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+namespace taskexec {
+namespace {
+
+// Descriptor numbers taskexec-init expects (see libexec/init/taskexec_init.c).
+constexpr int k_init_report_fd = 3;
+constexpr int k_init_status_fd = 4;
+// Descriptors the child keeps for exec are moved at least this high, above
+// every fixed number they are dup2()ed onto.
+constexpr int k_high_fd = 10;
+
+struct mount_attr_arg {
+  std::uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+std::string join(std::string_view a, std::string_view b) {
+  std::string out(a);
+  while (!out.empty() && out.back() == '/')
+    out.pop_back();
+  while (!b.empty() && b.front() == '/')
+    b.remove_prefix(1);
+  out += '/';
+  out += b;
+  return out;
+}
+
+int move_high(int fd) {
+  if (fd < 0 || fd >= k_high_fd)
+    return fd;
+  int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, k_high_fd);
+  int saved = errno;
+  ::close(fd);
+  errno = saved;
+  return moved;
+}
+
+// Make `rel` exist under `root` as a directory (or, when !dir, an empty
+// file), creating what is missing. Refuses "..", and a symlink or a
+// non-directory on the way: a mount on the returned path stays in the root.
+result<std::string> make_mount_point(const std::string& root, std::string_view rel, bool dir) {
+  std::string path = root;
+  std::vector<std::string_view> parts;
+  while (!rel.empty()) {
+    auto slash = rel.find('/');
+    auto part = rel.substr(0, slash);
+    rel = slash == std::string_view::npos ? std::string_view{} : rel.substr(slash + 1);
+    if (part.empty() || part == ".")
+      continue;
+    if (part == "..")
+      return make_error(errc::invalid_argument,
+                        "path \"" + std::string(rel) + "\" leaves the root");
+    parts.push_back(part);
+  }
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    path = join(path, parts[i]);
+    const bool last = i + 1 == parts.size();
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      if (S_ISLNK(st.st_mode)) {
+        return make_error(errc::invalid_argument,
+                          "mount point \"" + path + "\" is a symlink: refused");
+      }
+      if ((!last || dir) && !S_ISDIR(st.st_mode)) {
+        return make_error(errc::invalid_argument,
+                          "mount point \"" + path + "\" is not a directory");
+      }
+      if (last && !dir && S_ISDIR(st.st_mode)) {
+        return make_error(errc::invalid_argument,
+                          "mount point \"" + path + "\" is a directory, the source a file");
+      }
+      continue;
+    }
+    if (errno != ENOENT)
+      return make_system_error(errno, "stat \"" + path + "\"");
+    if (!last || dir) {
+      if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+        return make_system_error(errno, "mkdir \"" + path + "\"");
+    } else {
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+      if (fd < 0)
+        return make_system_error(errno, "create \"" + path + "\"");
+      ::close(fd);
+    }
+  }
+  return path;
+}
+
+// Child side: mkdir that tolerates EEXIST.
+bool ensure_dir(const char* path, mode_t mode) noexcept {
+  return ::mkdir(path, mode) == 0 || errno == EEXIST;
+}
+
+}  // namespace
+
+struct container_strategy::prepared {
+  struct node {
+    std::string path;
+    mode_t mode;
+    dev_t rdev;
+    uid_t uid;
+    gid_t gid;
+  };
+  struct bind {
+    std::string source, target;
+    unsigned long propagation;
+    bool readonly;
+  };
+
+  std::string root;
+  std::string hostname;
+  bool private_pid = true;
+  bool pivot = true;
+  int netns_fd = -1;
+  std::string proc, dev, dev_pts, dev_shm, sys;
+  std::vector<std::string> dev_dirs;  // under dev, for listed devices
+  std::vector<node> nodes;
+  std::vector<std::pair<std::string, std::string>> links;  // {target, link path}
+  std::vector<bind> binds;
+  std::string cwd;  // inside the root
+  bool root_user = true;
+  cap_t regain = nullptr;  // permitted as the executor's, effective = permitted
+  cap_t final_caps = nullptr;
+  std::vector<cap_value_t> drop_bound, ambient;
+  int status_write = -1;
+
+  prepared() = default;
+  prepared(const prepared&) = delete;
+  prepared& operator=(const prepared&) = delete;
+  ~prepared() {
+    if (regain)
+      cap_free(regain);
+    if (final_caps)
+      cap_free(final_caps);
+    close_fds();
+  }
+  void close_fds() noexcept {
+    for (int* fd : {&netns_fd, &status_write}) {
+      if (*fd >= 0)
+        ::close(*fd);
+      *fd = -1;
+    }
+  }
+};
+
+result<int> init_image_fd() {
+  static std::once_flag once;
+  static int fd = -1;
+  static error failure;
+  std::call_once(once, [] {
+    int m = static_cast<int>(
+        ::syscall(SYS_memfd_create, "taskexec-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC));
+    if (m < 0 && errno == EINVAL)  // before Linux 6.3: no MFD_EXEC
+      m = static_cast<int>(
+          ::syscall(SYS_memfd_create, "taskexec-init", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (m < 0) {
+      failure = make_system_error(errno, "memfd_create taskexec-init");
+      return;
+    }
+    const auto* p = taskexec_init_image;
+    std::size_t left = static_cast<std::size_t>(taskexec_init_image_end - taskexec_init_image);
+    while (left > 0) {
+      ssize_t n = ::write(m, p, left);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0) {
+        failure = make_system_error(errno, "write taskexec-init");
+        ::close(m);
+        return;
+      }
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    ::fchmod(m, 0555);
+    if (::fcntl(m, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
+      failure = make_system_error(errno, "seal taskexec-init");
+      ::close(m);
+      return;
+    }
+    fd = move_high(m);
+    if (fd < 0)
+      failure = make_system_error(errno, "dup taskexec-init");
+  });
+  if (fd < 0)
+    return failure;
+  return fd;
+}
+
+container_strategy::container_strategy(std::string task_id, cgroup_strategy* cgroup)
+    : task_id_(std::move(task_id)), cgroup_(cgroup) {}
+
+container_strategy::~container_strategy() {
+  (void)teardown();
+  delete p_;
+}
+
+isolation_features container_strategy::features() const noexcept {
+  using f = isolation_feature;
+  return static_cast<unsigned>(f::mounts) | static_cast<unsigned>(f::devices) |
+         static_cast<unsigned>(f::network_isolation) | static_cast<unsigned>(f::private_pid) |
+         static_cast<unsigned>(f::private_ipc) | static_cast<unsigned>(f::capabilities) |
+         static_cast<unsigned>(f::no_pivot_root);
+}
+
+result<void> container_strategy::validate(const exec_command& cmd) const {
+  if (::geteuid() != 0) {
+    return make_error(errc::permission_denied,
+                      "isolation \"container\" needs root (the executor "
+                      "runs as uid " +
+                          std::to_string(::geteuid()) + ")");
+  }
+  if (cmd.task_dir.empty())
+    return make_error(errc::invalid_argument,
+                      "isolation \"container\" needs task_dir (the task's root)");
+  if (cmd.task_dir.front() != '/') {
+    return make_error(errc::invalid_argument,
+                      "task_dir \"" + cmd.task_dir + "\" is not an absolute path");
+  }
+  if (auto m = capability_mask(cmd.capabilities); !m)
+    return m.error();
+  for (std::size_t i = 0; i < cmd.devices.size(); ++i) {
+    const auto& d = cmd.devices[i];
+    const std::string& in_task = d.task_path.empty() ? d.host_path : d.task_path;
+    auto norm = std::filesystem::path(in_task).lexically_normal().string();
+    if (in_task.front() != '/' || norm.rfind("/dev/", 0) != 0 || norm.size() <= 5) {
+      return make_error(errc::invalid_argument, "devices[" + std::to_string(i) +
+                                                    "]: the task path \"" + in_task +
+                                                    "\" must be a path under /dev");
+    }
+  }
+  for (std::size_t i = 0; i < cmd.mounts.size(); ++i) {
+    auto norm = std::filesystem::path("/" + cmd.mounts[i].task_path).lexically_normal().string();
+    if (norm == "/" || norm.find("/..") != std::string::npos) {
+      return make_error(errc::invalid_argument, "mounts[" + std::to_string(i) + "].task_path \"" +
+                                                    cmd.mounts[i].task_path +
+                                                    "\" must name a path below the root");
+    }
+  }
+  if (cmd.network_isolation && cmd.network_isolation->mode != "host" &&
+      !cmd.network_isolation->mode.empty() && cmd.network_isolation->path.empty()) {
+    return make_error(errc::invalid_argument, "network_isolation.path is empty for mode \"" +
+                                                  cmd.network_isolation->mode + "\"");
+  }
+  return {};
+}
+
+result<void> container_strategy::before_fork(const exec_command& cmd, launch_plan& plan) {
+  delete p_;
+  p_ = new prepared;
+  auto& p = *p_;
+  auto fail = [&](error e) -> result<void> {
+    launch_failed(plan);
+    return e;
+  };
+
+  if (auto r = prepare_process(cmd, plan); !r)
+    return fail(r.error());
+
+  std::error_code ec;
+  p.root = std::filesystem::canonical(cmd.task_dir, ec).string();
+  if (ec)
+    return fail(make_system_error(ec.value(), "task_dir \"" + cmd.task_dir + "\""));
+  if (p.root == "/")
+    return fail(make_error(errc::invalid_argument, "task_dir \"/\" cannot be a task's root"));
+  p.hostname = task_id_.substr(0, 64);
+  p.private_pid = isolation_mode("private", cmd.default_pid_mode) != "host";
+  const bool private_ipc = isolation_mode("private", cmd.default_ipc_mode) != "host";
+  p.pivot = !cmd.no_pivot_root;
+
+  // The binary, inside the root.
+  auto bin = lookup_binary_in_root(cmd.cmd, p.root, cmd.mounts);
+  if (!bin)
+    return fail(bin.error());
+
+  // Network namespace.
+  if (cmd.network_isolation && !cmd.network_isolation->path.empty() &&
+      cmd.network_isolation->mode != "host") {
+    const auto& path = cmd.network_isolation->path;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return fail(make_system_error(errno, "network namespace \"" + path + "\""));
+    p.netns_fd = fd;
+    if (::ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
+      return fail(make_error(errc::invalid_argument,
+                             "network_isolation.path \"" + path + "\" is not a network namespace"));
+    }
+  }
+
+  // Mount points in the task dir.
+  for (auto [dir, member] :
+       {std::pair{"proc", &p.proc}, std::pair{"dev", &p.dev}, std::pair{"sys", &p.sys}}) {
+    auto m = make_mount_point(p.root, dir, true);
+    if (!m)
+      return fail(m.error());
+    *member = *m;
+  }
+  p.dev_pts = join(p.dev, "pts");
+  p.dev_shm = join(p.dev, "shm");
+
+  for (const auto& m : cmd.mounts) {
+    struct stat st {};
+    if (::stat(m.host_path.c_str(), &st) != 0)
+      return fail(make_system_error(errno, "mount source \"" + m.host_path + "\""));
+    auto target = make_mount_point(p.root, m.task_path, S_ISDIR(st.st_mode));
+    if (!target)
+      return fail(target.error());
+    unsigned long propagation = MS_PRIVATE;
+    if (m.propagation_mode == "host-to-task")
+      propagation = MS_SLAVE;
+    else if (m.propagation_mode == "bidirectional")
+      propagation = MS_SHARED;
+    p.binds.push_back({m.host_path, *target, propagation, m.readonly});
+  }
+
+  // /dev: the standard nodes, then the listed devices.
+  for (auto [name, major, minor] :
+       {std::tuple{"null", 1, 3}, std::tuple{"zero", 1, 5}, std::tuple{"full", 1, 7},
+        std::tuple{"random", 1, 8}, std::tuple{"urandom", 1, 9}, std::tuple{"tty", 5, 0}}) {
+    p.nodes.push_back({join(p.dev, name), static_cast<mode_t>(S_IFCHR | 0666),
+                       makedev(static_cast<unsigned>(major), static_cast<unsigned>(minor)), 0, 0});
+  }
+  for (auto [target, name] :
+       {std::pair{"/proc/self/fd", "fd"}, std::pair{"/proc/self/fd/0", "stdin"},
+        std::pair{"/proc/self/fd/1", "stdout"}, std::pair{"/proc/self/fd/2", "stderr"},
+        std::pair{"pts/ptmx", "ptmx"}}) {
+    p.links.emplace_back(target, join(p.dev, name));
+  }
+  std::vector<std::string> device_rules;
+  for (const auto& d : cmd.devices) {
+    struct stat st {};
+    if (::stat(d.host_path.c_str(), &st) != 0)
+      return fail(make_system_error(errno, "device \"" + d.host_path + "\""));
+    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+      return fail(make_error(errc::invalid_argument,
+                             "device \"" + d.host_path + "\" is not a character or block device"));
+    }
+    auto in_task =
+        std::filesystem::path(d.task_path.empty() ? d.host_path : d.task_path).lexically_normal();
+    // Directories below /dev, outermost first.
+    std::string rel = in_task.string().substr(5);
+    for (auto slash = rel.find('/'); slash != std::string::npos; slash = rel.find('/', slash + 1))
+      p.dev_dirs.push_back(join(p.dev, rel.substr(0, slash)));
+    p.nodes.push_back(
+        {join(p.dev, rel), st.st_mode & (S_IFMT | 07777), st.st_rdev, st.st_uid, st.st_gid});
+    const std::string perms = d.cgroup_permissions.empty() ? "rwm" : d.cgroup_permissions;
+    device_rules.push_back(std::string(S_ISCHR(st.st_mode) ? "c " : "b ") +
+                           std::to_string(major(st.st_rdev)) + ":" +
+                           std::to_string(minor(st.st_rdev)) + " " + perms);
+  }
+
+  // The device cgroup: deny all, allow mknod and the standard nodes, then the list.
+  const std::string devices_dir = cgroup_ ? cgroup_->devices_dir() : std::string();
+  if (devices_dir.empty() && !cmd.devices.empty()) {
+    return fail(make_error(errc::unsupported,
+                           "devices need the cgroup v1 devices controller (cgroup v2 BPF device "
+                           "programs are not built)"));
+  }
+  if (!devices_dir.empty()) {
+    std::vector<std::string> rules = {"c *:* m",   "b *:* m",    "c 1:3 rwm", "c 1:5 rwm",
+                                      "c 1:7 rwm", "c 1:8 rwm",  "c 1:9 rwm", "c 5:0 rwm",
+                                      "c 5:2 rwm", "c 136:* rwm"};
+    rules.insert(rules.end(), device_rules.begin(), device_rules.end());
+    if (auto w = cgroup::write_file(join(devices_dir, "devices.deny"), "a"); !w)
+      return fail(make_error(errc::resource_config_failed, w.error().message));
+    for (const auto& rule : rules) {
+      if (auto w = cgroup::write_file(join(devices_dir, "devices.allow"), rule); !w)
+        return fail(make_error(errc::resource_config_failed, w.error().message));
+    }
+  }
+
+  // cwd inside the root.
+  p.cwd = cmd.work_dir.empty() ? "/" : cmd.work_dir;
+  if (p.cwd.front() != '/')
+    p.cwd = "/" + p.cwd;
+  plan.cwd = p.cwd;  // only named in a failure's message
+  {
+    struct stat st {};
+    const auto on_host = join(p.root, p.cwd);
+    if (::stat(on_host.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return fail(make_error(errc::invalid_argument,
+                             "work_dir \"" + p.cwd + "\" is not a directory in the task's root"));
+    }
+  }
+
+  // Capabilities.
+  p.root_user = !plan.change_user || plan.uid == 0;
+  if (!p.root_user) {
+    const auto& names = cmd.capabilities.empty() ? default_caps() : cmd.capabilities;
+    auto mask = capability_mask(names);
+    if (!mask)
+      return fail(mask.error());
+    cap_t mine = cap_get_proc();
+    if (!mine)
+      return fail(make_system_error(errno, "cap_get_proc"));
+    p.regain = cap_dup(mine);
+    p.final_caps = cap_init();
+    const int bits = static_cast<int>(cap_max_bits());
+    std::string missing;
+    for (cap_value_t c = 0; c < bits && p.regain && p.final_caps; ++c) {
+      cap_flag_value_t held = CAP_CLEAR;
+      cap_get_flag(mine, c, CAP_PERMITTED, &held);
+      if (held == CAP_SET)
+        cap_set_flag(p.regain, CAP_EFFECTIVE, 1, &c, CAP_SET);
+      if ((*mask >> c) & 1) {
+        if (held != CAP_SET) {
+          char* n = cap_to_name(c);
+          missing += std::string(missing.empty() ? "" : ", ") + (n ? n : "?");
+          cap_free(n);
+        }
+        for (cap_flag_t f : {CAP_PERMITTED, CAP_EFFECTIVE, CAP_INHERITABLE})
+          cap_set_flag(p.final_caps, f, 1, &c, CAP_SET);
+        p.ambient.push_back(c);
+      } else {
+        p.drop_bound.push_back(c);
+      }
+    }
+    cap_free(mine);
+    if (!p.regain || !p.final_caps)
+      return fail(make_system_error(ENOMEM, "capability sets"));
+    if (!missing.empty()) {
+      return fail(
+          make_error(errc::permission_denied, "capabilities not held by the executor: " + missing));
+    }
+  }
+
+  // What to exec: the task itself, or taskexec-init, which starts it.
+  plan.clone_flags = CLONE_NEWNS | CLONE_NEWUTS | (p.private_pid ? CLONE_NEWPID : 0) |
+                     (private_ipc ? CLONE_NEWIPC : 0);
+  plan.executable = bin->in_root;
+  plan.argv_storage.clear();
+  if (p.private_pid) {
+    auto image = init_image_fd();
+    if (!image)
+      return fail(image.error());
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) != 0)
+      return fail(make_system_error(errno, "pipe2"));
+    status_read_ = pipefd[0];
+    p.status_write = move_high(pipefd[1]);
+    if (p.status_write < 0)
+      return fail(make_system_error(errno, "dup status pipe"));
+    ::fcntl(status_read_, F_SETFL, O_NONBLOCK);
+    plan.exec_fd = *image;
+    plan.report_fd = k_init_report_fd;
+    plan.fd_map.emplace_back(p.status_write, k_init_status_fd);
+    plan.argv_storage.push_back("taskexec-init");
+    plan.argv_storage.push_back(bin->in_root);
+  }
+  plan.argv_storage.push_back(cmd.cmd);
+  plan.argv_storage.insert(plan.argv_storage.end(), cmd.args.begin(), cmd.args.end());
+  return {};
+}
+
+bool container_strategy::in_child(const launch_plan& plan, child_failure& f) const noexcept {
+  const auto& p = *p_;
+  if (!child_session_and_stdio(plan, f))
+    return false;
+  if (p.netns_fd >= 0 && ::setns(p.netns_fd, CLONE_NEWNET) != 0)
+    return fail_step(f, "setns network namespace");
+  if (::sethostname(p.hostname.data(), p.hostname.size()) != 0)
+    return fail_step(f, "sethostname");
+
+  // Nothing mounted here reaches the host; the host's mounts still reach us.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+    return fail_step(f, "make / rslave");
+  const char* root = p.root.c_str();
+  if (::mount(root, root, nullptr, MS_BIND | MS_REC, nullptr) != 0)
+    return fail_step(f, "bind the root");
+
+  if (::mount("proc", p.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    return fail_step(f, "mount /proc");
+  if (::mount("tmpfs", p.dev.c_str(), "tmpfs", MS_NOSUID | MS_STRICTATIME,
+              "mode=755,size=65536k") != 0)
+    return fail_step(f, "mount /dev");
+  for (const auto& d : p.dev_dirs) {
+    if (!ensure_dir(d.c_str(), 0755))
+      return fail_step(f, "mkdir in /dev");
+  }
+  for (const auto& n : p.nodes) {
+    if (::mknod(n.path.c_str(), n.mode, n.rdev) != 0)
+      return fail_step(f, "mknod in /dev");
+    if (::chmod(n.path.c_str(), n.mode & 07777) != 0 || ::chown(n.path.c_str(), n.uid, n.gid) != 0)
+      return fail_step(f, "chmod device node");
+  }
+  for (const auto& [target, link] : p.links) {
+    if (::symlink(target.c_str(), link.c_str()) != 0)
+      return fail_step(f, "symlink in /dev");
+  }
+  if (!ensure_dir(p.dev_pts.c_str(), 0755) ||
+      ::mount("devpts", p.dev_pts.c_str(), "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620") != 0)
+    return fail_step(f, "mount /dev/pts");
+  if (!ensure_dir(p.dev_shm.c_str(), 01777) ||
+      ::mount("shm", p.dev_shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=1777,size=65536k") != 0)
+    return fail_step(f, "mount /dev/shm");
+  if (::mount("sysfs", p.sys.c_str(), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              nullptr) != 0)
+    return fail_step(f, "mount /sys");
+
+  for (const auto& b : p.binds) {
+    const char* target = b.target.c_str();
+    if (::mount(b.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr) != 0)
+      return fail_step(f, "bind mount");
+    if (::mount(nullptr, target, nullptr, MS_REC | b.propagation, nullptr) != 0)
+      return fail_step(f, "set mount propagation");
+    if (b.readonly) {
+      mount_attr_arg attr{MOUNT_ATTR_RDONLY, 0, 0, 0};
+      if (::syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE, &attr, sizeof attr) != 0) {
+        if (errno != ENOSYS)
+          return fail_step(f, "make mount read-only");
+        struct statfs sf {};
+        unsigned long keep = 0;
+        if (::statfs(target, &sf) == 0) {
+          keep = (sf.f_flags & ST_NOSUID ? MS_NOSUID : 0) | (sf.f_flags & ST_NODEV ? MS_NODEV : 0) |
+                 (sf.f_flags & ST_NOEXEC ? MS_NOEXEC : 0);
+        }
+        if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, nullptr) !=
+            0)
+          return fail_step(f, "remount read-only");
+      }
+      struct statfs sf {};
+      if (::statfs(target, &sf) != 0)
+        return fail_step(f, "statfs read-only mount");
+      if ((sf.f_flags & ST_RDONLY) == 0) {
+        errno = EROFS;
+        return fail_step(f, "read-only mount is writable");
+      }
+    }
+  }
+
+  // The root.
+  if (::chdir(root) != 0)
+    return fail_step(f, "chdir to the root");
+  if (p.pivot) {
+    if (::syscall(SYS_pivot_root, ".", ".") != 0)
+      return fail_step(f, "pivot_root");
+    if (::umount2(".", MNT_DETACH) != 0)
+      return fail_step(f, "detach the old root");
+  } else {
+    if (::mount(root, "/", nullptr, MS_MOVE, nullptr) != 0)
+      return fail_step(f, "move the root");
+    if (::chroot(".") != 0)
+      return fail_step(f, "chroot");
+  }
+  if (::chdir("/") != 0)
+    return fail_step(f, "chdir /");
+
+  // Masked and read-only paths (absent ones are skipped).
+  for (const char* masked : {"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                             "/proc/latency_stats", "/sys/firmware", "/proc/acpi", "/proc/scsi"}) {
+    if (::mount("/dev/null", masked, nullptr, MS_BIND, nullptr) == 0 || errno == ENOENT)
+      continue;
+    if (errno != ENOTDIR || ::mount("tmpfs", masked, "tmpfs",
+                                    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0") != 0)
+      return fail_step(f, "mask a path");
+  }
+  for (const char* ro :
+       {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}) {
+    if (::mount(ro, ro, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      if (errno == ENOENT)
+        continue;
+      return fail_step(f, "bind a read-only path");
+    }
+    if (::mount(nullptr, ro, nullptr,
+                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      return fail_step(f, "remount a path read-only");
+  }
+
+  // User and capabilities.
+  if (!p.root_user && ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0)
+    return fail_step(f, "prctl PR_SET_KEEPCAPS");
+  if (!child_credentials(plan, f))
+    return false;
+  if (!p.root_user) {
+    if (cap_set_proc(p.regain) != 0)
+      return fail_step(f, "cap_set_proc");
+    for (cap_value_t c : p.drop_bound) {
+      if (cap_drop_bound(c) != 0 && errno != EINVAL)
+        return fail_step(f, "cap_drop_bound");
+    }
+    if (cap_set_proc(p.final_caps) != 0)
+      return fail_step(f, "cap_set_proc");
+    if (cap_reset_ambient() != 0)
+      return fail_step(f, "cap_reset_ambient");
+    for (cap_value_t c : p.ambient) {
+      if (cap_set_ambient(c, CAP_SET) != 0)
+        return fail_step(f, "cap_set_ambient");
+    }
+  }
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return fail_step(f, "prctl PR_SET_NO_NEW_PRIVS");
+  if (::chdir(p.cwd.c_str()) != 0)
+    return fail_step(f, "chdir");
+  // As PID 1 of a new namespace the parent reads as 0: no check then.
+  return child_parent_death(plan, f, !p.private_pid);
+}
+
+void container_strategy::after_start(const launch_plan&, int pid) {
+  if (p_)
+    p_->close_fds();
+  entry_.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  entry_.private_pid = p_ && p_->private_pid;
+  entry_.ns_flags = CLONE_NEWNS | CLONE_NEWUTS;
+  if (p_ && p_->private_pid)
+    entry_.ns_flags |= CLONE_NEWPID;
+  if (p_ && p_->netns_fd >= 0)
+    entry_.ns_flags |= CLONE_NEWNET;
+  if (cgroup_)
+    entry_.cgroup_procs = cgroup_->procs_files();
+}
+
+void container_strategy::launch_failed(const launch_plan&) noexcept {
+  if (p_)
+    p_->close_fds();
+  if (status_read_ >= 0)
+    ::close(status_read_);
+  status_read_ = -1;
+}
+
+int container_strategy::exit_status(int status) noexcept {
+  if (status_read_ < 0)
+    return status;
+  int task_status = 0;
+  ssize_t n;
+  do {
+    n = ::read(status_read_, &task_status, sizeof task_status);
+  } while (n < 0 && errno == EINTR);
+  ::close(status_read_);
+  status_read_ = -1;
+  // Nothing there: init itself was killed (SIGKILL takes the namespace
+  // down with it), and its status is the task's.
+  return n == static_cast<ssize_t>(sizeof task_status) ? task_status : status;
+}
+
+result<void> container_strategy::teardown() {
+  if (entry_.pidfd >= 0)
+    ::close(entry_.pidfd);
+  entry_.pidfd = -1;
+  if (status_read_ >= 0)
+    ::close(status_read_);
+  status_read_ = -1;
+  if (p_)
+    p_->close_fds();
+  return {};
+}
+
+}  // namespace taskexec

@@ -1,0 +1,473 @@
+// The container strategy live: namespaces, the task dir as root, /dev, /proc
+// and /sys, bind mounts, devices, capabilities, a network namespace, the
+// init of a private PID namespace, and nothing left on the host afterwards.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <boost/test/unit_test.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+#include <set>
+
+#include "harness.hpp"
+#include "privileged.hpp"
+#include "taskexec/cgroups.hpp"
+#include "taskexec/isolation/cgroup.hpp"
+
+using namespace test_support;
+using namespace taskexec;
+namespace utf = boost::unit_test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string unique_id(const std::string& what) {
+  return "ct-" + what + "-" + std::to_string(::getpid());
+}
+
+std::string capture(const std::string& command) {
+  std::string out;
+  if (FILE* f = ::popen(command.c_str(), "r")) {
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
+      out.append(buf, n);
+    ::pclose(f);
+  }
+  return out;
+}
+
+// Copy `host` into `root` at the same path, with the libraries ldd names.
+void install(const fs::path& root, const std::string& host) {
+  auto copy_one = [&](const std::string& from) {
+    auto to = root / fs::path(from).relative_path();
+    fs::create_directories(to.parent_path());
+    fs::copy_file(fs::canonical(from), to, fs::copy_options::overwrite_existing);
+    fs::permissions(to, fs::status(fs::canonical(from)).permissions());
+  };
+  copy_one(host);
+  static const std::regex lib(R"((/[^ \t\n]+))");
+  const auto deps = capture("ldd " + host + " 2>/dev/null");
+  for (std::sregex_iterator it(deps.begin(), deps.end(), lib), end; it != end; ++it)
+    copy_one((*it)[1]);
+}
+
+// A task root: bin -> usr/bin (as on the host), a few programs with their
+// libraries, and /etc holding one file.
+struct rootfs {
+  temp_dir dir;
+  rootfs() {
+    for (const char* b : {"sh", "ls", "cat", "hostname", "readlink", "sleep", "mknod", "grep"})
+      install(dir.path, "/usr/bin/" + std::string(b));
+    fs::create_directory_symlink("usr/bin", dir.path / "bin");
+    fs::create_directories(dir.path / "etc");
+    write_file(dir / "etc/motd", "hello\n");
+    fs::permissions(dir.path, fs::perms(0755));  // mkdtemp made it 0700
+  }
+  std::string str() const { return fs::canonical(dir.path).string(); }
+};
+
+exec_command in_container(const rootfs& root, const std::string& script) {
+  auto cmd = sh(script);
+  cmd.isolation = "container";
+  cmd.task_dir = root.str();
+  return cmd;
+}
+
+// Run a container task to its end; its stdout, and its state.
+asio::awaitable<std::pair<std::string, process_state>> run_task(exec_command cmd,
+                                                                const std::string& id) {
+  task_executor t(harness::get().reaper, {.task_id = id});
+  pipe_reader out;
+  cmd.stdout_fd = out.write_fd();
+  auto st = co_await t.launch(cmd);
+  BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+  out.close_write();
+  auto text = co_await out.rest();
+  auto done = co_await t.wait();
+  BOOST_REQUIRE(done);
+  co_await t.shutdown("SIGKILL", 0s);
+  co_return std::pair{text, *done};
+}
+
+std::string ns_of(const std::string& pid, const char* kind) {
+  return fs::read_symlink("/proc/" + pid + "/ns/" + kind).string();
+}
+
+std::string status_field(const std::string& status, const std::string& key) {
+  auto at = status.find(key + ":\t");
+  if (at == std::string::npos)
+    return {};
+  auto start = at + key.size() + 2;
+  return status.substr(start, status.find('\n', start) - start);
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string l; std::getline(ss, l);)
+    out.push_back(l);
+  return out;
+}
+
+// Mount points of the host (our mount namespace) at or below `path`.
+std::vector<std::string> host_mounts_under(const std::string& path) {
+  std::vector<std::string> out;
+  for (const auto& l : lines(read_file("/proc/self/mountinfo"))) {
+    std::stringstream ss(l);
+    std::string id, parent, devno, root, point;
+    ss >> id >> parent >> devno >> root >> point;
+    if (point == path || point.rfind(path + "/", 0) == 0)
+      out.push_back(point);
+  }
+  return out;
+}
+
+// Processes whose cgroup names the task's.
+std::vector<int> processes_in_cgroup_of(const std::string& id) {
+  std::vector<int> out;
+  const auto name = cgroup_name_for(id);
+  for (const auto& p : detail::scan_processes()) {
+    if (read_file("/proc/" + std::to_string(p.pid) + "/cgroup").find(name) != std::string::npos)
+      out.push_back(p.pid);
+  }
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(container, *utf::precondition(needs_root()))
+
+BOOST_AUTO_TEST_CASE(the_task_dir_is_the_root_with_namespaces_of_its_own) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    const auto id = unique_id("root");
+    auto [out, st] = co_await run_task(
+        in_container(root,
+                     "ls -F /; echo --; ls /etc; echo --; hostname; echo $$; cat /proc/1/comm; "
+                     "for n in pid ipc mnt uts net; do readlink /proc/self/ns/$n; done; "
+                     "grep NoNewPrivs /proc/self/status; exit 7"),
+        id);
+    BOOST_TEST(st.exit_code == 7);
+    BOOST_TEST(st.signal == 0);
+    auto l = lines(out);
+    BOOST_REQUIRE_EQUAL(l.size(), 20u);
+    // Exactly the task dir's entries, plus dev/, proc/ and sys/.
+    const std::vector<std::string> listing(l.begin(), l.begin() + 8);
+    BOOST_TEST((listing == std::vector<std::string>{"bin@", "dev/", "etc/", "lib/", "lib64/",
+                                                    "proc/", "sys/", "usr/"}),
+               out);
+    BOOST_TEST(l[8] == "--");
+    BOOST_TEST(l[9] == "motd");
+    BOOST_TEST(l[10] == "--");
+    BOOST_TEST(l[11] == id);  // the hostname
+    // PID 1 is taskexec-init, which started the task as PID 2.
+    BOOST_TEST(l[12] == "2");
+    BOOST_TEST(l[13] == "taskexec-init");
+    const std::string me = std::to_string(::getpid());
+    BOOST_TEST(l[14] != ns_of(me, "pid"));
+    BOOST_TEST(l[15] != ns_of(me, "ipc"));
+    BOOST_TEST(l[16] != ns_of(me, "mnt"));
+    BOOST_TEST(l[17] != ns_of(me, "uts"));
+    BOOST_TEST(l[18] == ns_of(me, "net"));  // no network_isolation: the host's
+    BOOST_TEST(l[19] == "NoNewPrivs:\t1");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(host_pid_and_ipc_modes_share_the_hosts_namespaces) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    auto cmd =
+        in_container(root, "echo $$; for n in pid ipc mnt uts; do readlink /proc/self/ns/$n; done");
+    cmd.default_pid_mode = "host";
+    cmd.default_ipc_mode = "host";
+    task_executor t(harness::get().reaper, {.task_id = unique_id("hostns")});
+    pipe_reader out;
+    cmd.stdout_fd = out.write_fd();
+    auto st = co_await t.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+    out.close_write();
+    auto l = lines(co_await out.rest());
+    BOOST_REQUIRE_EQUAL(l.size(), 5u);
+    BOOST_TEST(l[0] == std::to_string(st->pid));  // the task itself, no init
+    const std::string me = std::to_string(::getpid());
+    BOOST_TEST(l[1] == ns_of(me, "pid"));
+    BOOST_TEST(l[2] == ns_of(me, "ipc"));
+    BOOST_TEST(l[3] != ns_of(me, "mnt"));
+    BOOST_TEST(l[4] != ns_of(me, "uts"));
+    auto done = co_await t.wait();
+    BOOST_REQUIRE(done);
+    BOOST_TEST(done->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(an_orphan_inside_is_reaped_and_signals_reach_the_task) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    const auto id = unique_id("init");
+    task_executor t(harness::get().reaper, {.task_id = id});
+    pipe_reader out;
+    // The subshell's child is orphaned (reparented to PID 1) and exits: it
+    // must not stay a zombie. The loop is bounded at 10 s.
+    auto cmd = in_container(root,
+                            "(sleep 0 & echo $! > /tmp.o); o=$(cat /tmp.o); i=0; "
+                            "while [ -e /proc/$o ] && [ $i -lt 1000 ]; do i=$((i+1)); sleep 0.01; "
+                            "done; "
+                            "if [ -e /proc/$o ]; then echo leaked; else echo reaped; fi; "
+                            "echo ready; exec sleep 1000");
+    cmd.stdout_fd = out.write_fd();
+    auto st = co_await t.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+    out.close_write();
+    BOOST_TEST(co_await out.line() == "reaped");
+    BOOST_REQUIRE(co_await out.line() == "ready");
+    // SIGTERM goes to init, which passes it on: the task dies of SIGTERM
+    // (as PID 1 without a handler it would have ignored it), and the state
+    // is the task's, not init's.
+    auto r = co_await t.shutdown("SIGTERM", 30s);
+    BOOST_TEST(r.has_value());
+    auto done = co_await t.wait();
+    BOOST_REQUIRE(done);
+    BOOST_TEST(done->signal == SIGTERM);
+    BOOST_TEST(done->exit_code == 128 + SIGTERM);
+    BOOST_TEST(processes_in_cgroup_of(id).empty());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(binaries_only_the_host_has_are_not_found) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    BOOST_REQUIRE(fs::exists("/bin/kill"));
+    for (const char* name : {"/bin/kill", "kill"}) {
+      auto cmd = in_container(root, "");
+      cmd.cmd = name;
+      cmd.args = {"-l"};
+      task_executor t(harness::get().reaper, {.task_id = unique_id("kill")});
+      auto st = co_await t.launch(cmd);
+      BOOST_REQUIRE(!st);
+      BOOST_TEST((st.error().code == make_error_code(errc::binary_not_found)));
+      BOOST_TEST(st.error().message ==
+                 "file " + std::string(name) + " not found under path " + root.str());
+    }
+  });
+}
+
+BOOST_AUTO_TEST_CASE(an_exec_failure_inside_is_a_launch_failure) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    write_file(root.dir / "broken", "#!/no/such/interpreter\n", 0755);
+
+    for (const char* pid_mode : {"private", "host"}) {
+      auto cmd = in_container(root, "");
+      cmd.cmd = "/broken";
+      cmd.args.clear();
+      cmd.default_pid_mode = pid_mode;
+      const auto id = unique_id(std::string("broken-") + pid_mode);
+      const auto reaped = harness::get().reaper.total_reaped();
+      task_executor t(harness::get().reaper, {.task_id = id});
+      auto st = co_await t.launch(cmd);
+      BOOST_REQUIRE(!st);
+      BOOST_TEST((st.error().code == make_error_code(errc::launch_failed)));
+      BOOST_TEST(st.error().message == "exec \"/broken\": No such file or directory", pid_mode);
+      // The one process that came back to us (init, or the task) is reaped,
+      // and nothing of the launch is left: no process, no cgroup.
+      BOOST_TEST(co_await wait_total_reaped(reaped + 1));
+      BOOST_TEST(processes_in_cgroup_of(id).empty());
+      for (const auto& [controller, mount] : cgroup::detect().v1)
+        BOOST_TEST(!fs::exists(mount + "/taskexec/" + cgroup_name_for(id)), controller);
+    }
+    BOOST_TEST(zombie_children().empty());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(bind_mounts_read_only_refuses_writes) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    temp_dir data;
+    write_file(data / "in.txt", "shared\n");
+    auto cmd = in_container(root,
+                            "cat /ro/in.txt; echo x > /ro/new 2>/dev/null || echo refused; "
+                            "echo y > /rw/new && echo written");
+    cmd.mounts = {{"/ro", data.str(), true, ""}, {"/rw", data.str(), false, "host-to-task"}};
+    auto [out, st] = co_await run_task(cmd, unique_id("mounts"));
+    BOOST_TEST(out == "shared\nrefused\nwritten\n");
+    BOOST_TEST(read_file(data / "new") == "y\n");
+    BOOST_TEST(st.exit_code == 0);
+    BOOST_TEST(host_mounts_under(root.str()).empty());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_listed_device_works_and_others_do_not) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    if (cgroup::detect().has_v1("devices") == false) {
+      BOOST_TEST_MESSAGE("no v1 devices controller: device rules are refused on this host");
+      rootfs root;
+      auto cmd = in_container(root, "true");
+      cmd.devices = {{"/dev/net/tun", "/dev/net/tun", "rw"}};
+      task_executor t(harness::get().reaper, {.task_id = unique_id("dev")});
+      auto st = co_await t.launch(cmd);
+      BOOST_REQUIRE(!st);
+      BOOST_TEST((st.error().code == make_error_code(errc::unsupported)));
+      co_return;
+    }
+    rootfs root;
+    BOOST_REQUIRE(fs::exists("/dev/net/tun"));
+    auto cmd = in_container(
+        root,
+        "exec 3<>/dev/net/tun && echo tun-ok; exec 3>&-; "
+        "mknod /dev/fuse2 c 10 229 && echo made; (exec 4<>/dev/fuse2) 2>/dev/null || echo denied; "
+        "(exec 5<>/dev/null) && echo null-ok");
+    cmd.devices = {{"", "/dev/net/tun", "rw"}};
+    auto [out, st] = co_await run_task(cmd, unique_id("dev"));
+    BOOST_TEST(out.rfind("tun-ok\nmade\ndenied\nnull-ok\n", 0) == 0, out);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(capabilities_by_user) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    const std::string script =
+        "for k in CapInh CapPrm CapEff CapBnd CapAmb; do "
+        "grep \"^$k:\" /proc/self/status; done";
+    auto caps = [&](const std::string& text) {
+      std::vector<std::string> v;
+      for (const auto& l : lines(text))
+        v.push_back(l.substr(l.find('\t') + 1));
+      return v;
+    };
+    {
+      auto cmd = in_container(root, script);
+      cmd.user = "nobody";
+      auto [out, st] = co_await run_task(cmd, unique_id("caps1"));
+      BOOST_TEST((caps(out) == std::vector<std::string>(5, "00000000a80405fb")), out);
+    }
+    {
+      auto cmd = in_container(root, script);
+      cmd.user = "nobody";
+      cmd.capabilities = {"NET_BIND_SERVICE"};
+      auto [out, st] = co_await run_task(cmd, unique_id("caps2"));
+      BOOST_TEST((caps(out) == std::vector<std::string>(5, "0000000000000400")), out);
+    }
+    {
+      // Root keeps the full set the executor has.
+      auto cmd = in_container(root, script);
+      auto [out, st] = co_await run_task(cmd, unique_id("caps3"));
+      const auto mine = read_file("/proc/self/status");
+      auto c = caps(out);
+      BOOST_REQUIRE_EQUAL(c.size(), 5u);
+      BOOST_TEST(c[1] == status_field(mine, "CapPrm"));
+      BOOST_TEST(c[2] == status_field(mine, "CapEff"));
+      BOOST_TEST(c[3] == status_field(mine, "CapBnd"));
+    }
+    {
+      // A capability the executor does not hold cannot be given.
+      auto cmd = in_container(root, script);
+      cmd.user = "nobody";
+      cmd.capabilities = {"FLY"};
+      task_executor t(harness::get().reaper, {.task_id = unique_id("caps4")});
+      auto st = co_await t.launch(cmd);
+      BOOST_REQUIRE(!st);
+      BOOST_TEST((st.error().code == make_error_code(errc::invalid_argument)));
+    }
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_network_namespace_by_path) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    const std::string ns = "taskexec-test-" + std::to_string(::getpid());
+    BOOST_REQUIRE(std::system(("ip netns add " + ns).c_str()) == 0);
+    struct cleanup {
+      std::string ns;
+      ~cleanup() { (void)std::system(("ip netns del " + ns).c_str()); }
+    } del{ns};
+    rootfs root;
+    // The interfaces the task sees (sh only: cut and tr are not in the root).
+    auto cmd = in_container(
+        root, "while read l; do case $l in *:*) echo ${l%%:*};; esac; done < /proc/net/dev");
+    cmd.network_isolation = network_isolation_spec{"group", "/var/run/netns/" + ns};
+    auto [out, st] = co_await run_task(cmd, unique_id("net"));
+    BOOST_TEST(out == "lo\n");
+    // The host has more than lo, so the test tells the two apart.
+    BOOST_REQUIRE(lines(read_file("/proc/net/dev")).size() > 3);
+
+    // A file that is not a network namespace is refused.
+    cmd.network_isolation = network_isolation_spec{"group", "/proc/self/ns/uts"};
+    task_executor t(harness::get().reaper, {.task_id = unique_id("net2")});
+    auto bad = co_await t.launch(cmd);
+    BOOST_REQUIRE(!bad);
+    BOOST_TEST(bad.error().message ==
+               "network_isolation.path \"/proc/self/ns/uts\" is not a network namespace");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(no_pivot_root_and_a_planted_symlink) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    {
+      rootfs root;
+      auto cmd = in_container(root, "ls /; cat /etc/motd");
+      cmd.no_pivot_root = true;
+      auto [out, st] = co_await run_task(cmd, unique_id("chroot"));
+      BOOST_TEST(out == "bin\ndev\netc\nlib\nlib64\nproc\nsys\nusr\nhello\n");
+    }
+    {
+      // A mount point that is a symlink could put a mount outside the root.
+      rootfs root;
+      fs::create_directory_symlink("/etc", root.dir.path / "proc");
+      task_executor t(harness::get().reaper, {.task_id = unique_id("planted")});
+      auto st = co_await t.launch(in_container(root, "true"));
+      BOOST_REQUIRE(!st);
+      BOOST_TEST(st.error().message ==
+                 "mount point \"" + root.str() + "/proc\" is a symlink: refused");
+      BOOST_TEST(host_mounts_under("/etc").empty());
+    }
+  });
+}
+
+BOOST_AUTO_TEST_CASE(after_shutdown_nothing_of_the_task_remains) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    temp_dir data;
+    const auto id = unique_id("teardown");
+    std::vector<std::string> dirs;
+    int pid = 0;
+    {
+      task_executor t(harness::get().reaper, {.task_id = id});
+      pipe_reader out;
+      auto cmd = in_container(root, "sleep 1000 & sleep 1000 & echo ready; wait");
+      cmd.mounts = {{"/data", data.str(), false, ""}};
+      cmd.stdout_fd = out.write_fd();
+      auto st = co_await t.launch(cmd);
+      BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+      pid = st->pid;
+      out.close_write();
+      BOOST_REQUIRE(co_await out.line() == "ready");
+      BOOST_TEST(processes_in_cgroup_of(id).size() == 4u);  // init, sh, two sleeps
+      for (const auto& d : cgroup::detect().v1)
+        dirs.push_back(d.second + "/taskexec/" + cgroup_name_for(id));
+      for (const auto& d : dirs)
+        BOOST_TEST(fs::exists(d), d);
+      BOOST_TEST((co_await t.shutdown("SIGTERM", 5s)).has_value());
+    }
+    BOOST_TEST(!alive(pid));
+    BOOST_TEST(processes_in_cgroup_of(id).empty());
+    for (const auto& d : dirs)
+      BOOST_TEST(!fs::exists(d), d);
+    BOOST_TEST(host_mounts_under(root.str()).empty());
+    BOOST_TEST(zombie_children().empty());
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
