@@ -48,7 +48,7 @@ Commands that start a daemon:
          start taskexecd, launch CMD (its output on ours), wait, destroy;
          exit with CMD's exit code. Ctrl-C shuts the task down.
   start  --socket PATH [--log-file F] [--log-level L] [--kill-grace-ms N]
-         [--allow-uid N]...
+         [--allow-uid N]... [--hostname NAME]
          start taskexecd and print its reattach config (JSON)
 
 Commands for a running daemon (name it with --socket PATH, $TASKEXEC_SOCKET,
@@ -72,6 +72,15 @@ Launch options:
   --limits                enforce the resource options below (a cgroup, as root)
   --memory-mb N  --memory-max-mb N  --cpu-shares N  --cpu-quota-us N
   --cpu-period-us N  --cpuset-cpus LIST  --pids-max N
+  Container isolation (as root; the task dir becomes the root):
+  --mount HOST:TASK[:ro]  a bind mount (repeatable)
+  --device HOST[:TASK[:PERMS]]  a device node, PERMS of rwm (repeatable)
+  --cap NAME              a capability for a task that is not root (repeatable;
+                          default: the standard set)
+  --pid-mode private|host  --ipc-mode private|host  --netns PATH
+  --no-pivot-root         chroot instead of pivot_root (ramdisk roots)
+  --hostname NAME         (run, start) the task's hostname; default: the
+                          daemon's socket path
   --spec FILE             an ExecCommand as JSON (docs/protocol.md); the
                           options above and CMD override its fields
 
@@ -99,6 +108,7 @@ struct cli {
   // start
   std::string log_file, log_level = "info";
   long long kill_grace_ms = 5000;
+  std::string hostname;  // a container task's (taskexecd --hostname)
   std::vector<unsigned> allowed_uids;
   // other commands
   std::optional<long long> timeout_ms;
@@ -166,6 +176,46 @@ cli parse(int argc, char** argv) {
       c.cmd.isolation = value(a);
     } else if (a == "--limits") {
       c.cmd.resource_limits = true;
+    } else if (a == "--mount") {
+      // HOST:TASK[:ro]
+      auto v = value(a);
+      auto colon = v.find(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == v.size())
+        throw usage_error{"--mount needs HOST:TASK[:ro], not \"" + v + "\""};
+      mount_config m;
+      m.host_path = v.substr(0, colon);
+      m.task_path = v.substr(colon + 1);
+      if (m.task_path.ends_with(":ro")) {
+        m.readonly = true;
+        m.task_path.resize(m.task_path.size() - 3);
+      }
+      c.cmd.mounts.push_back(m);
+    } else if (a == "--device") {
+      // HOST[:TASK[:PERMS]]
+      auto v = value(a);
+      device_config d;
+      auto colon = v.find(':');
+      d.host_path = v.substr(0, colon);
+      if (colon != std::string::npos) {
+        auto spec = v.substr(colon + 1);
+        auto second = spec.find(':');
+        d.task_path = spec.substr(0, second);
+        if (second != std::string::npos)
+          d.cgroup_permissions = spec.substr(second + 1);
+      }
+      if (d.host_path.empty())
+        throw usage_error{"--device needs HOST[:TASK[:PERMS]], not \"" + v + "\""};
+      c.cmd.devices.push_back(d);
+    } else if (a == "--cap") {
+      c.cmd.capabilities.push_back(value(a));
+    } else if (a == "--pid-mode") {
+      c.cmd.default_pid_mode = value(a);
+    } else if (a == "--ipc-mode") {
+      c.cmd.default_ipc_mode = value(a);
+    } else if (a == "--netns") {
+      c.cmd.network_isolation = network_isolation_spec{"group", value(a)};
+    } else if (a == "--no-pivot-root") {
+      c.cmd.no_pivot_root = true;
     } else if (a == "--memory-mb") {
       c.cmd.resources.memory_mb = number(a, value(a), 0, 1'000'000'000);
       c.have_resources = true;
@@ -195,6 +245,8 @@ cli parse(int argc, char** argv) {
       c.log_level = value(a);
     } else if (a == "--kill-grace-ms") {
       c.kill_grace_ms = number(a, value(a), 0, 1'000'000'000'000);
+    } else if (a == "--hostname") {
+      c.hostname = value(a);
     } else if (a == "--allow-uid") {
       c.allowed_uids.push_back(static_cast<unsigned>(number(a, value(a), 0, 0xfffffffe)));
     } else if (a == "--timeout-ms") {
@@ -483,11 +535,21 @@ exec_command launch_spec(const cli& c) {
     cmd.resource_limits = true;
   if (c.have_resources)
     cmd.resources = o.resources;
+  cmd.mounts.insert(cmd.mounts.end(), o.mounts.begin(), o.mounts.end());
+  cmd.devices.insert(cmd.devices.end(), o.devices.begin(), o.devices.end());
+  if (!o.capabilities.empty())
+    cmd.capabilities = o.capabilities;
+  if (o.network_isolation)
+    cmd.network_isolation = o.network_isolation;
+  if (o.no_pivot_root)
+    cmd.no_pivot_root = true;
   using field = std::pair<std::string*, const std::string*>;
   for (auto [dst, src] :
        {field{&cmd.user, &o.user}, field{&cmd.task_dir, &o.task_dir},
         field{&cmd.work_dir, &o.work_dir}, field{&cmd.stdout_path, &o.stdout_path},
-        field{&cmd.stderr_path, &o.stderr_path}, field{&cmd.isolation, &o.isolation}}) {
+        field{&cmd.stderr_path, &o.stderr_path}, field{&cmd.isolation, &o.isolation},
+        field{&cmd.default_pid_mode, &o.default_pid_mode},
+        field{&cmd.default_ipc_mode, &o.default_ipc_mode}}) {
     if (!src->empty())
       *dst = *src;
   }
@@ -512,6 +574,7 @@ create_options daemon_options(const cli& c, const std::string& socket) {
   o.log_file = c.log_file;
   o.log_level = c.log_level;
   o.kill_grace = milliseconds(c.kill_grace_ms);
+  o.hostname = c.hostname;
   o.allowed_uids = c.allowed_uids;
   return o;
 }

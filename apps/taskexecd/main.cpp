@@ -2,6 +2,7 @@
 //
 //   taskexecd --socket PATH [--log-file F] [--log-level L] [--log-format text|json]
 //             [--kill-grace-ms N] [--max-message-bytes N] [--allow-uid N]...
+//             [--hostname NAME]
 //
 // Once listening it prints one line on stdout and never writes stdout again:
 //   {"protocol":"taskexec-jsonrpc","version":"2.0.0","socket":"PATH","pid":N}
@@ -40,7 +41,7 @@ int usage(const std::string& why) {
       << "usage: taskexecd --socket PATH [--log-file F] [--log-level "
          "trace|debug|info|warn|error|off]\n"
       << "                 [--log-format text|json] [--kill-grace-ms N] [--max-message-bytes N]\n"
-      << "                 [--allow-uid N]...\n";
+      << "                 [--allow-uid N]... [--hostname NAME]\n";
   return 2;
 }
 
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
   taskexec::log_options log;
   log.level = taskexec::log_level::info;
   std::string log_file;
+  std::string hostname;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](std::string& out) {
@@ -83,6 +85,10 @@ int main(int argc, char** argv) {
       if (!value(v) || !parse_number(v, ms) || ms < 0 || ms > 1'000'000'000'000)
         return usage("--kill-grace-ms needs a number from 0 to 1000000000000");
       opts.kill_grace = std::chrono::milliseconds(ms);
+    } else if (a == "--hostname") {
+      if (!value(v) || v.empty() || v.size() > 64)
+        return usage("--hostname needs a name of 1 to 64 bytes");
+      hostname = v;
     } else if (a == "--max-message-bytes") {
       std::size_t n = 0;
       if (!value(v) || !parse_number(v, n) || n < 64)
@@ -120,6 +126,7 @@ int main(int argc, char** argv) {
     auto absolute = std::filesystem::absolute(opts.socket_path, ec);
     task_opts.task_id = ec ? opts.socket_path : absolute.lexically_normal().string();
   }
+  task_opts.hostname = hostname;
   taskexec::task_executor task(reaper, task_opts);
   // Destroy, SIGTERM and SIGINT end the same way: stop accepting, answer
   // what is pending, and exit once every connection has drained.

@@ -127,6 +127,9 @@ void __attribute__((noreturn, used)) start_c(long* sp) {
   pid = sys6(__NR_clone, SIGCHLD, 0, 0, 0, 0, 0);
   if (pid == 0) {
     long r;
+    /* A process group of its own: a kill(0, sig) in the task reaches the
+     * task's processes, not init (which would pass it on a second time). */
+    sys3(__NR_setpgid, 0, 0, 0);
     sys4(__NR_rt_sigprocmask, SIG_SETMASK, &none, 0, sizeof none);
     r = sys3(__NR_execve, argv[1], argv + 2, envp);
     fail(r, "execve");

@@ -152,16 +152,19 @@ int child_main(void* arg) noexcept {
     copy_step(f, errno, "dup2 report pipe");
     goto failed;
   }
+  if (a->exec_fd >= 0) {
+    // What runs from a descriptor (taskexec-init) starts with every signal
+    // still blocked, and unblocks them itself.
+    ::syscall(SYS_execveat, a->exec_fd, "", a->argv, a->envp, AT_EMPTY_PATH);
+    copy_step(f, errno, "execveat");
+    goto failed;
+  }
   {
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
   }
-  if (a->exec_fd >= 0) {
-    ::syscall(SYS_execveat, a->exec_fd, "", a->argv, a->envp, AT_EMPTY_PATH);
-  } else {
-    ::execve(a->exe, const_cast<char* const*>(a->argv), const_cast<char* const*>(a->envp));
-  }
+  ::execve(a->exe, const_cast<char* const*>(a->argv), const_cast<char* const*>(a->envp));
   copy_step(f, errno, "execve");
 
 failed:
@@ -277,10 +280,17 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
     do {
       ready = ::poll(&p, 1, static_cast<int>(report_timeout.count()));
     } while (ready < 0 && errno == EINTR);
-    if (ready == 0) {
+    if (ready <= 0) {
+      const int poll_errno = errno;
       ::close(pipefd[0]);
       ::kill(child, SIGKILL);  // ours and not reaped yet: the pid is still its own
+      siginfo_t info{};
+      while (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) != 0 &&
+             errno == EINTR) {
+      }
       failed_pid = child;
+      if (ready < 0)
+        return make_system_error(poll_errno, "poll launch report");
       return make_error(errc::timed_out, "launch timed out: no report within " +
                                              std::to_string(report_timeout.count()) +
                                              " ms after exec");
@@ -311,6 +321,8 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   std::string what = step;
   if (step == "execve")
     what = "exec \"" + std::string(exe) + "\"";
+  else if (step == "execveat")
+    what = "exec taskexec-init (for \"" + std::string(exe) + "\")";
   return make_error(errc::launch_failed, what + ": " + std::strerror(f.error));
 }
 

@@ -164,7 +164,8 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
   if (auto a = life.admit(task_operation::launch); !a)
     return a.error();
 
-  auto stack = make_isolation(cmd, {opts.task_id, opts.cgroups});
+  auto stack = make_isolation(
+      cmd, {opts.task_id, opts.cgroups, opts.hostname.empty() ? opts.task_id : opts.hostname});
   if (!stack)
     return stack.error();
   isolation_features features = 0;

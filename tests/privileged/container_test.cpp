@@ -470,4 +470,77 @@ BOOST_AUTO_TEST_CASE(after_shutdown_nothing_of_the_task_remains) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(what_the_task_dir_holds_cannot_become_a_device_or_a_mount_elsewhere) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    // A device node planted in the task dir (the root is nodev).
+    BOOST_REQUIRE(::mknod((root.dir / "planted").c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0);
+    auto [out, st] = co_await run_task(
+        in_container(root, "(exec 3</planted) 2>/dev/null && echo opened || echo refused"),
+        unique_id("nodev"));
+    BOOST_TEST(out == "refused\n");
+
+    // Refused before anything is made: mounts where the container mounts its
+    // own, nested mounts, and a device that takes a name /dev has.
+    temp_dir data;
+    struct refusal {
+      std::vector<mount_config> mounts;
+      std::vector<device_config> devices;
+      std::string message;
+    };
+    const std::vector<refusal> cases = {
+        {{{"/dev/log", data.str(), false, ""}},
+         {},
+         "mounts[0].task_path \"/dev/log\" is in /dev, which the container mounts itself"},
+        {{{"/a", data.str(), false, ""}, {"/a/b/../b", data.str(), false, ""}},
+         {},
+         "mounts[1].task_path \"/a/b/../b\" overlaps mounts[0] (nested mounts are not supported)"},
+        {{{"/x/../..", data.str(), false, ""}},
+         {},
+         "mounts[0].task_path \"/x/../..\" must name a path below the root"},
+        {{},
+         {{"/dev/null", "/dev/net/tun", "rw"}},
+         "devices[0]: /dev/null is already in the task's /dev"},
+        {{},
+         {{"/etc/tun", "/dev/net/tun", "rw"}},
+         "devices[0]: the task path \"/etc/tun\" must be a path under /dev"},
+    };
+    for (const auto& c : cases) {
+      auto cmd = in_container(root, "true");
+      cmd.mounts = c.mounts;
+      cmd.devices = c.devices;
+      task_executor t(harness::get().reaper, {.task_id = unique_id("refused")});
+      auto r = co_await t.launch(cmd);
+      BOOST_REQUIRE(!r);
+      BOOST_TEST((r.error().code == make_error_code(errc::invalid_argument)));
+      BOOST_TEST(r.error().message == c.message);
+    }
+    BOOST_TEST(!fs::exists(root.dir.path / "a"));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(the_cli_runs_a_container_task) {
+  TASKEXEC_REQUIRE_ROOT();
+  rootfs root;
+  temp_dir data;
+  write_file(data / "shared.txt", "from the host\n");
+  fs::permissions(data.path, fs::perms(0755));  // the task runs as nobody
+  const std::string command = std::string(TASKEXEC_CLI) + " run --isolation container --task-dir " +
+                              root.str() + " --hostname web-1 --mount " + data.str() +
+                              ":/data:ro --user nobody --cap NET_BIND_SERVICE -- /bin/sh -c "
+                              "'hostname; cat /data/shared.txt; grep CapEff /proc/self/status; "
+                              "exit 3'";
+  FILE* f = ::popen(command.c_str(), "r");
+  BOOST_REQUIRE(f);
+  std::string out;
+  char buf[256];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
+    out.append(buf, n);
+  const int status = ::pclose(f);
+  BOOST_TEST(out == "web-1\nfrom the host\nCapEff:\t0000000000000400\n");
+  BOOST_TEST(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 3);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -175,6 +175,9 @@ struct create_options {
   std::string log_format = "text";
   /// The grace the daemon gives the task when it is stopped by SIGTERM.
   std::chrono::milliseconds kill_grace{5000};
+  /// The hostname of a container task (taskexecd --hostname); empty: the
+  /// daemon's task id (its socket's absolute path).
+  std::string hostname;
   std::vector<unsigned> allowed_uids;
   /// How long the daemon may take to print its handshake.
   std::chrono::milliseconds handshake_timeout{5000};

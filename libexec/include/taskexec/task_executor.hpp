@@ -47,8 +47,11 @@ namespace taskexec {
 class child_reaper;
 
 struct task_executor_options {
-  /// Names the task in logs (and later its cgroup and hostname).
+  /// Names the task in logs, its cgroup, and (container isolation) its hostname.
   std::string task_id;
+  /// The hostname of a container task (isolation "container"); empty: task_id.
+  /// Cut to 64 bytes.
+  std::string hostname{};
   /// Upper bound of a shutdown after its grace period (SIGKILL, then the
   /// sweep until nothing is left).
   std::chrono::milliseconds shutdown_bound{15000};

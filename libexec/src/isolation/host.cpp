@@ -383,7 +383,8 @@ result<std::vector<std::unique_ptr<isolation_strategy>>> make_isolation(
     auto cgroup = std::make_unique<cgroup_strategy>(ctx.task_id, ctx.cgroups);
     auto* raw = cgroup.get();
     stack.push_back(std::move(cgroup));
-    stack.push_back(std::make_unique<container_strategy>(ctx.task_id, raw));
+    stack.push_back(std::make_unique<container_strategy>(
+        ctx.hostname.empty() ? ctx.task_id : ctx.hostname, raw));
     return stack;
   }
   return make_error(errc::unsupported, "isolation \"" + cmd.isolation +

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <set>
 
 #include "process_setup.hpp"
 #include "taskexec/cgroups.hpp"
@@ -77,60 +78,150 @@ int move_high(int fd) {
   return moved;
 }
 
-// Make `rel` exist under `root` as a directory (or, when !dir, an empty
-// file), creating what is missing. Refuses "..", and a symlink or a
-// non-directory on the way: a mount on the returned path stays in the root.
-result<std::string> make_mount_point(const std::string& root, std::string_view rel, bool dir) {
-  std::string path = root;
-  std::vector<std::string_view> parts;
-  while (!rel.empty()) {
-    auto slash = rel.find('/');
-    auto part = rel.substr(0, slash);
-    rel = slash == std::string_view::npos ? std::string_view{} : rel.substr(slash + 1);
-    if (part.empty() || part == ".")
-      continue;
-    if (part == "..")
-      return make_error(errc::invalid_argument,
-                        "path \"" + std::string(rel) + "\" leaves the root");
-    parts.push_back(part);
-  }
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    path = join(path, parts[i]);
-    const bool last = i + 1 == parts.size();
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) == 0) {
-      if (S_ISLNK(st.st_mode)) {
-        return make_error(errc::invalid_argument,
-                          "mount point \"" + path + "\" is a symlink: refused");
-      }
-      if ((!last || dir) && !S_ISDIR(st.st_mode)) {
-        return make_error(errc::invalid_argument,
-                          "mount point \"" + path + "\" is not a directory");
-      }
-      if (last && !dir && S_ISDIR(st.st_mode)) {
-        return make_error(errc::invalid_argument,
-                          "mount point \"" + path + "\" is a directory, the source a file");
-      }
-      continue;
-    }
-    if (errno != ENOENT)
-      return make_system_error(errno, "stat \"" + path + "\"");
+// Make `rel` (normalized, relative) exist under `root` as a directory (or,
+// when !dir, an empty file), creating what is missing. The walk goes through
+// descriptors and never follows a symlink: a symlink or a non-directory on
+// the way is refused, so nothing is created outside the root.
+result<void> make_mount_point(const std::string& root, const std::string& rel, bool dir) {
+  int dfd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return make_system_error(errno, "open \"" + root + "\"");
+  std::string at = root;
+  std::string_view rest = rel;
+  result<void> out;
+  while (!rest.empty()) {
+    auto slash = rest.find('/');
+    const std::string part(rest.substr(0, slash));
+    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    at += "/" + part;
+    const bool last = rest.empty();
     if (!last || dir) {
-      if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
-        return make_system_error(errno, "mkdir \"" + path + "\"");
+      if (::mkdirat(dfd, part.c_str(), 0755) != 0 && errno != EEXIST) {
+        out = make_system_error(errno, "mkdir \"" + at + "\"");
+        break;
+      }
+      int next = ::openat(dfd, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next < 0) {
+        struct stat st {};
+        const bool link =
+            ::fstatat(dfd, part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+        out = link ? make_error(errc::invalid_argument,
+                                "mount point \"" + at + "\" is a symlink: refused")
+                   : make_system_error(errno, "mount point \"" + at + "\"");
+        break;
+      }
+      ::close(dfd);
+      dfd = next;
     } else {
-      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-      if (fd < 0)
-        return make_system_error(errno, "create \"" + path + "\"");
+      int fd =
+          ::openat(dfd, part.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
+      if (fd < 0) {
+        out = errno == ELOOP ? make_error(errc::invalid_argument,
+                                          "mount point \"" + at + "\" is a symlink: refused")
+                             : make_system_error(errno, "mount point \"" + at + "\"");
+        break;
+      }
       ::close(fd);
     }
   }
-  return path;
+  ::close(dfd);
+  return out;
 }
 
-// Child side: mkdir that tolerates EEXIST.
-bool ensure_dir(const char* path, mode_t mode) noexcept {
-  return ::mkdir(path, mode) == 0 || errno == EEXIST;
+// Normalize a path inside the root: relative, no ".", no "..", no "//".
+// Empty when it names the root itself or leaves it.
+std::string relative_in_root(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (!path.empty()) {
+    auto slash = path.find('/');
+    auto part = path.substr(0, slash);
+    path = slash == std::string_view::npos ? std::string_view{} : path.substr(slash + 1);
+    if (part.empty() || part == ".")
+      continue;
+    if (part == "..") {
+      if (parts.empty())
+        return {};
+      parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  std::string out;
+  for (auto part : parts) {
+    if (!out.empty())
+      out += '/';
+    out += part;
+  }
+  return out;
+}
+
+// Child side: "/proc/self/fd/<fd>[/<suffix>]" into `out` (PATH_MAX bytes).
+void fd_path(char* out, int fd, const char* suffix) noexcept {
+  const char prefix[] = "/proc/self/fd/";
+  std::size_t n = 0;
+  for (const char* c = prefix; *c; ++c)
+    out[n++] = *c;
+  char digits[12];
+  int d = 0;
+  unsigned v = static_cast<unsigned>(fd);
+  do {
+    digits[d++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (d > 0)
+    out[n++] = digits[--d];
+  if (suffix) {
+    out[n++] = '/';
+    for (const char* c = suffix; *c && n + 1 < PATH_MAX; ++c)
+      out[n++] = *c;
+  }
+  out[n] = '\0';
+}
+
+// Child side: an O_PATH descriptor of `rel` beneath `dirfd`, resolved with
+// no symlink followed and never above `dirfd` (openat2; before Linux 5.6,
+// openat with O_NOFOLLOW on the last component, the parent having checked
+// the rest).
+int open_beneath(int dirfd, const char* rel) noexcept {
+  struct {
+    std::uint64_t flags, mode, resolve;
+  } how{O_PATH | O_CLOEXEC, 0,
+        0x04 /* RESOLVE_NO_SYMLINKS */ | 0x02 /* NO_MAGICLINKS */ | 0x10 /* RESOLVE_IN_ROOT */};
+  int fd = static_cast<int>(::syscall(SYS_openat2, dirfd, rel, &how, sizeof how));
+  if (fd < 0 && errno == ENOSYS)
+    fd = ::openat(dirfd, rel, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  return fd;
+}
+
+// Child side: set mount attributes on the mount at `fd`, recursively
+// (mount_setattr; before Linux 5.12 a remount of that mount alone, with
+// `remount_flags`, keeping its nosuid/nodev/noexec).
+bool set_mount_attr(int fd, std::uint64_t attrs, unsigned long remount_flags) noexcept {
+  if (attrs == 0)
+    return true;
+  mount_attr_arg attr{attrs, 0, 0, 0};
+  if (::syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) == 0)
+    return true;
+  if (errno != ENOSYS)
+    return false;
+  struct statfs sf {};
+  unsigned long keep = 0;
+  if (::fstatfs(fd, &sf) == 0) {
+    keep = (sf.f_flags & ST_NOSUID ? MS_NOSUID : 0) | (sf.f_flags & ST_NODEV ? MS_NODEV : 0) |
+           (sf.f_flags & ST_NOEXEC ? MS_NOEXEC : 0) | (sf.f_flags & ST_RDONLY ? MS_RDONLY : 0);
+  }
+  if (attrs & MOUNT_ATTR_NODEV)
+    keep |= MS_NODEV;
+  char path[PATH_MAX];
+  fd_path(path, fd, nullptr);
+  return ::mount(nullptr, path, nullptr, MS_BIND | MS_REMOUNT | remount_flags | keep, nullptr) == 0;
+}
+
+// Child side: the propagation of the mount at `fd` and below.
+bool set_propagation(int fd, unsigned long propagation) noexcept {
+  char path[PATH_MAX];
+  fd_path(path, fd, nullptr);
+  return ::mount(nullptr, path, nullptr, MS_REC | propagation, nullptr) == 0;
 }
 
 }  // namespace
@@ -144,7 +235,7 @@ struct container_strategy::prepared {
     gid_t gid;
   };
   struct bind {
-    std::string source, target;
+    std::string source, rel;  // rel: inside the root
     unsigned long propagation;
     bool readonly;
   };
@@ -152,12 +243,13 @@ struct container_strategy::prepared {
   std::string root;
   std::string hostname;
   bool private_pid = true;
+  bool private_ipc = true;
   bool pivot = true;
+  bool binds_nodev = false;  // no device cgroup: nothing but /dev may hold devices
   int netns_fd = -1;
-  std::string proc, dev, dev_pts, dev_shm, sys;
-  std::vector<std::string> dev_dirs;  // under dev, for listed devices
-  std::vector<node> nodes;
-  std::vector<std::pair<std::string, std::string>> links;  // {target, link path}
+  std::vector<std::string> dev_dirs;                       // relative to /dev, for listed devices
+  std::vector<node> nodes;                                 // paths relative to /dev
+  std::vector<std::pair<std::string, std::string>> links;  // {target, name in /dev}
   std::vector<bind> binds;
   std::string cwd;  // inside the root
   bool root_user = true;
@@ -186,13 +278,16 @@ struct container_strategy::prepared {
 };
 
 result<int> init_image_fd() {
-  static std::once_flag once;
+  static std::mutex mu;
   static int fd = -1;
-  static error failure;
-  std::call_once(once, [] {
+  std::lock_guard lock(mu);
+  if (fd >= 0)
+    return fd;
+  error failure;
+  [&] {
     int m = static_cast<int>(
         ::syscall(SYS_memfd_create, "taskexec-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC));
-    if (m < 0 && errno == EINVAL)  // before Linux 6.3: no MFD_EXEC
+    if (m < 0 && (errno == EINVAL || errno == EACCES))  // before 6.3: no MFD_EXEC
       m = static_cast<int>(
           ::syscall(SYS_memfd_create, "taskexec-init", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     if (m < 0) {
@@ -222,9 +317,9 @@ result<int> init_image_fd() {
     fd = move_high(m);
     if (fd < 0)
       failure = make_system_error(errno, "dup taskexec-init");
-  });
+  }();
   if (fd < 0)
-    return failure;
+    return failure;  // tried again on the next launch
   return fd;
 }
 
@@ -260,23 +355,48 @@ result<void> container_strategy::validate(const exec_command& cmd) const {
   }
   if (auto m = capability_mask(cmd.capabilities); !m)
     return m.error();
+  // What /dev holds already; a listed device may not take one of those
+  // names, nor another device's.
+  static const std::set<std::string, std::less<>> standard = {
+      "null",  "zero",   "full",   "random", "urandom", "tty", "fd",
+      "stdin", "stdout", "stderr", "ptmx",   "pts",     "shm"};
+  std::set<std::string> seen;
   for (std::size_t i = 0; i < cmd.devices.size(); ++i) {
     const auto& d = cmd.devices[i];
+    const std::string at = "devices[" + std::to_string(i) + "]";
     const std::string& in_task = d.task_path.empty() ? d.host_path : d.task_path;
-    auto norm = std::filesystem::path(in_task).lexically_normal().string();
-    if (in_task.front() != '/' || norm.rfind("/dev/", 0) != 0 || norm.size() <= 5) {
-      return make_error(errc::invalid_argument, "devices[" + std::to_string(i) +
-                                                    "]: the task path \"" + in_task +
-                                                    "\" must be a path under /dev");
+    const auto rel = relative_in_root(in_task);
+    if (in_task.front() != '/' || rel.rfind("dev/", 0) != 0) {
+      return make_error(errc::invalid_argument,
+                        at + ": the task path \"" + in_task + "\" must be a path under /dev");
     }
+    const auto name = rel.substr(4);
+    if (standard.contains(name.substr(0, name.find('/'))) || !seen.insert(name).second)
+      return make_error(errc::invalid_argument,
+                        at + ": /" + rel + " is already in the task's /dev");
   }
+  std::vector<std::string> targets;
   for (std::size_t i = 0; i < cmd.mounts.size(); ++i) {
-    auto norm = std::filesystem::path("/" + cmd.mounts[i].task_path).lexically_normal().string();
-    if (norm == "/" || norm.find("/..") != std::string::npos) {
-      return make_error(errc::invalid_argument, "mounts[" + std::to_string(i) + "].task_path \"" +
-                                                    cmd.mounts[i].task_path +
-                                                    "\" must name a path below the root");
+    const std::string at =
+        "mounts[" + std::to_string(i) + "].task_path \"" + cmd.mounts[i].task_path + "\"";
+    const auto rel = relative_in_root(cmd.mounts[i].task_path);
+    if (rel.empty())
+      return make_error(errc::invalid_argument, at + " must name a path below the root");
+    for (const char* own : {"proc", "dev", "sys"}) {
+      const std::string o(own);
+      if (rel == o || rel.rfind(o + "/", 0) == 0) {
+        return make_error(errc::invalid_argument,
+                          at + " is in /" + o + ", which the container mounts itself");
+      }
     }
+    for (std::size_t j = 0; j < targets.size(); ++j) {
+      const auto& t = targets[j];
+      if (rel == t || rel.rfind(t + "/", 0) == 0 || t.rfind(rel + "/", 0) == 0) {
+        return make_error(errc::invalid_argument, at + " overlaps mounts[" + std::to_string(j) +
+                                                      "] (nested mounts are not supported)");
+      }
+    }
+    targets.push_back(rel);
   }
   if (cmd.network_isolation && cmd.network_isolation->mode != "host" &&
       !cmd.network_isolation->mode.empty() && cmd.network_isolation->path.empty()) {
@@ -306,7 +426,7 @@ result<void> container_strategy::before_fork(const exec_command& cmd, launch_pla
     return fail(make_error(errc::invalid_argument, "task_dir \"/\" cannot be a task's root"));
   p.hostname = task_id_.substr(0, 64);
   p.private_pid = isolation_mode("private", cmd.default_pid_mode) != "host";
-  const bool private_ipc = isolation_mode("private", cmd.default_ipc_mode) != "host";
+  p.private_ipc = isolation_mode("private", cmd.default_ipc_mode) != "host";
   p.pivot = !cmd.no_pivot_root;
 
   // The binary, inside the root.
@@ -329,43 +449,38 @@ result<void> container_strategy::before_fork(const exec_command& cmd, launch_pla
   }
 
   // Mount points in the task dir.
-  for (auto [dir, member] :
-       {std::pair{"proc", &p.proc}, std::pair{"dev", &p.dev}, std::pair{"sys", &p.sys}}) {
-    auto m = make_mount_point(p.root, dir, true);
-    if (!m)
+  for (const char* dir : {"proc", "dev", "sys"}) {
+    if (auto m = make_mount_point(p.root, dir, true); !m)
       return fail(m.error());
-    *member = *m;
   }
-  p.dev_pts = join(p.dev, "pts");
-  p.dev_shm = join(p.dev, "shm");
 
   for (const auto& m : cmd.mounts) {
     struct stat st {};
     if (::stat(m.host_path.c_str(), &st) != 0)
       return fail(make_system_error(errno, "mount source \"" + m.host_path + "\""));
-    auto target = make_mount_point(p.root, m.task_path, S_ISDIR(st.st_mode));
-    if (!target)
-      return fail(target.error());
+    const auto rel = relative_in_root(m.task_path);
+    if (auto made = make_mount_point(p.root, rel, S_ISDIR(st.st_mode)); !made)
+      return fail(made.error());
     unsigned long propagation = MS_PRIVATE;
     if (m.propagation_mode == "host-to-task")
       propagation = MS_SLAVE;
     else if (m.propagation_mode == "bidirectional")
       propagation = MS_SHARED;
-    p.binds.push_back({m.host_path, *target, propagation, m.readonly});
+    p.binds.push_back({m.host_path, rel, propagation, m.readonly});
   }
 
   // /dev: the standard nodes, then the listed devices.
   for (auto [name, major, minor] :
        {std::tuple{"null", 1, 3}, std::tuple{"zero", 1, 5}, std::tuple{"full", 1, 7},
         std::tuple{"random", 1, 8}, std::tuple{"urandom", 1, 9}, std::tuple{"tty", 5, 0}}) {
-    p.nodes.push_back({join(p.dev, name), static_cast<mode_t>(S_IFCHR | 0666),
+    p.nodes.push_back({name, static_cast<mode_t>(S_IFCHR | 0666),
                        makedev(static_cast<unsigned>(major), static_cast<unsigned>(minor)), 0, 0});
   }
   for (auto [target, name] :
        {std::pair{"/proc/self/fd", "fd"}, std::pair{"/proc/self/fd/0", "stdin"},
         std::pair{"/proc/self/fd/1", "stdout"}, std::pair{"/proc/self/fd/2", "stderr"},
         std::pair{"pts/ptmx", "ptmx"}}) {
-    p.links.emplace_back(target, join(p.dev, name));
+    p.links.emplace_back(target, name);
   }
   std::vector<std::string> device_rules;
   for (const auto& d : cmd.devices) {
@@ -376,14 +491,11 @@ result<void> container_strategy::before_fork(const exec_command& cmd, launch_pla
       return fail(make_error(errc::invalid_argument,
                              "device \"" + d.host_path + "\" is not a character or block device"));
     }
-    auto in_task =
-        std::filesystem::path(d.task_path.empty() ? d.host_path : d.task_path).lexically_normal();
-    // Directories below /dev, outermost first.
-    std::string rel = in_task.string().substr(5);
+    // Relative to /dev; its directories outermost first.
+    const auto rel = relative_in_root(d.task_path.empty() ? d.host_path : d.task_path).substr(4);
     for (auto slash = rel.find('/'); slash != std::string::npos; slash = rel.find('/', slash + 1))
-      p.dev_dirs.push_back(join(p.dev, rel.substr(0, slash)));
-    p.nodes.push_back(
-        {join(p.dev, rel), st.st_mode & (S_IFMT | 07777), st.st_rdev, st.st_uid, st.st_gid});
+      p.dev_dirs.push_back(rel.substr(0, slash));
+    p.nodes.push_back({rel, st.st_mode & (S_IFMT | 07777), st.st_rdev, st.st_uid, st.st_gid});
     const std::string perms = d.cgroup_permissions.empty() ? "rwm" : d.cgroup_permissions;
     device_rules.push_back(std::string(S_ISCHR(st.st_mode) ? "c " : "b ") +
                            std::to_string(major(st.st_rdev)) + ":" +
@@ -410,6 +522,10 @@ result<void> container_strategy::before_fork(const exec_command& cmd, launch_pla
     }
   }
 
+  // Without a device cgroup nothing but /dev may hold device nodes, and a
+  // task that is not root may not make any.
+  p.binds_nodev = devices_dir.empty();
+
   // cwd inside the root.
   p.cwd = cmd.work_dir.empty() ? "/" : cmd.work_dir;
   if (p.cwd.front() != '/')
@@ -426,11 +542,20 @@ result<void> container_strategy::before_fork(const exec_command& cmd, launch_pla
 
   // Capabilities.
   p.root_user = !plan.change_user || plan.uid == 0;
+  if (p.root_user && !cmd.capabilities.empty()) {
+    detail::log(log_level::warning, "container", task_id_, "",
+                "capabilities are ignored for a task running as root: it keeps the executor's");
+  }
   if (!p.root_user) {
     const auto& names = cmd.capabilities.empty() ? default_caps() : cmd.capabilities;
     auto mask = capability_mask(names);
     if (!mask)
       return fail(mask.error());
+    if (devices_dir.empty() && (*mask >> CAP_MKNOD) & 1) {
+      *mask &= ~(std::uint64_t{1} << CAP_MKNOD);
+      detail::log(log_level::warning, "container", task_id_, "",
+                  "no devices cgroup on this host: MKNOD is not given to the task");
+    }
     cap_t mine = cap_get_proc();
     if (!mine)
       return fail(make_system_error(errno, "cap_get_proc"));
@@ -467,7 +592,7 @@ result<void> container_strategy::before_fork(const exec_command& cmd, launch_pla
 
   // What to exec: the task itself, or taskexec-init, which starts it.
   plan.clone_flags = CLONE_NEWNS | CLONE_NEWUTS | (p.private_pid ? CLONE_NEWPID : 0) |
-                     (private_ipc ? CLONE_NEWIPC : 0);
+                     (p.private_ipc ? CLONE_NEWIPC : 0);
   plan.executable = bin->in_root;
   plan.argv_storage.clear();
   if (p.private_pid) {
@@ -508,79 +633,123 @@ bool container_strategy::in_child(const launch_plan& plan, child_failure& f) con
   const char* root = p.root.c_str();
   if (::mount(root, root, nullptr, MS_BIND | MS_REC, nullptr) != 0)
     return fail_step(f, "bind the root");
+  // From here on the root and everything in it are reached through
+  // descriptors, resolved without following symlinks: what the task dir
+  // holds (or someone swaps in) cannot redirect a mount.
+  const int rootfd = ::open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0)
+    return fail_step(f, "open the root");
+  // Device nodes in the task dir are never honoured (devices come through
+  // /dev, which is a mount of its own).
+  if (!set_mount_attr(rootfd, MOUNT_ATTR_NODEV, 0))
+    return fail_step(f, "make the root nodev");
+  char path[PATH_MAX];
 
-  if (::mount("proc", p.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-    return fail_step(f, "mount /proc");
-  if (::mount("tmpfs", p.dev.c_str(), "tmpfs", MS_NOSUID | MS_STRICTATIME,
-              "mode=755,size=65536k") != 0)
-    return fail_step(f, "mount /dev");
-  for (const auto& d : p.dev_dirs) {
-    if (!ensure_dir(d.c_str(), 0755))
-      return fail_step(f, "mkdir in /dev");
+  auto mount_at = [&](const char* rel, const char* source, const char* type, unsigned long flags,
+                      const char* data, const char* step) noexcept -> bool {
+    int fd = open_beneath(rootfd, rel);
+    if (fd < 0)
+      return fail_step(f, step, rel);
+    fd_path(path, fd, nullptr);
+    int rc = ::mount(source, path, type, flags, data);
+    int saved = errno;
+    ::close(fd);
+    errno = saved;
+    return rc == 0 || fail_step(f, step, rel);
+  };
+  if (!mount_at("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr, "mount /"))
+    return false;
+  if (!mount_at("dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k",
+                "mount /"))
+    return false;
+  if (!mount_at("sys", "sysfs", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr,
+                "mount /"))
+    return false;
+
+  // /dev is ours alone now (a tmpfs only this mount namespace sees).
+  {
+    const int devfd = open_beneath(rootfd, "dev");
+    if (devfd < 0)
+      return fail_step(f, "open /dev");
+    bool ok = true;
+    for (const auto& d : p.dev_dirs)
+      ok = ok && (::mkdirat(devfd, d.c_str(), 0755) == 0 || errno == EEXIST ||
+                  !fail_step(f, "mkdir /dev/", d.c_str()));
+    for (const auto& n : p.nodes) {
+      ok = ok && (::mknodat(devfd, n.path.c_str(), n.mode, n.rdev) == 0 ||
+                  !fail_step(f, "mknod /dev/", n.path.c_str()));
+      ok = ok && ((::fchmodat(devfd, n.path.c_str(), n.mode & 07777, 0) == 0 &&
+                   ::fchownat(devfd, n.path.c_str(), n.uid, n.gid, AT_SYMLINK_NOFOLLOW) == 0) ||
+                  !fail_step(f, "chmod /dev/", n.path.c_str()));
+    }
+    for (const auto& [target, link] : p.links)
+      ok = ok && (::symlinkat(target.c_str(), devfd, link.c_str()) == 0 ||
+                  !fail_step(f, "symlink /dev/", link.c_str()));
+    ok = ok && (::mkdirat(devfd, "pts", 0755) == 0 || !fail_step(f, "mkdir /dev/pts"));
+    ok = ok && (::mkdirat(devfd, "shm", 01777) == 0 || !fail_step(f, "mkdir /dev/shm"));
+    if (ok) {
+      fd_path(path, devfd, "pts");
+      ok = ::mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC,
+                   "newinstance,ptmxmode=0666,mode=0620") == 0 ||
+           !fail_step(f, "mount /dev/pts");
+    }
+    if (ok) {
+      fd_path(path, devfd, "shm");
+      ok = ::mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   "mode=1777,size=65536k") == 0 ||
+           !fail_step(f, "mount /dev/shm");
+    }
+    ::close(devfd);
+    if (!ok)
+      return false;
   }
-  for (const auto& n : p.nodes) {
-    if (::mknod(n.path.c_str(), n.mode, n.rdev) != 0)
-      return fail_step(f, "mknod in /dev");
-    if (::chmod(n.path.c_str(), n.mode & 07777) != 0 || ::chown(n.path.c_str(), n.uid, n.gid) != 0)
-      return fail_step(f, "chmod device node");
-  }
-  for (const auto& [target, link] : p.links) {
-    if (::symlink(target.c_str(), link.c_str()) != 0)
-      return fail_step(f, "symlink in /dev");
-  }
-  if (!ensure_dir(p.dev_pts.c_str(), 0755) ||
-      ::mount("devpts", p.dev_pts.c_str(), "devpts", MS_NOSUID | MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=0620") != 0)
-    return fail_step(f, "mount /dev/pts");
-  if (!ensure_dir(p.dev_shm.c_str(), 01777) ||
-      ::mount("shm", p.dev_shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              "mode=1777,size=65536k") != 0)
-    return fail_step(f, "mount /dev/shm");
-  if (::mount("sysfs", p.sys.c_str(), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              nullptr) != 0)
-    return fail_step(f, "mount /sys");
 
   for (const auto& b : p.binds) {
-    const char* target = b.target.c_str();
-    if (::mount(b.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr) != 0)
-      return fail_step(f, "bind mount");
-    if (::mount(nullptr, target, nullptr, MS_REC | b.propagation, nullptr) != 0)
-      return fail_step(f, "set mount propagation");
-    if (b.readonly) {
-      mount_attr_arg attr{MOUNT_ATTR_RDONLY, 0, 0, 0};
-      if (::syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE, &attr, sizeof attr) != 0) {
-        if (errno != ENOSYS)
-          return fail_step(f, "make mount read-only");
-        struct statfs sf {};
-        unsigned long keep = 0;
-        if (::statfs(target, &sf) == 0) {
-          keep = (sf.f_flags & ST_NOSUID ? MS_NOSUID : 0) | (sf.f_flags & ST_NODEV ? MS_NODEV : 0) |
-                 (sf.f_flags & ST_NOEXEC ? MS_NOEXEC : 0);
-        }
-        if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, nullptr) !=
-            0)
-          return fail_step(f, "remount read-only");
-      }
+    const char* rel = b.rel.c_str();
+    int fd = open_beneath(rootfd, rel);
+    if (fd < 0)
+      return fail_step(f, "mount point /", rel);
+    fd_path(path, fd, nullptr);
+    int rc = ::mount(b.source.c_str(), path, nullptr, MS_BIND | MS_REC, nullptr);
+    int saved = errno;
+    ::close(fd);
+    errno = saved;
+    if (rc != 0)
+      return fail_step(f, "bind mount /", rel);
+    // Again: now the bind mount itself.
+    fd = open_beneath(rootfd, rel);
+    if (fd < 0)
+      return fail_step(f, "bind mount /", rel);
+    const std::uint64_t attrs =
+        (b.readonly ? MOUNT_ATTR_RDONLY : 0) | (p.binds_nodev ? MOUNT_ATTR_NODEV : 0);
+    bool ok = set_propagation(fd, b.propagation) || !fail_step(f, "mount propagation /", rel);
+    ok = ok &&
+         (set_mount_attr(fd, attrs, b.readonly ? MS_RDONLY : 0) || !fail_step(f, "remount /", rel));
+    if (ok && b.readonly) {
       struct statfs sf {};
-      if (::statfs(target, &sf) != 0)
-        return fail_step(f, "statfs read-only mount");
-      if ((sf.f_flags & ST_RDONLY) == 0) {
+      if (::fstatfs(fd, &sf) != 0) {
+        ok = fail_step(f, "statfs /", rel);
+      } else if ((sf.f_flags & ST_RDONLY) == 0) {
         errno = EROFS;
-        return fail_step(f, "read-only mount is writable");
+        ok = fail_step(f, "read-only mount is writable: /", rel);
       }
     }
+    ::close(fd);
+    if (!ok)
+      return false;
   }
 
   // The root.
-  if (::chdir(root) != 0)
+  if (::fchdir(rootfd) != 0)
     return fail_step(f, "chdir to the root");
+  ::close(rootfd);
   if (p.pivot) {
     if (::syscall(SYS_pivot_root, ".", ".") != 0)
       return fail_step(f, "pivot_root");
     if (::umount2(".", MNT_DETACH) != 0)
       return fail_step(f, "detach the old root");
   } else {
-    if (::mount(root, "/", nullptr, MS_MOVE, nullptr) != 0)
+    if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0)
       return fail_step(f, "move the root");
     if (::chroot(".") != 0)
       return fail_step(f, "chroot");
@@ -639,15 +808,17 @@ bool container_strategy::in_child(const launch_plan& plan, child_failure& f) con
 }
 
 void container_strategy::after_start(const launch_plan&, int pid) {
-  if (p_)
-    p_->close_fds();
   entry_.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   entry_.private_pid = p_ && p_->private_pid;
   entry_.ns_flags = CLONE_NEWNS | CLONE_NEWUTS;
   if (p_ && p_->private_pid)
     entry_.ns_flags |= CLONE_NEWPID;
+  if (p_ && p_->private_ipc)
+    entry_.ns_flags |= CLONE_NEWIPC;
   if (p_ && p_->netns_fd >= 0)
     entry_.ns_flags |= CLONE_NEWNET;
+  if (p_)
+    p_->close_fds();
   if (cgroup_)
     entry_.cgroup_procs = cgroup_->procs_files();
 }

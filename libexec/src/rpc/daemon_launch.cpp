@@ -316,6 +316,10 @@ asio::awaitable<result<created_executor>> create_executor(asio::any_io_executor 
   std::vector<std::string> args{
       "--socket",     o.socket_path, "--log-level",     o.log_file.empty() ? "off" : o.log_level,
       "--log-format", o.log_format,  "--kill-grace-ms", std::to_string(o.kill_grace.count())};
+  if (!o.hostname.empty()) {
+    args.push_back("--hostname");
+    args.push_back(o.hostname);
+  }
   if (!o.log_file.empty()) {
     args.push_back("--log-file");
     args.push_back(o.log_file);

@@ -1,9 +1,9 @@
 // The container isolation strategy (isolation = "container"): the task in
 // namespaces of its own, with the task dir as its root. Needs root.
 //
-//  - Namespaces: always a new mount and UTS namespace (hostname = the task
-//    id, cut to 64 bytes); a new PID namespace unless the PID mode is "host",
-//    a new IPC namespace unless the IPC mode is "host" (isolation_mode: the
+//  - Namespaces: always a new mount and UTS namespace (hostname: the
+//    executor's hostname option, else the task id; cut to 64 bytes); a new PID namespace unless the
+//    PID mode is "host", a new IPC namespace unless the IPC mode is "host" (isolation_mode: the
 //    task's value wins, the default is "private"); the network namespace at
 //    network_isolation.path joined with setns (checked to be one), else the
 //    host's.
@@ -94,9 +94,10 @@ struct container_entry {
 
 class container_strategy final : public isolation_strategy {
  public:
-  /// `task_id` names the UTS namespace; `cgroup` (may be null) is the
-  /// stack's cgroup strategy, for the device rules. Both outlive the strategy.
-  container_strategy(std::string task_id, cgroup_strategy* cgroup);
+  /// `hostname` names the UTS namespace (cut to 64 bytes); `cgroup` (may be
+  /// null) is the stack's cgroup strategy, for the device rules, and must
+  /// outlive this strategy.
+  container_strategy(std::string hostname, cgroup_strategy* cgroup);
   ~container_strategy() override;
   container_strategy(const container_strategy&) = delete;
   container_strategy& operator=(const container_strategy&) = delete;

@@ -60,6 +60,7 @@ result<std::string> lookup_binary(std::string_view cmd, std::string_view task_di
 struct isolation_context {
   std::string task_id;
   cgroup_options cgroups;
+  std::string hostname;  ///< of a container task
 };
 
 /// The stack of strategies for `cmd.isolation` ("" and "host": host only),

@@ -32,6 +32,18 @@ inline bool fail_step(child_failure& f, const char* step) noexcept {
   return false;
 }
 
+/// fail_step with `step` followed by `detail` (a path, say), cut to fit.
+inline bool fail_step(child_failure& f, const char* step, const char* detail) noexcept {
+  fail_step(f, step);
+  std::size_t i = 0;
+  while (f.step[i] != '\0')
+    ++i;
+  for (std::size_t j = 0; detail[j] != '\0' && i + 1 < f.step.size(); ++j, ++i)
+    f.step[i] = detail[j];
+  f.step[i] = '\0';
+  return false;
+}
+
 struct launch_plan {
   // Identity of the parent, for the parent-death check after PR_SET_PDEATHSIG.
   pid_t parent_pid = 0;
