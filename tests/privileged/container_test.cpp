@@ -15,7 +15,10 @@
 #include "harness.hpp"
 #include "privileged.hpp"
 #include "taskexec/cgroups.hpp"
+#include "taskexec/detail/spawn.hpp"
 #include "taskexec/isolation/cgroup.hpp"
+#include "taskexec/isolation/container.hpp"
+#include "taskexec/isolation/host.hpp"
 
 using namespace test_support;
 using namespace taskexec;
@@ -541,6 +544,97 @@ BOOST_AUTO_TEST_CASE(the_cli_runs_a_container_task) {
   BOOST_TEST(out == "web-1\nfrom the host\nCapEff:\t0000000000000400\n");
   BOOST_TEST(WIFEXITED(status));
   BOOST_TEST(WEXITSTATUS(status) == 3);
+}
+
+// Launch through a stack of strategies as task_executor does; the status
+// (as the stack passes it on) lands in `status` and cancels `done`.
+asio::awaitable<int> spawn_with(std::vector<std::unique_ptr<isolation_strategy>>& stack,
+                                const exec_command& cmd, int& status, asio::steady_timer& done) {
+  for (const auto& s : stack)
+    BOOST_REQUIRE(s->validate(cmd));
+  launch_plan plan;
+  for (auto& s : stack) {
+    auto r = s->before_fork(cmd, plan);
+    BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+  }
+  plan.seal();
+  int failed = -1;
+  auto pid = detail::spawn(plan, stack, failed);
+  BOOST_REQUIRE_MESSAGE(pid, (pid ? "" : pid.error().message));
+  harness::get().reaper.watch(*pid, [&stack, &status, &done](int, int st) {
+    for (auto& s : stack)
+      st = s->exit_status(st);
+    status = st;
+    done.cancel();
+  });
+  for (auto& s : stack)
+    s->after_start(plan, *pid);
+  co_return *pid;
+}
+
+BOOST_AUTO_TEST_CASE(a_process_started_later_enters_the_running_task) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    const auto id = unique_id("enter");
+    auto ex = co_await asio::this_coro::executor;
+    auto cmd = in_container(root, "echo ready; exec sleep 1000");
+    cmd.user = "nobody";
+    pipe_reader out;
+    cmd.stdout_fd = out.write_fd();
+    auto stack = make_isolation(cmd, {id, {}, id});
+    BOOST_REQUIRE(stack);
+    int task_status = -1;
+    asio::steady_timer task_done(ex, 60s);
+    const int task = co_await spawn_with(*stack, cmd, task_status, task_done);
+    out.close_write();
+    BOOST_REQUIRE(co_await out.line() == "ready");
+    auto* container = dynamic_cast<container_strategy*>(stack->back().get());
+    BOOST_REQUIRE(container);
+
+    std::vector<std::unique_ptr<isolation_strategy>> enter;
+    enter.push_back(container->enter());
+    auto probe =
+        sh("hostname; echo $$; for n in pid ipc mnt uts; do readlink /proc/self/ns/$n; "
+           "done; ls /; grep -E '^(Uid|CapEff|NoNewPrivs):' /proc/self/status; exit 5");
+    pipe_reader probe_out;
+    probe.stdout_fd = probe_out.write_fd();
+    int probe_status = -1;
+    asio::steady_timer probe_done(ex, 60s);
+    co_await spawn_with(enter, probe, probe_status, probe_done);
+    probe_out.close_write();
+    auto l = lines(co_await probe_out.rest());
+    co_await probe_done.async_wait(asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(WIFEXITED(probe_status));
+    BOOST_TEST(WEXITSTATUS(probe_status) == 5);  // the command's own status, through init
+
+    BOOST_REQUIRE_EQUAL(l.size(), 17u);
+    BOOST_TEST(l[0] == id);
+    BOOST_TEST(std::stoi(l[1]) > 2);  // inside the task's PID namespace, beside PID 1 and 2
+    const std::string t = std::to_string(task);
+    BOOST_TEST(l[2] == ns_of(t, "pid"));
+    BOOST_TEST(l[3] == ns_of(t, "ipc"));
+    BOOST_TEST(l[4] == ns_of(t, "mnt"));
+    BOOST_TEST(l[5] == ns_of(t, "uts"));
+    const std::vector<std::string> listing(l.begin() + 6, l.begin() + 14);
+    BOOST_TEST((listing == std::vector<std::string>{"bin", "dev", "etc", "lib", "lib64", "proc",
+                                                    "sys", "usr"}));
+    BOOST_TEST(l[14].rfind("Uid:\t65534\t", 0) == 0, l[14]);
+    BOOST_TEST(l[15] == "CapEff:\t00000000a80405fb");
+    BOOST_TEST(l[16] == "NoNewPrivs:\t1");
+    // It joined the task's cgroup too.
+    BOOST_TEST(processes_in_cgroup_of(id).size() == 2u);  // init and sleep, the probe gone
+
+    // Once the task is gone there is nothing to enter.
+    ::kill(task, SIGKILL);
+    co_await task_done.async_wait(asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(WIFSIGNALED(task_status));
+    for (auto& s : *stack)
+      (void)s->teardown();
+    BOOST_TEST(
+        (container->enter()->validate(probe).error().code == make_error_code(errc::not_launched)));
+    BOOST_TEST(processes_in_cgroup_of(id).empty());
+  });
 }
 
 BOOST_AUTO_TEST_SUITE_END()

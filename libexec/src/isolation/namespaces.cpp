@@ -251,7 +251,12 @@ struct container_strategy::prepared {
   std::vector<node> nodes;                                 // paths relative to /dev
   std::vector<std::pair<std::string, std::string>> links;  // {target, name in /dev}
   std::vector<bind> binds;
-  std::string cwd;  // inside the root
+  std::string cwd;                   // inside the root
+  std::vector<mount_config> mounts;  // for binary lookup by a later Exec
+  bool change_user = false;          // the task's identity, for a later Exec
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
   bool root_user = true;
   cap_t regain = nullptr;  // permitted as the executor's, effective = permitted
   cap_t final_caps = nullptr;
@@ -541,6 +546,11 @@ result<void> container_strategy::before_fork(const exec_command& cmd, launch_pla
   }
 
   // Capabilities.
+  p.mounts = cmd.mounts;
+  p.change_user = plan.change_user;
+  p.uid = plan.uid;
+  p.gid = plan.gid;
+  p.groups = plan.groups;
   p.root_user = !plan.change_user || plan.uid == 0;
   if (p.root_user && !cmd.capabilities.empty()) {
     detail::log(log_level::warning, "container", task_id_, "",
@@ -778,7 +788,17 @@ bool container_strategy::in_child(const launch_plan& plan, child_failure& f) con
       return fail_step(f, "remount a path read-only");
   }
 
-  // User and capabilities.
+  if (!take_identity(p, plan, f))
+    return false;
+  if (::chdir(p.cwd.c_str()) != 0)
+    return fail_step(f, "chdir");
+  // As PID 1 of a new namespace the parent reads as 0: no check then.
+  return child_parent_death(plan, f, !p.private_pid);
+}
+
+// Child side: the task's user, capabilities and no_new_privs.
+bool container_strategy::take_identity(const prepared& p, const launch_plan& plan,
+                                       child_failure& f) noexcept {
   if (!p.root_user && ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0)
     return fail_step(f, "prctl PR_SET_KEEPCAPS");
   if (!child_credentials(plan, f))
@@ -801,10 +821,7 @@ bool container_strategy::in_child(const launch_plan& plan, child_failure& f) con
   }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return fail_step(f, "prctl PR_SET_NO_NEW_PRIVS");
-  if (::chdir(p.cwd.c_str()) != 0)
-    return fail_step(f, "chdir");
-  // As PID 1 of a new namespace the parent reads as 0: no check then.
-  return child_parent_death(plan, f, !p.private_pid);
+  return true;
 }
 
 void container_strategy::after_start(const launch_plan&, int pid) {
@@ -856,6 +873,118 @@ result<void> container_strategy::teardown() {
   if (p_)
     p_->close_fds();
   return {};
+}
+
+// ---- Entering a running container task (for Exec) ----
+
+container_enter_strategy::container_enter_strategy(const container_strategy& task) : task_(task) {}
+
+container_enter_strategy::~container_enter_strategy() {
+  if (status_read_ >= 0)
+    ::close(status_read_);
+  if (status_write_ >= 0)
+    ::close(status_write_);
+}
+
+result<void> container_enter_strategy::validate(const exec_command&) const {
+  if (!task_.p_ || task_.entry_.pidfd < 0)
+    return make_error(errc::not_launched, "the container task is not running");
+  return {};
+}
+
+result<void> container_enter_strategy::before_fork(const exec_command& cmd, launch_plan& plan) {
+  const auto& p = *task_.p_;
+  // Stdio, environment and oom_score_adj as for a launch; the user is the task's.
+  exec_command own = cmd;
+  own.user.clear();
+  own.task_dir = p.root;
+  if (auto r = prepare_process(own, plan); !r)
+    return r;
+  plan.change_user = p.change_user;
+  plan.uid = p.uid;
+  plan.gid = p.gid;
+  plan.groups = p.groups;
+  auto bin = lookup_binary_in_root(cmd.cmd, p.root, p.mounts);
+  if (!bin)
+    return bin.error();
+  cwd_ = cmd.work_dir.empty() ? p.cwd : (cmd.work_dir.front() == '/' ? "" : "/") + cmd.work_dir;
+  plan.cwd = cwd_;
+  plan.executable = bin->in_root;
+  plan.argv_storage.clear();
+  if (p.private_pid) {
+    // setns(CLONE_NEWPID) moves only children: taskexec-init starts the
+    // command as its child, inside the task's PID namespace.
+    auto image = init_image_fd();
+    if (!image)
+      return image.error();
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) != 0)
+      return make_system_error(errno, "pipe2");
+    status_read_ = pipefd[0];
+    status_write_ = move_high(pipefd[1]);
+    if (status_write_ < 0)
+      return make_system_error(errno, "dup status pipe");
+    ::fcntl(status_read_, F_SETFL, O_NONBLOCK);
+    plan.exec_fd = *image;
+    plan.report_fd = k_init_report_fd;
+    plan.fd_map.emplace_back(status_write_, k_init_status_fd);
+    plan.argv_storage.push_back("taskexec-init");
+    plan.argv_storage.push_back(bin->in_root);
+  }
+  plan.argv_storage.push_back(cmd.cmd);
+  plan.argv_storage.insert(plan.argv_storage.end(), cmd.args.begin(), cmd.args.end());
+  return {};
+}
+
+bool container_enter_strategy::in_child(const launch_plan& plan, child_failure& f) const noexcept {
+  const auto& e = task_.entry_;
+  if (!child_session_and_stdio(plan, f))
+    return false;
+  // The cgroups first: their paths are the host's.
+  for (const auto& file : e.cgroup_procs) {
+    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+      return fail_step(f, "open cgroup.procs");
+    const bool ok = ::write(fd, "0", 1) == 1;
+    ::close(fd);
+    if (!ok)
+      return fail_step(f, "join cgroup");
+  }
+  // All namespaces at once; the mount namespace's root becomes ours.
+  if (::setns(e.pidfd, e.ns_flags) != 0)
+    return fail_step(f, "setns into the task");
+  if (!container_strategy::take_identity(*task_.p_, plan, f))
+    return false;
+  if (::chdir(cwd_.c_str()) != 0)
+    return fail_step(f, "chdir");
+  return child_parent_death(plan, f, true);
+}
+
+void container_enter_strategy::after_start(const launch_plan&, int) {
+  if (status_write_ >= 0)
+    ::close(status_write_);
+  status_write_ = -1;
+}
+
+void container_enter_strategy::launch_failed(const launch_plan& plan) noexcept {
+  after_start(plan, 0);
+}
+
+int container_enter_strategy::exit_status(int status) noexcept {
+  if (status_read_ < 0)
+    return status;
+  int inner = 0;
+  ssize_t n;
+  do {
+    n = ::read(status_read_, &inner, sizeof inner);
+  } while (n < 0 && errno == EINTR);
+  ::close(status_read_);
+  status_read_ = -1;
+  return n == static_cast<ssize_t>(sizeof inner) ? inner : status;
+}
+
+std::unique_ptr<isolation_strategy> container_strategy::enter() const {
+  return std::make_unique<container_enter_strategy>(*this);
 }
 
 }  // namespace taskexec

@@ -53,6 +53,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -115,14 +116,55 @@ class container_strategy final : public isolation_strategy {
   /// After a successful launch: how to join the task (see container_entry).
   const container_entry& entry() const noexcept { return entry_; }
 
+  /// A strategy that starts a process inside this running task (Exec): see
+  /// container_enter_strategy. It refers to this strategy, which must
+  /// outlive it.
+  std::unique_ptr<isolation_strategy> enter() const;
+
   struct prepared;  ///< everything the child side reads (built in before_fork)
 
  private:
+  friend class container_enter_strategy;
+  static bool take_identity(const prepared& p, const launch_plan& plan, child_failure& f) noexcept;
   std::string task_id_;
   cgroup_strategy* cgroup_;
   prepared* p_ = nullptr;
   container_entry entry_;
   int status_read_ = -1;  // init's status pipe
+};
+
+/// Starts a process inside a running container task, as Exec needs: the
+/// process joins the task's cgroups, then all of its namespaces at once
+/// (setns by pidfd: mount, which also gives it the task's root, UTS, IPC, a
+/// joined network namespace, PID), takes the task's user, capabilities and
+/// no_new_privs, and runs in work_dir (inside the root; default the task's).
+/// The binary is looked up inside the root as for the launch. The command's
+/// `user`, `isolation` and container fields are ignored: it is the task's.
+/// setns moves only the children of a process into a PID namespace, so in a
+/// private one the process is taskexec-init, which starts the command inside
+/// the task's namespace and hands back its status (exit_status), as for the
+/// task. Fails with errc::not_launched when the task is not running.
+class container_enter_strategy final : public isolation_strategy {
+ public:
+  explicit container_enter_strategy(const container_strategy& task);
+  ~container_enter_strategy() override;
+  container_enter_strategy(const container_enter_strategy&) = delete;
+  container_enter_strategy& operator=(const container_enter_strategy&) = delete;
+
+  std::string_view name() const noexcept override { return "container-exec"; }
+  isolation_features features() const noexcept override { return 0; }
+  result<void> validate(const exec_command& cmd) const override;
+  result<void> before_fork(const exec_command& cmd, launch_plan& plan) override;
+  bool in_child(const launch_plan& plan, child_failure& failure) const noexcept override;
+  void after_start(const launch_plan& plan, int pid) override;
+  void launch_failed(const launch_plan& plan) noexcept override;
+  int exit_status(int status) noexcept override;
+
+ private:
+  const container_strategy& task_;
+  std::string cwd_;
+  int status_read_ = -1;
+  int status_write_ = -1;
 };
 
 /// The sealed memfd holding taskexec-init (made once per process, close-on-
