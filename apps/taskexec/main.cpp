@@ -625,7 +625,8 @@ asio::awaitable<int> cmd_run(const cli& c, asio::signal_set& signals) {
     // The daemon says -32004 for every launch failure; its message tells a
     // missing binary apart.
     const auto& m = launched.error().message;
-    const bool not_found = m.starts_with("binary \"") && m.ends_with("\" could not be found");
+    const bool not_found = (m.starts_with("binary \"") && m.ends_with("\" could not be found")) ||
+                           (m.starts_with("file ") && m.find(" not found under path ") != m.npos);
     throw failure{launched.error(), not_found ? 127 : 126};
   }
   // Ctrl-C or SIGTERM: stop the task in order; a second one: SIGKILL it.
