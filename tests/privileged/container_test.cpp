@@ -2,6 +2,7 @@
 // and /sys, bind mounts, devices, capabilities, a network namespace, the
 // init of a private PID namespace, and nothing left on the host afterwards.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -9,6 +10,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <regex>
 #include <set>
 
@@ -180,6 +182,58 @@ BOOST_AUTO_TEST_CASE(the_task_dir_is_the_root_with_namespaces_of_its_own) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(proc_dev_and_sys_inside) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    rootfs root;
+    auto [out, st] = co_await run_task(
+        in_container(root,
+                     "ls /dev; echo --; "
+                     "grep -E '^[^ ]+ /(proc|dev|dev/pts|dev/shm|sys) ' /proc/self/mounts | "
+                     "while read dev at type opts rest; do echo $at $type $opts; done; echo --; "
+                     "[ -s /proc/kcore ] && echo kcore-visible || echo kcore-masked; "
+                     "ls -A /sys/firmware | grep -q . && echo firmware-visible || echo "
+                     "firmware-masked; "
+                     "(echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo sys-writable || "
+                     "echo sys-read-only; "
+                     "(echo x > /sys/kernel/uevent_helper) 2>/dev/null && echo sysfs-writable || "
+                     "echo sysfs-read-only"),
+        unique_id("procdev"));
+    auto l = lines(out);
+    const auto dash = std::find(l.begin(), l.end(), "--");
+    BOOST_REQUIRE(dash != l.end());
+    BOOST_TEST((std::vector<std::string>(l.begin(), dash) ==
+                std::vector<std::string>{"fd", "full", "null", "ptmx", "pts", "random", "shm",
+                                         "stderr", "stdin", "stdout", "tty", "urandom", "zero"}),
+               out);
+    const auto dash2 = std::find(dash + 1, l.end(), "--");
+    BOOST_REQUIRE(dash2 != l.end());
+    std::map<std::string, std::string> mounts;
+    for (auto it = dash + 1; it != dash2; ++it) {
+      auto sp = it->find(' ');
+      mounts[it->substr(0, sp)] = it->substr(sp + 1);
+    }
+    auto has = [&](const std::string& at, const std::string& type,
+                   std::initializer_list<const char*> opts) {
+      const auto& m = mounts[at];
+      bool ok = m.rfind(type + " ", 0) == 0;
+      for (const char* o : opts)
+        ok = ok && ("," + m.substr(m.find(' ') + 1) + ",").find(std::string(",") + o + ",") !=
+                       std::string::npos;
+      return ok;
+    };
+    BOOST_TEST(has("/proc", "proc", {"rw", "nosuid", "nodev", "noexec"}), mounts["/proc"]);
+    BOOST_TEST(has("/dev", "tmpfs", {"nosuid"}), mounts["/dev"]);
+    BOOST_TEST(has("/dev/pts", "devpts", {"nosuid", "noexec"}), mounts["/dev/pts"]);
+    BOOST_TEST(has("/dev/shm", "tmpfs", {"nosuid", "nodev", "noexec"}), mounts["/dev/shm"]);
+    BOOST_TEST(has("/sys", "sysfs", {"ro", "nosuid", "nodev", "noexec"}), mounts["/sys"]);
+    BOOST_TEST((std::vector<std::string>(dash2 + 1, l.end()) ==
+                std::vector<std::string>{"kcore-masked", "firmware-masked", "sys-read-only",
+                                         "sysfs-read-only"}),
+               out);
+  });
+}
+
 BOOST_AUTO_TEST_CASE(host_pid_and_ipc_modes_share_the_hosts_namespaces) {
   TASKEXEC_REQUIRE_ROOT();
   run([]() -> asio::awaitable<void> {
@@ -296,14 +350,52 @@ BOOST_AUTO_TEST_CASE(bind_mounts_read_only_refuses_writes) {
     rootfs root;
     temp_dir data;
     write_file(data / "in.txt", "shared\n");
+    fs::create_directories(data.path / "sub");
+    // Propagation needs a shared mount on the host side (this host's / is
+    // private): make the data directory one.
+    BOOST_REQUIRE(::mount(data.str().c_str(), data.str().c_str(), nullptr, MS_BIND, nullptr) == 0);
+    BOOST_REQUIRE(::mount(nullptr, data.str().c_str(), nullptr, MS_SHARED, nullptr) == 0);
+    struct unmount {
+      std::string at;
+      ~unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+    } undo{data.str()};
     auto cmd = in_container(root,
                             "cat /ro/in.txt; echo x > /ro/new 2>/dev/null || echo refused; "
-                            "echo y > /rw/new && echo written");
+                            "echo y > /rw/new && echo written; read go; "
+                            "[ -e /rw/sub/marker ] && echo propagated || echo not-propagated; "
+                            "[ -e /ro/sub/marker ] && echo leaked || echo private");
     cmd.mounts = {{"/ro", data.str(), true, ""}, {"/rw", data.str(), false, "host-to-task"}};
-    auto [out, st] = co_await run_task(cmd, unique_id("mounts"));
-    BOOST_TEST(out == "shared\nrefused\nwritten\n");
+    // The task waits on stdin for the host's mount: a FIFO we write once it is made.
+    const auto fifo = data / "go";
+    BOOST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    // Held open read-write, so the task's open for reading does not block.
+    const int go = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);
+    BOOST_REQUIRE(go >= 0);
+    task_executor t(harness::get().reaper, {.task_id = unique_id("mounts")});
+    pipe_reader out;
+    cmd.stdout_fd = out.write_fd();
+    cmd.args[1] = "exec < /go_in; " + cmd.args[1];
+    cmd.mounts.push_back({"/go_in", fifo, false, ""});
+    auto started = co_await t.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(started, (started ? "" : started.error().message));
+    out.close_write();
+    BOOST_TEST(co_await out.line() == "shared");
+    BOOST_TEST(co_await out.line() == "refused");
+    BOOST_TEST(co_await out.line() == "written");
+    // A mount made on the host now reaches "host-to-task", not "private".
+    const auto sub = data / "sub";
+    BOOST_REQUIRE(::mount("tmpfs", sub.c_str(), "tmpfs", 0, "size=64k") == 0);
+    write_file(data / "sub/marker", "m\n");
+    BOOST_REQUIRE(::write(go, "go\n", 3) == 3);
+    BOOST_TEST(co_await out.line() == "propagated");
+    BOOST_TEST(co_await out.line() == "private");
+    ::close(go);
+    auto st = co_await t.wait();
+    BOOST_REQUIRE(st);
+    co_await t.shutdown("SIGKILL", 0s);
+    BOOST_TEST(::umount2(sub.c_str(), MNT_DETACH) == 0);
     BOOST_TEST(read_file(data / "new") == "y\n");
-    BOOST_TEST(st.exit_code == 0);
+    BOOST_TEST(st->exit_code == 0);
     BOOST_TEST(host_mounts_under(root.str()).empty());
   });
 }
