@@ -24,11 +24,11 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "rootfs.hpp"
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/task_executor.hpp"
@@ -57,32 +57,6 @@ summary summarize(std::vector<double> v) {
   };
   return {std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()), at(0.5),
           at(0.9), v.back()};
-}
-
-std::string capture(const std::string& command) {
-  std::string out;
-  if (FILE* f = ::popen(command.c_str(), "r")) {
-    char buf[4096];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
-      out.append(buf, n);
-    ::pclose(f);
-  }
-  return out;
-}
-
-// Copy a host binary and the libraries ldd names into `root`.
-void install(const fs::path& root, const std::string& host) {
-  auto copy_one = [&](const std::string& from) {
-    auto to = root / fs::path(from).relative_path();
-    fs::create_directories(to.parent_path());
-    fs::copy_file(fs::canonical(from), to, fs::copy_options::overwrite_existing);
-    fs::permissions(to, fs::status(fs::canonical(from)).permissions());
-  };
-  copy_one(host);
-  static const std::regex lib(R"((/[^ \t\n]+))");
-  const auto deps = capture("ldd " + host + " 2>/dev/null");
-  for (std::sregex_iterator it(deps.begin(), deps.end(), lib), end; it != end; ++it)
-    copy_one((*it)[1]);
 }
 
 int spawn_wait(std::vector<std::string> args) {
@@ -221,7 +195,7 @@ int main(int argc, char** argv) {
     }
   } remove_dir{dir};
   const fs::path root = dir / "root";
-  install(root, "/usr/bin/true");
+  test_support::install_binary(root, "/usr/bin/true");
   fs::create_directory_symlink("usr/bin", root / "bin");
   fs::permissions(dir, fs::perms(0755));
 

@@ -11,11 +11,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <regex>
 #include <set>
 
 #include "harness.hpp"
 #include "privileged.hpp"
+#include "rootfs.hpp"
 #include "taskexec/cgroups.hpp"
 #include "taskexec/detail/spawn.hpp"
 #include "taskexec/isolation/cgroup.hpp"
@@ -33,39 +33,13 @@ std::string unique_id(const std::string& what) {
   return "ct-" + what + "-" + std::to_string(::getpid());
 }
 
-std::string capture(const std::string& command) {
-  std::string out;
-  if (FILE* f = ::popen(command.c_str(), "r")) {
-    char buf[4096];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
-      out.append(buf, n);
-    ::pclose(f);
-  }
-  return out;
-}
-
-// Copy `host` into `root` at the same path, with the libraries ldd names.
-void install(const fs::path& root, const std::string& host) {
-  auto copy_one = [&](const std::string& from) {
-    auto to = root / fs::path(from).relative_path();
-    fs::create_directories(to.parent_path());
-    fs::copy_file(fs::canonical(from), to, fs::copy_options::overwrite_existing);
-    fs::permissions(to, fs::status(fs::canonical(from)).permissions());
-  };
-  copy_one(host);
-  static const std::regex lib(R"((/[^ \t\n]+))");
-  const auto deps = capture("ldd " + host + " 2>/dev/null");
-  for (std::sregex_iterator it(deps.begin(), deps.end(), lib), end; it != end; ++it)
-    copy_one((*it)[1]);
-}
-
 // A task root: bin -> usr/bin (as on the host), a few programs with their
 // libraries, and /etc holding one file.
 struct rootfs {
   temp_dir dir;
   rootfs() {
     for (const char* b : {"sh", "ls", "cat", "hostname", "readlink", "sleep", "mknod", "grep"})
-      install(dir.path, "/usr/bin/" + std::string(b));
+      install_binary(dir.path, "/usr/bin/" + std::string(b));
     fs::create_directory_symlink("usr/bin", dir.path / "bin");
     fs::create_directories(dir.path / "etc");
     write_file(dir / "etc/motd", "hello\n");

@@ -155,6 +155,23 @@ std::string relative_in_root(std::string_view path) {
   return out;
 }
 
+// The status taskexec-init wrote on its status pipe (read end `fd`, then
+// closed), or, when it wrote none, `reaped`: init itself was killed (a
+// SIGKILL takes the PID namespace down with it) and its status is the
+// command's. Without a pipe (no init), `reaped` as it is.
+int init_status(int& fd, int reaped) noexcept {
+  if (fd < 0)
+    return reaped;
+  int status = 0;
+  ssize_t n;
+  do {
+    n = ::read(fd, &status, sizeof status);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  fd = -1;
+  return n == static_cast<ssize_t>(sizeof status) ? status : reaped;
+}
+
 // Child side: "/proc/self/fd/<fd>[/<suffix>]" into `out` (PATH_MAX bytes).
 void fd_path(char* out, int fd, const char* suffix) noexcept {
   const char prefix[] = "/proc/self/fd/";
@@ -849,18 +866,7 @@ void container_strategy::launch_failed(const launch_plan&) noexcept {
 }
 
 int container_strategy::exit_status(int status) noexcept {
-  if (status_read_ < 0)
-    return status;
-  int task_status = 0;
-  ssize_t n;
-  do {
-    n = ::read(status_read_, &task_status, sizeof task_status);
-  } while (n < 0 && errno == EINTR);
-  ::close(status_read_);
-  status_read_ = -1;
-  // Nothing there: init itself was killed (SIGKILL takes the namespace
-  // down with it), and its status is the task's.
-  return n == static_cast<ssize_t>(sizeof task_status) ? task_status : status;
+  return init_status(status_read_, status);
 }
 
 result<void> container_strategy::teardown() {
@@ -971,16 +977,7 @@ void container_enter_strategy::launch_failed(const launch_plan& plan) noexcept {
 }
 
 int container_enter_strategy::exit_status(int status) noexcept {
-  if (status_read_ < 0)
-    return status;
-  int inner = 0;
-  ssize_t n;
-  do {
-    n = ::read(status_read_, &inner, sizeof inner);
-  } while (n < 0 && errno == EINTR);
-  ::close(status_read_);
-  status_read_ = -1;
-  return n == static_cast<ssize_t>(sizeof inner) ? inner : status;
+  return init_status(status_read_, status);
 }
 
 std::unique_ptr<isolation_strategy> container_strategy::enter() const {
