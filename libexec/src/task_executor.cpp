@@ -482,9 +482,12 @@ asio::awaitable<result<void>> task_executor::signal(int signo) {
   if (auto a = self->life.admit(task_operation::signal); !a)
     co_return a.error();
   self->sent_sigkill = self->sent_sigkill || signo == SIGKILL;
-  if (::kill(self->pid, signo) != 0) {
+  int target = self->pid;
+  for (const auto& s : self->strategies)
+    target = s->signal_target(target, signo);
+  if (::kill(target, signo) != 0) {
     co_return make_system_error(
-        errno, "signal " + signal_name(signo) + " to pid " + std::to_string(self->pid));
+        errno, "signal " + signal_name(signo) + " to pid " + std::to_string(target));
   }
   co_return result<void>{};
 }

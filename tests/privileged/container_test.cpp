@@ -71,6 +71,20 @@ asio::awaitable<std::pair<std::string, process_state>> run_task(exec_command cmd
   co_return std::pair{text, *done};
 }
 
+// Check `done()` every 5 ms until it holds, up to `bound` (for states that
+// have no event to wait on, such as another process's stop).
+template <class F>
+asio::awaitable<bool> poll_until(F done, std::chrono::milliseconds bound = 10000ms) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (auto waited = 0ms; !done(); waited += 5ms) {
+    if (waited >= bound)
+      co_return false;
+    timer.expires_after(5ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return true;
+}
+
 std::string ns_of(const std::string& pid, const char* kind) {
   return fs::read_symlink("/proc/" + pid + "/ns/" + kind).string();
 }
@@ -257,6 +271,20 @@ BOOST_AUTO_TEST_CASE(an_orphan_inside_is_reaped_and_signals_reach_the_task) {
     out.close_write();
     BOOST_TEST(co_await out.line() == "reaped");
     BOOST_REQUIRE(co_await out.line() == "ready");
+    // SIGSTOP cannot pass through init: it goes to the task (init's child).
+    const auto children = read_file("/proc/" + std::to_string(st->pid) + "/task/" +
+                                    std::to_string(st->pid) + "/children");
+    const int task = std::atoi(children.c_str());
+    BOOST_REQUIRE(task > 0);
+    auto state_of = [](int pid) {
+      auto s = detail::read_proc_stat(pid);
+      return s ? s->state : '?';
+    };
+    BOOST_TEST((co_await t.signal(SIGSTOP)).has_value());
+    BOOST_TEST(co_await poll_until([&] { return state_of(task) == 'T'; }));
+    BOOST_TEST(state_of(st->pid) != 'T');                  // init itself runs on
+    BOOST_TEST((co_await t.signal(SIGCONT)).has_value());  // passed on by init
+    BOOST_TEST(co_await poll_until([&] { return state_of(task) != 'T'; }));
     // SIGTERM goes to init, which passes it on: the task dies of SIGTERM
     // (as PID 1 without a handler it would have ignored it), and the state
     // is the task's, not init's.

@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 
@@ -867,6 +869,16 @@ void container_strategy::launch_failed(const launch_plan&) noexcept {
 
 int container_strategy::exit_status(int status) noexcept {
   return init_status(status_read_, status);
+}
+
+int container_strategy::signal_target(int pid, int signo) const {
+  if (signo != SIGSTOP || !p_ || !p_->private_pid)
+    return pid;
+  // Init's children in the order they became its: the task first, then
+  // any orphans.
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  int task = 0;
+  return in >> task && task > 0 ? task : pid;
 }
 
 result<void> container_strategy::teardown() {

@@ -12,7 +12,8 @@
 //    task as PID 2, reaps every orphan, forwards every signal it gets to the
 //    task, and exits with the task, handing the executor the task's own wait
 //    status (exit_status). The pid the executor reports and signals is
-//    init's; SIGKILL of init kills everything in the namespace. A failed exec
+//    init's; SIGKILL of init kills everything in the namespace; SIGSTOP,
+//    which init cannot pass on, goes to the task itself. A failed exec
 //    of the task is still a failed launch (init reports it on the launch's
 //    error pipe).
 //  - Root: / is made rslave (host mounts propagate in, nothing propagates
@@ -111,6 +112,9 @@ class container_strategy final : public isolation_strategy {
   void after_start(const launch_plan& plan, int pid) override;
   void launch_failed(const launch_plan& plan) noexcept override;
   int exit_status(int status) noexcept override;
+  /// SIGSTOP (which init can neither catch nor pass on) goes to the task
+  /// itself, init's first child; every other signal goes to init.
+  int signal_target(int pid, int signo) const override;
   result<void> teardown() override;
 
   /// After a successful launch: how to join the task (see container_entry).

@@ -62,6 +62,11 @@ class isolation_strategy {
   /// the task's status on. Called once, when the main process is reaped.
   virtual int exit_status(int status) noexcept { return status; }
 
+  /// The process a signal for the task goes to (the main process `pid`
+  /// unless a strategy's own process stands in between and cannot pass
+  /// that signal on).
+  virtual int signal_target(int pid, int signo) const { return (void)signo, pid; }
+
   /// After the task and all of its processes are gone. Idempotent.
   virtual result<void> teardown() { return {}; }
 };
