@@ -1,5 +1,6 @@
 #include "taskexec/task_executor.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -8,6 +9,8 @@
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -17,6 +20,7 @@
 #include "taskexec/detail/coro.hpp"
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/detail/spawn.hpp"
+#include "taskexec/isolation/container.hpp"
 #include "taskexec/isolation/host.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/shutdown_fsm.hpp"
@@ -149,6 +153,10 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
     return nullptr;
   }
   std::vector<int> member_pids();
+  exec_command launched;  // the launch's command, for Exec's context
+  static asio::awaitable<result<exec_result>> run_exec(std::shared_ptr<impl> self, std::string cmd,
+                                                       std::vector<std::string> args,
+                                                       std::chrono::milliseconds timeout);
   static asio::awaitable<result<void>> stats_loop(
       std::shared_ptr<impl> self, usage_sampler sampler, std::chrono::milliseconds interval,
       std::function<void(const task_resource_usage&)> on_sample);
@@ -218,6 +226,8 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
   for (auto& s : *stack)
     s->after_start(plan, pid);
   strategies = std::move(*stack);
+  launched = std::move(cmd);
+  launched.stdout_fd = launched.stderr_fd = -1;  // the caller's, not ours to keep
   life.on(task_event::launch_succeeded);
   set_live(true);
   if (detail::log_enabled(log_level::debug)) {
@@ -468,6 +478,184 @@ asio::awaitable<result<process_state>> task_executor::impl::wait_exit(std::share
   if (self->life.state() == task_state::destroyed)
     co_return make_error(errc::task_destroyed, "task executor destroyed");
   co_return *self->exited;
+}
+
+namespace {
+
+// Joins the task's cgroups (the exec of a task without container isolation).
+class cgroup_join final : public isolation_strategy {
+ public:
+  explicit cgroup_join(std::vector<std::string> files) : files_(std::move(files)) {}
+  std::string_view name() const noexcept override { return "cgroup-join"; }
+  isolation_features features() const noexcept override { return 0; }
+  result<void> validate(const exec_command&) const override { return {}; }
+  result<void> before_fork(const exec_command&, launch_plan&) override { return {}; }
+  bool in_child(const launch_plan&, child_failure& f) const noexcept override {
+    for (const auto& file : files_) {
+      int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0)
+        return fail_step(f, "open cgroup.procs");
+      const bool ok = ::write(fd, "0", 1) == 1;
+      ::close(fd);
+      if (!ok)
+        return fail_step(f, "join cgroup");
+    }
+    return true;
+  }
+
+ private:
+  std::vector<std::string> files_;
+};
+
+// One exec's state, shared by its coroutine, its output reader and its
+// reaper callback.
+struct exec_state {
+  explicit exec_state(asio::any_io_executor ex) : out(std::move(ex)) {}
+  std::vector<std::unique_ptr<isolation_strategy>> stack;
+  asio::posix::stream_descriptor out;
+  std::string output;
+  std::optional<int> status;
+  condition done;
+
+  void keep(const char* data, std::size_t n) {
+    output.append(data, n);
+    if (output.size() > exec_result::max_output)
+      output.erase(0, output.size() - exec_result::max_output);
+  }
+};
+
+asio::awaitable<void> read_output(std::shared_ptr<exec_state> st) {
+  std::array<char, 4096> buf;
+  for (;;) {
+    auto [ec, n] =
+        co_await st->out.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+    st->keep(buf.data(), n);
+    if (ec)
+      co_return;
+  }
+}
+
+}  // namespace
+
+asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
+    std::shared_ptr<impl> self, std::string cmd, std::vector<std::string> args,
+    std::chrono::milliseconds timeout) {
+  if (auto a = self->life.admit(task_operation::exec); !a)
+    co_return a.error();
+  if (cmd.empty())
+    co_return make_error(errc::invalid_argument, "cmd is empty");
+  auto ex = co_await asio::this_coro::executor;
+  auto st = std::make_shared<exec_state>(ex);
+  container_strategy* container = nullptr;
+  for (const auto& s : self->strategies) {
+    if (auto* c = dynamic_cast<container_strategy*>(s.get()))
+      container = c;
+  }
+  if (container) {
+    st->stack.push_back(container->enter());
+  } else {
+    if (auto* cg = self->cgroup())
+      st->stack.push_back(std::make_unique<cgroup_join>(cg->procs_files()));
+    st->stack.push_back(std::make_unique<host_strategy>());
+  }
+
+  exec_command c = self->launched;
+  c.cmd = std::move(cmd);
+  c.args = std::move(args);
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0)
+    co_return make_system_error(errno, "pipe2");
+  st->out.assign(pipefd[0]);
+  c.stdout_fd = c.stderr_fd = pipefd[1];
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } write_end{pipefd[1]};  // the plan holds its own copies
+
+  launch_plan plan;
+  std::size_t prepared = 0;
+  auto fail = [&](const error& e) {
+    for (std::size_t i = 0; i < prepared; ++i)
+      st->stack[i]->launch_failed(plan);
+    return e;
+  };
+  for (const auto& s : st->stack) {
+    if (auto v = s->validate(c); !v)
+      co_return fail(v.error());
+  }
+  for (auto& s : st->stack) {
+    if (auto r = s->before_fork(c, plan); !r)
+      co_return fail(r.error());
+    ++prepared;
+  }
+  plan.seal();
+  int failed_pid = -1;
+  auto spawned = detail::spawn(plan, st->stack, failed_pid);
+  if (!spawned) {
+    if (failed_pid > 0)
+      self->reaper.watch(failed_pid, [](int, int) {});
+    co_return fail(spawned.error());
+  }
+  const int pid = *spawned;
+  const auto start = detail::read_proc_stat(pid);
+  self->reaper.watch(pid, [st](int, int status) {
+    for (auto& s : st->stack)
+      status = s->exit_status(status);
+    st->status = status;
+    st->done.notify_all();
+  });
+  for (auto& s : st->stack)
+    s->after_start(plan, pid);
+  plan.close_fds();
+  ::close(write_end.fd);
+  write_end.fd = -1;
+  asio::co_spawn(ex, read_output(st), asio::detached);
+
+  const auto deadline = timeout.count() > 0 ? clock::now() + timeout : clock::time_point::max();
+  bool timed_out = false, cancelled = false;
+  while (!st->status) {
+    clock::time_point until = deadline;
+    if (timed_out || cancelled)
+      until = clock::now() + std::chrono::seconds(30);
+    auto w = co_await wait_on(st->done, until);
+    if (st->status)
+      break;
+    if (w == wake::notified)
+      continue;
+    if (timed_out || cancelled)
+      break;  // killed 30 s ago and still not reaped: give up waiting
+    (w == wake::cancelled ? cancelled : timed_out) = true;
+    // The command, its session and its descendants.
+    auto table = detail::scan_processes();
+    for (const auto& m : detail::task_members(table, pid, start ? start->start_ticks : 0,
+                                              std::nullopt, ::getpid(), {}))
+      ::kill(m.pid, SIGKILL);
+  }
+  // What the command wrote before it exited is in the pipe now; later
+  // writes by processes it left behind are not waited for.
+  std::array<char, 4096> buf;
+  ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+  for (ssize_t n; (n = ::read(st->out.native_handle(), buf.data(), buf.size())) > 0;)
+    st->keep(buf.data(), static_cast<std::size_t>(n));
+  boost::system::error_code ignored;
+  st->out.close(ignored);
+  if (cancelled)
+    co_return make_error(errc::operation_canceled, "exec canceled");
+  if (!st->status)
+    co_return make_error(errc::shutdown_incomplete,
+                         "exec: pid " + std::to_string(pid) + " survived SIGKILL for 30 s");
+  exec_result r;
+  r.output = std::move(st->output);
+  r.exit_code = decode_status(pid, *st->status).exit_code;
+  r.timed_out = timed_out;
+  co_return r;
+}
+
+asio::awaitable<result<exec_result>> task_executor::exec(std::string cmd,
+                                                         std::vector<std::string> args,
+                                                         std::chrono::milliseconds timeout) {
+  co_return co_await no_throw_on_cancel(
+      impl::run_exec(impl_, std::move(cmd), std::move(args), timeout));
 }
 
 asio::awaitable<result<process_state>> task_executor::wait() {

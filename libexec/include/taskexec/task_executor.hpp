@@ -59,6 +59,18 @@ struct task_executor_options {
   cgroup_options cgroups{};
 };
 
+/// The result of an Exec (Nomad's Exec and ExecScript).
+struct exec_result {
+  /// The last max_output bytes of the command's stdout and stderr together.
+  std::string output;
+  /// The exit status, or 128+signal when a signal killed the command.
+  int exit_code = 0;
+  /// The timeout passed: the command and what it started were killed;
+  /// `output` is what came before.
+  bool timed_out = false;
+  static constexpr std::size_t max_output = 4096;  ///< Nomad's CheckBufSize
+};
+
 class task_executor {
  public:
   task_executor(child_reaper& reaper, task_executor_options options = {});
@@ -112,6 +124,21 @@ class task_executor {
   /// when the task has no cgroup; errc::resource_config_failed naming the
   /// file and errno when the kernel refuses a value.
   result<void> update_resources(const task_resources& r);
+
+  /// Run `cmd` with `args` in the running task's context and wait for it:
+  /// the task's user, groups, environment, working directory and cgroup;
+  /// with container isolation also its namespaces, root and capabilities
+  /// (container_enter_strategy). stdin is /dev/null; stdout and stderr go
+  /// to one pipe of which the last exec_result::max_output bytes are kept.
+  /// The command leads a session of its own. At `timeout` (0: none) the
+  /// command and every process of its session and descendants are SIGKILLed
+  /// and reaped, and the result has timed_out set. Many execs may run at
+  /// once. Errors: not_launched, task_exited, task_destroyed;
+  /// invalid_argument for an empty cmd; the launch errors (binary_not_found,
+  /// launch_failed, ...); operation_canceled when the awaiting coroutine is
+  /// cancelled (the command is killed first).
+  boost::asio::awaitable<result<exec_result>> exec(std::string cmd, std::vector<std::string> args,
+                                                   std::chrono::milliseconds timeout);
 
   /// "2.0.0".
   std::string_view version() const noexcept;
