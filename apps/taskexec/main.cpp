@@ -462,40 +462,6 @@ void print_stats(const json::object& usage, bool as_json, bool refresh, std::uin
   std::cout << std::flush;
 }
 
-// Base64 (RFC 4648, with padding), as Exec returns output.
-std::optional<std::string> base64_decode(std::string_view in) {
-  auto val = [](char ch) -> int {
-    if (ch >= 'A' && ch <= 'Z')
-      return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-      return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-      return ch - '0' + 52;
-    if (ch == '+')
-      return 62;
-    if (ch == '/')
-      return 63;
-    return -1;
-  };
-  std::string out;
-  unsigned acc = 0;
-  int bits = 0;
-  for (char ch : in) {
-    if (ch == '=')
-      break;
-    int v = val(ch);
-    if (v < 0)
-      return std::nullopt;
-    acc = (acc << 6) | static_cast<unsigned>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
 // ------------------------------------------------------------------ commands
 
 json::object version_object(const std::string& v) {  // not in a coroutine: GCC 12
@@ -706,10 +672,9 @@ asio::awaitable<int> cmd_exec(const cli& c, remote_executor& exe) {
   const auto* o = r.if_object();
   const auto* out = o ? o->if_contains("output") : nullptr;
   const auto* code = o ? o->if_contains("exit_code") : nullptr;
-  auto bytes = out && out->is_string() ? base64_decode(out->as_string()) : std::nullopt;
-  if (!bytes || !code || !code->is_int64())
+  if (!out || !out->is_string() || !code || !code->is_int64())
     throw failure{make_error(errc::protocol_error, "Exec result lacks output or exit_code")};
-  std::cout << *bytes << std::flush;
+  std::cout << std::string_view(out->as_string()) << std::flush;
   co_return static_cast<int>(code->as_int64());
 }
 

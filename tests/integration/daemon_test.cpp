@@ -203,6 +203,50 @@ BOOST_AUTO_TEST_CASE(launch_wait_and_a_pending_wait_blocks_nothing) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(exec_over_the_protocol) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    BOOST_TEST(error_code_of(co_await c.call(1, "Exec", json::parse(R"({"cmd":"/bin/true"})"))) ==
+               -32001);  // not launched
+    auto l = co_await c.call(2, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+    BOOST_REQUIRE_MESSAGE(l.contains("result"), json::serialize(l));
+
+    auto ok = co_await c.call(3, "Exec", json::parse(R"({"cmd":"/usr/bin/stat","args":["/tmp"]})"));
+    BOOST_REQUIRE_MESSAGE(ok.contains("result"), json::serialize(ok));
+    BOOST_TEST(ok.at("result").at("exit_code").as_int64() == 0);
+    BOOST_TEST(ok.at("result").at("output").as_string().size() > 100u);
+
+    // Bytes that are not UTF-8 arrive as U+FFFD; the exit code passes through.
+    auto bytes = co_await c.call(
+        4, "Exec", json::parse(R"({"cmd":"/bin/sh","args":["-c","printf 'a\\377b'; exit 4"]})"));
+    BOOST_REQUIRE_MESSAGE(bytes.contains("result"), json::serialize(bytes));
+    BOOST_TEST(bytes.at("result").at("output").as_string() ==
+               "a\xef\xbf\xbd"
+               "b");
+    BOOST_TEST(bytes.at("result").at("exit_code").as_int64() == 4);
+
+    auto timed = co_await c.call(
+        5, "Exec",
+        json::parse(
+            R"({"cmd":"/bin/sh","args":["-c","echo before; exec sleep 1000"],"timeout_ms":300})"));
+    BOOST_TEST(error_code_of(timed) == -32006);
+    BOOST_TEST(timed.at("error").at("message").as_string() == "exec timed out after 300 ms");
+    BOOST_TEST(timed.at("error").at("data").at("output").as_string() == "before\n");
+    BOOST_TEST(timed.at("error").at("data").at("exit_code").as_int64() == 137);
+
+    auto bad = co_await c.call(6, "Exec", json::parse(R"({"cmd":"/bin/true","args":[1]})"));
+    BOOST_TEST(error_code_of(bad) == -32602);
+    BOOST_TEST(bad.at("error").at("data").at("field").as_string() == "args[0]");
+    auto missing = co_await c.call(7, "Exec", json::parse(R"({"cmd":"no-such-binary-xyz"})"));
+    BOOST_TEST(error_code_of(missing) == -32004);
+
+    BOOST_TEST((co_await c.call(8, "Destroy")).contains("result"));
+  });
+}
+
 BOOST_AUTO_TEST_CASE(errors_batches_and_notifications) {
   run([]() -> asio::awaitable<void> {
     daemon_process d;
@@ -222,7 +266,7 @@ BOOST_AUTO_TEST_CASE(errors_batches_and_notifications) {
     BOOST_TEST(missing.at("error").at("message").as_string() ==
                "binary \"no-such-binary-xyz\" could not be found");
     BOOST_TEST(error_code_of(co_await c.call(6, "Stats")) == -32001);  // nothing to sample yet
-    BOOST_TEST(error_code_of(co_await c.call(12, "Exec")) == -32007);
+    BOOST_TEST(error_code_of(co_await c.call(12, "ExecStreaming.Start")) == -32007);
 
     co_await c.send_raw(
         "{\"jsonrpc\":\"2.0\",\"method\":\"Version\"}\n");  // a notification: no answer

@@ -43,6 +43,48 @@ void log(log_level l, const std::string& msg) {
 
 using outcome = std::variant<json::value, rpc_error>;
 
+// Bytes as JSON text: each invalid UTF-8 sequence becomes U+FFFD.
+std::string valid_utf8(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  const auto* s = reinterpret_cast<const unsigned char*>(in.data());
+  const std::size_t n = in.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned char b = s[i];
+    std::size_t len = b < 0x80           ? 1
+                      : (b >> 5) == 0x6  ? 2
+                      : (b >> 4) == 0xe  ? 3
+                      : (b >> 3) == 0x1e ? 4
+                                         : 0;
+    bool ok = len > 0 && i + len <= n;
+    for (std::size_t k = 1; ok && k < len; ++k)
+      ok = (s[i + k] & 0xc0) == 0x80;
+    if (ok && len > 1) {
+      // No overlong forms, surrogates or code points above U+10FFFF.
+      std::uint32_t cp = b & (0x7f >> len);
+      for (std::size_t k = 1; k < len; ++k)
+        cp = (cp << 6) | (s[i + k] & 0x3f);
+      ok = !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) && !(len == 4 && cp < 0x10000) &&
+           !(cp >= 0xd800 && cp <= 0xdfff) && cp <= 0x10ffff;
+    }
+    if (ok) {
+      out.append(in.substr(i, len));
+      i += len;
+    } else {
+      out += "\xef\xbf\xbd";
+      ++i;
+    }
+  }
+  return out;
+}
+
+json::object exec_result_json(const exec_result& r) {
+  json::object o;
+  o["output"] = valid_utf8(r.output);
+  o["exit_code"] = r.exit_code;
+  return o;
+}
+
 rpc_error params_error(std::string field, std::string message) {
   rpc_error e{code::invalid_params, std::move(message), {}};
   if (!field.empty())
@@ -703,7 +745,43 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
       co_return to_rpc_error(u.error(), task_operation::update_resources);
     co_return json::value(json::object{});
   }
-  for (std::string_view later : {"Exec", "ExecStreaming.Start", "ExecStreaming.Input"}) {
+  if (m == "Exec") {
+    if (auto e = check_params(p, {"cmd", "args", "timeout_ms"}))
+      co_return *e;
+    const auto* c = param(p, "cmd");
+    if (!c || !c->is_string())
+      co_return params_error("cmd", "cmd must be a string");
+    std::vector<std::string> args;
+    if (const auto* a = param(p, "args")) {
+      if (!a->is_array())
+        co_return params_error("args", "args must be an array of strings");
+      for (std::size_t i = 0; i < a->as_array().size(); ++i) {
+        const auto& v = a->as_array()[i];
+        if (!v.is_string()) {
+          const std::string at = "args[" + std::to_string(i) + "]";
+          co_return params_error(at, at + " must be a string");
+        }
+        args.emplace_back(v.as_string());
+      }
+    }
+    std::int64_t timeout = 60000;
+    if (param(p, "timeout_ms")) {
+      if (auto e = duration_param(p, "timeout_ms", timeout))
+        co_return *e;
+    }
+    auto ran = co_await task.exec(std::string(c->as_string()), std::move(args),
+                                  std::chrono::milliseconds(timeout));
+    if (!ran)
+      co_return to_rpc_error(ran.error(), task_operation::exec);
+    json::object out = exec_result_json(*ran);
+    if (ran->timed_out) {
+      co_return rpc_error{code::timed_out,
+                          "exec timed out after " + std::to_string(timeout) + " ms",
+                          std::move(out)};
+    }
+    co_return json::value(std::move(out));
+  }
+  for (std::string_view later : {"ExecStreaming.Start", "ExecStreaming.Input"}) {
     if (m == later)
       co_return rpc_error{code::unsupported, m + " is not supported by this build yet", {}};
   }
