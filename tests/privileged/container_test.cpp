@@ -731,4 +731,65 @@ BOOST_AUTO_TEST_CASE(a_process_started_later_enters_the_running_task) {
   });
 }
 
+template <class... A>
+std::vector<std::string> list(A... a) {
+  return {std::string(a)...};
+}
+
+BOOST_AUTO_TEST_CASE(exec_runs_as_the_task_user_in_its_cgroup_and_container) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    {
+      // Host isolation: the task's user and cgroup.
+      const auto id = unique_id("exec-host");
+      task_executor t(harness::get().reaper, {.task_id = id});
+      pipe_reader out;
+      auto cmd = sh("echo ready; exec sleep 1000");
+      cmd.user = "nobody";
+      cmd.basic_process_cgroup = true;
+      cmd.stdout_fd = out.write_fd();
+      BOOST_REQUIRE(co_await t.launch(cmd));
+      out.close_write();
+      BOOST_REQUIRE(co_await out.line() == "ready");
+      auto r = co_await t.exec("/bin/sh", list("-c", "id -u; id -g; cat /proc/self/cgroup"), 30s);
+      BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+      auto l = lines(r->output);
+      BOOST_REQUIRE(l.size() > 2u);
+      BOOST_TEST(l[0] == "65534");
+      BOOST_TEST(l[1] == "65534");
+      BOOST_TEST(r->output.find("/taskexec/" + cgroup_name_for(id)) != std::string::npos,
+                 r->output);
+      BOOST_TEST((co_await t.shutdown("SIGKILL", 0s)).has_value());
+    }
+    {
+      // Container isolation: inside the task's namespaces and root.
+      rootfs root;
+      const auto id = unique_id("exec-ct");
+      task_executor t(harness::get().reaper, {.task_id = id});
+      pipe_reader out;
+      auto cmd = in_container(root, "echo ready; exec sleep 1000");
+      cmd.user = "nobody";
+      cmd.stdout_fd = out.write_fd();
+      auto st = co_await t.launch(cmd);
+      BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+      out.close_write();
+      BOOST_REQUIRE(co_await out.line() == "ready");
+      auto r = co_await t.exec("hostname", list(), 30s);  // looked up inside the root
+      BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+      BOOST_TEST(r->output == id + "\n");
+      auto ns = co_await t.exec(
+          "/bin/sh", list("-c", "readlink /proc/self/ns/mnt; cat /proc/1/comm; ls /; exit 3"), 30s);
+      BOOST_REQUIRE_MESSAGE(ns, (ns ? "" : ns.error().message));
+      BOOST_TEST(ns->exit_code == 3);
+      BOOST_TEST(ns->output == ns_of(std::to_string(st->pid), "mnt") +
+                                   "\ntaskexec-init\nbin\ndev\netc\nlib\nlib64\nproc\nsys\nusr\n");
+      auto host_only = co_await t.exec("/bin/kill", list("-l"), 30s);
+      BOOST_REQUIRE(!host_only);
+      BOOST_TEST(host_only.error().message == "file /bin/kill not found under path " + root.str());
+      BOOST_TEST((co_await t.shutdown("SIGKILL", 0s)).has_value());
+      BOOST_TEST(processes_in_cgroup_of(id).empty());
+    }
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()
