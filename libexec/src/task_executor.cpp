@@ -1,7 +1,10 @@
 #include "taskexec/task_executor.hpp"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -535,7 +538,59 @@ asio::awaitable<void> read_output(std::shared_ptr<exec_state> st) {
   }
 }
 
+asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
+                                                    std::shared_ptr<exec_state> st, exec_command c,
+                                                    std::chrono::milliseconds timeout);
+
+// Joins a network namespace (exec_script's netns).
+class netns_join final : public isolation_strategy {
+ public:
+  explicit netns_join(std::string path) : path_(std::move(path)) {}
+  ~netns_join() override {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+  std::string_view name() const noexcept override { return "netns"; }
+  isolation_features features() const noexcept override { return 0; }
+  result<void> validate(const exec_command&) const override { return {}; }
+  result<void> before_fork(const exec_command&, launch_plan&) override {
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0)
+      return make_system_error(errno, "network namespace \"" + path_ + "\"");
+    if (::ioctl(fd_, NS_GET_NSTYPE) != CLONE_NEWNET) {
+      return make_error(errc::invalid_argument,
+                        "netns \"" + path_ + "\" is not a network namespace");
+    }
+    return {};
+  }
+  bool in_child(const launch_plan&, child_failure& f) const noexcept override {
+    return ::setns(fd_, CLONE_NEWNET) == 0 || fail_step(f, "setns network namespace");
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 }  // namespace
+
+asio::awaitable<result<exec_result>> exec_script(child_reaper& reaper, script_options o) {
+  if (o.name.empty())
+    co_return make_error(errc::invalid_argument, "name is empty");
+  auto st = std::make_shared<exec_state>(co_await asio::this_coro::executor);
+  if (!o.netns_path.empty())
+    st->stack.push_back(std::make_unique<netns_join>(o.netns_path));
+  st->stack.push_back(std::make_unique<host_strategy>());
+  exec_command c;
+  c.cmd = std::move(o.name);
+  c.args = std::move(o.args);
+  c.env = std::move(o.env);
+  c.task_dir = o.dir;
+  c.work_dir = std::move(o.dir);
+  if (auto v = validate_command(c, 0, "host"); !v)
+    co_return v.error();
+  co_return co_await run_collecting(reaper, std::move(st), std::move(c), o.timeout);
+}
 
 asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
     std::shared_ptr<impl> self, std::string cmd, std::vector<std::string> args,
@@ -544,8 +599,7 @@ asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
     co_return a.error();
   if (cmd.empty())
     co_return make_error(errc::invalid_argument, "cmd is empty");
-  auto ex = co_await asio::this_coro::executor;
-  auto st = std::make_shared<exec_state>(ex);
+  auto st = std::make_shared<exec_state>(co_await asio::this_coro::executor);
   container_strategy* container = nullptr;
   for (const auto& s : self->strategies) {
     if (auto* c = dynamic_cast<container_strategy*>(s.get()))
@@ -562,6 +616,17 @@ asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
   exec_command c = self->launched;
   c.cmd = std::move(cmd);
   c.args = std::move(args);
+  co_return co_await run_collecting(self->reaper, std::move(st), std::move(c), timeout);
+}
+
+namespace {
+
+// Launch `c` through `st->stack`, collect its combined output, wait for it
+// (killing its session and descendants at `timeout`), and report.
+asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
+                                                    std::shared_ptr<exec_state> st, exec_command c,
+                                                    std::chrono::milliseconds timeout) {
+  auto ex = co_await asio::this_coro::executor;
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0)
     co_return make_system_error(errno, "pipe2");
@@ -593,12 +658,12 @@ asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
   auto spawned = detail::spawn(plan, st->stack, failed_pid);
   if (!spawned) {
     if (failed_pid > 0)
-      self->reaper.watch(failed_pid, [](int, int) {});
+      reaper.watch(failed_pid, [](int, int) {});
     co_return fail(spawned.error());
   }
   const int pid = *spawned;
   const auto start = detail::read_proc_stat(pid);
-  self->reaper.watch(pid, [st](int, int status) {
+  reaper.watch(pid, [st](int, int status) {
     for (auto& s : st->stack)
       status = s->exit_status(status);
     st->status = status;
@@ -650,6 +715,8 @@ asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
   r.timed_out = timed_out;
   co_return r;
 }
+
+}  // namespace
 
 asio::awaitable<result<exec_result>> task_executor::exec(std::string cmd,
                                                          std::vector<std::string> args,

@@ -132,4 +132,43 @@ BOOST_AUTO_TEST_CASE(many_at_once_and_only_while_running) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(exec_script_runs_a_check) {
+  run([]() -> asio::awaitable<void> {
+    temp_dir dir;
+    write_file(dir / "check.sh", "#!/bin/sh\necho \"$STATUS in $(pwd) with $1\"\nexit 2\n", 0755);
+    script_options o;
+    o.name = "check.sh";  // found in dir
+    o.args = list("arg1");
+    o.dir = dir.str();
+    o.env = list("STATUS=warning", "PATH=/usr/bin:/bin");
+    o.timeout = 30s;
+    auto r = co_await exec_script(harness::get().reaper, o);
+    BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+    BOOST_TEST(r->output == "warning in " + dir.str() + " with arg1\n");
+    BOOST_TEST(r->exit_code == 2);
+    BOOST_TEST(!r->timed_out);
+
+    o.name = "/bin/sh";
+    o.args = list("-c", "sleep 1000 & echo $!; exec sleep 1000");
+    o.timeout = 300ms;
+    auto slow = co_await exec_script(harness::get().reaper, o);
+    BOOST_REQUIRE(slow);
+    BOOST_TEST(slow->timed_out);
+    BOOST_TEST(slow->exit_code == 128 + SIGKILL);
+    const int background = std::atoi(slow->output.c_str());
+    BOOST_REQUIRE(background > 0);
+    BOOST_TEST(co_await wait_gone(background));  // killed with the script
+
+    o.name = "no-such-check";
+    auto missing = co_await exec_script(harness::get().reaper, o);
+    BOOST_REQUIRE(!missing);
+    BOOST_TEST((missing.error().code == make_error_code(errc::binary_not_found)));
+    o.name = "/bin/true";
+    o.env = list("NOEQUALS");
+    auto bad = co_await exec_script(harness::get().reaper, o);
+    BOOST_REQUIRE(!bad);
+    BOOST_TEST((bad.error().code == make_error_code(errc::invalid_argument)));
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -29,6 +29,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
+template <class... A>
+std::vector<std::string> list(A... a) {
+  return {std::string(a)...};
+}
+
 std::string unique_id(const std::string& what) {
   return "ct-" + what + "-" + std::to_string(::getpid());
 }
@@ -498,6 +503,17 @@ BOOST_AUTO_TEST_CASE(a_network_namespace_by_path) {
     // The host has more than lo, so the test tells the two apart.
     BOOST_REQUIRE(lines(read_file("/proc/net/dev")).size() > 3);
 
+    // exec_script in that namespace too.
+    script_options so;
+    so.name = "/bin/sh";
+    so.args =
+        list("-c", "while read l; do case $l in *:*) echo ${l%%:*};; esac; done < /proc/net/dev");
+    so.netns_path = "/var/run/netns/" + ns;
+    so.timeout = 30s;
+    auto script = co_await exec_script(harness::get().reaper, so);
+    BOOST_REQUIRE_MESSAGE(script, (script ? "" : script.error().message));
+    BOOST_TEST(script->output == "lo\n");
+
     // A file that is not a network namespace is refused.
     cmd.network_isolation = network_isolation_spec{"group", "/proc/self/ns/uts"};
     task_executor t(harness::get().reaper, {.task_id = unique_id("net2")});
@@ -729,11 +745,6 @@ BOOST_AUTO_TEST_CASE(a_process_started_later_enters_the_running_task) {
         (container->enter()->validate(probe).error().code == make_error_code(errc::not_launched)));
     BOOST_TEST(processes_in_cgroup_of(id).empty());
   });
-}
-
-template <class... A>
-std::vector<std::string> list(A... a) {
-  return {std::string(a)...};
 }
 
 BOOST_AUTO_TEST_CASE(exec_runs_as_the_task_user_in_its_cgroup_and_container) {

@@ -71,6 +71,27 @@ struct exec_result {
   static constexpr std::size_t max_output = 4096;  ///< Nomad's CheckBufSize
 };
 
+/// A script run outside any task (Nomad's ExecScript, for checks).
+struct script_options {
+  std::string name;                      ///< looked up in dir/local, dir, then PATH (of env)
+  std::vector<std::string> args;         ///< argv[1..]
+  std::string dir;                       ///< absolute; the working directory; empty: ours
+  std::vector<std::string> env;          ///< exactly the script's environment, "K=V"
+  std::string netns_path;                ///< a network namespace to run in; empty: ours
+  std::chrono::milliseconds timeout{0};  ///< 0: none
+};
+
+/// Run a script as exec does (its own session, stdin /dev/null, the last
+/// exec_result::max_output bytes of stdout+stderr, 128+N for signal N, its
+/// session and descendants killed at the timeout), as the calling process's
+/// user. `reaper` must be the process's child_reaper. Errors:
+/// invalid_argument (an empty name, a malformed env entry, a netns_path
+/// that is not a network namespace), binary_not_found, launch_failed, a
+/// system error opening netns_path; operation_canceled when the awaiting
+/// coroutine is cancelled (the script is killed first).
+boost::asio::awaitable<result<exec_result>> exec_script(child_reaper& reaper,
+                                                        script_options options);
+
 class task_executor {
  public:
   task_executor(child_reaper& reaper, task_executor_options options = {});
