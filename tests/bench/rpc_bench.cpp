@@ -12,8 +12,10 @@
 //   bench_rpc [--calls N] [--starts N]
 //   bench_rpc --echo-server PATH     (the baseline; used by the bench itself)
 #include <poll.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +38,7 @@
 #include "taskexec/logging.hpp"
 #include "taskexec/task_executor.hpp"
 
+extern char** environ;
 namespace asio = boost::asio;
 using clock_type = std::chrono::steady_clock;
 
@@ -212,7 +215,8 @@ int main(int argc, char** argv) {
 
   const std::string version = R"({"jsonrpc":"2.0","id":1,"method":"Version"})"
                               "\n";
-  std::vector<double> raw, ours, startup, echo_start;
+  std::vector<double> raw, ours, startup, echo_start, raw_spawn, exec_rtt;
+  const int exec_calls = std::max(20, std::min(calls, 1000));
   double raw_rate = 0, our_rate = 0;
   long dirty = -1, burst_dirty = -1, idle_dirty = -1;
   run([&]() -> asio::awaitable<void> {
@@ -239,6 +243,23 @@ int main(int argc, char** argv) {
         R"({"jsonrpc":"2.0","id":2,"method":"Launch","params":{"cmd":"/bin/sleep","args":["1000"]}})"
         "\n";
     round_trip(dfd, launch, buf);
+    // Exec of /bin/true through the daemon against posix_spawn + waitpid
+    // here (the io_context is idle, so waitpid takes our child directly).
+    const std::string exec_true =
+        R"({"jsonrpc":"2.0","id":3,"method":"Exec","params":{"cmd":"/bin/true"}})"
+        "\n";
+    for (int i = 0; i < exec_calls; ++i) {
+      auto t0 = clock_type::now();
+      char* true_argv[] = {const_cast<char*>("/bin/true"), nullptr};
+      pid_t pid;
+      int status = 0;
+      if (::posix_spawn(&pid, "/bin/true", nullptr, nullptr, true_argv, environ) != 0 ||
+          ::waitpid(pid, &status, 0) != pid)
+        std::abort();
+      raw_spawn.push_back(
+          std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+      exec_rtt.push_back(round_trip(dfd, exec_true, buf));
+    }
     dirty = private_dirty_kib(daemon.pid());
     constexpr int pipelined_calls = 20000;
     raw_rate = pipelined(efd, version, pipelined_calls);
@@ -276,6 +297,11 @@ int main(int argc, char** argv) {
   std::printf("%-34s %9.1f %9.1f\n", "raw Unix-socket echo (same bytes)", median(raw), p99(raw));
   std::printf("%-34s %9.1f %9.1f\n", "taskexecd Version", median(ours), p99(ours));
   std::printf("ratio p50: %.2fx (target <= 2.0x)\n", median(ours) / median(raw));
+  std::printf("Exec of /bin/true, %d each, interleaved (microseconds)\n", exec_calls);
+  std::printf("%-34s %9.1f %9.1f\n", "raw posix_spawn + waitpid", median(raw_spawn),
+              p99(raw_spawn));
+  std::printf("%-34s %9.1f %9.1f\n", "taskexecd Exec round trip", median(exec_rtt), p99(exec_rtt));
+  std::printf("ratio p50: %.2fx (target <= 1.5x)\n", median(exec_rtt) / median(raw_spawn));
   std::printf("pipelined Version calls on one connection, 20000 (calls per second)\n");
   std::printf("%-34s %9.0f\n", "raw Unix-socket echo (same bytes)", raw_rate);
   std::printf("%-34s %9.0f\n", "taskexecd Version", our_rate);
