@@ -174,6 +174,18 @@ BOOST_AUTO_TEST_CASE(every_command_against_a_started_daemon) {
         table.out);
     BOOST_TEST(std::regex_search(table.out, std::regex("\n" + std::to_string(pid) + " +0\\.00 ")),
                table.out);
+    // exec: the command's output, its exit code; a timeout is a failure.
+    auto ex = co_await cli(
+        argv_of("exec", "--socket", sock, "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 6"));
+    BOOST_TEST(ex.code == 6);
+    BOOST_TEST(ex.out == "out\nerr\n");
+    auto exj = co_await cli(argv_of("--json", "exec", "--socket", sock, "--", "/bin/true"));
+    BOOST_TEST(exj.out == "{\"output\":\"\",\"exit_code\":0}\n");
+    auto slow = co_await cli(
+        argv_of("exec", "--socket", sock, "--timeout-ms", "200", "--", "/bin/sleep", "1000"));
+    BOOST_TEST(slow.code == 1);
+    BOOST_TEST(slow.err == "taskexec: exec timed out after 200 ms\n");
+
     auto timed = co_await cli(argv_of("wait", "--socket", sock, "--timeout-ms", "10"));
     BOOST_TEST(timed.code == 1);
     BOOST_TEST(timed.err == "taskexec: the task did not exit within 10 ms\n");
