@@ -494,16 +494,7 @@ class cgroup_join final : public isolation_strategy {
   result<void> validate(const exec_command&) const override { return {}; }
   result<void> before_fork(const exec_command&, launch_plan&) override { return {}; }
   bool in_child(const launch_plan&, child_failure& f) const noexcept override {
-    for (const auto& file : files_) {
-      int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0)
-        return fail_step(f, "open cgroup.procs");
-      const bool ok = ::write(fd, "0", 1) == 1;
-      ::close(fd);
-      if (!ok)
-        return fail_step(f, "join cgroup");
-    }
-    return true;
+    return join_cgroups(files_, f);
   }
 
  private:

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "rootfs.hpp"
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/logging.hpp"
@@ -46,18 +47,8 @@ double ms_since(clock_type::time_point t0) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
 }
 
-struct summary {
-  double mean, p50, p90, max;
-};
-
-summary summarize(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) {
-    return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
-  };
-  return {std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()), at(0.5),
-          at(0.9), v.back()};
-}
+using bench::summarize;
+using bench::summary;
 
 int spawn_wait(std::vector<std::string> args) {
   std::vector<char*> argv;

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/task_executor.hpp"
@@ -32,18 +33,8 @@ double us_since(clock_type::time_point t0) {
   return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
 }
 
-struct summary {
-  double mean, p50, p90, p99, max;
-};
-
-summary summarize(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) {
-    return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
-  };
-  return {std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()), at(0.5),
-          at(0.9), at(0.99), v.back()};
-}
+using bench::summarize;
+using bench::summary;
 
 void raw_round(const char* binary, int n, std::vector<double>& out) {
   char* argv[] = {const_cast<char*>(binary), nullptr};

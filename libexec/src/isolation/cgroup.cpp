@@ -218,9 +218,9 @@ result<void> cgroup_strategy::before_fork(const exec_command& cmd, launch_plan&)
   return {};
 }
 
-bool cgroup_strategy::in_child(const launch_plan&, child_failure& f) const noexcept {
+bool join_cgroups(const std::vector<std::string>& procs_files, child_failure& f) noexcept {
   // Reads only: the strings were built before the clone.
-  for (const auto& file : procs_files_) {
+  for (const auto& file : procs_files) {
     int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0)
       return fail_step(f, "open cgroup.procs");
@@ -231,6 +231,10 @@ bool cgroup_strategy::in_child(const launch_plan&, child_failure& f) const noexc
     ::close(fd);
   }
   return true;
+}
+
+bool cgroup_strategy::in_child(const launch_plan&, child_failure& f) const noexcept {
+  return join_cgroups(procs_files_, f);
 }
 
 void cgroup_strategy::launch_failed(const launch_plan&) noexcept {

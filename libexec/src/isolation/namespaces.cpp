@@ -959,15 +959,8 @@ bool container_enter_strategy::in_child(const launch_plan& plan, child_failure& 
   if (!child_session_and_stdio(plan, f))
     return false;
   // The cgroups first: their paths are the host's.
-  for (const auto& file : e.cgroup_procs) {
-    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-      return fail_step(f, "open cgroup.procs");
-    const bool ok = ::write(fd, "0", 1) == 1;
-    ::close(fd);
-    if (!ok)
-      return fail_step(f, "join cgroup");
-  }
+  if (!join_cgroups(e.cgroup_procs, f))
+    return false;
   // All namespaces at once; the mount namespace's root becomes ours.
   if (::setns(e.pidfd, e.ns_flags) != 0)
     return fail_step(f, "setns into the task");

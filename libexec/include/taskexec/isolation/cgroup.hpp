@@ -53,6 +53,10 @@ struct cgroup_counters {
   std::vector<std::string> memory_measured, cpu_measured;
 };
 
+/// Child side (async-signal-safe): move the calling process into each
+/// cgroup by writing "0" to its cgroup.procs file.
+bool join_cgroups(const std::vector<std::string>& procs_files, child_failure& f) noexcept;
+
 class cgroup_strategy final : public isolation_strategy {
  public:
   cgroup_strategy(std::string task_id, cgroup_options options);
