@@ -510,6 +510,8 @@ struct exec_state {
   std::string output;
   std::optional<int> status;
   condition done;
+  bool reader_done = false;  // the output reader saw EOF, an error or a cancel
+  condition reader_cond;
 
   void keep(const char* data, std::size_t n) {
     output.append(data, n);
@@ -524,8 +526,37 @@ asio::awaitable<void> read_output(std::shared_ptr<exec_state> st) {
     auto [ec, n] =
         co_await st->out.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
     st->keep(buf.data(), n);
-    if (ec)
+    if (ec) {
+      st->reader_done = true;
+      st->reader_cond.notify_all();
       co_return;
+    }
+  }
+}
+
+// SIGKILL the exec'd process `pid` (started at `start_ticks`), its session
+// and its descendants; each kill through a pidfd checked against the start
+// time the scan saw, so a recycled pid is never hit. A few passes catch what
+// was forked meanwhile.
+void kill_exec_tree(int pid, std::uint64_t start_ticks) {
+  for (int pass = 0; pass < 3; ++pass) {
+    auto table = detail::scan_processes();
+    auto members = detail::task_members(table, pid, start_ticks, std::nullopt, ::getpid(), {});
+    std::size_t live = 0;
+    for (const auto& m : members) {
+      if (m.state == 'Z')
+        continue;
+      ++live;
+      int fd = static_cast<int>(::syscall(SYS_pidfd_open, m.pid, 0));
+      if (fd < 0)
+        continue;
+      auto now = detail::read_proc_stat(m.pid);
+      if (now && now->start_ticks == m.start_ticks)
+        ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
+      ::close(fd);
+    }
+    if (live == 0)
+      return;
   }
 }
 
@@ -580,7 +611,8 @@ asio::awaitable<result<exec_result>> exec_script(child_reaper& reaper, script_op
   c.work_dir = std::move(o.dir);
   if (auto v = validate_command(c, 0, "host"); !v)
     co_return v.error();
-  co_return co_await run_collecting(reaper, std::move(st), std::move(c), o.timeout);
+  co_return co_await no_throw_on_cancel(
+      run_collecting(reaper, std::move(st), std::move(c), o.timeout));
 }
 
 asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
@@ -667,34 +699,37 @@ asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
   write_end.fd = -1;
   asio::co_spawn(ex, read_output(st), asio::detached);
 
-  const auto deadline = timeout.count() > 0 ? clock::now() + timeout : clock::time_point::max();
-  bool timed_out = false, cancelled = false;
+  const auto deadline = timeout.count() > 0
+                            ? add_capped(clock::now(), timeout, clock::time_point::max())
+                            : clock::time_point::max();
+  bool timed_out = false, cancelled = false, killed = false;
   while (!st->status) {
     clock::time_point until = deadline;
-    if (timed_out || cancelled)
+    if (killed)
       until = clock::now() + std::chrono::seconds(30);
     auto w = co_await wait_on(st->done, until);
     if (st->status)
       break;
     if (w == wake::notified)
       continue;
-    if (timed_out || cancelled)
-      break;  // killed 30 s ago and still not reaped: give up waiting
-    (w == wake::cancelled ? cancelled : timed_out) = true;
-    // The command, its session and its descendants.
-    auto table = detail::scan_processes();
-    for (const auto& m : detail::task_members(table, pid, start ? start->start_ticks : 0,
-                                              std::nullopt, ::getpid(), {}))
-      ::kill(m.pid, SIGKILL);
+    cancelled = cancelled || w == wake::cancelled;
+    if (killed)
+      break;  // killed 30 s ago and still not reaped, or cancelled: stop waiting
+    timed_out = w == wake::timed_out;
+    killed = true;
+    kill_exec_tree(pid, start ? start->start_ticks : 0);
   }
-  // What the command wrote before it exited is in the pipe now; later
-  // writes by processes it left behind are not waited for.
-  std::array<char, 4096> buf;
-  ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
-  for (ssize_t n; (n = ::read(st->out.native_handle(), buf.data(), buf.size())) > 0;)
-    st->keep(buf.data(), static_cast<std::size_t>(n));
+  // The output: until EOF, or a short grace after the exit when processes
+  // the command left behind keep the pipe open (their later writes are not
+  // waited for). Only the reader reads; closing cancels it.
+  if (!cancelled && !st->reader_done)
+    co_await wait_on(st->reader_cond, clock::now() + std::chrono::milliseconds(100));
   boost::system::error_code ignored;
   st->out.close(ignored);
+  while (!cancelled && !st->reader_done) {
+    if (co_await wait_on(st->reader_cond, clock::now() + std::chrono::seconds(5)) != wake::notified)
+      break;
+  }
   if (cancelled)
     co_return make_error(errc::operation_canceled, "exec canceled");
   if (!st->status)

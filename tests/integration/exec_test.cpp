@@ -105,6 +105,26 @@ BOOST_AUTO_TEST_CASE(a_timeout_kills_the_command_and_what_it_started) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(a_writer_left_behind_does_not_hold_the_exec) {
+  run([]() -> asio::awaitable<void> {
+    temp_dir dir;
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    co_await launch_ready(t, out, "echo ready; exec sleep 1000");
+    // The command exits at once; `yes` keeps writing into its output.
+    const std::string pidfile = dir / "yes.pid";
+    auto r = co_await must_exec(t, "/bin/sh", list("-c", "yes & echo $! > " + pidfile));
+    BOOST_TEST(r.exit_code == 0);
+    BOOST_TEST(r.output.size() == exec_result::max_output);
+    BOOST_TEST(r.output.find_first_not_of("y\n") == std::string::npos);
+    // With the pipe's reader gone, the writer dies of SIGPIPE.
+    const int yes = std::atoi(read_file(pidfile).c_str());
+    BOOST_REQUIRE(yes > 0);
+    BOOST_TEST(co_await wait_gone(yes));
+    BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
+  });
+}
+
 BOOST_AUTO_TEST_CASE(many_at_once_and_only_while_running) {
   run([]() -> asio::awaitable<void> {
     task_executor t(harness::get().reaper);

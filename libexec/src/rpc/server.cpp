@@ -43,7 +43,7 @@ void log(log_level l, const std::string& msg) {
 
 using outcome = std::variant<json::value, rpc_error>;
 
-// Bytes as JSON text: each invalid UTF-8 sequence becomes U+FFFD.
+// Bytes as JSON text: each byte that is not part of valid UTF-8 becomes U+FFFD.
 std::string valid_utf8(std::string_view in) {
   std::string out;
   out.reserve(in.size());
