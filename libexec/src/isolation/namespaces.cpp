@@ -347,6 +347,31 @@ result<int> init_image_fd() {
   return fd;
 }
 
+// Parent side: make `plan` exec taskexec-init from its memfd, which starts
+// `exe_in_root` (argv follows) and reports on the launch pipe and on a new
+// status pipe: its read end (non-blocking) in `status_read`, its write end
+// (passed to init as fd 4) in `status_write`.
+static result<void> run_under_init(launch_plan& plan, const std::string& exe_in_root,
+                                   int& status_read, int& status_write) {
+  auto image = init_image_fd();
+  if (!image)
+    return image.error();
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0)
+    return make_system_error(errno, "pipe2");
+  status_read = pipefd[0];
+  status_write = move_high(pipefd[1]);
+  if (status_write < 0)
+    return make_system_error(errno, "dup status pipe");
+  ::fcntl(status_read, F_SETFL, O_NONBLOCK);
+  plan.exec_fd = *image;
+  plan.report_fd = k_init_report_fd;
+  plan.fd_map.emplace_back(status_write, k_init_status_fd);
+  plan.argv_storage.push_back("taskexec-init");
+  plan.argv_storage.push_back(exe_in_root);
+  return {};
+}
+
 container_strategy::container_strategy(std::string task_id, cgroup_strategy* cgroup)
     : task_id_(std::move(task_id)), cgroup_(cgroup) {}
 
@@ -625,22 +650,8 @@ result<void> container_strategy::before_fork(const exec_command& cmd, launch_pla
   plan.executable = bin->in_root;
   plan.argv_storage.clear();
   if (p.private_pid) {
-    auto image = init_image_fd();
-    if (!image)
-      return fail(image.error());
-    int pipefd[2];
-    if (::pipe2(pipefd, O_CLOEXEC) != 0)
-      return fail(make_system_error(errno, "pipe2"));
-    status_read_ = pipefd[0];
-    p.status_write = move_high(pipefd[1]);
-    if (p.status_write < 0)
-      return fail(make_system_error(errno, "dup status pipe"));
-    ::fcntl(status_read_, F_SETFL, O_NONBLOCK);
-    plan.exec_fd = *image;
-    plan.report_fd = k_init_report_fd;
-    plan.fd_map.emplace_back(p.status_write, k_init_status_fd);
-    plan.argv_storage.push_back("taskexec-init");
-    plan.argv_storage.push_back(bin->in_root);
+    if (auto r = run_under_init(plan, bin->in_root, status_read_, p.status_write); !r)
+      return fail(r.error());
   }
   plan.argv_storage.push_back(cmd.cmd);
   plan.argv_storage.insert(plan.argv_storage.end(), cmd.args.begin(), cmd.args.end());
@@ -932,22 +943,8 @@ result<void> container_enter_strategy::before_fork(const exec_command& cmd, laun
   if (p.private_pid) {
     // setns(CLONE_NEWPID) moves only children: taskexec-init starts the
     // command as its child, inside the task's PID namespace.
-    auto image = init_image_fd();
-    if (!image)
-      return image.error();
-    int pipefd[2];
-    if (::pipe2(pipefd, O_CLOEXEC) != 0)
-      return make_system_error(errno, "pipe2");
-    status_read_ = pipefd[0];
-    status_write_ = move_high(pipefd[1]);
-    if (status_write_ < 0)
-      return make_system_error(errno, "dup status pipe");
-    ::fcntl(status_read_, F_SETFL, O_NONBLOCK);
-    plan.exec_fd = *image;
-    plan.report_fd = k_init_report_fd;
-    plan.fd_map.emplace_back(status_write_, k_init_status_fd);
-    plan.argv_storage.push_back("taskexec-init");
-    plan.argv_storage.push_back(bin->in_root);
+    if (auto r = run_under_init(plan, bin->in_root, status_read_, status_write_); !r)
+      return r;
   }
   plan.argv_storage.push_back(cmd.cmd);
   plan.argv_storage.insert(plan.argv_storage.end(), cmd.args.begin(), cmd.args.end());
