@@ -4,7 +4,10 @@
  * needs no copy of it) after the namespaces, the root, the user and the
  * capabilities are in place; it then starts the task as its only child:
  *
- *   taskexec-init <exe inside the root> <argv0> [args...]     (env: the task's)
+ *   taskexec-init [-t] <exe inside the root> <argv0> [args...]     (env: the task's)
+ *   -t:   stdin is a terminal: the task gets a session of its own with it as
+ *         the controlling terminal (init has none), instead of a process
+ *         group of its own.
  *   fd 3: the launch report pipe. A failed execve of the task is written
  *         there as {int errno; char step[56]}, which the executor reads as
  *         the launch's failure; EOF (the task's exec closed its copy) means
@@ -28,6 +31,7 @@
 #define F_SETFD 2
 #define FD_CLOEXEC 1
 #define PR_SET_NAME 15
+#define TIOCSCTTY 0x540E
 #define REPORT_FD 3
 #define STATUS_FD 4
 
@@ -113,10 +117,16 @@ void __attribute__((noreturn, used)) start_c(long* sp) {
   char** envp = argv + argc + 1;
   unsigned long all = ~0UL, none = 0;
   long pid;
+  int tty = 0;
 
   /* Every signal waits for sigtimedwait below. */
   sys4(__NR_rt_sigprocmask, SIG_BLOCK, &all, 0, sizeof all);
   sys6(__NR_prctl, PR_SET_NAME, (long)"taskexec-init", 0, 0, 0, 0);
+  if (argc > 1 && argv[1][0] == '-' && argv[1][1] == 't' && argv[1][2] == 0) {
+    tty = 1;
+    --argc;
+    ++argv;
+  }
   if (argc < 3)
     fail(-22 /* EINVAL */, "taskexec-init arguments");
   /* The task inherits neither pipe. */
@@ -128,8 +138,19 @@ void __attribute__((noreturn, used)) start_c(long* sp) {
   if (pid == 0) {
     long r;
     /* A process group of its own: a kill(0, sig) in the task reaches the
-     * task's processes, not init (which would pass it on a second time). */
-    sys3(__NR_setpgid, 0, 0, 0);
+     * task's processes, not init (which would pass it on a second time).
+     * With a terminal, a session of its own that the terminal controls: the
+     * command is its foreground group (^C, SIGWINCH, reads reach it). */
+    if (tty) {
+      r = sys3(__NR_setsid, 0, 0, 0);
+      if (r < 0)
+        fail(r, "setsid");
+      r = sys3(__NR_ioctl, 0, TIOCSCTTY, 0);
+      if (r < 0)
+        fail(r, "ioctl TIOCSCTTY");
+    } else {
+      sys3(__NR_setpgid, 0, 0, 0);
+    }
     sys4(__NR_rt_sigprocmask, SIG_SETMASK, &none, 0, sizeof none);
     r = sys3(__NR_execve, argv[1], argv + 2, envp);
     fail(r, "execve");

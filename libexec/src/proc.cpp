@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,6 +191,28 @@ std::vector<proc_stat> task_members(const std::vector<proc_stat>& table, int tas
   for (const auto* p : queue)
     out.push_back(*p);
   return out;
+}
+
+void kill_tree(int pid, std::uint64_t start_ticks) {
+  for (int pass = 0; pass < 3; ++pass) {
+    auto table = scan_processes();
+    auto members = task_members(table, pid, start_ticks, std::nullopt, ::getpid(), {});
+    std::size_t live = 0;
+    for (const auto& m : members) {
+      if (m.state == 'Z')
+        continue;
+      ++live;
+      int fd = static_cast<int>(::syscall(SYS_pidfd_open, m.pid, 0));
+      if (fd < 0)
+        continue;
+      auto now = read_proc_stat(m.pid);
+      if (now && now->start_ticks == m.start_ticks)
+        ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
+      ::close(fd);
+    }
+    if (live == 0)
+      return;
+  }
 }
 
 }  // namespace taskexec::detail

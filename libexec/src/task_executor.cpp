@@ -19,7 +19,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <set>
 
+#include "exec_launch.hpp"
 #include "taskexec/child_reaper.hpp"
+#include "taskexec/detail/condition.hpp"
 #include "taskexec/detail/coro.hpp"
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/detail/spawn.hpp"
@@ -44,41 +46,9 @@ namespace {
 // process group and ancestry only.
 int g_live_tasks = 0;
 
-// The condition variable of the async world: waiters park a timer here;
-// notify_all cancels them all and each waiter re-checks its predicate.
-struct condition {
-  std::vector<asio::steady_timer*> waiters;
-  std::uint64_t generation = 0;
-  void notify_all() {
-    ++generation;
-    for (auto* t : waiters)
-      t->cancel();
-  }
-};
-
-enum class wake { notified, timed_out, cancelled };
-
-// Suspend until notified, `deadline`, or cancellation of the awaiting
-// coroutine. `cond` must outlive the wait (it lives in the impl the caller
-// keeps alive).
-asio::awaitable<wake> wait_on(condition& cond, clock::time_point deadline) {
-  auto ex = co_await asio::this_coro::executor;
-  const auto start = cond.generation;
-  asio::steady_timer t(ex, deadline);
-  // Deregistered however the frame ends, even destroyed without resuming.
-  struct registration {
-    condition& c;
-    asio::steady_timer* t;
-    ~registration() { std::erase(c.waiters, t); }
-  } reg{cond, &t};
-  cond.waiters.push_back(&t);
-  auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-  if (cond.generation != start)
-    co_return wake::notified;
-  if (ec == asio::error::operation_aborted)
-    co_return wake::cancelled;
-  co_return wake::timed_out;
-}
+using detail::condition;
+using detail::wait_on;
+using detail::wake;
 
 process_state decode_status(int pid, int status) {
   process_state ps;
@@ -157,6 +127,19 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   }
   std::vector<int> member_pids();
   exec_command launched;  // the launch's command, for Exec's context
+  /// The stack and command of an Exec in the task's context.
+  result<std::pair<strategy_stack, exec_command>> exec_context(std::string cmd,
+                                                               std::vector<std::string> args);
+  // Exec sessions in the task's context: they end with the task.
+  std::vector<std::weak_ptr<exec_session::state>> sessions;
+  void end_sessions() {
+    auto live = std::move(sessions);
+    sessions.clear();
+    for (auto& w : live) {
+      if (auto s = w.lock())
+        exec_session_access::end_with_task(*s);
+    }
+  }
   static asio::awaitable<result<exec_result>> run_exec(std::shared_ptr<impl> self, std::string cmd,
                                                        std::vector<std::string> args,
                                                        std::chrono::milliseconds timeout);
@@ -255,6 +238,7 @@ void task_executor::impl::on_exit(int status) {
   }
   if (life.state() == task_state::running)
     life.on(task_event::process_exited);
+  end_sessions();
   exit_cond.notify_all();
   if (detail::log_enabled(log_level::debug)) {
     log(log_level::debug, "pid " + std::to_string(pid) + " exited code " +
@@ -442,6 +426,7 @@ void task_executor::impl::mark_destroyed() {
   if (life.state() == task_state::destroyed)
     return;
   life.on(task_event::destroyed);
+  end_sessions();
   set_live(false);
   teardown();  // idempotent: also after a completed shutdown
   exit_cond.notify_all();
@@ -505,7 +490,7 @@ class cgroup_join final : public isolation_strategy {
 // reaper callback.
 struct exec_state {
   explicit exec_state(asio::any_io_executor ex) : out(std::move(ex)) {}
-  std::vector<std::unique_ptr<isolation_strategy>> stack;
+  strategy_stack stack;
   asio::posix::stream_descriptor out;
   std::string output;
   std::optional<int> status;
@@ -531,32 +516,6 @@ asio::awaitable<void> read_output(std::shared_ptr<exec_state> st) {
       st->reader_cond.notify_all();
       co_return;
     }
-  }
-}
-
-// SIGKILL the exec'd process `pid` (started at `start_ticks`), its session
-// and its descendants; each kill through a pidfd checked against the start
-// time the scan saw, so a recycled pid is never hit. A few passes catch what
-// was forked meanwhile.
-void kill_exec_tree(int pid, std::uint64_t start_ticks) {
-  for (int pass = 0; pass < 3; ++pass) {
-    auto table = detail::scan_processes();
-    auto members = detail::task_members(table, pid, start_ticks, std::nullopt, ::getpid(), {});
-    std::size_t live = 0;
-    for (const auto& m : members) {
-      if (m.state == 'Z')
-        continue;
-      ++live;
-      int fd = static_cast<int>(::syscall(SYS_pidfd_open, m.pid, 0));
-      if (fd < 0)
-        continue;
-      auto now = detail::read_proc_stat(m.pid);
-      if (now && now->start_ticks == m.start_ticks)
-        ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
-      ::close(fd);
-    }
-    if (live == 0)
-      return;
   }
 }
 
@@ -615,31 +574,40 @@ asio::awaitable<result<exec_result>> exec_script(child_reaper& reaper, script_op
       run_collecting(reaper, std::move(st), std::move(c), o.timeout));
 }
 
-asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
-    std::shared_ptr<impl> self, std::string cmd, std::vector<std::string> args,
-    std::chrono::milliseconds timeout) {
-  if (auto a = self->life.admit(task_operation::exec); !a)
-    co_return a.error();
+result<std::pair<strategy_stack, exec_command>> task_executor::impl::exec_context(
+    std::string cmd, std::vector<std::string> args) {
+  if (auto a = life.admit(task_operation::exec); !a)
+    return a.error();
   if (cmd.empty())
-    co_return make_error(errc::invalid_argument, "cmd is empty");
-  auto st = std::make_shared<exec_state>(co_await asio::this_coro::executor);
+    return make_error(errc::invalid_argument, "cmd is empty");
+  strategy_stack stack;
   container_strategy* container = nullptr;
-  for (const auto& s : self->strategies) {
+  for (const auto& s : strategies) {
     if (auto* c = dynamic_cast<container_strategy*>(s.get()))
       container = c;
   }
   if (container) {
-    st->stack.push_back(container->enter());
+    stack.push_back(container->enter());
   } else {
-    if (auto* cg = self->cgroup())
-      st->stack.push_back(std::make_unique<cgroup_join>(cg->procs_files()));
-    st->stack.push_back(std::make_unique<host_strategy>());
+    if (auto* cg = cgroup())
+      stack.push_back(std::make_unique<cgroup_join>(cg->procs_files()));
+    stack.push_back(std::make_unique<host_strategy>());
   }
-
-  exec_command c = self->launched;
+  exec_command c = launched;
   c.cmd = std::move(cmd);
   c.args = std::move(args);
-  co_return co_await run_collecting(self->reaper, std::move(st), std::move(c), timeout);
+  return std::pair{std::move(stack), std::move(c)};
+}
+
+asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
+    std::shared_ptr<impl> self, std::string cmd, std::vector<std::string> args,
+    std::chrono::milliseconds timeout) {
+  auto ctx = self->exec_context(std::move(cmd), std::move(args));
+  if (!ctx)
+    co_return ctx.error();
+  auto st = std::make_shared<exec_state>(co_await asio::this_coro::executor);
+  st->stack = std::move(ctx->first);
+  co_return co_await run_collecting(self->reaper, std::move(st), std::move(ctx->second), timeout);
 }
 
 namespace {
@@ -660,41 +628,13 @@ asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
     ~closer() { ::close(fd); }
   } write_end{pipefd[1]};  // the plan holds its own copies
 
-  launch_plan plan;
-  std::size_t prepared = 0;
-  auto fail = [&](const error& e) {
-    for (std::size_t i = 0; i < prepared; ++i)
-      st->stack[i]->launch_failed(plan);
-    return e;
-  };
-  for (const auto& s : st->stack) {
-    if (auto v = s->validate(c); !v)
-      co_return fail(v.error());
-  }
-  for (auto& s : st->stack) {
-    if (auto r = s->before_fork(c, plan); !r)
-      co_return fail(r.error());
-    ++prepared;
-  }
-  plan.seal();
-  int failed_pid = -1;
-  auto spawned = detail::spawn(plan, st->stack, failed_pid);
-  if (!spawned) {
-    if (failed_pid > 0)
-      reaper.watch(failed_pid, [](int, int) {});
-    co_return fail(spawned.error());
-  }
-  const int pid = *spawned;
-  const auto start = detail::read_proc_stat(pid);
-  reaper.watch(pid, [st](int, int status) {
-    for (auto& s : st->stack)
-      status = s->exit_status(status);
+  auto started = start_command(reaper, st->stack, c, [st](int status) {
     st->status = status;
     st->done.notify_all();
   });
-  for (auto& s : st->stack)
-    s->after_start(plan, pid);
-  plan.close_fds();
+  if (!started)
+    co_return started.error();
+  const int pid = started->pid;
   ::close(write_end.fd);
   write_end.fd = -1;
   asio::co_spawn(ex, read_output(st), asio::detached);
@@ -717,7 +657,7 @@ asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
       break;  // killed 30 s ago and still not reaped, or cancelled: stop waiting
     timed_out = w == wake::timed_out;
     killed = true;
-    kill_exec_tree(pid, start ? start->start_ticks : 0);
+    detail::kill_tree(pid, started->start_ticks);
   }
   // The output: until EOF, or a short grace after the exit when processes
   // the command left behind keep the pipe open (their later writes are not
@@ -749,6 +689,24 @@ asio::awaitable<result<exec_result>> task_executor::exec(std::string cmd,
                                                          std::chrono::milliseconds timeout) {
   co_return co_await no_throw_on_cancel(
       impl::run_exec(impl_, std::move(cmd), std::move(args), timeout));
+}
+
+asio::awaitable<result<exec_session>> task_executor::exec_streaming(exec_session_options options) {
+  auto self = impl_;
+  auto ctx = self->exec_context(std::move(options.cmd), std::move(options.args));
+  if (!ctx)
+    co_return ctx.error();
+  // Keep a small registry: sessions already gone are dropped on each start.
+  std::erase_if(self->sessions, [](const auto& w) { return w.expired(); });
+  std::shared_ptr<exec_session::state> state;
+  options.cmd = std::move(ctx->second.cmd);
+  options.args = std::move(ctx->second.args);
+  auto session = exec_session_access::start(self->reaper, std::move(ctx->first),
+                                            std::move(ctx->second), std::move(options), state);
+  if (!session)
+    co_return session.error();
+  self->sessions.push_back(state);
+  co_return std::move(*session);
 }
 
 asio::awaitable<result<process_state>> task_executor::wait() {

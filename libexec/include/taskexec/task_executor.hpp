@@ -37,6 +37,7 @@
 #include <string_view>
 
 #include "taskexec/error.hpp"
+#include "taskexec/exec_session.hpp"
 #include "taskexec/isolation/cgroup.hpp"
 #include "taskexec/lifecycle.hpp"
 #include "taskexec/stats.hpp"
@@ -160,6 +161,14 @@ class task_executor {
   /// cancelled (the command is killed first).
   boost::asio::awaitable<result<exec_result>> exec(std::string cmd, std::vector<std::string> args,
                                                    std::chrono::milliseconds timeout);
+
+  /// Start `options.cmd` in the running task's context, as exec() does, as
+  /// an interactive session (exec_session.hpp): stdin, stdout and stderr on
+  /// pipes, or a new pseudo-terminal with `options.tty`. The session ends
+  /// with the task (its command is killed when the task exits or this
+  /// executor is destroyed). Errors: those of exec(); a system error when
+  /// no pipe or pseudo-terminal can be made. Completes without suspending.
+  boost::asio::awaitable<result<exec_session>> exec_streaming(exec_session_options options);
 
   /// "2.0.0".
   std::string_view version() const noexcept;

@@ -83,6 +83,11 @@ struct exec_command {
   /// the originals. -1 means "use the path".
   int stdout_fd = -1;
   int stderr_fd = -1;
+  /// Embedding only, like stdout_fd: the task's stdin (default /dev/null).
+  int stdin_fd = -1;
+  /// Embedding only: stdin_fd is a terminal (a pty's slave side) that
+  /// becomes the controlling terminal of the task's new session.
+  bool controlling_tty = false;
 
   friend bool operator==(const exec_command&, const exec_command&) = default;
 };

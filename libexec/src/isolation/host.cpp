@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -249,17 +250,27 @@ result<void> prepare_process(const exec_command& cmd, launch_plan& plan) {
       plan.env_storage.push_back("HOME=" + id->home);
   }
 
-  int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (in < 0)
-    return make_system_error(errno, "open /dev/null");
-  if (in < 3) {
-    int moved = ::fcntl(in, F_DUPFD_CLOEXEC, 3);
-    ::close(in);
-    in = moved;
+  if (cmd.controlling_tty && cmd.stdin_fd < 0)
+    return make_error(errc::invalid_argument, "controlling_tty needs stdin_fd (a terminal)");
+  if (cmd.stdin_fd >= 0) {
+    auto in = dup_handed_fd("stdin_fd", cmd.stdin_fd);
+    if (!in)
+      return in.error();
+    plan.stdin_fd = *in;
+  } else {
+    int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (in < 0)
-      return make_system_error(errno, "dup /dev/null");
+      return make_system_error(errno, "open /dev/null");
+    if (in < 3) {
+      int moved = ::fcntl(in, F_DUPFD_CLOEXEC, 3);
+      ::close(in);
+      in = moved;
+      if (in < 0)
+        return make_system_error(errno, "dup /dev/null");
+    }
+    plan.stdin_fd = in;
   }
-  plan.stdin_fd = in;
+  plan.controlling_tty = cmd.controlling_tty;
   auto out = cmd.stdout_fd >= 0 ? dup_handed_fd("stdout_fd", cmd.stdout_fd)
                                 : open_output("stdout_path", cmd.stdout_path, cmd.task_dir);
   if (!out)
@@ -332,6 +343,11 @@ bool child_session_and_stdio(const launch_plan& plan, child_failure& f) noexcept
     return fail_step(f, "dup2 stdout");
   if (::dup2(plan.stderr_fd, 2) < 0)
     return fail_step(f, "dup2 stderr");
+  // A terminal on stdin becomes the controlling terminal of the new session
+  // (job control, SIGINT from ^C, SIGHUP when it hangs up); with an init
+  // in between, init hands it to the command's own session instead.
+  if (plan.controlling_tty && !plan.tty_by_init && ::ioctl(0, TIOCSCTTY, 0) != 0)
+    return fail_step(f, "ioctl TIOCSCTTY");
   return true;
 }
 

@@ -368,6 +368,11 @@ static result<void> run_under_init(launch_plan& plan, const std::string& exe_in_
   plan.report_fd = k_init_report_fd;
   plan.fd_map.emplace_back(status_write, k_init_status_fd);
   plan.argv_storage.push_back("taskexec-init");
+  if (plan.controlling_tty) {
+    // The command gets a session of its own, with the terminal; init keeps none.
+    plan.tty_by_init = true;
+    plan.argv_storage.push_back("-t");
+  }
   plan.argv_storage.push_back(exe_in_root);
   return {};
 }

@@ -58,4 +58,10 @@ std::vector<proc_stat> task_members(const std::vector<proc_stat>& table, int tas
                                     std::optional<std::uint64_t> reaped_ticks, int reaper_pid,
                                     const std::vector<int>& adopted);
 
+/// SIGKILL the process `pid` (started at `start_ticks`), its session, its
+/// process group and its descendants: each kill through a pidfd checked
+/// against the start time the scan saw, so a recycled pid is never hit. A
+/// few passes catch what was forked meanwhile. Reaping is the reaper's.
+void kill_tree(int pid, std::uint64_t start_ticks);
+
 }  // namespace taskexec::detail

@@ -8,7 +8,9 @@
 //    executor's own;
 //  - cwd = work_dir, else task_dir, else the executor's;
 //  - stdin from /dev/null; stdout/stderr to the given files (append) or FIFOs,
-//    or to descriptors handed over by an embedding program;
+//    or to descriptors handed over by an embedding program (stdin too; with
+//    controlling_tty a terminal on stdin becomes the session's controlling
+//    terminal);
 //  - binary lookup: task_dir/local/<cmd>, task_dir/<cmd>, an absolute host
 //    path, then PATH (the task's, else /usr/local/bin:/usr/bin:/bin); a file
 //    inside task_dir (resolved through symlinks) without execute bits gets

@@ -63,6 +63,11 @@ struct launch_plan {
   int stdin_fd = -1;
   int stdout_fd = -1;
   int stderr_fd = -1;
+  // stdin is a terminal that becomes the session's controlling terminal
+  // (TIOCSCTTY after setsid). With `tty_by_init` taskexec-init takes it for
+  // the command it starts instead (the command leads its own session).
+  bool controlling_tty = false;
+  bool tty_by_init = false;
 
   // Who.
   bool change_user = false;

@@ -1,0 +1,119 @@
+// exec_session: an interactive command inside a running task (Nomad's
+// ExecStreaming), started by task_executor::exec_streaming.
+//
+// The command runs in the task's context exactly as task_executor::exec's
+// does (user, groups, environment, working directory, cgroup; a container
+// task's namespaces, root and capabilities), in a session of its own. Its
+// stdio is either three pipes (stdout and stderr come back apart) or, with
+// `tty`, a new pseudo-terminal that is the session's controlling terminal
+// (stdout and stderr come back merged as "stdout", as a terminal shows them).
+//
+// Output: read() hands out what the command wrote, in order, in pieces of at
+// most exec_event::max_data bytes (what has arrived, merged), then one closing chunk per
+// stream, then one `exited` event with the exit code (128+N when signal N
+// killed the command); after that read() returns the same `exited` event
+// again. When the command exits, what it had written is still delivered;
+// what processes it left behind write more than 100 ms after its exit is
+// not, and they do not hold the session open (a tty session ends when its
+// command does, whoever keeps the terminal open).
+//
+// Backpressure: at most 64 KiB of output wait for read(); beyond that the
+// session stops reading the command's output and the command blocks in its
+// writes. At most 1 MiB of input waits to be written to the command's
+// stdin; write() suspends until it is below that. Memory per session stays
+// bounded whatever the command or the caller do.
+//
+// Ending: the session ends when the command exits, when kill() is called
+// (the command, its session and its descendants are SIGKILLed; the exit
+// code reads 137), when the task exits or its executor is destroyed (the
+// same kill), or when the exec_session is destroyed before its command
+// exited (the same kill; nothing is left running and everything is reaped).
+//
+// Cancellation: read() and write() support terminal cancellation through
+// the awaiting coroutine's cancellation slot; they then return
+// errc::operation_canceled and the session goes on. Use from the thread
+// running the io_context; nothing here is thread-safe.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "taskexec/error.hpp"
+
+namespace taskexec {
+
+/// A terminal's size in character cells.
+struct tty_size {
+  std::uint16_t height = 0;  ///< rows
+  std::uint16_t width = 0;   ///< columns
+  friend bool operator==(const tty_size&, const tty_size&) = default;
+};
+
+struct exec_session_options {
+  std::string cmd;                ///< looked up as for exec()
+  std::vector<std::string> args;  ///< argv[1..]
+  bool tty = false;               ///< a pseudo-terminal instead of pipes
+  tty_size size{};                ///< the terminal's initial size (tty only; 0: unset)
+};
+
+enum class exec_stream { stdout_stream, stderr_stream };
+
+/// One event of a session, in order.
+struct exec_event {
+  enum class type { output, exited };
+  type kind = type::output;
+  exec_stream stream = exec_stream::stdout_stream;  ///< output: which stream
+  std::string data;     ///< output: 1..max_data bytes; empty in the closing chunk
+  bool closed = false;  ///< output: the stream's last chunk; nothing more of it follows
+  int exit_code = 0;    ///< exited: the exit status, or 128+signal
+  static constexpr std::size_t max_data = 64 * 1024;
+};
+
+class exec_session {
+ public:
+  exec_session(exec_session&&) noexcept;
+  /// Ends the replaced session first, as the destructor does.
+  exec_session& operator=(exec_session&&) noexcept;
+  /// Kills the command (and everything it started) if it still runs.
+  ~exec_session();
+
+  /// The next event (see above). errc::operation_canceled on cancellation.
+  boost::asio::awaitable<result<exec_event>> read();
+
+  /// Queue `data` for the command's stdin, suspending while 1 MiB waits to
+  /// be written. Input the command can no longer read (it closed its stdin,
+  /// or exited) is discarded. errc::invalid_argument after close_stdin().
+  boost::asio::awaitable<result<void>> write(std::string data);
+
+  /// End the input once what is queued is written: the pipe is closed; with
+  /// a tty the terminal's end-of-file character (^D unless the command
+  /// changed it) is sent instead, as a user at a terminal does. Idempotent.
+  result<void> close_stdin();
+
+  /// Resize the terminal (the command gets SIGWINCH). errc::invalid_argument
+  /// without a tty or for a zero size.
+  result<void> resize(tty_size size);
+
+  /// SIGKILL the command, its session and its descendants (once it has
+  /// exited, nothing). The session still ends with its events.
+  void kill() noexcept;
+
+  /// The command's pid (in a private PID namespace: its taskexec-init's).
+  int pid() const noexcept;
+  bool tty() const noexcept;
+
+  struct state;  // opaque
+
+ private:
+  friend struct exec_session_access;
+  explicit exec_session(std::shared_ptr<state> s);
+  void end() noexcept;
+  std::shared_ptr<state> state_;
+};
+
+}  // namespace taskexec
