@@ -6,28 +6,36 @@
 // launched, 127 when its binary was not found. `exec` exits with the
 // command's exit code.
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "taskexec/codec.hpp"
@@ -62,6 +70,12 @@ or --reattach CONFIG, a config as printed by `start` or a file holding one):
            [--cpu-period-us N] [--cpuset-cpus LIST] [--pids-max N]
                                        (new limits for a task launched with limits)
   exec     [--timeout-ms N] -- CMD [ARG...]
+                                       (its output once it exits: the last 4096 bytes)
+  exec     -i|-t|-it -- CMD [ARG...]   an interactive session, as docker exec:
+                                       -i sends our stdin to CMD; -t gives CMD a
+                                       terminal (ours in raw mode, its size sent at
+                                       the start and on every resize); output as it
+                                       comes; exit with CMD's code
   events   [--since N]
   version
   destroy
@@ -112,6 +126,8 @@ struct cli {
   std::vector<unsigned> allowed_uids;
   // other commands
   std::optional<long long> timeout_ms;
+  bool interactive = false;  // exec -i
+  bool tty = false;          // exec -t
   std::string signal_arg = "";
   std::string shutdown_signal = "SIGINT";
   long long grace_ms = 5000;
@@ -249,6 +265,12 @@ cli parse(int argc, char** argv) {
       c.hostname = value(a);
     } else if (a == "--allow-uid") {
       c.allowed_uids.push_back(static_cast<unsigned>(number(a, value(a), 0, 0xfffffffe)));
+    } else if (a == "-i" || a == "--interactive") {
+      c.interactive = true;
+    } else if (a == "-t" || a == "--tty") {
+      c.tty = true;
+    } else if (a == "-it" || a == "-ti") {
+      c.interactive = c.tty = true;
     } else if (a == "--timeout-ms") {
       c.timeout_ms = number(a, value(a), 0, 1'000'000'000'000);
     } else if (a == "--signal") {
@@ -288,6 +310,10 @@ cli parse(int argc, char** argv) {
     throw usage_error{c.command + " needs a command after --"};
   if (!takes_cmd && c.have_cmd)
     throw usage_error{c.command + " takes no command after --"};
+  if ((c.interactive || c.tty) && c.command != "exec")
+    throw usage_error{"-i and -t are options of exec"};
+  if ((c.interactive || c.tty) && (c.timeout_ms || c.json_out))
+    throw usage_error{"exec -i/-t streams a session: it takes neither --timeout-ms nor --json"};
   if (c.command == "update" && !c.have_resources)
     throw usage_error{"update needs at least one resource option (--memory-mb N, ...)"};
   if (c.command == "signal" && c.signal_arg.empty())
@@ -678,7 +704,203 @@ asio::awaitable<int> cmd_exec(const cli& c, remote_executor& exe) {
   co_return static_cast<int>(code->as_int64());
 }
 
-asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals) {
+// Our terminal in raw mode for a -t session (keys go to the command's
+// terminal as they are typed, ^C included); restored however we leave.
+struct raw_terminal {
+  int fd = -1;
+  termios saved{};
+  void enter(int f) {
+    if (::tcgetattr(f, &saved) != 0)
+      return;
+    termios raw = saved;
+    ::cfmakeraw(&raw);
+    if (::tcsetattr(f, TCSADRAIN, &raw) == 0)
+      fd = f;
+  }
+  ~raw_terminal() {
+    if (fd >= 0)
+      ::tcsetattr(fd, TCSADRAIN, &saved);
+  }
+};
+
+std::optional<tty_size> terminal_size() {
+  for (int fd : {0, 1, 2}) {
+    winsize ws{};
+    if (::ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
+      return tty_size{ws.ws_row, ws.ws_col};
+  }
+  return std::nullopt;
+}
+
+void write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return;  // our output is gone (EPIPE): nothing more to show
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// The session's output on ours, until it ends; its exit code.
+asio::awaitable<int> pump_session_output(remote_exec_session& s) {
+  for (;;) {
+    auto ev = check(co_await s.read());
+    if (ev.kind == exec_event::type::exited)
+      co_return ev.exit_code;
+    write_all(ev.stream == exec_stream::stdout_stream ? 1 : 2, ev.data);
+  }
+}
+
+// Our stdin, read by a thread of its own (a file, a pipe or a terminal alike,
+// without touching the descriptor's flags, which the shell shares), one
+// chunk at a time: the next read waits until the chunk was sent.
+struct stdin_reader {
+  explicit stdin_reader(asio::any_io_executor ex) : ready(ex) {
+    ready.expires_at(asio::steady_timer::time_point::max());
+  }
+  asio::steady_timer ready;
+  std::deque<std::string> chunks;  // at most one; empty string: EOF
+  std::mutex m;
+  std::condition_variable sent_cv;
+  bool sent = true;
+  void start(std::shared_ptr<stdin_reader> self) {
+    std::thread([self] {
+      std::vector<char> buf(64 * 1024);
+      for (;;) {
+        ssize_t n = ::read(0, buf.data(), buf.size());
+        if (n < 0 && errno == EINTR)
+          continue;
+        std::string chunk = n > 0 ? std::string(buf.data(), static_cast<std::size_t>(n)) : "";
+        {
+          std::unique_lock lock(self->m);
+          self->sent = false;
+        }
+        asio::post(self->ready.get_executor(), [self, chunk = std::move(chunk)]() mutable {
+          self->chunks.push_back(std::move(chunk));
+          self->ready.cancel();
+        });
+        if (n <= 0)
+          return;
+        std::unique_lock lock(self->m);
+        self->sent_cv.wait(lock, [&] { return self->sent; });
+      }
+    }).detach();
+  }
+  void done_with_chunk() {
+    std::unique_lock lock(m);
+    sent = true;
+    sent_cv.notify_one();
+  }
+};
+
+// What the session's helper coroutines share; they may outlive the call.
+struct session_ctx {
+  explicit session_ctx(asio::any_io_executor ex) : winch(ex) {}
+  std::optional<remote_exec_session> session;
+  asio::signal_set winch;
+  std::shared_ptr<stdin_reader> in;
+  int inputs_in_flight = 0;
+  bool input_failed = false;
+  bool finished = false;
+  void finish() {
+    finished = true;
+    boost::system::error_code ignored;
+    winch.cancel(ignored);
+    if (in)
+      in->ready.cancel();
+  }
+};
+
+// Up to this many Inputs in flight: the daemon queues them in order, and
+// our next read of stdin overlaps their round trips.
+constexpr int max_inputs_in_flight = 4;
+
+asio::awaitable<void> forward_stdin(std::shared_ptr<session_ctx> ctx) {
+  auto ex = co_await asio::this_coro::executor;
+  auto& in = *ctx->in;
+  auto wait_ready = [&]() -> asio::awaitable<void> {
+    in.ready.expires_at(asio::steady_timer::time_point::max());
+    co_await in.ready.async_wait(asio::as_tuple(asio::use_awaitable));
+  };
+  for (;;) {
+    while ((in.chunks.empty() || ctx->inputs_in_flight >= max_inputs_in_flight) && !ctx->finished &&
+           !ctx->input_failed)
+      co_await wait_ready();
+    if (ctx->finished || ctx->input_failed)
+      co_return;
+    std::string chunk = std::move(in.chunks.front());
+    in.chunks.pop_front();
+    if (chunk.empty()) {
+      // Our stdin ended: so does the command's, after what is in flight
+      // (the daemon keeps the order).
+      (void)co_await ctx->session->close_stdin();
+      co_return;
+    }
+    ++ctx->inputs_in_flight;
+    // Sent as it starts (in order); its answer is awaited on the side.
+    asio::co_spawn(
+        ex,
+        [](std::shared_ptr<session_ctx> c, std::string data) -> asio::awaitable<void> {
+          auto w = co_await c->session->write(std::move(data));
+          --c->inputs_in_flight;
+          c->input_failed = c->input_failed || !w;  // the session is over
+          c->in->ready.cancel();
+        }(ctx, std::move(chunk)),
+        asio::detached);
+    in.done_with_chunk();
+  }
+}
+
+asio::awaitable<void> forward_resizes(std::shared_ptr<session_ctx> ctx) {
+  for (;;) {
+    auto [ec, signo] = co_await ctx->winch.async_wait(asio::as_tuple(asio::use_awaitable));
+    (void)signo;
+    if (ec || ctx->finished)
+      co_return;
+    if (auto size = terminal_size())
+      (void)co_await ctx->session->resize(*size);
+  }
+}
+
+// exec -i / -t: an ExecStreaming session, as `docker exec` does it.
+asio::awaitable<int> cmd_exec_session(const cli& c, remote_executor& exe, bool& stdin_thread) {
+  auto ex = co_await asio::this_coro::executor;
+  exec_session_options o;
+  o.cmd = c.cmd.cmd;
+  o.args = c.cmd.args;
+  o.tty = c.tty;
+  // SIGWINCH is caught before the size is read: no resize can slip between.
+  auto ctx = std::make_shared<session_ctx>(ex);
+  if (c.tty) {
+    ctx->winch.add(SIGWINCH);
+    if (auto size = terminal_size())
+      o.size = *size;
+  }
+  ctx->session.emplace(check(co_await exe.exec_streaming(std::move(o))));
+  raw_terminal raw;
+  if (c.tty && ::isatty(0))
+    raw.enter(0);
+  if (c.tty)
+    asio::co_spawn(ex, forward_resizes(ctx), asio::detached);
+  if (c.interactive) {
+    ctx->in = std::make_shared<stdin_reader>(ex);
+    ctx->in->start(ctx->in);
+    stdin_thread = true;
+    asio::co_spawn(ex, forward_stdin(ctx), asio::detached);
+  } else {
+    (void)co_await ctx->session->close_stdin();  // without -i the command's stdin ends at once
+  }
+  // However this ends (a lost connection throws), the helpers stop.
+  struct finisher {
+    std::shared_ptr<session_ctx> ctx;
+    ~finisher() { ctx->finish(); }
+  } at_end{ctx};
+  co_return co_await pump_session_output(*ctx->session);
+}
+
+asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals, bool& stdin_thread) {
   if (c.command == "start")
     co_return co_await cmd_start(c);
   if (c.command == "run")
@@ -724,6 +946,8 @@ asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals) {
       std::cout << "task shut down" << std::endl;
   } else if (cmd == "stats") {
     co_return co_await cmd_stats(c, exe);
+  } else if (cmd == "exec" && (c.interactive || c.tty)) {
+    co_return co_await cmd_exec_session(c, exe, stdin_thread);
   } else if (cmd == "exec") {
     co_return co_await cmd_exec(c, exe);
   } else if (cmd == "events") {
@@ -768,7 +992,8 @@ int main(int argc, char** argv) {
     signals.add(SIGTERM);
   }
   int code = 1;
-  asio::co_spawn(io, dispatch(c, signals), [&](std::exception_ptr e, int rc) {
+  bool stdin_thread = false;
+  asio::co_spawn(io, dispatch(c, signals, stdin_thread), [&](std::exception_ptr e, int rc) {
     signals.cancel();
     if (!e) {
       code = rc;
@@ -785,5 +1010,12 @@ int main(int argc, char** argv) {
     }
   });
   io.run();
+  if (stdin_thread) {
+    // A thread may still be blocked reading our stdin: leave without
+    // running destructors it could race with.
+    std::cout.flush();
+    std::cerr.flush();
+    std::_Exit(code);
+  }
   return code;
 }

@@ -48,6 +48,8 @@
 #include <vector>
 
 #include "taskexec/error.hpp"
+#include "taskexec/exec_session.hpp"
+#include "taskexec/task_executor.hpp"
 #include "taskexec/types.hpp"
 
 namespace taskexec {
@@ -77,6 +79,7 @@ struct event_page {
 };
 
 class stats_stream;
+class remote_exec_session;
 
 class remote_executor {
  public:
@@ -113,6 +116,15 @@ class remote_executor {
   /// Subscribe to resource usage samples every `interval` (first at once).
   boost::asio::awaitable<result<stats_stream>> stats(
       std::chrono::milliseconds interval = std::chrono::milliseconds{1000});
+  /// Exec: run a command in the task's context and return its output (the
+  /// last 4096 bytes) and exit code. A timeout is errc::timed_out with the
+  /// daemon's message (the command was killed); 0 means none.
+  boost::asio::awaitable<result<exec_result>> exec(
+      std::string cmd, std::vector<std::string> args,
+      std::chrono::milliseconds timeout = std::chrono::milliseconds{60000});
+  /// ExecStreaming: an interactive session of a command in the task's
+  /// context (see remote_exec_session).
+  boost::asio::awaitable<result<remote_exec_session>> exec_streaming(exec_session_options options);
   /// Any method, raw: the result member, or the error mapped as above.
   boost::asio::awaitable<result<boost::json::value>> call(std::string method,
                                                           boost::json::value params = nullptr);
@@ -131,6 +143,54 @@ class remote_executor {
   explicit remote_executor(std::shared_ptr<impl> p);
   std::shared_ptr<impl> impl_;
   friend class stats_stream;
+  friend class taskexec::remote_exec_session;
+};
+
+/// A session of ExecStreaming over the connection: the events of
+/// exec_session (output chunks in order, one closing chunk per stream, then
+/// `exited`) as the daemon's ExecStreaming.Output and .Exited notifications.
+///
+/// Backpressure: while 1 MiB of a session's output waits unread, the
+/// connection reads nothing more from the daemon (which then stops reading
+/// the command's output): read() the session, or other calls on the same
+/// connection wait too.
+///
+/// Destroying it before `exited` was read ends the session on the daemon
+/// (ExecStreaming.Cancel: the command is killed). When the connection is
+/// lost, read() returns errc::connection_failed (the daemon kills the
+/// command of a session whose client is gone).
+class remote_exec_session {
+ public:
+  remote_exec_session(remote_exec_session&&) noexcept;
+  remote_exec_session& operator=(remote_exec_session&&) noexcept;
+  ~remote_exec_session();
+
+  /// The next event; after `exited`, `exited` again. connection_failed once
+  /// the connection is gone, operation_canceled on cancellation.
+  boost::asio::awaitable<result<exec_event>> read();
+  /// Send `data` to the command's stdin (ExecStreaming.Input, in pieces of
+  /// at most 1 MiB); completes when the daemon has queued it.
+  boost::asio::awaitable<result<void>> write(std::string data);
+  /// End the command's stdin (a tty gets its EOF character).
+  boost::asio::awaitable<result<void>> close_stdin();
+  /// Resize the session's terminal.
+  boost::asio::awaitable<result<void>> resize(tty_size size);
+  /// Kill the command (ExecStreaming.Cancel); its events still end the session.
+  boost::asio::awaitable<result<void>> kill();
+
+  const std::string& id() const noexcept;
+  /// The command's pid (in a private PID namespace, its taskexec-init's).
+  int pid() const noexcept;
+  bool tty() const noexcept;
+
+  struct state;  // opaque
+
+ private:
+  friend class remote_executor;
+  remote_exec_session(std::shared_ptr<remote_executor::impl> conn, std::shared_ptr<state> s);
+  void end() noexcept;
+  std::shared_ptr<remote_executor::impl> conn_;
+  std::shared_ptr<state> state_;
 };
 
 /// Samples of one Stats subscription. Samples that arrive while nobody reads

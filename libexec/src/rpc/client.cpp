@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "taskexec/base64.hpp"
 #include "taskexec/codec.hpp"
 #include "taskexec/detail/coro.hpp"
 #include "taskexec/remote_executor.hpp"
@@ -128,6 +129,19 @@ struct stats_stream::state {
   asio::steady_timer wake;  // cancelled to wake the reader of next()
 };
 
+struct remote_exec_session::state {
+  explicit state(asio::any_io_executor ex) : wake(std::move(ex)) {}
+  std::string id;
+  int pid = 0;
+  bool tty = false;
+  std::deque<exec_event> events;
+  std::size_t bytes = 0;  // of output in `events`
+  std::optional<exec_event> exited;
+  bool ended = false;  // the connection is gone, or the handle ended the session
+  error end_error;
+  asio::steady_timer wake;  // cancelled to wake the reader of read()
+};
+
 struct remote_executor::impl : std::enable_shared_from_this<impl> {
   impl(asio::any_io_executor ex, std::string path) : sock(ex), socket_path(std::move(path)) {}
 
@@ -148,6 +162,16 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   std::unordered_map<std::int64_t, pending*> calls;
   std::unordered_map<std::string, std::weak_ptr<stats_stream::state>> streams;
   std::unordered_set<std::string> unknown_subscriptions;  // already sent Stats.Cancel
+  std::unordered_map<std::string, std::weak_ptr<remote_exec_session::state>> sessions;
+  // Output of sessions not yet read; past the bound the reader pauses.
+  static constexpr std::size_t max_session_bytes = 1024 * 1024;
+  std::size_t session_bytes = 0;
+  std::optional<asio::steady_timer> read_resume;
+  void session_read(std::size_t n) {
+    session_bytes -= n;
+    if (read_resume && session_bytes <= max_session_bytes)
+      read_resume->cancel();
+  }
   std::deque<std::string> outbox;
   bool writing = false;
   rpc::ndjson_framer framer{max_response_bytes};
@@ -177,6 +201,17 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
         s->wake.cancel();
       }
     }
+    auto live = std::move(sessions);
+    sessions.clear();
+    for (auto& [id, w] : live) {
+      if (auto s = w.lock()) {
+        s->ended = true;
+        s->end_error = reason;
+        s->wake.cancel();
+      }
+    }
+    if (read_resume)
+      read_resume->cancel();
     close_reason = reason;
   }
 
@@ -226,10 +261,77 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
       }
       if (self->framer.overflowed())
         self->fail(make_error(errc::protocol_error, "taskexecd sent a message over 64 MiB"));
+      // A session's reader that falls behind holds the whole connection.
+      while (self->open && self->session_bytes > max_session_bytes) {
+        if (!self->read_resume)
+          self->read_resume.emplace(self->sock.get_executor());
+        self->read_resume->expires_at(asio::steady_timer::time_point::max());
+        co_await self->read_resume->async_wait(asio::as_tuple(asio::use_awaitable));
+      }
     }
   }
 
+  // The daemon's ExecStreaming.Output lines in the exact form it writes
+  // them, without building a JSON value (they are the bulk of a session's
+  // traffic); false for anything else, which takes the general path.
+  bool fast_output(std::string_view line) {
+    constexpr std::string_view head =
+        R"({"jsonrpc":"2.0","method":"ExecStreaming.Output","params":{"session":")";
+    if (!line.starts_with(head))
+      return false;
+    line.remove_prefix(head.size());
+    const auto quote = line.find('"');
+    if (quote == std::string_view::npos)
+      return false;
+    const std::string_view sid = line.substr(0, quote);
+    line.remove_prefix(quote);
+    exec_stream stream;
+    if (line.starts_with(R"(","stream":"stdout","data":")"))
+      stream = exec_stream::stdout_stream;
+    else if (line.starts_with(R"(","stream":"stderr","data":")"))
+      stream = exec_stream::stderr_stream;
+    else
+      return false;
+    line.remove_prefix(std::string_view(R"(","stream":"stdout","data":")").size());
+    const auto end = line.find('"');
+    if (end == std::string_view::npos)
+      return false;
+    const std::string_view data = line.substr(0, end);
+    line.remove_prefix(end);
+    bool closed = false;
+    if (line == R"(","close":true}})")
+      closed = true;
+    else if (line != R"("}})")
+      return false;
+    auto decoded = base64_decode(data);
+    if (!decoded || sid.find('\\') != std::string_view::npos)
+      return false;  // let the parser judge it
+    deliver_output(sid, stream, std::move(*decoded), closed);
+    return true;
+  }
+
+  void deliver_output(std::string_view sid, exec_stream stream, std::string data, bool closed) {
+    auto it = sessions.find(std::string(sid));
+    if (it == sessions.end())
+      return;  // a session whose handle is gone (it was cancelled)
+    auto s = it->second.lock();
+    if (!s) {
+      sessions.erase(it);
+      return;
+    }
+    exec_event e;
+    e.stream = stream;
+    e.data = std::move(data);
+    e.closed = closed;
+    s->bytes += e.data.size();
+    session_bytes += e.data.size();
+    s->events.push_back(std::move(e));
+    s->wake.cancel();
+  }
+
   void dispatch(const std::string& line) {
+    if (fast_output(line))
+      return;
     boost::system::error_code ec;
     auto v = json::parse(line, ec);
     if (ec || !v.is_object()) {
@@ -276,7 +378,53 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     p->wake->cancel();
   }
 
+  // ExecStreaming.Output and .Exited; false for any other method.
+  bool on_session_notification(const json::string& method, const json::object& o) {
+    const bool output = method == "ExecStreaming.Output";
+    if (!output && method != "ExecStreaming.Exited")
+      return false;
+    const auto* params = o.if_contains("params");
+    const auto* p = params ? params->if_object() : nullptr;
+    const auto* sid = p ? p->if_contains("session") : nullptr;
+    if (!sid || !sid->is_string())
+      return true;
+    if (output) {
+      const auto* stream = p->if_contains("stream");
+      const auto* data = p->if_contains("data");
+      const auto* close = p->if_contains("close");
+      std::optional<std::string> bytes;
+      if (data && data->is_string())
+        bytes = base64_decode(data->as_string());
+      if (!stream || !stream->is_string() || !bytes ||
+          (stream->as_string() != "stdout" && stream->as_string() != "stderr")) {
+        fail(make_error(errc::protocol_error, "taskexecd sent a malformed ExecStreaming.Output"));
+        return true;
+      }
+      deliver_output(
+          sid->as_string(),
+          stream->as_string() == "stdout" ? exec_stream::stdout_stream : exec_stream::stderr_stream,
+          std::move(*bytes), close && close->is_bool() && close->as_bool());
+      return true;
+    }
+    auto it = sessions.find(std::string(sid->as_string()));
+    if (it == sessions.end())
+      return true;
+    auto s = it->second.lock();
+    sessions.erase(it);
+    if (!s)
+      return true;
+    const auto* code = p->if_contains("exit_code");
+    exec_event e;
+    e.kind = exec_event::type::exited;
+    e.exit_code = code && code->is_int64() ? static_cast<int>(code->as_int64()) : -1;
+    s->events.push_back(e);
+    s->wake.cancel();
+    return true;
+  }
+
   void on_notification(const json::value& method, const json::object& o) {
+    if (method.is_string() && on_session_notification(method.as_string(), o))
+      return;
     if (method.is_string() && method.as_string() == "Stats.End") {
       const auto* params = o.if_contains("params");
       const auto* sub =
@@ -334,9 +482,11 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   }
 
   // One request, its response awaited (cancellable).
+  // `tail`, when given, is the request's text after `{"jsonrpc":"2.0","id":N`
+  // (method and params included, '\n' last), built by the caller.
   static asio::awaitable<result<json::value>> call(
       std::shared_ptr<impl> self, std::string method, json::value params,
-      std::function<void(const json::object&)> on_response = {}) {
+      std::function<void(const json::object&)> on_response = {}, std::string tail = {}) {
     if (!self->open)
       co_return self->close_reason.value_or(lost_connection());
     const auto id = self->next_id++;
@@ -351,13 +501,17 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
       std::int64_t id;
       ~erase_guard() { c.calls.erase(id); }
     } guard{*self, id};
-    json::object req;
-    req["jsonrpc"] = "2.0";
-    req["id"] = id;
-    req["method"] = method;
-    if (!params.is_null())
-      req["params"] = std::move(params);
-    self->send(json::serialize(req) + "\n");
+    if (!tail.empty()) {
+      self->send(R"({"jsonrpc":"2.0","id":)" + std::to_string(id) + tail);
+    } else {
+      json::object req;
+      req["jsonrpc"] = "2.0";
+      req["id"] = id;
+      req["method"] = method;
+      if (!params.is_null())
+        req["params"] = std::move(params);
+      self->send(json::serialize(req) + "\n");
+    }
     while (!p.done) {
       auto [ec] = co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
       if (!p.done && ec == asio::error::operation_aborted) {
@@ -660,6 +814,229 @@ asio::awaitable<result<void>> stats_stream::cancel() {
   auto r = co_await no_throw_on_cancel(remote_executor::impl::call(
       conn_, "Stats.Cancel", field("subscription", json::string(state_->subscription))));
   co_return to_void(std::move(r));
+}
+
+// ---------------------------------------------------------------- exec
+
+namespace {
+
+json::object exec_params(std::string cmd, std::vector<std::string> args) {
+  json::object o;
+  o["cmd"] = std::move(cmd);
+  json::array a;
+  for (auto& x : args)
+    a.emplace_back(std::move(x));
+  o["args"] = std::move(a);
+  return o;
+}
+
+}  // namespace
+
+asio::awaitable<result<exec_result>> remote_executor::exec(std::string cmd,
+                                                           std::vector<std::string> args,
+                                                           std::chrono::milliseconds timeout) {
+  if (timeout.count() < 0)
+    co_return make_error(errc::invalid_argument, "timeout is negative");
+  auto params = exec_params(std::move(cmd), std::move(args));
+  params["timeout_ms"] = timeout.count();
+  auto r = co_await call("Exec", std::move(params));
+  if (!r)
+    co_return r.error();
+  const auto* o = r->if_object();
+  const auto* out = o ? o->if_contains("output") : nullptr;
+  const auto* code = o ? o->if_contains("exit_code") : nullptr;
+  if (!out || !out->is_string() || !code || !code->is_int64())
+    co_return make_error(errc::protocol_error, "Exec result lacks output or exit_code");
+  exec_result res;
+  res.output = out->as_string();
+  res.exit_code = static_cast<int>(code->as_int64());
+  co_return res;
+}
+
+asio::awaitable<result<remote_exec_session>> remote_executor::exec_streaming(
+    exec_session_options options) {
+  if (!impl_)
+    co_return lost_connection();
+  auto params = exec_params(std::move(options.cmd), std::move(options.args));
+  params["tty"] = options.tty;
+  if (options.tty && options.size.height > 0 && options.size.width > 0) {
+    json::object size;
+    size["height"] = options.size.height;
+    size["width"] = options.size.width;
+    params["tty_size"] = std::move(size);
+  }
+  auto st = std::make_shared<remote_exec_session::state>(impl_->sock.get_executor());
+  st->wake.expires_at(asio::steady_timer::time_point::max());
+  st->tty = options.tty;
+  auto conn = impl_;
+  // Registered when the answer is read, before any notification after it.
+  auto on_response = [conn, st](const json::object& resp) {
+    const auto* res = resp.if_contains("result");
+    const auto* o = res ? res->if_object() : nullptr;
+    const auto* sid = o ? o->if_contains("session") : nullptr;
+    const auto* pid = o ? o->if_contains("pid") : nullptr;
+    if (sid && sid->is_string()) {
+      st->id = sid->as_string();
+      st->pid = pid && pid->is_int64() ? static_cast<int>(pid->as_int64()) : 0;
+      conn->sessions[st->id] = st;
+    }
+  };
+  auto r = co_await no_throw_on_cancel(
+      impl::call(impl_, "ExecStreaming.Start", std::move(params), std::move(on_response)));
+  if (!r) {
+    if (!st->id.empty()) {
+      // Cancelled after the daemon answered: nobody will read the session.
+      remote_exec_session orphan(impl_, st);
+    }
+    co_return r.error();
+  }
+  if (st->id.empty())
+    co_return make_error(errc::protocol_error, "ExecStreaming.Start result has no session");
+  co_return remote_exec_session(impl_, st);
+}
+
+remote_exec_session::remote_exec_session(std::shared_ptr<remote_executor::impl> conn,
+                                         std::shared_ptr<state> s)
+    : conn_(std::move(conn)), state_(std::move(s)) {}
+remote_exec_session::remote_exec_session(remote_exec_session&&) noexcept = default;
+remote_exec_session& remote_exec_session::operator=(remote_exec_session&& o) noexcept {
+  if (this != &o) {
+    end();
+    conn_ = std::move(o.conn_);
+    state_ = std::move(o.state_);
+  }
+  return *this;
+}
+remote_exec_session::~remote_exec_session() {
+  end();
+}
+
+void remote_exec_session::end() noexcept {
+  if (!state_ || !conn_)
+    return;
+  auto& s = *state_;
+  conn_->session_read(s.bytes);
+  s.bytes = 0;
+  s.events.clear();
+  const bool live = !s.ended && !s.exited && conn_->sessions.erase(s.id) > 0;
+  s.ended = true;
+  if (!live)
+    return;
+  try {
+    // A notification: the daemon kills the command and answers nothing.
+    json::object note;
+    note["jsonrpc"] = "2.0";
+    note["method"] = "ExecStreaming.Cancel";
+    note["params"] = field("session", json::string(s.id));
+    conn_->send(json::serialize(note) + "\n");
+  } catch (...) {
+    // Out of memory while ending: the connection's close ends it anyway.
+  }
+}
+
+const std::string& remote_exec_session::id() const noexcept {
+  return state_->id;
+}
+int remote_exec_session::pid() const noexcept {
+  return state_ ? state_->pid : 0;
+}
+bool remote_exec_session::tty() const noexcept {
+  return state_ && state_->tty;
+}
+
+namespace {
+
+asio::awaitable<result<exec_event>> next_exec_event(std::shared_ptr<remote_executor::impl> conn,
+                                                    std::shared_ptr<remote_exec_session::state> s) {
+  for (;;) {
+    if (s->exited)
+      co_return *s->exited;
+    if (!s->events.empty()) {
+      auto e = std::move(s->events.front());
+      s->events.pop_front();
+      // What else of the same stream has arrived comes along.
+      while (e.kind == exec_event::type::output && !e.closed && !s->events.empty() &&
+             s->events.front().kind == exec_event::type::output && !s->events.front().closed &&
+             s->events.front().stream == e.stream &&
+             e.data.size() + s->events.front().data.size() <= exec_event::max_data) {
+        e.data += s->events.front().data;
+        s->events.pop_front();
+      }
+      s->bytes -= e.data.size();
+      conn->session_read(e.data.size());
+      if (e.kind == exec_event::type::exited)
+        s->exited = e;
+      co_return e;
+    }
+    if (s->ended)
+      co_return s->end_error;
+    s->wake.expires_at(asio::steady_timer::time_point::max());
+    auto [ec] = co_await s->wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted && s->events.empty() && !s->ended) {
+      auto cs = co_await asio::this_coro::cancellation_state;
+      if (cs.cancelled() != asio::cancellation_type::none)
+        co_return make_error(errc::operation_canceled, "exec session read canceled");
+    }
+  }
+}
+
+// The request's text after its id, written by hand: base64 needs no
+// escaping, and a serializer would scan every byte of it.
+std::string input_line(const std::string& id, std::string_view bytes) {
+  std::string tail = R"(,"method":"ExecStreaming.Input","params":{"session":)";
+  tail += json::serialize(json::string(id));
+  tail += R"(,"data":")";
+  base64_append(tail, bytes);
+  tail += "\"}}\n";
+  return tail;
+}
+
+json::object input_params(const std::string& id) {
+  json::object o;
+  o["session"] = id;
+  return o;
+}
+
+}  // namespace
+
+asio::awaitable<result<exec_event>> remote_exec_session::read() {
+  co_return co_await no_throw_on_cancel(next_exec_event(conn_, state_));
+}
+
+asio::awaitable<result<void>> remote_exec_session::write(std::string data) {
+  // Pieces that stay well below the daemon's default message limit (4 MiB)
+  // once in base64.
+  constexpr std::size_t piece = 1024 * 1024;
+  for (std::size_t at = 0; at < data.size(); at += piece) {
+    auto r = co_await no_throw_on_cancel(remote_executor::impl::call(
+        conn_, "ExecStreaming.Input", nullptr, {},
+        input_line(state_->id, std::string_view(data).substr(at, piece))));
+    if (!r)
+      co_return r.error();
+  }
+  co_return result<void>{};
+}
+
+asio::awaitable<result<void>> remote_exec_session::close_stdin() {
+  auto params = input_params(state_->id);
+  params["close"] = true;
+  co_return to_void(co_await no_throw_on_cancel(
+      remote_executor::impl::call(conn_, "ExecStreaming.Input", std::move(params))));
+}
+
+asio::awaitable<result<void>> remote_exec_session::resize(tty_size size) {
+  auto params = input_params(state_->id);
+  json::object sz;
+  sz["height"] = size.height;
+  sz["width"] = size.width;
+  params["tty_size"] = std::move(sz);
+  co_return to_void(co_await no_throw_on_cancel(
+      remote_executor::impl::call(conn_, "ExecStreaming.Input", std::move(params))));
+}
+
+asio::awaitable<result<void>> remote_exec_session::kill() {
+  co_return to_void(co_await no_throw_on_cancel(
+      remote_executor::impl::call(conn_, "ExecStreaming.Cancel", input_params(state_->id))));
 }
 
 }  // namespace taskexec

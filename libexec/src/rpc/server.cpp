@@ -21,8 +21,12 @@
 #include <list>
 #include <map>
 #include <optional>
+#include <span>
 
+#include "taskexec/base64.hpp"
 #include "taskexec/codec.hpp"
+#include "taskexec/detail/condition.hpp"
+#include "taskexec/exec_session.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/rpc/journal.hpp"
 #include "taskexec/rpc/message.hpp"
@@ -129,6 +133,44 @@ std::optional<rpc_error> duration_param(const json::value& params, std::string_v
   return std::nullopt;
 }
 
+// An optional array of strings.
+std::optional<rpc_error> string_list_param(const json::value& params, std::string_view key,
+                                           std::vector<std::string>& out) {
+  const auto* a = param(params, key);
+  if (!a)
+    return std::nullopt;
+  if (!a->is_array())
+    return params_error(std::string(key), std::string(key) + " must be an array of strings");
+  for (std::size_t i = 0; i < a->as_array().size(); ++i) {
+    const auto& v = a->as_array()[i];
+    if (!v.is_string()) {
+      const std::string at = std::string(key) + "[" + std::to_string(i) + "]";
+      return params_error(at, at + " must be a string");
+    }
+    out.emplace_back(v.as_string());
+  }
+  return std::nullopt;
+}
+
+// tty_size: {"height": rows, "width": columns}, each 1 to 65535.
+std::optional<rpc_error> tty_size_param(const json::value& params, tty_size& out) {
+  const auto* t = param(params, "tty_size");
+  if (!t->is_object())
+    return params_error("tty_size", "tty_size must be an object {\"height\", \"width\"}");
+  if (auto e = check_params(*t, {"height", "width"})) {
+    e->data["field"] = "tty_size." + std::string(e->data["field"].as_string());
+    return e;
+  }
+  for (std::string_view k : {"height", "width"}) {
+    const auto* v = param(*t, k);
+    const std::string field = "tty_size." + std::string(k);
+    if (!v || !v->is_int64() || v->as_int64() < 1 || v->as_int64() > 65535)
+      return params_error(field, field + " must be an integer from 1 to 65535");
+    (k == "height" ? out.height : out.width) = static_cast<std::uint16_t>(v->as_int64());
+  }
+  return std::nullopt;
+}
+
 json::value launched_state(const process_state& p) {
   json::value v = json::value_from(p);
   v.get_object()["exit_code"] = -1;  // still running
@@ -136,6 +178,13 @@ json::value launched_state(const process_state& p) {
 }
 
 }  // namespace
+
+// An exec session served on a connection; its pump's cancellation ends it.
+struct session_entry {
+  explicit session_entry(exec_session s) : session(std::move(s)) {}
+  exec_session session;
+  asio::cancellation_signal cancel;
+};
 
 struct server::state : std::enable_shared_from_this<server::state> {
   state(const asio::any_io_executor& e, task_executor& t) : ex(e), task(t) {}
@@ -170,6 +219,10 @@ struct server::state : std::enable_shared_from_this<server::state> {
                                          std::weak_ptr<connection> conn, std::string id,
                                          std::chrono::milliseconds interval, usage_sampler sampler);
   std::uint64_t next_subscription = 1;
+  std::uint64_t next_session = 1;
+  static asio::awaitable<void> run_session(std::shared_ptr<state> self,
+                                           std::weak_ptr<connection> conn, std::string id,
+                                           std::shared_ptr<session_entry> entry);
   void connection_closed(connection* c);
 };
 
@@ -220,21 +273,49 @@ struct server::connection : std::enable_shared_from_this<connection> {
     }
   }
 
+  // Exec sessions of this connection, by id: each ends when its command
+  // exits (ExecStreaming.Exited) or when the connection closes (the command
+  // is then killed). While one is live, a connection whose client has only
+  // half-closed stays open.
+  static constexpr std::size_t max_sessions = 16;
+  std::map<std::string, std::shared_ptr<session_entry>> sessions;
+  // Inputs waiting for room in a session's stdin: the reader takes no more
+  // messages meanwhile (a client flooding stdin holds only its own socket).
+  std::size_t blocked_inputs = 0;
+  // Notified when queued answers drop to max_out_bytes or below (a session's
+  // output waits for that), and when the connection closes.
+  detail::condition drained;
+
   void end_subscriptions() {
     auto subs = std::move(subscriptions);
     subscriptions.clear();
     for (auto& [id, sig] : subs)
       sig->emit(asio::cancellation_type::terminal);
+    auto live = std::move(sessions);
+    sessions.clear();
+    for (auto& [id, e] : live)
+      e->cancel.emit(asio::cancellation_type::terminal);
+    drained.notify_all();
   }
 
-  void send(const json::value& v) {
+  void send(const json::value& v) { send_line(json::serialize(v) + "\n"); }
+  /// A complete message, '\n' included.
+  void send_line(std::string line) {
     if (closing)
       return;
-    out.push_back(json::serialize(v) + "\n");
-    out_bytes += out.back().size();
+    out_bytes += line.size();
+    out.push_back(std::move(line));
     wake.cancel();
   }
-  bool saturated() const { return pending >= max_pending || out_bytes > max_out_bytes; }
+  bool saturated() const {
+    return pending >= max_pending || out_bytes > max_out_bytes || blocked_inputs > 0;
+  }
+  bool idle() const { return pending == 0 && sessions.empty(); }
+  void session_ended(const std::string& id) {
+    sessions.erase(id);
+    if (close_when_idle && idle())
+      close_after_flush();
+  }
   void close_after_flush() {
     closing = true;
     wake.cancel();
@@ -253,7 +334,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
   void request_done() {
     --pending;
     resume.cancel();
-    if (close_when_idle && pending == 0)
+    if (close_when_idle && idle())
       close_after_flush();
   }
 
@@ -261,7 +342,16 @@ struct server::connection : std::enable_shared_from_this<connection> {
     auto self = shared_from_this();
     for (;;) {
       while (!out.empty()) {
-        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out.front()),
+        // Several queued messages in one write (a session's output comes in
+        // many small notifications). A deque keeps their bytes in place
+        // while more are queued behind them.
+        std::array<asio::const_buffer, 64> bufs;
+        std::size_t count = 0, bytes = 0;
+        for (; count < bufs.size() && count < out.size() && bytes < 256 * 1024; ++count) {
+          bufs[count] = asio::buffer(out[count]);
+          bytes += out[count].size();
+        }
+        auto [ec, n] = co_await asio::async_write(socket, std::span(bufs.data(), count),
                                                   asio::as_tuple(asio::use_awaitable));
         (void)n;
         if (ec) {
@@ -271,9 +361,14 @@ struct server::connection : std::enable_shared_from_this<connection> {
           resume.cancel();
           break;
         }
-        out_bytes -= out.front().size();
-        out.pop_front();
+        // force_close() may have emptied the queue meanwhile.
+        for (std::size_t i = 0; i < count && !out.empty(); ++i) {
+          out_bytes -= out.front().size();
+          out.pop_front();
+        }
         resume.cancel();
+        if (out_bytes <= max_out_bytes)
+          drained.notify_all();
       }
       if (pending == 0)
         st->note_idle();
@@ -329,9 +424,11 @@ struct server::connection : std::enable_shared_from_this<connection> {
     if (socket.is_open() && ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
       for (auto& sig : cancels)
         sig.emit(asio::cancellation_type::terminal);
+      // Its subscriptions and sessions too: their commands are killed.
+      end_subscriptions();
     }
     close_when_idle = true;
-    if (pending == 0)
+    if (idle())
       close_after_flush();
   }
 
@@ -539,6 +636,67 @@ asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
       c->send(note);
     }
   }
+}
+
+namespace {
+
+// The protocol's bound on the data of one ExecStreaming.Output (Nomad's).
+constexpr std::size_t max_output_chunk = 4096;
+
+// Output notifications are written by hand: they are the bulk of a session's
+// traffic, and the session id and stream name need no escaping.
+std::string output_line(const std::string& id, exec_stream s, std::string_view data, bool close) {
+  std::string line;
+  line.reserve(112 + id.size() + (data.size() + 2) / 3 * 4);
+  line += R"({"jsonrpc":"2.0","method":"ExecStreaming.Output","params":{"session":")";
+  line += id;
+  line += s == exec_stream::stdout_stream ? R"(","stream":"stdout","data":")"
+                                          : R"(","stream":"stderr","data":")";
+  base64_append(line, data);
+  line += close ? "\",\"close\":true}}\n" : "\"}}\n";
+  return line;
+}
+
+}  // namespace
+
+asio::awaitable<void> server::state::run_session(std::shared_ptr<state> self,
+                                                 std::weak_ptr<connection> conn, std::string id,
+                                                 std::shared_ptr<session_entry> entry) {
+  (void)self;
+  // A cancel (the connection closed) ends the loop; it must not throw.
+  co_await asio::this_coro::throw_if_cancelled(false);
+  for (;;) {
+    if (auto c = conn.lock(); !c || c->closing) {
+      break;
+    } else if (c->out_bytes > connection::max_out_bytes) {
+      // Backpressure: nothing more is read from the command while a client
+      // that does not read has a megabyte of answers waiting.
+      if (co_await detail::wait_on(c->drained, std::chrono::steady_clock::time_point::max()) ==
+          detail::wake::cancelled)
+        break;
+      continue;
+    }
+    auto ev = co_await entry->session.read();
+    if (!ev)
+      break;  // cancelled
+    auto c = conn.lock();
+    if (!c || c->closing)
+      break;
+    if (ev->kind == exec_event::type::output) {
+      std::string_view data = ev->data;
+      do {
+        const auto chunk = data.substr(0, max_output_chunk);
+        data.remove_prefix(chunk.size());
+        c->send_line(output_line(id, ev->stream, chunk, ev->closed && data.empty()));
+      } while (!data.empty());
+      continue;
+    }
+    c->send_line(R"({"jsonrpc":"2.0","method":"ExecStreaming.Exited","params":{"session":")" + id +
+                 R"(","exit_code":)" + std::to_string(ev->exit_code) + "}}\n");
+    break;
+  }
+  if (auto c = conn.lock())
+    c->session_ended(id);
 }
 
 asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connection> conn) {
@@ -752,18 +910,8 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     if (!c || !c->is_string())
       co_return params_error("cmd", "cmd must be a string");
     std::vector<std::string> args;
-    if (const auto* a = param(p, "args")) {
-      if (!a->is_array())
-        co_return params_error("args", "args must be an array of strings");
-      for (std::size_t i = 0; i < a->as_array().size(); ++i) {
-        const auto& v = a->as_array()[i];
-        if (!v.is_string()) {
-          const std::string at = "args[" + std::to_string(i) + "]";
-          co_return params_error(at, at + " must be a string");
-        }
-        args.emplace_back(v.as_string());
-      }
-    }
+    if (auto e = string_list_param(p, "args", args))
+      co_return *e;
     std::int64_t timeout = 60000;
     if (param(p, "timeout_ms")) {
       if (auto e = duration_param(p, "timeout_ms", timeout))
@@ -781,9 +929,128 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     }
     co_return json::value(std::move(out));
   }
-  for (std::string_view later : {"ExecStreaming.Start", "ExecStreaming.Input"}) {
-    if (m == later)
-      co_return rpc_error{code::unsupported, m + " is not supported by this build yet", {}};
+  if (m == "ExecStreaming.Start") {
+    if (auto e = check_params(p, {"cmd", "args", "tty", "tty_size"}))
+      co_return *e;
+    exec_session_options o;
+    const auto* cmd = param(p, "cmd");
+    if (!cmd || !cmd->is_string())
+      co_return params_error("cmd", "cmd must be a string");
+    o.cmd = std::string(cmd->as_string());
+    if (auto e = string_list_param(p, "args", o.args))
+      co_return *e;
+    if (const auto* t = param(p, "tty")) {
+      if (!t->is_bool())
+        co_return params_error("tty", "tty must be a boolean");
+      o.tty = t->as_bool();
+    }
+    if (param(p, "tty_size")) {
+      if (!o.tty)
+        co_return params_error("tty_size", "tty_size needs \"tty\": true");
+      if (auto e = tty_size_param(p, o.size))
+        co_return *e;
+    }
+    auto c = conn.lock();
+    if (!c)
+      co_return rpc_error{code::internal_error, "connection gone", {}};
+    if (c->sessions.size() >= connection::max_sessions)
+      co_return params_error("", "at most " + std::to_string(connection::max_sessions) +
+                                     " exec sessions per connection");
+    if (!r.id)
+      co_return params_error("",
+                             "ExecStreaming.Start needs an id: its session is named in the "
+                             "answer");
+    if (c->after_answer.contains(json::serialize(*r.id)))
+      co_return rpc_error{code::invalid_request, "a request with this id is still pending", {}};
+    auto started = co_await task.exec_streaming(std::move(o));
+    if (!started)
+      co_return to_rpc_error(started.error(), task_operation::exec);
+    c = conn.lock();  // the start did not suspend, but stay honest
+    if (!c || c->closing)
+      co_return rpc_error{code::internal_error, "connection gone", {}};
+    const int pid = started->pid();
+    std::string id = "exec-" + std::to_string(next_session++);
+    auto entry = std::make_shared<session_entry>(std::move(*started));
+    c->sessions[id] = entry;
+    // Its output starts once this answer is queued: the client knows the
+    // session's name before its first notification.
+    auto self = shared_from_this();
+    c->after_answer[json::serialize(*r.id)] = [self, conn, id, entry] {
+      asio::co_spawn(self->ex, run_session(self, conn, id, entry),
+                     asio::bind_cancellation_slot(entry->cancel.slot(), [id](std::exception_ptr e) {
+                       if (!e)
+                         return;
+                       try {
+                         std::rethrow_exception(e);
+                       } catch (const std::exception& x) {
+                         log(log_level::error, "exec session " + id + " ended: " + x.what());
+                       }
+                     }));
+    };
+    json::object out;
+    out["session"] = id;
+    out["pid"] = pid;
+    co_return json::value(std::move(out));
+  }
+  if (m == "ExecStreaming.Input" || m == "ExecStreaming.Cancel") {
+    const bool input = m == "ExecStreaming.Input";
+    if (auto e = input ? check_params(p, {"session", "data", "close", "tty_size"})
+                       : check_params(p, {"session"}))
+      co_return *e;
+    const auto* sub = param(p, "session");
+    if (!sub || !sub->is_string())
+      co_return params_error("session", "session must be a string");
+    const std::string id(sub->as_string());
+    auto c = conn.lock();
+    auto it = c ? c->sessions.find(id) : decltype(c->sessions.end()){};
+    if (!c || it == c->sessions.end())
+      co_return rpc_error{code::unknown_subscription, "unknown session \"" + id + "\"", {}};
+    auto entry = it->second;
+    if (!input) {
+      entry->session.kill();
+      co_return json::value(json::object{});
+    }
+    std::optional<std::string> data;
+    if (const auto* d = param(p, "data")) {
+      if (!d->is_string())
+        co_return params_error("data", "data must be a base64 string");
+      data = base64_decode(d->as_string());
+      if (!data)
+        co_return params_error("data", "data is not base64 (RFC 4648, with padding)");
+    }
+    bool close = false;
+    if (const auto* cl = param(p, "close")) {
+      if (!cl->is_bool())
+        co_return params_error("close", "close must be a boolean");
+      close = cl->as_bool();
+    }
+    if (param(p, "tty_size")) {
+      tty_size size;
+      if (auto e = tty_size_param(p, size))
+        co_return *e;
+      if (!entry->session.tty())
+        co_return params_error("tty_size", "session \"" + id + "\" has no tty");
+      if (auto rs = entry->session.resize(size); !rs)
+        co_return to_rpc_error(rs.error(), task_operation::exec);
+    }
+    if (data && !data->empty()) {
+      // While the session's stdin is full this connection reads nothing
+      // more: the client's own writes block, nobody else's.
+      ++c->blocked_inputs;
+      c.reset();
+      auto w = co_await entry->session.write(std::move(*data));
+      if (auto c2 = conn.lock()) {
+        --c2->blocked_inputs;
+        c2->resume.cancel();
+      }
+      if (!w)
+        co_return to_rpc_error(w.error(), task_operation::exec);
+    }
+    if (close) {
+      if (auto cs = entry->session.close_stdin(); !cs)
+        co_return to_rpc_error(cs.error(), task_operation::exec);
+    }
+    co_return json::value(json::object{});
   }
   co_return rpc_error{code::method_not_found, "method not found: \"" + m + "\"", {}};
 }
@@ -908,7 +1175,7 @@ void server::stop() {
   }
   for (auto& [p, c] : st.connections) {
     c->close_when_idle = true;
-    if (c->pending == 0)
+    if (c->idle())
       c->close_after_flush();
   }
   // A client that does not read would hold the drain forever: past the
