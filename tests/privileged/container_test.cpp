@@ -21,6 +21,7 @@
 #include "taskexec/isolation/cgroup.hpp"
 #include "taskexec/isolation/container.hpp"
 #include "taskexec/isolation/host.hpp"
+#include "test_root.hpp"
 
 using namespace test_support;
 using namespace taskexec;
@@ -36,28 +37,6 @@ std::vector<std::string> list(A... a) {
 
 std::string unique_id(const std::string& what) {
   return "ct-" + what + "-" + std::to_string(::getpid());
-}
-
-// A task root: bin -> usr/bin (as on the host), a few programs with their
-// libraries, and /etc holding one file.
-struct rootfs {
-  temp_dir dir;
-  rootfs() {
-    for (const char* b : {"sh", "ls", "cat", "hostname", "readlink", "sleep", "mknod", "grep"})
-      install_binary(dir.path, "/usr/bin/" + std::string(b));
-    fs::create_directory_symlink("usr/bin", dir.path / "bin");
-    fs::create_directories(dir.path / "etc");
-    write_file(dir / "etc/motd", "hello\n");
-    fs::permissions(dir.path, fs::perms(0755));  // mkdtemp made it 0700
-  }
-  std::string str() const { return fs::canonical(dir.path).string(); }
-};
-
-exec_command in_container(const rootfs& root, const std::string& script) {
-  auto cmd = sh(script);
-  cmd.isolation = "container";
-  cmd.task_dir = root.str();
-  return cmd;
 }
 
 // Run a container task to its end; its stdout, and its state.

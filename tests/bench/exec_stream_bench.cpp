@@ -1,0 +1,275 @@
+// bench_exec_stream: ExecStreaming throughput, `cat` of N MiB through the
+// daemon (our bytes to its stdin as ExecStreaming.Input, its stdout back as
+// ExecStreaming.Output), beside a raw baseline in the same run: the same
+// `cat` started with posix_spawn, fed and drained through plain pipes.
+// Rounds alternate between the two; every byte is counted and compared.
+//
+//   bench_exec_stream [--mib N] [--rounds N]
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "taskexec/child_reaper.hpp"
+#include "taskexec/logging.hpp"
+#include "taskexec/remote_executor.hpp"
+
+extern char** environ;
+namespace asio = boost::asio;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t chunk = 64 * 1024;
+// Inputs in flight, as `taskexec exec -i` keeps them.
+constexpr int window = 4;
+
+std::string pattern() {
+  std::string p(chunk, '\0');
+  std::uint32_t x = 2463534242u;
+  for (auto& c : p) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    c = static_cast<char>(x);
+  }
+  return p;
+}
+
+// What came back is checked against what was sent (the pattern repeated)
+// with memcmp: fast enough not to slow either side down.
+struct verifier {
+  const std::string& pattern;
+  std::size_t bytes = 0;
+  bool same = true;
+  void take(const char* p, std::size_t n) {
+    while (n > 0) {
+      const std::size_t at = bytes % pattern.size();
+      const std::size_t k = std::min(n, pattern.size() - at);
+      same = same && std::memcmp(p, pattern.data() + at, k) == 0;
+      p += k;
+      n -= k;
+      bytes += k;
+    }
+  }
+};
+
+struct outcome {
+  double seconds;
+  std::size_t bytes;
+  bool same;
+};
+
+// The baseline: cat between two pipes, a thread writing, this one reading.
+outcome raw_round(const std::string& data, std::size_t total) {
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0)
+    std::exit(1);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  char* argv[] = {const_cast<char*>("cat"), nullptr};
+  const auto t0 = clock_type::now();
+  pid_t pid = 0;
+  if (::posix_spawn(&pid, "/bin/cat", &fa, nullptr, argv, environ) != 0)
+    std::exit(1);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(in[0]);
+  ::close(out[1]);
+  std::thread writer([&] {
+    for (std::size_t sent = 0; sent < total; sent += chunk) {
+      const char* p = data.data();
+      std::size_t left = std::min(chunk, total - sent);
+      while (left > 0) {
+        ssize_t n = ::write(in[1], p, left);
+        if (n <= 0)
+          std::exit(1);
+        p += n;
+        left -= static_cast<std::size_t>(n);
+      }
+    }
+    ::close(in[1]);
+  });
+  verifier check{data};
+  std::vector<char> buf(chunk);
+  for (;;) {
+    ssize_t n = ::read(out[0], buf.data(), buf.size());
+    if (n <= 0)
+      break;
+    check.take(buf.data(), static_cast<std::size_t>(n));
+  }
+  outcome o{0, check.bytes, check.same};
+  writer.join();
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(out[0]);
+  o.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+  return o;
+}
+
+struct stream_state {
+  int in_flight = 0;
+  bool failed = false;
+  asio::steady_timer wake;
+  explicit stream_state(asio::any_io_executor ex) : wake(ex) {}
+};
+
+asio::awaitable<void> feed(taskexec::remote_exec_session& s, const std::string& data,
+                           std::size_t total) {
+  auto ex = co_await asio::this_coro::executor;
+  auto st = std::make_shared<stream_state>(ex);
+  for (std::size_t sent = 0; sent < total && !st->failed; sent += chunk) {
+    while (st->in_flight >= window) {
+      st->wake.expires_at(asio::steady_timer::time_point::max());
+      co_await st->wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    ++st->in_flight;
+    asio::co_spawn(
+        ex,
+        [](taskexec::remote_exec_session& session, std::string piece,
+           std::shared_ptr<stream_state> state) -> asio::awaitable<void> {
+          auto w = co_await session.write(std::move(piece));
+          state->failed = state->failed || !w;
+          --state->in_flight;
+          state->wake.cancel();
+        }(s, data.substr(0, std::min(chunk, total - sent)), st),
+        asio::detached);
+  }
+  while (st->in_flight > 0) {
+    st->wake.expires_at(asio::steady_timer::time_point::max());
+    co_await st->wake.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  if (st->failed)
+    std::exit(1);
+  (void)co_await s.close_stdin();
+}
+
+asio::awaitable<outcome> daemon_round(taskexec::remote_executor& client, const std::string& data,
+                                      std::size_t total) {
+  const auto t0 = clock_type::now();
+  taskexec::exec_session_options o;
+  o.cmd = "/bin/cat";
+  auto s = co_await client.exec_streaming(o);
+  if (!s) {
+    std::fprintf(stderr, "ExecStreaming.Start: %s\n", s.error().message.c_str());
+    std::exit(1);
+  }
+  asio::co_spawn(co_await asio::this_coro::executor, feed(*s, data, total), asio::detached);
+  verifier check{data};
+  for (;;) {
+    auto ev = co_await s->read();
+    if (!ev) {
+      std::fprintf(stderr, "read: %s\n", ev.error().message.c_str());
+      std::exit(1);
+    }
+    if (ev->kind == taskexec::exec_event::type::exited)
+      break;
+    check.take(ev->data.data(), ev->data.size());
+  }
+  co_return outcome{std::chrono::duration<double>(clock_type::now() - t0).count(), check.bytes,
+                    check.same};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::size_t mib = 100;
+  int rounds = 10;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--mib" && i + 1 < argc) {
+      mib = static_cast<std::size_t>(std::atoi(argv[++i]));
+    } else if (a == "--rounds" && i + 1 < argc) {
+      rounds = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: bench_exec_stream [--mib N] [--rounds N]\n");
+      return 2;
+    }
+  }
+  if (mib == 0 || rounds <= 0)
+    return 2;
+  taskexec::configure_logging({.level = taskexec::log_level::warning});
+  char dir_template[] = "/tmp/taskexec-bench-XXXXXX";
+  if (!::mkdtemp(dir_template))
+    return 1;
+  const std::string dir = dir_template;
+  asio::io_context io;
+  taskexec::child_reaper reaper(io.get_executor());
+  auto run = [&](auto make) {
+    bool done = false;
+    asio::co_spawn(io, make(), [&](std::exception_ptr e) {
+      if (e)
+        std::rethrow_exception(e);
+      done = true;
+    });
+    io.restart();
+    while (!done)
+      io.run_one();
+  };
+
+  const std::string data = pattern();
+  const std::size_t total = mib * 1024 * 1024;
+
+  std::vector<double> raw_mibs, daemon_mibs;
+  run([&]() -> asio::awaitable<void> {
+    taskexec::create_options o;
+    o.daemon_path = BENCH_TASKEXECD;
+    o.socket_path = dir + "/d.sock";
+    auto created = co_await taskexec::create_executor(co_await asio::this_coro::executor, o);
+    if (!created) {
+      std::fprintf(stderr, "create_executor: %s\n", created.error().message.c_str());
+      std::exit(1);
+    }
+    auto& client = created->client;
+    taskexec::exec_command task;
+    task.cmd = "/bin/sleep";
+    task.args = {"1000"};
+    if (auto l = co_await client.launch(task); !l) {
+      std::fprintf(stderr, "launch: %s\n", l.error().message.c_str());
+      std::exit(1);
+    }
+    for (int r = 0; r < rounds; ++r) {
+      auto raw = raw_round(data, total);
+      auto via = co_await daemon_round(client, data, total);
+      if (raw.bytes != total || via.bytes != total || !raw.same || !via.same) {
+        std::fprintf(stderr, "round %d: the bytes differ (raw %zu, daemon %zu)\n", r, raw.bytes,
+                     via.bytes);
+        std::exit(1);
+      }
+      raw_mibs.push_back(static_cast<double>(mib) / raw.seconds);
+      daemon_mibs.push_back(static_cast<double>(mib) / via.seconds);
+      std::printf("round %d: raw pipe %8.1f MiB/s   through taskexecd %8.1f MiB/s\n", r,
+                  raw_mibs.back(), daemon_mibs.back());
+    }
+    (void)co_await client.destroy();
+  });
+  std::filesystem::remove_all(dir);
+
+  const auto raw = bench::summarize(raw_mibs);
+  const auto via = bench::summarize(daemon_mibs);
+  std::printf("cat of %zu MiB, %d rounds, %d Inputs of %zu KiB in flight\n", mib, rounds, window,
+              chunk / 1024);
+  std::printf("  raw pipe (posix_spawn cat, pipes)   p50 %8.1f MiB/s  mean %8.1f\n", raw.p50,
+              raw.mean);
+  std::printf("  ExecStreaming through taskexecd     p50 %8.1f MiB/s  mean %8.1f\n", via.p50,
+              via.mean);
+  std::printf("  ratio (daemon / raw, p50)           %.2fx  (target 0.5x or more)\n",
+              via.p50 / raw.p50);
+  return 0;
+}

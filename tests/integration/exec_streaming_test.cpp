@@ -1,0 +1,636 @@
+// ExecStreaming: interactive sessions of commands inside a running task, on
+// pipes and on a pty; embedded (exec_session), through taskexecd (the
+// protocol and remote_exec_session), and from the CLI (`exec -i -t`).
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "daemon_client.hpp"
+#include "exec_streaming_cases.hpp"
+#include "harness.hpp"
+#include "taskexec/base64.hpp"
+#include "taskexec/remote_executor.hpp"
+
+using namespace test_support;
+using namespace taskexec;
+namespace json = boost::json;
+
+namespace {
+
+template <class T>
+std::string why(const result<T>& r) {
+  return r ? std::string() : r.error().message;
+}
+
+asio::awaitable<std::unique_ptr<stream_driver>> open_embedded(task_executor& t,
+                                                              exec_session_options o) {
+  auto s = co_await t.exec_streaming(std::move(o));
+  BOOST_REQUIRE_MESSAGE(s, "exec_streaming: " << why(s));
+  co_return std::make_unique<embedded_driver>(std::move(*s));
+}
+
+asio::awaitable<std::unique_ptr<stream_driver>> open_remote(remote_executor& r,
+                                                            exec_session_options o) {
+  auto s = co_await r.exec_streaming(std::move(o));
+  BOOST_REQUIRE_MESSAGE(s, "exec_streaming: " << why(s));
+  co_return std::make_unique<remote_driver>(std::move(*s));
+}
+
+/// The kernel function `pid` sleeps in ("pipe_write", or "anon_pipe_write"
+/// on newer kernels, for a writer that waits for its reader); empty once it
+/// is gone.
+std::string wchan(int pid) {
+  return read_file("/proc/" + std::to_string(pid) + "/wchan");
+}
+
+/// Wait (polling /proc, bounded) until `pid` sleeps in `fn`.
+asio::awaitable<bool> wait_blocked_in(int pid, const std::string& fn) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  for (int i = 0; i < 1500; ++i) {
+    if (wchan(pid).find(fn) != std::string::npos)
+      co_return true;
+    t.expires_after(20ms);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  co_return false;
+}
+
+std::size_t vm_rss_kib(int pid) {
+  std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("VmRSS:", 0) == 0)
+      return std::stoul(l.substr(6));
+  }
+  return 0;
+}
+
+template <class... A>
+std::vector<std::string> list(A... a) {
+  return {std::string(a)...};
+}
+
+create_options daemon_in(const temp_dir& dir) {
+  create_options o;
+  o.daemon_path = TASKEXECD;
+  o.socket_path = dir / "run/d.sock";
+  o.log_file = dir / "taskexecd.log";
+  o.log_level = "debug";
+  return o;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(exec_streaming)
+
+BOOST_AUTO_TEST_CASE(embedded_sessions_on_pipes_and_a_tty) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    co_await launch_ready(t, out, "echo ready; exec sleep 1000");
+    co_await run_streaming_cases(
+        [&t](exec_session_options o) { return open_embedded(t, std::move(o)); });
+    BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
+    BOOST_TEST(zombie_children().empty());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_session_runs_in_the_task_context_and_only_while_it_runs) {
+  run([]() -> asio::awaitable<void> {
+    temp_dir dir;
+    task_executor t(harness::get().reaper);
+    auto early = co_await t.exec_streaming(session_of(list("/bin/true"), false));
+    BOOST_REQUIRE(!early);
+    BOOST_TEST((early.error().code == make_error_code(errc::not_launched)));
+    pipe_reader out;
+    auto cmd = sh("echo ready; exec sleep 1000");
+    cmd.env.push_back("GREETING=from the task");
+    cmd.task_dir = dir.str();
+    cmd.stdout_fd = out.write_fd();
+    BOOST_REQUIRE(co_await t.launch(cmd));
+    out.close_write();
+    BOOST_REQUIRE(co_await out.line() == "ready");
+
+    // The task's environment and directory, a session and a terminal of its own.
+    auto d = co_await open_embedded(
+        t, session_of(list("/bin/sh", "-c", "echo $GREETING; pwd; ps -o sid=,tty= -p $$"), true));
+    auto tr = co_await drain(*d);
+    const std::string sid = std::to_string(d->pid());
+    BOOST_TEST(tr.out.rfind("from the task\r\n" + dir.str() + "\r\n", 0) == 0u);
+    BOOST_TEST(tr.out.find(sid + " pts/") != std::string::npos, tr.out);
+    auto missing = co_await t.exec_streaming(session_of(list("/no/such/binary"), false));
+    BOOST_REQUIRE(!missing);
+    BOOST_TEST((missing.error().code == make_error_code(errc::binary_not_found)));
+    auto empty = co_await t.exec_streaming(session_of(list(""), false));
+    BOOST_REQUIRE(!empty);
+    BOOST_TEST((empty.error().code == make_error_code(errc::invalid_argument)));
+
+    // The task's end ends its sessions: killed, reaped, reported.
+    auto running = co_await open_embedded(t, session_of(list("/bin/sleep", "1000"), false));
+    const int pid = running->pid();
+    BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
+    auto ended = co_await drain(*running);
+    BOOST_TEST(ended.exit_code == 128 + SIGKILL);
+    BOOST_TEST(co_await wait_gone(pid));
+    auto late = co_await t.exec_streaming(session_of(list("/bin/true"), false));
+    BOOST_REQUIRE(!late);
+    BOOST_TEST((late.error().code == make_error_code(errc::task_exited)));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(dropping_a_session_kills_its_command_and_what_it_started) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    co_await launch_ready(t, out, "echo ready; exec sleep 1000");
+    int pid = 0, child = 0;
+    {
+      auto d = co_await open_embedded(
+          t, session_of(list("/bin/sh", "-c", "sleep 1000 & echo $!; wait"), false));
+      auto line = co_await read_until(*d, "\n");
+      child = std::atoi(line.c_str());
+      pid = d->pid();
+      BOOST_REQUIRE(child > 0);
+    }
+    BOOST_TEST(co_await wait_gone(pid));
+    BOOST_TEST(co_await wait_gone(child));
+    BOOST_TEST(alive(t.pid()));
+    BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(output_nobody_reads_blocks_the_command_and_nothing_is_lost) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    co_await launch_ready(t, out, "echo ready; exec sleep 1000");
+    // 4 MB, far more than the session holds (64 KiB) plus the pipe (64 KiB).
+    auto d = co_await open_embedded(
+        t, session_of(list("/usr/bin/head", "-c", "4000000", "/dev/zero"), false));
+    BOOST_TEST(co_await wait_blocked_in(d->pid(), "pipe_write"));
+    auto tr = co_await drain(*d);
+    BOOST_TEST(tr.out.size() == 4000000u);
+    BOOST_TEST(tr.out.find_first_not_of('\0') == std::string::npos);
+    BOOST_TEST(tr.exit_code == 0);
+
+    // Input too: a command that reads nothing holds our write() at 1 MiB.
+    auto sink = co_await open_embedded(t, session_of(list("/bin/sleep", "1000"), false));
+    const std::string mib(1024 * 1024, 'x');
+    BOOST_TEST((co_await sink->write(mib)).has_value());  // queued
+    BOOST_TEST((co_await sink->write(mib)).has_value());  // queued: the queue was below 1 MiB
+    asio::steady_timer bound(co_await asio::this_coro::executor, 300ms);
+    using namespace asio::experimental::awaitable_operators;
+    auto first = co_await (sink->write(mib) || bound.async_wait(asio::use_awaitable));
+    BOOST_TEST(first.index() == 1u);  // still waiting for room: the queue is full
+    co_await sink->kill();
+    BOOST_TEST((co_await drain(*sink)).exit_code == 128 + SIGKILL);
+    BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(remote_sessions_through_the_daemon) {
+  run([]() -> asio::awaitable<void> {
+    temp_dir dir;
+    auto created = co_await create_executor(harness::get().io.get_executor(), daemon_in(dir));
+    BOOST_REQUIRE_MESSAGE(created, why(created));
+    auto& c = created->client;
+    auto early = co_await c.exec_streaming(session_of(list("/bin/true"), false));
+    BOOST_REQUIRE(!early);
+    BOOST_TEST((early.error().code == make_error_code(errc::not_launched)));
+    BOOST_REQUIRE(co_await c.launch(sh("exec sleep 1000")));
+    co_await run_streaming_cases(
+        [&c](exec_session_options o) { return open_remote(c, std::move(o)); });
+
+    // One-shot Exec from the same client.
+    auto ran = co_await c.exec("/bin/sh", list("-c", "echo hi; exit 3"));
+    BOOST_REQUIRE_MESSAGE(ran, why(ran));
+    BOOST_TEST(ran->output == "hi\n");
+    BOOST_TEST(ran->exit_code == 3);
+    auto slow = co_await c.exec("/bin/sleep", list("1000"), 200ms);
+    BOOST_REQUIRE(!slow);
+    BOOST_TEST((slow.error().code == make_error_code(errc::timed_out)));
+
+    // Dropping a remote session kills its command on the daemon.
+    int pid = 0;
+    {
+      auto s = co_await c.exec_streaming(session_of(list("/bin/sleep", "1000"), false));
+      BOOST_REQUIRE(s);
+      pid = s->pid();
+      BOOST_REQUIRE(alive(pid));
+    }
+    BOOST_TEST(co_await wait_gone(pid));
+    BOOST_TEST((co_await c.destroy()).has_value());
+    BOOST_TEST(co_await wait_gone(created->config.pid));
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(exec_streaming_protocol)
+
+BOOST_AUTO_TEST_CASE(notifications_are_exact_and_errors_name_the_field) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    auto early = co_await c.call(1, "ExecStreaming.Start", json::parse(R"({"cmd":"/bin/true"})"));
+    BOOST_TEST(error_code_of(early) == -32001);
+    BOOST_REQUIRE(
+        (co_await c.call(2, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})")))
+            .contains("result"));
+
+    auto started = co_await c.call(
+        3, "ExecStreaming.Start",
+        json::parse(R"({"cmd":"/bin/sh","args":["-c","printf hi; printf oops >&2; exit 4"]})"));
+    BOOST_REQUIRE_MESSAGE(started.contains("result"), json::serialize(started));
+    BOOST_TEST(started.at("result").at("session").as_string() == "exec-1");
+    BOOST_TEST(started.at("result").at("pid").as_int64() > 0);
+    // Each stream's data and its end, in the daemon's exact words; the
+    // streams may interleave; Exited comes last.
+    std::vector<std::string> out_lines, err_lines;
+    std::string exited;
+    while (exited.empty()) {
+      auto v = co_await c.next();
+      BOOST_REQUIRE(v.is_object());
+      const auto text = json::serialize(v);
+      const auto& params = v.at("params").as_object();
+      if (v.at("method").as_string() == "ExecStreaming.Exited")
+        exited = text;
+      else if (params.at("stream").as_string() == "stdout")
+        out_lines.push_back(text);
+      else
+        err_lines.push_back(text);
+    }
+    BOOST_TEST(
+        out_lines ==
+            list(
+                R"({"jsonrpc":"2.0","method":"ExecStreaming.Output","params":{"session":"exec-1","stream":"stdout","data":"aGk="}})",
+                R"({"jsonrpc":"2.0","method":"ExecStreaming.Output","params":{"session":"exec-1","stream":"stdout","data":"","close":true}})"),
+        boost::test_tools::per_element());
+    BOOST_TEST(
+        err_lines ==
+            list(
+                R"({"jsonrpc":"2.0","method":"ExecStreaming.Output","params":{"session":"exec-1","stream":"stderr","data":"b29wcw=="}})",
+                R"({"jsonrpc":"2.0","method":"ExecStreaming.Output","params":{"session":"exec-1","stream":"stderr","data":"","close":true}})"),
+        boost::test_tools::per_element());
+    BOOST_TEST(
+        exited ==
+        R"({"jsonrpc":"2.0","method":"ExecStreaming.Exited","params":{"session":"exec-1","exit_code":4}})");
+    // An ended session is unknown.
+    auto gone = co_await c.call(4, "ExecStreaming.Input",
+                                json::parse(R"({"session":"exec-1","data":"aGk="})"));
+    BOOST_TEST(error_code_of(gone) == -32009);
+    BOOST_TEST(gone.at("error").at("message").as_string() == "unknown session \"exec-1\"");
+
+    // Output larger than a chunk comes in pieces of at most 4096 bytes.
+    auto big = co_await c.call(
+        5, "ExecStreaming.Start",
+        json::parse(R"({"cmd":"/usr/bin/head","args":["-c","10000","/dev/zero"]})"));
+    BOOST_REQUIRE(big.contains("result"));
+    std::size_t total = 0;
+    for (;;) {
+      auto v = co_await c.next();
+      if (v.at("method").as_string() == "ExecStreaming.Exited")
+        break;
+      auto bytes = base64_decode(v.at("params").at("data").as_string());
+      BOOST_REQUIRE(bytes);
+      BOOST_TEST(bytes->size() <= 4096u);
+      total += bytes->size();
+    }
+    BOOST_TEST(total == 10000u);
+
+    auto field_of = [](const json::object& r) {
+      return std::string(r.at("error").at("data").at("field").as_string());
+    };
+    auto bad = [&](int id, const char* method,
+                   const char* params) -> asio::awaitable<json::object> {
+      co_return co_await c.call(id, method, json::parse(params));
+    };
+    auto r = co_await bad(10, "ExecStreaming.Start", R"({})");
+    BOOST_TEST(error_code_of(r) == -32602);
+    BOOST_TEST(field_of(r) == "cmd");
+    r = co_await bad(11, "ExecStreaming.Start", R"({"cmd":"/bin/true","tty":"yes"})");
+    BOOST_TEST(field_of(r) == "tty");
+    r = co_await bad(12, "ExecStreaming.Start",
+                     R"({"cmd":"/bin/true","tty_size":{"height":2,"width":2}})");
+    BOOST_TEST(field_of(r) == "tty_size");
+    r = co_await bad(13, "ExecStreaming.Start",
+                     R"({"cmd":"/bin/true","tty":true,"tty_size":{"height":0,"width":2}})");
+    BOOST_TEST(field_of(r) == "tty_size.height");
+    BOOST_TEST(r.at("error").at("message").as_string() ==
+               "tty_size.height must be an integer from 1 to 65535");
+    r = co_await bad(14, "ExecStreaming.Start",
+                     R"({"cmd":"/bin/true","tty":true,"tty_size":{"rows":2}})");
+    BOOST_TEST(field_of(r) == "tty_size.rows");
+    r = co_await bad(15, "ExecStreaming.Start", R"({"cmd":"/bin/true","args":[1]})");
+    BOOST_TEST(field_of(r) == "args[0]");
+    r = co_await bad(16, "ExecStreaming.Start", R"({"cmd":"no-such-binary-xyz"})");
+    BOOST_TEST(error_code_of(r) == -32004);
+
+    auto cat = co_await c.call(20, "ExecStreaming.Start", json::parse(R"({"cmd":"/bin/cat"})"));
+    const std::string sid(cat.at("result").at("session").as_string());
+    r = co_await bad(21, "ExecStreaming.Input", R"({"session":"exec-99"})");
+    BOOST_TEST(error_code_of(r) == -32009);
+    r = co_await c.call(22, "ExecStreaming.Input",
+                        json::parse(R"({"session":")" + sid + R"(","data":"not base64!"})"));
+    BOOST_TEST(field_of(r) == "data");
+    r = co_await c.call(
+        23, "ExecStreaming.Input",
+        json::parse(R"({"session":")" + sid + R"(","tty_size":{"height":5,"width":5}})"));
+    BOOST_TEST(field_of(r) == "tty_size");
+    r = co_await c.call(24, "ExecStreaming.Input",
+                        json::parse(R"({"session":")" + sid + R"(","stdin":"x"})"));
+    BOOST_TEST(field_of(r) == "stdin");
+    r = co_await bad(25, "ExecStreaming.Cancel", R"({"session":"exec-99"})");
+    BOOST_TEST(error_code_of(r) == -32009);
+    // Data and the end of input in one message: cat echoes, then ends.
+    r = co_await c.call(26, "ExecStreaming.Input",
+                        json::parse(R"({"session":")" + sid + R"(","data":"YWJj","close":true})"));
+    BOOST_TEST(r.at("result").as_object().empty());
+    std::string echoed;
+    for (;;) {
+      auto v = co_await c.next();
+      if (v.at("method").as_string() == "ExecStreaming.Exited") {
+        BOOST_TEST(v.at("params").at("exit_code").as_int64() == 0);
+        break;
+      }
+      echoed += *base64_decode(v.at("params").at("data").as_string());
+    }
+    BOOST_TEST(echoed == "abc");
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_client_gone_or_the_task_shut_down_ends_the_session) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    BOOST_REQUIRE(
+        (co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})")))
+            .contains("result"));
+    // A client that vanishes: its command is killed and reaped.
+    {
+      client gone;
+      co_await gone.connect(d.socket);
+      auto s =
+          co_await gone.call(1, "ExecStreaming.Start",
+                             json::parse(R"({"cmd":"/bin/sleep","args":["1000"],"tty":true})"));
+      const int pid = static_cast<int>(s.at("result").at("pid").as_int64());
+      BOOST_REQUIRE(alive(pid));
+      gone.close();
+      BOOST_TEST(co_await wait_gone(pid));
+    }
+    // The task's shutdown ends a session with its Exited.
+    auto s = co_await c.call(2, "ExecStreaming.Start",
+                             json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+    const int pid = static_cast<int>(s.at("result").at("pid").as_int64());
+    co_await c.send(3, "Shutdown", json::parse(R"({"signal":"SIGKILL","grace_period_ms":0})"));
+    bool exited = false, shut_down = false;
+    while (!exited || !shut_down) {
+      auto v = co_await c.next();
+      BOOST_REQUIRE(v.is_object());
+      if (v.as_object().contains("method")) {
+        if (v.at("method").as_string() == "ExecStreaming.Exited") {
+          BOOST_TEST(v.at("params").at("exit_code").as_int64() == 128 + SIGKILL);
+          exited = true;
+        }
+      } else {
+        BOOST_TEST(v.at("id").as_int64() == 3);
+        shut_down = v.as_object().contains("result");
+        BOOST_REQUIRE(shut_down);
+      }
+    }
+    BOOST_TEST(co_await wait_gone(pid));
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(slow_readers_and_stdin_floods_stay_bounded) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    const int daemon = d.task.pid();
+    client c;
+    co_await c.connect(d.socket);
+    BOOST_REQUIRE(
+        (co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})")))
+            .contains("result"));
+    // A client that reads nothing: `yes` ends up blocked in its writes, and
+    // the daemon holds a bounded amount of it.
+    client slow;
+    co_await slow.connect(d.socket);
+    co_await slow.send(1, "ExecStreaming.Start", json::parse(R"({"cmd":"/usr/bin/yes"})"));
+    // Its pid, from another view: the only yes of the daemon's children.
+    int yes = 0;
+    for (int i = 0; i < 1500 && yes == 0; ++i) {
+      for (const auto& p : detail::scan_processes()) {
+        if (p.ppid == daemon && p.comm == "yes")
+          yes = p.pid;
+      }
+      if (yes == 0) {
+        asio::steady_timer t(co_await asio::this_coro::executor, 20ms);
+        co_await t.async_wait(asio::use_awaitable);
+      }
+    }
+    BOOST_REQUIRE(yes > 0);
+    BOOST_TEST(co_await wait_blocked_in(yes, "pipe_write"));
+    BOOST_TEST(vm_rss_kib(daemon) < 32 * 1024u);
+
+    // A client flooding the stdin of a command that never reads: the daemon
+    // stops reading that connection, serves the others, and stays bounded.
+    client flood;
+    co_await flood.connect(d.socket);
+    auto s = co_await flood.call(1, "ExecStreaming.Start",
+                                 json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+    const std::string sid(s.at("result").at("session").as_string());
+    const std::string piece =
+        R"({"jsonrpc":"2.0","method":"ExecStreaming.Input","params":{"session":")" + sid +
+        R"(","data":")" + base64_encode(std::string(192 * 1024, 'z')) + "\"}}\n";
+    std::string all;
+    for (int i = 0; i < 256; ++i)  // 48 MiB of input
+      all += piece;
+    bool sent = false;
+    send_in_background(flood, all, sent);
+    BOOST_TEST((co_await c.call(2, "Version")).contains("result"));
+    client other;
+    co_await other.connect(d.socket);
+    BOOST_TEST((co_await other.call(1, "Version")).contains("result"));
+    BOOST_TEST(!sent);  // 48 MiB were not taken: the daemon applies backpressure
+    BOOST_TEST(vm_rss_kib(daemon) < 32 * 1024u);
+    slow.close();
+    BOOST_TEST(co_await wait_gone(yes));
+    flood.close();
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// A pseudo-terminal the test owns: the CLI runs with the slave as its
+// controlling terminal, the test reads and types on the master.
+struct test_pty {
+  int master = -1, slave = -1;
+  asio::posix::stream_descriptor reader{harness::get().io};
+  std::string seen;
+  test_pty(unsigned short rows, unsigned short cols) {
+    master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    BOOST_REQUIRE(master >= 0);
+    BOOST_REQUIRE(::unlockpt(master) == 0);
+    slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    BOOST_REQUIRE(slave >= 0);
+    resize(rows, cols);
+    reader.assign(::fcntl(master, F_DUPFD_CLOEXEC, 3));
+  }
+  ~test_pty() {
+    if (slave >= 0)
+      ::close(slave);
+    ::close(master);
+  }
+  void resize(unsigned short rows, unsigned short cols) {
+    winsize ws{};
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    BOOST_REQUIRE(::ioctl(master, TIOCSWINSZ, &ws) == 0);
+  }
+  void type(const std::string& s) {
+    BOOST_REQUIRE(::write(master, s.data(), s.size()) == static_cast<ssize_t>(s.size()));
+  }
+  termios mode() const {
+    termios t{};
+    ::tcgetattr(master, &t);
+    return t;
+  }
+  /// Read until what was seen ends with `want`; false at the end of output.
+  asio::awaitable<bool> until(const std::string& want) {
+    std::array<char, 4096> buf;
+    while (seen.size() < want.size() ||
+           seen.compare(seen.size() - want.size(), want.size(), want)) {
+      auto [ec, n] =
+          co_await reader.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      if (ec)
+        co_return false;  // EIO: nobody holds the terminal any more
+      seen.append(buf.data(), n);
+    }
+    co_return true;
+  }
+  asio::awaitable<void> rest() {
+    for (;;) {
+      const bool more = co_await until("\x01never\x02");
+      if (!more)
+        co_return;
+    }
+  }
+};
+
+// Wait (polling the terminal's mode, bounded) until the CLI put it in raw mode.
+asio::awaitable<bool> wait_raw(const test_pty& pty) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  for (int i = 0; i < 1500; ++i) {
+    if ((pty.mode().c_lflag & (ICANON | ECHO)) == 0)
+      co_return true;
+    t.expires_after(20ms);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  co_return false;
+}
+
+exec_command cli_command(const std::string& socket, std::vector<std::string> args) {
+  exec_command cmd;
+  cmd.cmd = TASKEXEC_CLI;
+  cmd.args = {"--socket", socket, "exec"};
+  cmd.args.insert(cmd.args.end(), args.begin(), args.end());
+  cmd.env = {"PATH=/usr/local/bin:/usr/bin:/bin"};
+  return cmd;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(exec_streaming_cli)
+
+BOOST_AUTO_TEST_CASE(exec_i_sends_stdin_and_passes_the_exit_code) {
+  run([]() -> asio::awaitable<void> {
+    temp_dir dir;
+    auto created = co_await create_executor(harness::get().io.get_executor(), daemon_in(dir));
+    BOOST_REQUIRE_MESSAGE(created, why(created));
+    BOOST_REQUIRE(co_await created->client.launch(sh("exec sleep 1000")));
+    int in[2];
+    BOOST_REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
+    pipe_reader out, err;
+    auto cmd = cli_command(created->config.socket,
+                           list("-i", "--", "/bin/sh", "-c", "cat; echo done >&2; exit 5"));
+    cmd.stdin_fd = in[0];
+    cmd.stdout_fd = out.write_fd();
+    cmd.stderr_fd = err.write_fd();
+    task_executor cli(harness::get().reaper);
+    BOOST_REQUIRE(co_await cli.launch(cmd));
+    ::close(in[0]);
+    out.close_write();
+    err.close_write();
+    const std::string text = "line one\nline two\n";
+    BOOST_REQUIRE(::write(in[1], text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+    ::close(in[1]);  // our end of input: the command's stdin ends
+    BOOST_TEST(co_await out.rest() == text);
+    BOOST_TEST(co_await err.rest() == "done\n");
+    BOOST_TEST((co_await cli.wait())->exit_code == 5);
+    BOOST_TEST((co_await created->client.destroy()).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(exec_t_uses_raw_mode_forwards_resizes_and_restores_the_terminal) {
+  run([]() -> asio::awaitable<void> {
+    temp_dir dir;
+    auto created = co_await create_executor(harness::get().io.get_executor(), daemon_in(dir));
+    BOOST_REQUIRE_MESSAGE(created, why(created));
+    BOOST_REQUIRE(co_await created->client.launch(sh("exec sleep 1000")));
+    const auto socket = created->config.socket;
+    {
+      // The size at the start and after a resize (SIGWINCH), then exit 7.
+      test_pty pty(30, 90);
+      auto cmd = cli_command(
+          socket, list("-t", "--", "/bin/sh", "-c",
+                       "stty size; trap 'stty size; exit 7' WINCH; while :; do sleep 0.05; done"));
+      cmd.stdin_fd = cmd.stdout_fd = cmd.stderr_fd = pty.slave;
+      cmd.controlling_tty = true;
+      task_executor cli(harness::get().reaper);
+      BOOST_REQUIRE(co_await cli.launch(cmd));
+      ::close(pty.slave);
+      pty.slave = -1;
+      BOOST_REQUIRE(co_await pty.until("30 90\r\n"));
+      BOOST_TEST(co_await wait_raw(pty));
+      pty.resize(40, 100);
+      BOOST_TEST(co_await pty.until("40 100\r\n"));
+      BOOST_TEST((co_await cli.wait())->exit_code == 7);
+      const auto restored = pty.mode();
+      BOOST_TEST((restored.c_lflag & ICANON) != 0u);  // as it was before
+      BOOST_TEST((restored.c_lflag & ECHO) != 0u);
+    }
+    {
+      // Keys reach the command's terminal unechoed by ours: the input shows
+      // twice (its terminal's echo, then head), never three times.
+      test_pty pty(24, 80);
+      auto cmd = cli_command(socket, list("-it", "--", "head", "-n1"));
+      cmd.stdin_fd = cmd.stdout_fd = cmd.stderr_fd = pty.slave;
+      cmd.controlling_tty = true;
+      task_executor cli(harness::get().reaper);
+      BOOST_REQUIRE(co_await cli.launch(cmd));
+      ::close(pty.slave);
+      pty.slave = -1;
+      BOOST_REQUIRE(co_await wait_raw(pty));
+      pty.type("typed\n");
+      co_await pty.rest();
+      BOOST_TEST(pty.seen == "typed\r\ntyped\r\n");
+      BOOST_TEST((co_await cli.wait())->exit_code == 0);
+    }
+    BOOST_TEST((co_await created->client.destroy()).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
