@@ -14,5 +14,7 @@ echo "== bench_rpc"
 build/bin/bench_rpc
 echo "== bench_stats"
 build/bin/bench_stats
+echo "== bench_exec_stream"
+build/bin/bench_exec_stream
 echo "== bench_container"
 build/bin/bench_container
