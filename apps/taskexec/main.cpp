@@ -854,13 +854,13 @@ asio::awaitable<void> forward_stdin(std::shared_ptr<session_ctx> ctx) {
 }
 
 asio::awaitable<void> forward_resizes(std::shared_ptr<session_ctx> ctx) {
-  for (;;) {
+  while (!ctx->finished) {
     auto [ec, signo] = co_await ctx->winch.async_wait(asio::as_tuple(asio::use_awaitable));
     (void)signo;
     if (ec || ctx->finished)
       co_return;
     if (auto size = terminal_size())
-      (void)co_await ctx->session->resize(*size);
+      (void)co_await ctx->session->resize(*size);  // the session may end meanwhile
   }
 }
 
@@ -889,8 +889,10 @@ asio::awaitable<int> cmd_exec_session(const cli& c, remote_executor& exe, bool& 
     ctx->in->start(ctx->in);
     stdin_thread = true;
     asio::co_spawn(ex, forward_stdin(ctx), asio::detached);
-  } else {
-    (void)co_await ctx->session->close_stdin();  // without -i the command's stdin ends at once
+  } else if (!c.tty) {
+    // Without -i the command's stdin ends at once; a terminal just gets no
+    // input (as with docker exec -t).
+    (void)co_await ctx->session->close_stdin();
   }
   // However this ends (a lost connection throws), the helpers stop.
   struct finisher {

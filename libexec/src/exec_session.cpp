@@ -137,7 +137,7 @@ struct exec_session::state : std::enable_shared_from_this<state> {
   bool tty = false;
   started_command cmd;
   std::optional<int> status;  // the wait status, once reaped
-  clock::time_point linger_until;
+  clock::time_point exited_at;
   condition ended;  // the command exited, or the session was abandoned
 
   struct source {
@@ -145,6 +145,10 @@ struct exec_session::state : std::enable_shared_from_this<state> {
     descriptor fd;
     exec_stream stream;
     std::size_t owed = 0;  // bytes readable when the command exited: always delivered
+    // After the exit, output is taken until this deadline; time spent
+    // waiting for a slow reader does not count (it is added back), so what
+    // the kernel buffered is not lost to backpressure.
+    clock::time_point linger_until;
     bool closed = false;
   };
   std::deque<source> sources;  // stdout (the terminal with a tty), stderr
@@ -185,10 +189,11 @@ struct exec_session::state : std::enable_shared_from_this<state> {
 
   void on_exit(int st) {
     status = st;
-    linger_until = clock::now() + linger;
+    exited_at = clock::now();
     // What the command wrote before it exited is in the pipe (or the pty)
     // now: it is delivered whatever the linger.
     for (auto& s : sources) {
+      s.linger_until = clock::now() + linger;
       int n = 0;
       if (!s.closed && ::ioctl(s.fd.native_handle(), FIONREAD, &n) == 0 && n > 0)
         s.owed = static_cast<std::size_t>(n);
@@ -219,9 +224,13 @@ struct exec_session::state : std::enable_shared_from_this<state> {
     const int fd = src.fd.native_handle();
     for (;;) {
       // Backpressure: the command blocks in its writes while nobody reads.
-      while (!st->abandoned && st->queued_bytes >= max_queued_output)
+      while (!st->abandoned && st->queued_bytes >= max_queued_output) {
+        const auto blocked = clock::now();
         co_await wait_on(st->space, clock::time_point::max());
-      if (!st->running() && src.owed == 0 && clock::now() >= st->linger_until)
+        if (!st->running())
+          src.linger_until += clock::now() - std::max(blocked, st->exited_at);
+      }
+      if (!st->running() && src.owed == 0 && clock::now() >= src.linger_until)
         break;
       const std::size_t room =
           st->abandoned ? buf.size() : std::min(buf.size(), max_queued_output - st->queued_bytes);
@@ -240,7 +249,7 @@ struct exec_session::state : std::enable_shared_from_this<state> {
       if (st->running()) {
         co_await (std::move(readable) || wait_on(st->ended, clock::time_point::max()));
       } else {
-        co_await (std::move(readable) || wait_on(st->ended, st->linger_until));
+        co_await (std::move(readable) || wait_on(st->ended, src.linger_until));
       }
     }
     src.closed = true;
@@ -257,18 +266,24 @@ struct exec_session::state : std::enable_shared_from_this<state> {
 
   static asio::awaitable<void> feed(std::shared_ptr<state> st) {
     const int fd = st->in->native_handle();
+    bool eof_queued = false;
     for (;;) {
       if (st->abandoned || !st->running())
         break;
       if (st->in_queue.empty()) {
+        if (st->in_close_requested && st->tty && !eof_queued) {
+          // A terminal has no half-close: its EOF character ends a read. It
+          // is written like any input (the terminal may be full just now).
+          termios t{};
+          const char eof = ::tcgetattr(fd, &t) == 0 ? static_cast<char>(t.c_cc[VEOF]) : '\x04';
+          st->in_queue.emplace_back(1, eof);
+          st->in_bytes += 1;
+          eof_queued = true;
+          continue;
+        }
         if (st->in_close_requested) {
-          if (st->tty) {
-            // A terminal has no half-close: its EOF character ends a read.
-            termios t{};
-            char eof = ::tcgetattr(st->master, &t) == 0 ? static_cast<char>(t.c_cc[VEOF]) : '\x04';
-            (void)write_no_sigpipe(fd, &eof, 1);
+          if (st->tty)
             co_return;  // the descriptor stays: closing it would not hang up
-          }
           break;
         }
         co_await wait_on(st->in_ready, clock::time_point::max());

@@ -197,6 +197,20 @@ void kill_tree(int pid, std::uint64_t start_ticks) {
   for (int pass = 0; pass < 3; ++pass) {
     auto table = scan_processes();
     auto members = task_members(table, pid, start_ticks, std::nullopt, ::getpid(), {});
+    // A child of `pid` that leads a session of its own (a command that
+    // taskexec-init gave a terminal) brings its session: what it started
+    // stays in it even once re-parented away from the tree.
+    for (const auto& child : table) {
+      if (child.ppid != pid || child.session != child.pid || child.start_ticks < start_ticks)
+        continue;
+      for (const auto& p : table) {
+        bool known = false;
+        for (const auto& m : members)
+          known = known || m.pid == p.pid;
+        if (!known && p.session == child.session && p.start_ticks >= start_ticks)
+          members.push_back(p);
+      }
+    }
     std::size_t live = 0;
     for (const auto& m : members) {
       if (m.state == 'Z')

@@ -213,7 +213,10 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
     s->after_start(plan, pid);
   strategies = std::move(*stack);
   launched = std::move(cmd);
-  launched.stdout_fd = launched.stderr_fd = -1;  // the caller's, not ours to keep
+  // The caller's descriptors (and a terminal of theirs), not ours to keep:
+  // an Exec gets its own stdio.
+  launched.stdout_fd = launched.stderr_fd = launched.stdin_fd = -1;
+  launched.controlling_tty = false;
   life.on(task_event::launch_succeeded);
   set_live(true);
   if (detail::log_enabled(log_level::debug)) {

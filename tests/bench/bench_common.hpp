@@ -2,6 +2,9 @@
 #pragma once
 
 #include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <exception>
 #include <numeric>
 #include <vector>
 
@@ -19,6 +22,21 @@ inline summary summarize(std::vector<double> v) {
   };
   return {std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()), at(0.5),
           at(0.9), at(0.99), v.back()};
+}
+
+/// Run the coroutine that `make()` returns on `io` until it completes; an
+/// exception it throws comes out of here.
+template <class Make>
+void run_to_end(boost::asio::io_context& io, Make make) {
+  bool done = false;
+  boost::asio::co_spawn(io, make(), [&](std::exception_ptr e) {
+    if (e)
+      std::rethrow_exception(e);
+    done = true;
+  });
+  io.restart();
+  while (!done)
+    io.run_one();
 }
 
 }  // namespace bench

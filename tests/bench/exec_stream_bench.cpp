@@ -211,17 +211,7 @@ int main(int argc, char** argv) {
   const std::string dir = dir_template;
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());
-  auto run = [&](auto make) {
-    bool done = false;
-    asio::co_spawn(io, make(), [&](std::exception_ptr e) {
-      if (e)
-        std::rethrow_exception(e);
-      done = true;
-    });
-    io.restart();
-    while (!done)
-      io.run_one();
-  };
+  auto run = [&](auto make) { bench::run_to_end(io, make); };
 
   const std::string data = pattern();
   const std::size_t total = mib * 1024 * 1024;

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/task_executor.hpp"
@@ -175,17 +176,7 @@ int main(int argc, char** argv) {
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());
 
-  auto run = [&](auto make) {
-    bool done = false;
-    asio::co_spawn(io, make(), [&](std::exception_ptr e) {
-      if (e)
-        std::rethrow_exception(e);
-      done = true;
-    });
-    io.restart();
-    while (!done)
-      io.run_one();
-  };
+  auto run = [&](auto make) { bench::run_to_end(io, make); };
 
   // Start `cmd` as our task; returns after its first line, with the time taken.
   auto start_to_line = [&](taskexec::task_executor& t,

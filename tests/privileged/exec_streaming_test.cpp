@@ -28,20 +28,6 @@ std::string task_id(const std::string& what) {
   return "ct-stream-" + what + "-" + std::to_string(::getpid());
 }
 
-asio::awaitable<std::unique_ptr<stream_driver>> open_embedded(task_executor& t,
-                                                              exec_session_options o) {
-  auto s = co_await t.exec_streaming(std::move(o));
-  BOOST_REQUIRE_MESSAGE(s, "exec_streaming: " << why(s));
-  co_return std::make_unique<embedded_driver>(std::move(*s));
-}
-
-asio::awaitable<std::unique_ptr<stream_driver>> open_remote(remote_executor& r,
-                                                            exec_session_options o) {
-  auto s = co_await r.exec_streaming(std::move(o));
-  BOOST_REQUIRE_MESSAGE(s, "exec_streaming: " << why(s));
-  co_return std::make_unique<remote_driver>(std::move(*s));
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(exec_streaming_container, *utf::precondition(needs_root()))

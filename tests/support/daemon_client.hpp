@@ -112,6 +112,12 @@ class client {
   std::map<int, json::object> stash_;
 };
 
+/// Launch `sleep 1000` as the daemon's task through `c` (request `id`).
+inline asio::awaitable<void> launch_sleeper(client& c, int id) {
+  auto r = co_await c.call(id, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+  BOOST_REQUIRE_MESSAGE(r.contains("result"), json::serialize(r));
+}
+
 inline std::int64_t error_code_of(const json::object& r) {
   return r.at("error").at("code").as_int64();
 }

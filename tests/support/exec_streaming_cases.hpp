@@ -71,6 +71,20 @@ struct remote_driver final : stream_driver {
   int pid() const override { return session.pid(); }
 };
 
+inline asio::awaitable<std::unique_ptr<stream_driver>> open_embedded(
+    taskexec::task_executor& t, taskexec::exec_session_options o) {
+  auto s = co_await t.exec_streaming(std::move(o));
+  BOOST_REQUIRE_MESSAGE(s, "exec_streaming: " << (s ? "" : s.error().message));
+  co_return std::make_unique<embedded_driver>(std::move(*s));
+}
+
+inline asio::awaitable<std::unique_ptr<stream_driver>> open_remote(
+    taskexec::remote_executor& r, taskexec::exec_session_options o) {
+  auto s = co_await r.exec_streaming(std::move(o));
+  BOOST_REQUIRE_MESSAGE(s, "exec_streaming: " << (s ? "" : s.error().message));
+  co_return std::make_unique<remote_driver>(std::move(*s));
+}
+
 /// Starts a session of the task under test (or fails the test).
 using session_opener =
     std::function<asio::awaitable<std::unique_ptr<stream_driver>>(taskexec::exec_session_options)>;

@@ -163,6 +163,7 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   std::unordered_map<std::string, std::weak_ptr<stats_stream::state>> streams;
   std::unordered_set<std::string> unknown_subscriptions;  // already sent Stats.Cancel
   std::unordered_map<std::string, std::weak_ptr<remote_exec_session::state>> sessions;
+  std::unordered_set<std::string> unknown_sessions;  // already sent ExecStreaming.Cancel
   // Output of sessions not yet read; past the bound the reader pauses.
   static constexpr std::size_t max_session_bytes = 1024 * 1024;
   std::size_t session_bytes = 0;
@@ -310,10 +311,28 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     return true;
   }
 
+  // Output of a session nobody holds (its Start call was cancelled before
+  // the answer came): end it on the daemon, once.
+  void cancel_unknown_session(std::string_view sid) {
+    if (unknown_sessions.size() > 256)
+      unknown_sessions.clear();
+    if (!unknown_sessions.insert(std::string(sid)).second)
+      return;
+    json::object note;
+    note["jsonrpc"] = "2.0";
+    note["method"] = "ExecStreaming.Cancel";
+    json::object params;
+    params["session"] = sid;
+    note["params"] = std::move(params);
+    send(json::serialize(note) + "\n");
+  }
+
   void deliver_output(std::string_view sid, exec_stream stream, std::string data, bool closed) {
     auto it = sessions.find(std::string(sid));
-    if (it == sessions.end())
-      return;  // a session whose handle is gone (it was cancelled)
+    if (it == sessions.end()) {
+      cancel_unknown_session(sid);
+      return;
+    }
     auto s = it->second.lock();
     if (!s) {
       sessions.erase(it);
@@ -881,15 +900,13 @@ asio::awaitable<result<remote_exec_session>> remote_executor::exec_streaming(
       conn->sessions[st->id] = st;
     }
   };
+  // Cancelled before the answer: the late answer is dropped, and the
+  // session's first output, for a session nobody holds, ends it on the
+  // daemon (cancel_unknown_session).
   auto r = co_await no_throw_on_cancel(
       impl::call(impl_, "ExecStreaming.Start", std::move(params), std::move(on_response)));
-  if (!r) {
-    if (!st->id.empty()) {
-      // Cancelled after the daemon answered: nobody will read the session.
-      remote_exec_session orphan(impl_, st);
-    }
+  if (!r)
     co_return r.error();
-  }
   if (st->id.empty())
     co_return make_error(errc::protocol_error, "ExecStreaming.Start result has no session");
   co_return remote_exec_session(impl_, st);
@@ -920,8 +937,11 @@ void remote_exec_session::end() noexcept {
   s.events.clear();
   const bool live = !s.ended && !s.exited && conn_->sessions.erase(s.id) > 0;
   s.ended = true;
+  s.end_error = make_error(errc::operation_canceled, "exec session ended");
+  s.wake.cancel();  // a read() still waiting returns
   if (!live)
     return;
+  conn_->unknown_sessions.insert(s.id);  // its late output needs no second Cancel
   try {
     // A notification: the daemon kills the command and answers nothing.
     json::object note;

@@ -247,7 +247,8 @@ struct server::connection : std::enable_shared_from_this<connection> {
   local::socket socket;
   ndjson_framer framer;
   std::deque<std::string> out;
-  std::size_t out_bytes = 0;
+  std::size_t out_bytes = 0;      // queued and being written
+  std::size_t writing_bytes = 0;  // of out_bytes, in the write under way
   asio::steady_timer wake;
   asio::steady_timer resume;                     // wakes a paused reader
   std::list<asio::cancellation_signal> cancels;  // one per request in flight
@@ -286,6 +287,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
   // output waits for that), and when the connection closes.
   detail::condition drained;
 
+  /// Stats subscriptions and exec sessions end (their commands killed).
   void end_subscriptions() {
     auto subs = std::move(subscriptions);
     subscriptions.clear();
@@ -293,9 +295,34 @@ struct server::connection : std::enable_shared_from_this<connection> {
       sig->emit(asio::cancellation_type::terminal);
     auto live = std::move(sessions);
     sessions.clear();
-    for (auto& [id, e] : live)
+    for (auto& [id, e] : live) {
+      e->session.kill();  // whether or not its pump runs yet
       e->cancel.emit(asio::cancellation_type::terminal);
+    }
     drained.notify_all();
+  }
+  /// The client is gone: what it left pending is cancelled, and what it
+  /// subscribed to or started ends.
+  void disconnected() {
+    for (auto& sig : cancels)
+      sig.emit(asio::cancellation_type::terminal);
+    end_subscriptions();
+  }
+  bool hung_up() {
+    pollfd p{socket.native_handle(), 0, 0};
+    return socket.is_open() && ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+  }
+  /// Until the peer hangs up (true) or the socket is closed here (false).
+  asio::awaitable<bool> wait_hangup() {
+    while (socket.is_open() && !closing) {
+      auto [ec] = co_await socket.async_wait(local::socket::wait_error,
+                                             asio::as_tuple(asio::use_awaitable));
+      if (ec)
+        co_return false;
+      if (hung_up())
+        co_return true;
+    }
+    co_return false;
   }
 
   void send(const json::value& v) { send_line(json::serialize(v) + "\n"); }
@@ -325,7 +352,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
   void force_close() {
     closing = true;
     out.clear();
-    out_bytes = 0;
+    out_bytes = writing_bytes;  // what the writer has under way
     boost::system::error_code ignored;
     socket.cancel(ignored);
     wake.cancel();
@@ -343,28 +370,30 @@ struct server::connection : std::enable_shared_from_this<connection> {
     for (;;) {
       while (!out.empty()) {
         // Several queued messages in one write (a session's output comes in
-        // many small notifications). A deque keeps their bytes in place
-        // while more are queued behind them.
-        std::array<asio::const_buffer, 64> bufs;
-        std::size_t count = 0, bytes = 0;
-        for (; count < bufs.size() && count < out.size() && bytes < 256 * 1024; ++count) {
-          bufs[count] = asio::buffer(out[count]);
-          bytes += out[count].size();
+        // many small notifications), taken out of the queue first: nothing
+        // (force_close) can free them while the write is under way.
+        std::vector<std::string> batch;
+        std::size_t bytes = 0;
+        while (!out.empty() && batch.size() < 64 && bytes < 256 * 1024) {
+          bytes += out.front().size();
+          batch.push_back(std::move(out.front()));
+          out.pop_front();
         }
-        auto [ec, n] = co_await asio::async_write(socket, std::span(bufs.data(), count),
+        std::array<asio::const_buffer, 64> bufs;
+        for (std::size_t i = 0; i < batch.size(); ++i)
+          bufs[i] = asio::buffer(batch[i]);
+        writing_bytes = bytes;
+        auto [ec, n] = co_await asio::async_write(socket, std::span(bufs.data(), batch.size()),
                                                   asio::as_tuple(asio::use_awaitable));
         (void)n;
+        out_bytes -= std::min(out_bytes, writing_bytes);
+        writing_bytes = 0;
         if (ec) {
           closing = true;
           out.clear();
           out_bytes = 0;
           resume.cancel();
           break;
-        }
-        // force_close() may have emptied the queue meanwhile.
-        for (std::size_t i = 0; i < count && !out.empty(); ++i) {
-          out_bytes -= out.front().size();
-          out.pop_front();
         }
         resume.cancel();
         if (out_bytes <= max_out_bytes)
@@ -380,7 +409,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
     boost::system::error_code ignored;
     socket.shutdown(local::socket::shutdown_both, ignored);
     socket.close(ignored);
-    end_subscriptions();
+    disconnected();
     st->connection_closed(this);
   }
 
@@ -401,13 +430,22 @@ struct server::connection : std::enable_shared_from_this<connection> {
                                   "message larger than " +
                                       std::to_string(framer.max_message_bytes()) + " bytes",
                                   {}}));
+        // No more input will be read: sessions could never get any.
+        end_subscriptions();
         break;
       }
       if (closing)
         break;
       if (saturated()) {
-        co_await resume.async_wait(asio::as_tuple(asio::use_awaitable));
+        // Paused (backpressure), yet a client that vanishes is noticed.
+        using namespace asio::experimental::awaitable_operators;
+        auto woke =
+            co_await (resume.async_wait(asio::as_tuple(asio::use_awaitable)) || wait_hangup());
         resume.expires_at(std::chrono::steady_clock::time_point::max());
+        if (woke.index() == 1 && std::get<1>(woke)) {
+          disconnected();
+          break;
+        }
         continue;
       }
       auto [ec, n] =
@@ -418,18 +456,17 @@ struct server::connection : std::enable_shared_from_this<connection> {
       framer.feed(std::string_view(buf.data(), n));
     }
     // End of input (or an error). A peer that only half-closed still gets
-    // the answers to what it sent; a peer that is gone entirely (POLLHUP)
-    // gets nothing more, so what it left pending is cancelled.
-    pollfd p{socket.native_handle(), 0, 0};
-    if (socket.is_open() && ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
-      for (auto& sig : cancels)
-        sig.emit(asio::cancellation_type::terminal);
-      // Its subscriptions and sessions too: their commands are killed.
-      end_subscriptions();
-    }
+    // the answers to what it sent, and its sessions' output; a peer that is
+    // gone entirely (POLLHUP) gets nothing more, so what it left pending is
+    // cancelled and its sessions' commands are killed.
+    const bool gone = hung_up();
+    if (gone)
+      disconnected();
     close_when_idle = true;
     if (idle())
       close_after_flush();
+    if (!gone && !closing && co_await wait_hangup())
+      disconnected();
   }
 
   void handle(const std::string& line) {
@@ -666,8 +703,8 @@ asio::awaitable<void> server::state::run_session(std::shared_ptr<state> self,
   // A cancel (the connection closed) ends the loop; it must not throw.
   co_await asio::this_coro::throw_if_cancelled(false);
   for (;;) {
-    if (auto c = conn.lock(); !c || c->closing) {
-      break;
+    if (auto c = conn.lock(); !c || c->closing || !c->sessions.contains(id)) {
+      break;  // the connection closed, or ended its sessions
     } else if (c->out_bytes > connection::max_out_bytes) {
       // Backpressure: nothing more is read from the command while a client
       // that does not read has a megabyte of answers waiting.
@@ -976,16 +1013,19 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     // session's name before its first notification.
     auto self = shared_from_this();
     c->after_answer[json::serialize(*r.id)] = [self, conn, id, entry] {
-      asio::co_spawn(self->ex, run_session(self, conn, id, entry),
-                     asio::bind_cancellation_slot(entry->cancel.slot(), [id](std::exception_ptr e) {
-                       if (!e)
-                         return;
-                       try {
-                         std::rethrow_exception(e);
-                       } catch (const std::exception& x) {
-                         log(log_level::error, "exec session " + id + " ended: " + x.what());
-                       }
-                     }));
+      asio::co_spawn(
+          self->ex, run_session(self, conn, id, entry),
+          // The entry (its signal holds the coroutine's cancellation
+          // state) lives until the coroutine is done.
+          asio::bind_cancellation_slot(entry->cancel.slot(), [id, entry](std::exception_ptr e) {
+            if (!e)
+              return;
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& x) {
+              log(log_level::error, "exec session " + id + " ended: " + x.what());
+            }
+          }));
     };
     json::object out;
     out["session"] = id;
