@@ -196,15 +196,15 @@ BOOST_AUTO_TEST_CASE(output_nobody_reads_blocks_the_command_and_nothing_is_lost)
     BOOST_TEST((co_await drain(*sink)).exit_code == 128 + SIGKILL);
 
     // A reader slower than the command's exit loses nothing of what the
-    // terminal still buffers: 76000 bytes are the session's 64 KiB plus
+    // terminal still buffers: 72000 bytes are the session's 64 KiB plus
     // more than a pty's own read buffer (4 KiB) holds.
     auto tty = co_await open_embedded(
-        t, session_of(list("/usr/bin/head", "-c", "76000", "/dev/zero"), true));
+        t, session_of(list("/usr/bin/head", "-c", "72000", "/dev/zero"), true));
     BOOST_TEST(co_await wait_gone(tty->pid()));
     asio::steady_timer slow_reader(co_await asio::this_coro::executor, 300ms);
     co_await slow_reader.async_wait(asio::use_awaitable);  // a reader that is late, not a sync
     auto late = co_await drain(*tty);
-    BOOST_TEST(late.out.size() == 76000u);
+    BOOST_TEST(late.out.size() == 72000u);
     BOOST_TEST(late.exit_code == 0);
     BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
   });
