@@ -215,6 +215,7 @@ BOOST_AUTO_TEST_CASE(remote_sessions_through_the_daemon) {
     temp_dir dir;
     auto created = co_await create_executor(harness::get().io.get_executor(), daemon_in(dir));
     BOOST_REQUIRE_MESSAGE(created, why(created));
+    daemon_guard guard(created->config.pid);
     auto& c = created->client;
     auto early = co_await c.exec_streaming(session_of(list("/bin/true"), false));
     BOOST_REQUIRE(!early);
@@ -596,6 +597,7 @@ BOOST_AUTO_TEST_CASE(exec_i_sends_stdin_and_passes_the_exit_code) {
     temp_dir dir;
     auto created = co_await create_executor(harness::get().io.get_executor(), daemon_in(dir));
     BOOST_REQUIRE_MESSAGE(created, why(created));
+    daemon_guard guard(created->config.pid);
     BOOST_REQUIRE(co_await created->client.launch(sh("exec sleep 1000")));
     int in[2];
     BOOST_REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
@@ -625,6 +627,7 @@ BOOST_AUTO_TEST_CASE(exec_t_uses_raw_mode_forwards_resizes_and_restores_the_term
     temp_dir dir;
     auto created = co_await create_executor(harness::get().io.get_executor(), daemon_in(dir));
     BOOST_REQUIRE_MESSAGE(created, why(created));
+    daemon_guard guard(created->config.pid);
     BOOST_REQUIRE(co_await created->client.launch(sh("exec sleep 1000")));
     const auto socket = created->config.socket;
     {

@@ -91,6 +91,7 @@ BOOST_AUTO_TEST_CASE(the_cases_through_the_daemon_for_a_container_task) {
     o.hostname = task_id("remote");
     auto created = co_await create_executor(harness::get().io.get_executor(), o);
     BOOST_REQUIRE_MESSAGE(created, why(created));
+    daemon_guard guard(created->config.pid);
     auto& c = created->client;
     auto cmd = in_container(root, "exec sleep 1000");
     auto st = co_await c.launch(cmd);

@@ -85,6 +85,22 @@ inline asio::awaitable<std::unique_ptr<stream_driver>> open_remote(
   co_return std::make_unique<remote_driver>(std::move(*s));
 }
 
+/// A daemon made with create_executor outlives its client by design; a test
+/// that fails half-way must not leave it behind. SIGKILLs it (through a
+/// pidfd taken while it surely runs) at scope exit unless it is gone.
+struct daemon_guard {
+  int pidfd = -1;
+  explicit daemon_guard(int pid) : pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))) {}
+  ~daemon_guard() {
+    if (pidfd < 0)
+      return;
+    ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+    ::close(pidfd);
+  }
+  daemon_guard(const daemon_guard&) = delete;
+  daemon_guard& operator=(const daemon_guard&) = delete;
+};
+
 /// Starts a session of the task under test (or fails the test).
 using session_opener =
     std::function<asio::awaitable<std::unique_ptr<stream_driver>>(taskexec::exec_session_options)>;
