@@ -203,15 +203,7 @@ int main(int argc, char** argv) {
     raw_round(per_round, raw);
     if (runc)
       runc_round(dir / "bundle", per_round, seq, theirs);
-    bool done = false;
-    asio::co_spawn(io, ours_round(reaper, root, per_round, ours), [&](std::exception_ptr e) {
-      if (e)
-        std::rethrow_exception(e);
-      done = true;
-    });
-    io.restart();
-    while (!done)
-      io.run_one();
+    bench::run_to_end(io, [&] { return ours_round(reaper, root, per_round, ours); });
   }
 
   std::printf(

@@ -101,15 +101,7 @@ int main(int argc, char** argv) {
     // Raw: the io_context is idle, so the reaper cannot take our child;
     // waitpid(pid) reaps it directly.
     raw_round(binary, per_round, raw);
-    bool done = false;
-    asio::co_spawn(io, executor_round(reaper, binary, per_round, ours), [&](std::exception_ptr e) {
-      if (e)
-        std::rethrow_exception(e);
-      done = true;
-    });
-    io.restart();
-    while (!done)
-      io.run_one();
+    bench::run_to_end(io, [&] { return executor_round(reaper, binary, per_round, ours); });
   }
 
   auto a = summarize(raw), b = summarize(ours);

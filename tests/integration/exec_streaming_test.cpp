@@ -590,15 +590,27 @@ exec_command cli_command(const std::string& socket, std::vector<std::string> arg
 
 }  // namespace
 
+// A daemon of our own running `sleep 1000`, killed if the test fails.
+struct daemon_with_task {
+  temp_dir dir;
+  std::optional<created_executor> created;
+  std::unique_ptr<daemon_guard> guard;
+  asio::awaitable<void> start() {
+    auto c = co_await create_executor(harness::get().io.get_executor(), daemon_in(dir));
+    BOOST_REQUIRE_MESSAGE(c, why(c));
+    guard = std::make_unique<daemon_guard>(c->config.pid);
+    created.emplace(std::move(*c));
+    BOOST_REQUIRE(co_await created->client.launch(sh("exec sleep 1000")));
+  }
+};
+
 BOOST_AUTO_TEST_SUITE(exec_streaming_cli)
 
 BOOST_AUTO_TEST_CASE(exec_i_sends_stdin_and_passes_the_exit_code) {
   run([]() -> asio::awaitable<void> {
-    temp_dir dir;
-    auto created = co_await create_executor(harness::get().io.get_executor(), daemon_in(dir));
-    BOOST_REQUIRE_MESSAGE(created, why(created));
-    daemon_guard guard(created->config.pid);
-    BOOST_REQUIRE(co_await created->client.launch(sh("exec sleep 1000")));
+    daemon_with_task d;
+    co_await d.start();
+    auto& created = d.created;
     int in[2];
     BOOST_REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
     pipe_reader out, err;
@@ -624,11 +636,9 @@ BOOST_AUTO_TEST_CASE(exec_i_sends_stdin_and_passes_the_exit_code) {
 
 BOOST_AUTO_TEST_CASE(exec_t_uses_raw_mode_forwards_resizes_and_restores_the_terminal) {
   run([]() -> asio::awaitable<void> {
-    temp_dir dir;
-    auto created = co_await create_executor(harness::get().io.get_executor(), daemon_in(dir));
-    BOOST_REQUIRE_MESSAGE(created, why(created));
-    daemon_guard guard(created->config.pid);
-    BOOST_REQUIRE(co_await created->client.launch(sh("exec sleep 1000")));
+    daemon_with_task d;
+    co_await d.start();
+    auto& created = d.created;
     const auto socket = created->config.socket;
     {
       // The size at the start and after a resize (SIGWINCH), then exit 7.
