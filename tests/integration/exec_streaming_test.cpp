@@ -559,6 +559,16 @@ struct test_pty {
     ::tcgetattr(master, &t);
     return t;
   }
+  /// Launch `cmd` on `t` with this terminal as its stdio and controlling
+  /// terminal; only the task keeps the slave open then.
+  asio::awaitable<void> launch_on(task_executor& t, exec_command cmd) {
+    cmd.stdin_fd = cmd.stdout_fd = cmd.stderr_fd = slave;
+    cmd.controlling_tty = true;
+    auto r = co_await t.launch(std::move(cmd));
+    BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+    ::close(slave);
+    slave = -1;
+  }
   /// Read until what was seen ends with `want`; false at the end of output.
   asio::awaitable<bool> until(const std::string& want) {
     std::array<char, 4096> buf;
@@ -662,12 +672,8 @@ BOOST_AUTO_TEST_CASE(exec_t_uses_raw_mode_forwards_resizes_and_restores_the_term
       auto cmd = cli_command(
           socket, list("-t", "--", "/bin/sh", "-c",
                        "trap 'stty size; exit 7' WINCH; stty size; while :; do sleep 0.05; done"));
-      cmd.stdin_fd = cmd.stdout_fd = cmd.stderr_fd = pty.slave;
-      cmd.controlling_tty = true;
       task_executor cli(harness::get().reaper);
-      BOOST_REQUIRE(co_await cli.launch(cmd));
-      ::close(pty.slave);
-      pty.slave = -1;
+      co_await pty.launch_on(cli, std::move(cmd));
       BOOST_REQUIRE(co_await pty.until("30 90\r\n"));
       BOOST_TEST(co_await wait_raw(pty));
       pty.resize(40, 100);
@@ -682,12 +688,8 @@ BOOST_AUTO_TEST_CASE(exec_t_uses_raw_mode_forwards_resizes_and_restores_the_term
       // twice (its terminal's echo, then head), never three times.
       test_pty pty(24, 80);
       auto cmd = cli_command(socket, list("-it", "--", "head", "-n1"));
-      cmd.stdin_fd = cmd.stdout_fd = cmd.stderr_fd = pty.slave;
-      cmd.controlling_tty = true;
       task_executor cli(harness::get().reaper);
-      BOOST_REQUIRE(co_await cli.launch(cmd));
-      ::close(pty.slave);
-      pty.slave = -1;
+      co_await pty.launch_on(cli, std::move(cmd));
       BOOST_REQUIRE(co_await wait_raw(pty));
       pty.type("typed\n");
       co_await pty.rest();
