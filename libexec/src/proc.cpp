@@ -92,6 +92,12 @@ std::optional<proc_stat> parse_proc_stat(std::string_view s) {
       case 15:
         (void)to_number(tok, st.stime_ticks);
         break;
+      case 16:
+        (void)to_number(tok, st.cutime_ticks);
+        break;
+      case 17:
+        (void)to_number(tok, st.cstime_ticks);
+        break;
       case 22:
         if (!to_number(tok, st.start_ticks))
           return std::nullopt;
@@ -140,6 +146,48 @@ std::vector<proc_stat> scan_processes() {
       out.push_back(std::move(*st));
   }
   ::closedir(dir);
+  return out;
+}
+
+std::optional<std::vector<proc_stat>> scan_descendants(int root) {
+  static const bool supported = [] {
+    std::string self = "/proc/self/task/" + std::to_string(::gettid()) + "/children";
+    return ::access(self.c_str(), R_OK) == 0;
+  }();
+  if (!supported)
+    return std::nullopt;
+  std::vector<proc_stat> out;
+  std::vector<int> queue{root};
+  std::unordered_set<int> seen{root};
+  std::string path, content, stat_path;
+  for (std::size_t i = 0; i < queue.size(); ++i) {
+    const std::string base = "/proc/" + std::to_string(queue[i]) + "/task";
+    DIR* dir = ::opendir(base.c_str());
+    if (!dir)
+      continue;  // gone meanwhile
+    while (dirent* e = ::readdir(dir)) {
+      std::string_view tid = e->d_name;
+      if (tid.empty() || tid[0] == '.')
+        continue;
+      path.assign(base).append("/").append(tid).append("/children");
+      if (!read_small(path.c_str(), content))
+        continue;
+      std::string_view rest = content;
+      while (!rest.empty()) {
+        auto space = rest.find(' ');
+        auto tok = rest.substr(0, space);
+        rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
+        int child = 0;
+        if (!to_number(tok, child) || child <= 0 || !seen.insert(child).second)
+          continue;
+        if (auto st = read_proc_stat(child)) {
+          out.push_back(std::move(*st));
+          queue.push_back(child);
+        }
+      }
+    }
+    ::closedir(dir);
+  }
   return out;
 }
 

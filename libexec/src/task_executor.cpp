@@ -412,9 +412,14 @@ std::vector<int> task_executor::impl::member_pids() {
     return cg->members();
   if (pid <= 0)
     return {};
-  auto table = detail::scan_processes();
-  std::vector<int> adopted;
+  // Every member descends from us: we are the subreaper of the task's
+  // orphans (child_reaper). So the walk down our own tree finds them all,
+  // at a cost in proportion to it, not to the machine's process count (a
+  // node with a thousand tasks samples each of them every second).
   const int me = ::getpid();
+  auto descendants = detail::scan_descendants(me);
+  auto table = descendants ? std::move(*descendants) : detail::scan_processes();
+  std::vector<int> adopted;
   for (const auto& p : table) {
     if (p.ppid == me && known_members.contains({p.pid, p.start_ticks}))
       adopted.push_back(p.pid);
@@ -769,11 +774,18 @@ asio::awaitable<result<void>> task_executor::impl::stats_loop(
     std::function<void(const task_resource_usage&)> on_sample) {
   auto* s = &sampler;
   asio::steady_timer timer(self->executor);
+  // Samples are due on a fixed schedule (first, first + interval, ...), so
+  // the time a sample takes does not push the later ones back. One that is
+  // late by more than an interval restarts the schedule instead of bursting.
+  auto due = asio::steady_timer::clock_type::now();
   for (;;) {
     if (self->life.state() != task_state::running)
       co_return result<void>{};
     on_sample(s->sample());
-    timer.expires_after(interval);
+    due += interval;
+    if (auto now = asio::steady_timer::clock_type::now(); due < now)
+      due = now + interval;
+    timer.expires_at(due);
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec)
       co_return make_error(errc::operation_canceled, "stats canceled");

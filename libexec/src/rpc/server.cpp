@@ -628,6 +628,10 @@ asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
                                                usage_sampler sampler) {
   asio::steady_timer timer(self->ex);
   bool task_ended = false;
+  // A fixed schedule (first, first + interval, ...): the time a sample
+  // takes does not push the later ones back. A sample late by more than an
+  // interval restarts the schedule instead of bursting to catch up.
+  auto due = asio::steady_timer::clock_type::now();
   for (;;) {
     auto c = conn.lock();
     if (!c || c->closing)
@@ -652,7 +656,10 @@ asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
       c->send(note);
     }
     c.reset();
-    timer.expires_after(interval);
+    due += interval;
+    if (auto now = asio::steady_timer::clock_type::now(); due < now)
+      due = now + interval;
+    timer.expires_at(due);
     // The interval, or the task's exit, whichever comes first.
     auto first =
         co_await (timer.async_wait(asio::as_tuple(asio::use_awaitable)) || self->task.wait());

@@ -19,10 +19,12 @@ struct proc_stat {
   int ppid = 0;
   int pgrp = 0;
   int session = 0;
-  std::uint64_t start_ticks = 0;  ///< field 22: start time in clock ticks since boot
-  std::uint64_t utime_ticks = 0;  ///< field 14: user CPU time, clock ticks
-  std::uint64_t stime_ticks = 0;  ///< field 15: system CPU time, clock ticks
-  std::uint64_t rss_pages = 0;    ///< field 24: resident set size, pages
+  std::uint64_t start_ticks = 0;   ///< field 22: start time in clock ticks since boot
+  std::uint64_t utime_ticks = 0;   ///< field 14: user CPU time, clock ticks
+  std::uint64_t stime_ticks = 0;   ///< field 15: system CPU time, clock ticks
+  std::uint64_t cutime_ticks = 0;  ///< field 16: user CPU of reaped children, clock ticks
+  std::uint64_t cstime_ticks = 0;  ///< field 17: system CPU of reaped children, clock ticks
+  std::uint64_t rss_pages = 0;     ///< field 24: resident set size, pages
 };
 
 /// Parse the content of /proc/<pid>/stat. The comm field may contain spaces
@@ -34,6 +36,14 @@ std::optional<proc_stat> read_proc_stat(int pid);
 
 /// Every process visible in /proc (processes vanishing meanwhile are skipped).
 std::vector<proc_stat> scan_processes();
+
+/// The descendants of `root` (not `root` itself), found through the
+/// kernel's /proc/<pid>/task/<tid>/children lists: work in proportion to
+/// the tree, not to every process of the machine. nullopt when the kernel
+/// has no such lists (CONFIG_PROC_CHILDREN off): scan_processes() then.
+/// A child forked while its parent's list is read may be missed (the
+/// kernel's lists are not a snapshot).
+std::optional<std::vector<proc_stat>> scan_descendants(int root);
 
 /// The current time in /proc start-time units (ticks since boot, CLOCK_BOOTTIME).
 std::uint64_t boot_ticks_now() noexcept;

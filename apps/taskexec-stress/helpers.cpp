@@ -1,0 +1,310 @@
+// The processes the scenarios run: `taskexec-stress --helper NAME ARGS...`.
+// Plain POSIX, blocking, no Asio: each is a task (or a baseline) of its own.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "stress.hpp"
+
+extern char** environ;
+
+namespace stress {
+
+namespace {
+
+bool write_all(int fd, const char* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return false;
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+bool write_str(int fd, const std::string& s) {
+  return write_all(fd, s.data(), s.size());
+}
+
+long long arg_num(char** argv, int i, int argc) {
+  if (i >= argc) {
+    std::fprintf(stderr, "taskexec-stress helper: missing argument %d\n", i);
+    std::exit(2);
+  }
+  return std::atoll(argv[i]);
+}
+
+// Forks `total` children, at most 64 at once, as fast as it can. Every
+// second one daemonises: it starts a new session, forks a grandchild that
+// exits at once, and exits itself, so the grandchild is an orphan the
+// executor (the subreaper) must reap. Prints "children N daemonised D".
+int fork_storm(long long total) {
+  long long started = 0, daemonised = 0, running = 0;
+  while (started < total || running > 0) {
+    while (started < total && running < 64) {
+      bool daemonise = started % 2 == 1;
+      pid_t pid = ::fork();
+      if (pid < 0) {
+        if (errno == EAGAIN && running > 0)
+          break;  // reap one, then try again
+        std::perror("fork");
+        return 1;
+      }
+      if (pid == 0) {
+        if (daemonise) {
+          ::setsid();
+          if (::fork() < 0)
+            ::_exit(1);
+        }
+        ::_exit(0);
+      }
+      ++started;
+      ++running;
+      daemonised += daemonise ? 1 : 0;
+    }
+    int status = 0;
+    pid_t done = ::waitpid(-1, &status, 0);
+    if (done < 0 && errno != EINTR) {
+      std::perror("waitpid");
+      return 1;
+    }
+    if (done > 0) {
+      --running;
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        std::fprintf(stderr, "a child failed (status %d)\n", status);
+        return 1;
+      }
+    }
+  }
+  std::printf("children %lld daemonised %lld\n", started, daemonised);
+  return 0;
+}
+
+// `bytes` of the pattern: each 8-byte word is its own index, little endian.
+int write_pattern(long long bytes) {
+  std::vector<std::uint64_t> block(8192);  // 64 KiB
+  std::uint64_t word = 0;
+  long long left = bytes;
+  while (left > 0) {
+    for (auto& w : block)
+      w = word++;
+    auto n = static_cast<std::size_t>(std::min<long long>(left, 65536));
+    if (!write_all(1, reinterpret_cast<const char*>(block.data()), n))
+      return 1;
+    left -= static_cast<long long>(n);
+  }
+  return 0;
+}
+
+// The planted leak: a grandchild in a session of its own that outlives the
+// task (the task exits at once) for `seconds`.
+int escape(long long seconds) {
+  pid_t pid = ::fork();
+  if (pid < 0)
+    return 1;
+  if (pid == 0) {
+    ::setsid();
+    if (::fork() == 0) {
+      for (int fd = 0; fd < 3; ++fd) {
+        int null = ::open("/dev/null", O_RDWR);
+        ::dup2(null, fd);
+      }
+      auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+      while (std::chrono::steady_clock::now() < end)
+        ::sleep(1);
+      ::_exit(0);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return 0;
+}
+
+// posix_spawn + waitpid of /bin/true `total` times, `concurrency` at once:
+// the raw baseline of churn. Prints "seconds S".
+int spawn_baseline(long long total, long long concurrency) {
+  char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+  long long started = 0, running = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  while (started < total || running > 0) {
+    while (started < total && running < concurrency) {
+      pid_t pid;
+      if (::posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ) != 0)
+        return 1;
+      ++started;
+      ++running;
+    }
+    int status = 0;
+    if (::waitpid(-1, &status, 0) > 0)
+      --running;
+  }
+  std::printf("seconds %.9f\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return 0;
+}
+
+int listen_unix(const std::string& path) {
+  int ls = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  ::unlink(path.c_str());
+  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(ls, 128) != 0) {
+    std::perror("bind/listen");
+    std::exit(1);
+  }
+  return ls;
+}
+
+// The raw baseline of rpc-flood: echoes every byte back on every
+// connection, one thread, poll. Prints "ready" once listening.
+int echo_server(const std::string& path) {
+  int ls = listen_unix(path);
+  write_str(1, "ready\n");
+  std::vector<pollfd> fds{{ls, POLLIN, 0}};
+  std::vector<char> buf(65536);
+  for (;;) {
+    if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR)
+      return 1;
+    for (std::size_t i = fds.size(); i-- > 1;) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+        continue;
+      ssize_t n = ::read(fds[i].fd, buf.data(), buf.size());
+      if (n <= 0 || !write_all(fds[i].fd, buf.data(), static_cast<std::size_t>(n))) {
+        ::close(fds[i].fd);
+        fds.erase(fds.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    if (fds[0].revents & POLLIN) {
+      int c = ::accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c >= 0)
+        fds.push_back({c, POLLIN, 0});
+    }
+  }
+}
+
+// A task that says "ready" on stdout, then exits with `code` on SIGTERM.
+int exit_on_term(long long code) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  write_str(1, "ready\n");
+  int sig = 0;
+  ::sigwait(&set, &sig);
+  return static_cast<int>(code);
+}
+
+// A client that is killed mid-call: connects to `socket`, does `mode`, says
+// "ready" on stdout and waits to be killed (it never reads again).
+//   wait    a Wait that stays pending
+//   stats   a Stats subscription at 10 ms, never read
+//   stream  an ExecStreaming session of cat, sent input without end
+//   half    half a request, never finished
+//   flood   Version requests without end, answers never read
+int victim(const std::string& socket, const std::string& mode) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", socket.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    std::perror("connect");
+    return 1;
+  }
+  auto line_of = [](int fd_) {
+    std::string s;
+    char c;
+    while (::read(fd_, &c, 1) == 1 && c != '\n')
+      s += c;
+    return s;
+  };
+  if (mode == "wait") {
+    write_str(fd, R"({"jsonrpc":"2.0","id":1,"method":"Wait"})"
+                  "\n");
+  } else if (mode == "stats") {
+    write_str(fd, R"({"jsonrpc":"2.0","id":1,"method":"Stats","params":{"interval_ms":10}})"
+                  "\n");
+    line_of(fd);
+  } else if (mode == "stream") {
+    write_str(fd,
+              R"({"jsonrpc":"2.0","id":1,"method":"ExecStreaming.Start","params":{"cmd":"cat"}})"
+              "\n");
+    auto started = line_of(fd);  // {"result":{"session":"exec-N","pid":P}} or notifications
+    auto at = started.find("\"session\":\"");
+    if (at == std::string::npos) {
+      std::fprintf(stderr, "no session: %s\n", started.c_str());
+      return 1;
+    }
+    auto id = started.substr(at + 11, started.find('"', at + 11) - at - 11);
+    write_str(1, "ready\n");
+    std::string input = R"({"jsonrpc":"2.0","method":"ExecStreaming.Input","params":{"session":")" +
+                        id +
+                        R"(","data":"aGVsbG8K"}})"
+                        "\n";
+    for (;;)
+      if (!write_str(fd, input))
+        return 1;
+  } else if (mode == "half") {
+    write_str(fd, R"({"jsonrpc":"2.0","id":1,"meth)");
+  } else if (mode == "flood") {
+    write_str(1, "ready\n");
+    std::string req = R"({"jsonrpc":"2.0","id":1,"method":"Version"})"
+                      "\n";
+    for (;;)
+      if (!write_str(fd, req))
+        return 1;
+  } else {
+    std::fprintf(stderr, "unknown victim mode %s\n", mode.c_str());
+    return 2;
+  }
+  write_str(1, "ready\n");
+  for (;;)
+    ::pause();
+}
+
+}  // namespace
+
+int run_helper(int argc, char** argv) {
+  // argv: taskexec-stress --helper NAME ARGS...
+  if (argc < 3) {
+    std::fprintf(stderr, "taskexec-stress --helper needs a name\n");
+    return 2;
+  }
+  std::string name = argv[2];
+  if (name == "fork-storm")
+    return fork_storm(arg_num(argv, 3, argc));
+  if (name == "write-pattern")
+    return write_pattern(arg_num(argv, 3, argc));
+  if (name == "escape")
+    return escape(arg_num(argv, 3, argc));
+  if (name == "spawn-baseline")
+    return spawn_baseline(arg_num(argv, 3, argc), arg_num(argv, 4, argc));
+  if (name == "echo-server" && argc > 3)
+    return echo_server(argv[3]);
+  if (name == "exit-on-term")
+    return exit_on_term(arg_num(argv, 3, argc));
+  if (name == "victim" && argc > 4)
+    return victim(argv[3], argv[4]);
+  std::fprintf(stderr, "taskexec-stress: unknown helper \"%s\"\n", name.c_str());
+  return 2;
+}
+
+}  // namespace stress

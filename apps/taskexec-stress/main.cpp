@@ -1,0 +1,359 @@
+// taskexec-stress: the load generator. Runs scenarios against taskexecd (or
+// embedded executors), reports latency, throughput and memory, and fails
+// when something leaked or a check did not hold.
+//
+//   taskexec-stress SCENARIO [--OPTION VALUE]... [--json FILE] [--quiet]
+//   taskexec-stress all [--short] [--json FILE]
+//   taskexec-stress --list
+//
+// Exit: 0 when every check passed, 1 when one failed, 2 on a usage error.
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/json/serialize.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "stress.hpp"
+#include "taskexec/logging.hpp"
+#include "taskexec/task_executor.hpp"
+
+namespace stress {
+
+const std::vector<scenario>& scenarios() {
+  static const std::vector<scenario> all = {
+      {"churn",
+       "create an executor, launch /bin/true, wait, destroy; N cycles, C at once",
+       {{"count", "2000", "cycles"},
+        {"concurrency", "8", "cycles at once"},
+        {"embedded", "", "embedded task_executors instead of daemons", true},
+        {"cgroup", "", "each task in a cgroup of its own (basic_process_cgroup; root)", true}},
+       run_churn,
+       {"--count", "40", "--concurrency", "4"}},
+      {"fleet",
+       "hold N tasks, each in a daemon with a Stats subscription, for T seconds",
+       {{"tasks", "1000", "tasks (one daemon each)"},
+        {"seconds", "30", "how long to hold them"},
+        {"interval-ms", "1000", "the Stats interval"},
+        {"start-concurrency", "16", "daemons started (and destroyed) at once"},
+        {"peer-pss-kib", "0", "a peer's PSS per supervised process, to compare (0: none)"}},
+       run_fleet,
+       {"--tasks", "8", "--seconds", "2", "--interval-ms", "200"}},
+      {"rpc-flood",
+       "one daemon, K connections: Version, then a mix with Waits pending",
+       {{"connections", "8", "connections"},
+        {"phase-ms", "5000", "length of each phase"},
+        {"max-calls", "10000000", "calls per phase at most"},
+        {"max-growth-kib", "1024", "the daemon's allowed Private_Dirty growth (0: unchecked)"}},
+       run_rpc_flood,
+       {"--phase-ms", "400"}},
+      {"reaper-storm",
+       "a task forking M children as fast as it can, half of them daemonising",
+       {{"children", "20000", "children to fork"},
+        {"embedded", "", "an embedded executor (counts every orphan reaped)", true}},
+       run_reaper_storm,
+       {"--children", "400"}},
+      {"output-flood",
+       "a task writing a pattern to its stdout file or FIFO at full speed",
+       {{"mib", "256", "MiB per round"},
+        {"rounds", "3", "rounds"},
+        {"fifo", "", "a FIFO we read instead of a file", true},
+        {"embedded", "", "an embedded executor instead of a daemon", true}},
+       run_output_flood,
+       {"--mib", "8", "--rounds", "1"}},
+      {"faults",
+       "clients killed mid-call and mid-stream, half messages, reconnects, a daemon killed",
+       {{"rounds", "10", "clients killed per kind of call"},
+        {"reconnects", "2000", "connections opened and closed"},
+        {"max-growth-kib", "1024", "the daemon's allowed Private_Dirty growth (0: unchecked)"}},
+       run_faults,
+       {"--rounds", "1", "--reconnects", "100"}},
+  };
+  return all;
+}
+
+}  // namespace stress
+
+namespace {
+
+using namespace stress;
+
+int usage(const std::string& why) {
+  if (!why.empty())
+    std::cerr << "taskexec-stress: " << why << "\n";
+  std::cerr << "usage: taskexec-stress SCENARIO [--OPTION VALUE]... [common options]\n"
+               "       taskexec-stress all [--short] [common options]\n"
+               "       taskexec-stress --list\n"
+               "common options:\n"
+               "  --json FILE          every figure, check and leak, as JSON\n"
+               "  --short              small counts, a few seconds (as the test suite runs)\n"
+               "  --quiet              no progress line\n"
+               "  --time-limit S       stop a scenario's work after S seconds (default 300)\n"
+               "  --run-dir DIR        sockets and files go under DIR (default: a new /tmp dir)\n"
+               "  --taskexecd PATH     the daemon (default: beside this program)\n"
+               "  --plant-leak KIND    leak on purpose (process, socket or cgroup) to see the\n"
+               "                       leak check catch it; the run then fails\n";
+  return 2;
+}
+
+void list() {
+  for (auto& s : scenarios()) {
+    std::printf("%s: %s\n", s.name.c_str(), s.help.c_str());
+    for (auto& o : s.specs)
+      std::printf("  --%-18s %s%s\n", o.name.c_str(), o.help.c_str(),
+                  o.flag ? "" : (" (default " + o.fallback + ")").c_str());
+  }
+}
+
+// A leak on purpose, after the scenario and before the check.
+asio::awaitable<std::string> plant(context& ctx, const std::string& kind) {
+  if (kind == "process") {
+    // A task that daemonises a grandchild (re-parented to its daemon),
+    // then the daemon SIGKILLed before it can sweep: the grandchild
+    // escapes to us, as it would on a node whose daemon was killed.
+    auto d = co_await start_daemon(ctx, ctx.fresh_path("planted", ".sock"));
+    if (!d)
+      co_return "plant: " + d.error().message;
+    auto l = co_await d->client->launch(ctx.helper("escape", strings("120")));
+    if (!l)
+      co_return "plant: " + l.error().message;
+    co_await d->client->wait();
+    ::kill(d->config.pid, SIGKILL);
+    if (!co_await wait_exit(*d, std::chrono::seconds(10)))
+      co_return "plant: the daemon did not die";
+    ::unlink(d->config.socket.c_str());
+  } else if (kind == "socket") {
+    auto path = ctx.fresh_path("planted", ".sock");
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::close(fd);
+    if (rc != 0)
+      co_return "plant: bind " + path + ": " + std::strerror(errno);
+  } else if (kind == "cgroup") {
+    auto parents = cgroup_parents();
+    if (parents.empty())
+      co_return "plant: no cgroup hierarchy";
+    std::error_code ec;
+    std::filesystem::create_directories(parents.front() + "/taskexec-stress-planted-" + ctx.run_id,
+                                        ec);
+    if (ec)
+      co_return "plant: " + ec.message();
+  }
+  co_return "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "--helper")
+    return run_helper(argc, argv);
+  if (argc < 2)
+    return usage("");
+  std::string name = argv[1];
+  if (name == "--list") {
+    list();
+    return 0;
+  }
+  if (name == "--help" || name == "-h")
+    return usage("");
+
+  std::vector<const scenario*> chosen;
+  for (auto& s : scenarios())
+    if (name == "all" || s.name == name)
+      chosen.push_back(&s);
+  if (chosen.empty())
+    return usage("unknown scenario \"" + name + "\" (--list shows them)");
+
+  std::string json_path, run_dir, daemon_path, plant_kind;
+  bool quiet = false, short_mode = false;
+  long long time_limit = 300;
+  std::map<std::string, std::string> given;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0)
+      return usage("unexpected argument \"" + a + "\"");
+    std::string key = a.substr(2);
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc)
+        return false;
+      out = argv[++i];
+      return true;
+    };
+    std::string v;
+    if (key == "json") {
+      if (!value(json_path))
+        return usage("--json needs a file");
+    } else if (key == "run-dir") {
+      if (!value(run_dir))
+        return usage("--run-dir needs a directory");
+    } else if (key == "taskexecd") {
+      if (!value(daemon_path))
+        return usage("--taskexecd needs a path");
+    } else if (key == "plant-leak") {
+      if (!value(plant_kind) ||
+          (plant_kind != "process" && plant_kind != "socket" && plant_kind != "cgroup"))
+        return usage("--plant-leak needs process, socket or cgroup");
+    } else if (key == "quiet") {
+      quiet = true;
+    } else if (key == "short") {
+      short_mode = true;
+    } else if (key == "time-limit") {
+      if (!value(v) || (time_limit = std::atoll(v.c_str())) < 1)
+        return usage("--time-limit needs a number of seconds");
+    } else {
+      if (name == "all")
+        return usage("\"all\" takes only the common options, not --" + key);
+      auto& specs = chosen.front()->specs;
+      auto spec = std::find_if(specs.begin(), specs.end(), [&](auto& s) { return s.name == key; });
+      if (spec == specs.end())
+        return usage(name + " has no option --" + key + " (--list shows them)");
+      if (spec->flag)
+        given[key] = "1";
+      else if (!value(given[key]))
+        return usage("--" + key + " needs a value");
+    }
+  }
+
+  // Room for a fleet's connections and pidfds.
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  taskexec::configure_logging({.level = taskexec::log_level::error});
+
+  const std::string run_id = std::to_string(::getpid()) + "-" + std::to_string(std::time(nullptr));
+  const std::string marker = "TASKEXEC_STRESS_RUN=" + run_id;
+  // Daemons and helpers inherit it; tasks are given it.
+  ::setenv("TASKEXEC_STRESS_RUN", run_id.c_str(), 1);
+  bool own_dir = run_dir.empty();
+  if (own_dir) {
+    char tmpl[] = "/tmp/taskexec-stress-XXXXXX";
+    if (!::mkdtemp(tmpl)) {
+      std::perror("mkdtemp");
+      return 1;
+    }
+    run_dir = tmpl;
+  } else {
+    std::error_code ec;
+    std::filesystem::create_directories(run_dir, ec);
+    run_dir = std::filesystem::absolute(run_dir).string();
+  }
+
+  asio::io_context io;
+  taskexec::child_reaper reaper(io.get_executor());
+  context ctx{io,
+              reaper,
+              run_id,
+              marker,
+              run_dir,
+              std::filesystem::read_symlink("/proc/self/exe").string(),
+              daemon_path,
+              progress_line(!quiet),
+              std::chrono::seconds(time_limit),
+              plant_kind,
+              0};
+
+  leak_options lo;
+  lo.marker = marker;
+  lo.self_pid = ::getpid();
+  lo.run_dir = run_dir;
+  lo.cgroup_parents = cgroup_parents();
+
+  bool all_ok = true;
+  boost::json::array results;
+  for (auto* s : chosen) {
+    std::map<std::string, std::string> args = given;
+    if (short_mode)
+      for (std::size_t i = 0; i + 1 < s->short_args.size(); i += 2)
+        args.emplace(s->short_args[i].substr(2), s->short_args[i + 1]);
+    options opt(s->specs, args);
+    scenario_report rep;
+    rep.name = s->name;
+    rep.params = opt.to_json();
+    auto before = take_baseline(lo);
+    auto t0 = clock_type::now();
+    bool done = false;
+    std::string plant_error;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          try {
+            co_await s->run(ctx, opt, rep);
+          } catch (const std::invalid_argument& e) {
+            rep.add_check("options", false, e.what());
+          } catch (const std::exception& e) {
+            rep.add_check("the scenario ran to its end", false, e.what());
+          }
+          if (!ctx.plant.empty())
+            plant_error = co_await plant(ctx, ctx.plant);
+          done = true;
+        },
+        [](std::exception_ptr e) {
+          if (e)
+            std::rethrow_exception(e);
+        });
+    while (!done)
+      io.run_one();
+    rep.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    ctx.progress.finish();
+    if (!plant_error.empty())
+      rep.add_check("the leak was planted", false, plant_error);
+
+    // The leak check, given a moment for processes killed just now.
+    auto leaks = find_leaks_settled(lo, before, std::chrono::milliseconds(3000),
+                                    [&] { io.run_for(std::chrono::milliseconds(20)); });
+    rep.add_check("leak check: zombies, leftover processes, cgroups, sockets, our descriptors",
+                  leaks.clean(), leaks.describe());
+    boost::json::object leak_json{{"zombies", leaks.zombies.size()},
+                                  {"leftover_processes", leaks.leftover.size()},
+                                  {"cgroups", leaks.cgroups.size()},
+                                  {"sockets", leaks.sockets.size()},
+                                  {"own_fds_before", leaks.own_fds_before},
+                                  {"own_fds_after", leaks.own_fds_after},
+                                  {"clean", leaks.clean()},
+                                  {"detail", leaks.describe()}};
+    if (!leaks.clean()) {
+      auto not_cleaned = clean_up(leaks);
+      leak_json["cleaned_up"] = not_cleaned.empty();
+      if (!not_cleaned.empty())
+        std::cerr << "taskexec-stress: could not clean up: " << not_cleaned << "\n";
+      // Reap what was just killed.
+      io.run_for(std::chrono::milliseconds(50));
+    }
+    std::cout << render_text(rep) << std::flush;
+    auto j = render_json(rep);
+    j["leaks"] = std::move(leak_json);
+    results.push_back(std::move(j));
+    all_ok = all_ok && rep.ok();
+  }
+  if (own_dir) {
+    std::error_code ec;
+    std::filesystem::remove_all(run_dir, ec);
+  }
+  if (!json_path.empty()) {
+    std::ofstream f(json_path);
+    f << boost::json::serialize(boost::json::object{
+             {"run_id", run_id}, {"ok", all_ok}, {"scenarios", std::move(results)}})
+      << "\n";
+    if (!f) {
+      std::cerr << "taskexec-stress: cannot write " << json_path << "\n";
+      return 1;
+    }
+  }
+  std::cout << (all_ok ? "all checks passed\n" : "some checks FAILED\n");
+  return all_ok ? 0 : 1;
+}
