@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <boost/json/serialize.hpp>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -219,10 +220,17 @@ int main(int argc, char** argv) {
       auto spec = std::find_if(specs.begin(), specs.end(), [&](auto& s) { return s.name == key; });
       if (spec == specs.end())
         return usage(name + " has no option --" + key + " (--list shows them)");
-      if (spec->flag)
+      if (spec->flag) {
         given[key] = "1";
-      else if (!value(given[key]))
-        return usage("--" + key + " needs a value");
+      } else {
+        if (!value(v))
+          return usage("--" + key + " needs a value");
+        long long n = -1;
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc{} || p != v.data() + v.size() || n < 0)
+          return usage("--" + key + " needs a whole number, not \"" + v + "\"");
+        given[key] = v;
+      }
     }
   }
 
