@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <numeric>
+#include <string>
 #include <vector>
 
 namespace bench {
@@ -37,6 +40,23 @@ void run_to_end(boost::asio::io_context& io, Make make) {
   io.restart();
   while (!done)
     io.run_one();
+}
+
+/// One row of scripts/bench.sh's table: a figure beside its baseline,
+/// measured in the same run, and its target ("" when none). Appended as
+/// tab-separated fields to the file $TASKEXEC_BENCH_TABLE when it is set;
+/// nothing otherwise.
+inline void table_row(const std::string& figure, double value, const std::string& unit,
+                      const std::string& baseline, double baseline_value,
+                      const std::string& target = "") {
+  const char* path = std::getenv("TASKEXEC_BENCH_TABLE");
+  if (!path || !*path)
+    return;
+  if (FILE* f = std::fopen(path, "a")) {
+    std::fprintf(f, "%s\t%.6g\t%s\t%s\t%.6g\t%s\n", figure.c_str(), value, unit.c_str(),
+                 baseline.c_str(), baseline_value, target.c_str());
+    std::fclose(f);
+  }
 }
 
 }  // namespace bench

@@ -30,6 +30,7 @@
 
 #include "bench_common.hpp"
 #include "rootfs.hpp"
+#include "runc_bundle.hpp"
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/task_executor.hpp"
@@ -72,31 +73,6 @@ int spawn_wait(std::vector<std::string> args) {
 
 bool have_runc() {
   return spawn_wait({"runc", "--version"}) == 0;
-}
-
-// A runc bundle whose rootfs is `root`: runc's default spec, no terminal,
-// /bin/true, and the network and cgroup namespaces removed.
-bool make_bundle(const fs::path& bundle, const fs::path& root) {
-  fs::create_directories(bundle);
-  if (spawn_wait({"runc", "spec", "--bundle", bundle.string()}) != 0)
-    return false;
-  std::stringstream ss;
-  ss << std::ifstream(bundle / "config.json").rdbuf();
-  auto spec = json::parse(ss.str());
-  auto& process = spec.at("process").as_object();
-  process["terminal"] = false;
-  process["args"] = json::array{"/bin/true"};
-  spec.at("root").as_object()["path"] = root.string();
-  auto& ns = spec.at("linux").at("namespaces").as_array();
-  json::array kept;
-  for (const auto& n : ns) {
-    const auto type = n.at("type").as_string();
-    if (type != "network" && type != "cgroup")
-      kept.push_back(n);
-  }
-  ns = kept;
-  std::ofstream(bundle / "config.json") << json::serialize(spec);
-  return true;
 }
 
 void raw_round(int n, std::vector<double>& out) {
@@ -190,7 +166,7 @@ int main(int argc, char** argv) {
   fs::create_directory_symlink("usr/bin", root / "bin");
   fs::permissions(dir, fs::perms(0755));
 
-  const bool runc = have_runc() && make_bundle(dir / "bundle", root);
+  const bool runc = have_runc() && bench::make_runc_bundle(dir / "bundle", root, {"/bin/true"});
   if (!runc)
     std::printf("runc not installed (scripts/bench.sh installs it): comparison skipped\n");
 

@@ -261,5 +261,7 @@ int main(int argc, char** argv) {
               via.mean);
   std::printf("  ratio (daemon / raw, p50)           %.2fx  (target 0.5x or more)\n",
               via.p50 / raw.p50);
+  bench::table_row("ExecStreaming cat throughput (p50)", via.p50, "MiB/s", "raw pipe to cat",
+                   raw.p50, ">= 0.5x");
   return 0;
 }

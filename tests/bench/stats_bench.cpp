@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "taskexec/cgroups.hpp"
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/logging.hpp"
@@ -56,20 +57,39 @@ std::size_t read_members(const std::vector<int>& members, std::string& buf) {
   return bytes;
 }
 
-// The reads a /proc-mode sample needs: every /proc/<pid>/stat (the task's
-// tree can only be found that way), then stat and status of each member.
+// The reads a /proc-mode sample needs: the kernel's children lists down our
+// own tree (every member of a task descends from its executor, the
+// subreaper), a stat per process found, then stat and status of each member.
 std::size_t raw_proc(const std::vector<int>& members) {
-  std::string buf;
+  std::string buf, children;
   std::size_t bytes = 0;
   char path[300];
-  DIR* d = ::opendir("/proc");
-  while (auto* e = ::readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+  std::vector<int> queue{::getpid()};
+  for (std::size_t i = 0; i < queue.size(); ++i) {
+    std::snprintf(path, sizeof path, "/proc/%d/task", queue[i]);
+    DIR* d = ::opendir(path);
+    if (!d)
       continue;
-    std::snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    bytes += slurp(path, buf);
+    while (auto* e = ::readdir(d)) {
+      if (e->d_name[0] == '.')
+        continue;
+      std::snprintf(path, sizeof path, "/proc/%d/task/%s/children", queue[i], e->d_name);
+      const auto n = slurp(path, children);
+      bytes += n;
+      children.resize(n);  // NUL-terminated from here
+      for (char* p = children.data(); *p;) {
+        char* end = nullptr;
+        long pid = std::strtol(p, &end, 10);
+        if (end == p)
+          break;
+        p = end;
+        std::snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        bytes += slurp(path, buf);
+        queue.push_back(static_cast<int>(pid));
+      }
+    }
+    ::closedir(d);
   }
-  ::closedir(d);
   return bytes + read_members(members, buf);
 }
 
@@ -183,6 +203,8 @@ int main(int argc, char** argv) {
                           procs, procs == 1 ? "" : "es");
             std::printf("%-28s %12.1f %12.1f %7.2fx%s\n", label, ours / n, raw / n, ours / raw,
                         sink == 0 ? " (nothing read?)" : "");
+            bench::table_row(std::string("Stats sample CPU, ") + label, ours / n, "us",
+                             "raw /proc or cgroup reads", raw / n, "<= 1.5x");
             co_await t.shutdown("SIGKILL", std::chrono::milliseconds(0));
             done = true;
           },
