@@ -170,6 +170,40 @@ asio::awaitable<taskexec::result<void>> destroy_daemon(daemon_handle& d,
   co_return taskexec::result<void>{};
 }
 
+asio::awaitable<void> check_daemon_at_rest_and_destroy(daemon_handle& d, int fds_before,
+                                                       memory_figures before,
+                                                       long long growth_limit,
+                                                       scenario_report& rep) {
+  const int pid = d.config.pid;
+  int fds_after = count_fds("/proc", pid);
+  for (int i = 0; i < 200 && fds_after > fds_before; ++i) {
+    co_await pause(std::chrono::milliseconds(10));
+    fds_after = count_fds("/proc", pid);
+  }
+  auto after = read_memory("/proc", pid);
+  auto grown = [&] { return after.private_dirty_kib - before.private_dirty_kib; };
+  for (int i = 0; i < 30 && growth_limit > 0 && grown() > growth_limit; ++i) {
+    co_await pause(std::chrono::milliseconds(100));
+    after = read_memory("/proc", pid);
+  }
+  auto destroyed = co_await destroy_daemon(d, std::chrono::seconds(20));
+  rep.figures["daemon_fds_before"] = fds_before;
+  rep.figures["daemon_fds_after"] = fds_after;
+  rep.figures["daemon_private_dirty_kib_before"] = before.private_dirty_kib;
+  rep.figures["daemon_private_dirty_kib_after"] = after.private_dirty_kib;
+  rep.add_check("the daemon's descriptors are back once the clients are gone",
+                fds_after >= 0 && fds_after <= fds_before,
+                std::to_string(fds_before) + " before, " + std::to_string(fds_after) + " after");
+  if (growth_limit > 0)
+    rep.add_check(
+        "the daemon's memory did not grow by more than " + std::to_string(growth_limit) + " KiB",
+        grown() <= growth_limit,
+        "Private_Dirty " + std::to_string(before.private_dirty_kib) + " KiB before, " +
+            std::to_string(after.private_dirty_kib) + " KiB after");
+  rep.add_check("the daemon destroyed and gone", static_cast<bool>(destroyed),
+                destroyed ? "" : destroyed.error().message);
+}
+
 double cpu_seconds(int pid) {
   // Nanoseconds on a CPU from each thread's schedstat: exact, where stat's
   // utime and stime are whole clock ticks (10 ms), too coarse for a daemon

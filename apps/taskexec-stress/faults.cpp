@@ -193,42 +193,13 @@ asio::awaitable<void> run_faults(context& ctx, const options& opt, scenario_repo
                 state ? "exit code " + std::to_string(state->exit_code) + ", signal " +
                             std::to_string(state->signal)
                       : state.error().message);
-  int fds_after = -1;
-  for (int i = 0; i < 200; ++i) {
-    fds_after = count_fds("/proc", dpid);
-    if (fds_after <= fds_before)
-      break;
-    co_await pause(std::chrono::milliseconds(10));  // the daemon notices closed sockets async
-  }
-  auto mem_after = read_memory("/proc", dpid);
-  for (int i = 0; i < 30 && growth_limit > 0 &&
-                  mem_after.private_dirty_kib - mem_before.private_dirty_kib > growth_limit;
-       ++i) {
-    co_await pause(std::chrono::milliseconds(100));  // it trims its heap about 1 s after idling
-    mem_after = read_memory("/proc", dpid);
-  }
-  auto destroyed = co_await destroy_daemon(*d, std::chrono::seconds(20));
+  co_await check_daemon_at_rest_and_destroy(*d, fds_before, mem_before, growth_limit, rep);
 
   rep.figures["clients_killed"] = killed;
   rep.figures["reconnects"] = reconnected;
-  rep.figures["daemon_fds_before"] = fds_before;
-  rep.figures["daemon_fds_after"] = fds_after;
-  rep.figures["daemon_private_dirty_kib_before"] = mem_before.private_dirty_kib;
-  rep.figures["daemon_private_dirty_kib_after"] = mem_after.private_dirty_kib;
   rep.add_check(
       "the daemon answered throughout", failures == 0,
       failures ? std::to_string(failures) + " failures, the first: " + first_failure : "");
-  rep.add_check("the daemon's descriptors are back to before the faults",
-                fds_after >= 0 && fds_after <= fds_before,
-                std::to_string(fds_before) + " before, " + std::to_string(fds_after) + " after");
-  if (growth_limit > 0)
-    rep.add_check(
-        "the daemon's memory did not grow by more than " + std::to_string(growth_limit) + " KiB",
-        mem_after.private_dirty_kib - mem_before.private_dirty_kib <= growth_limit,
-        "Private_Dirty " + std::to_string(mem_before.private_dirty_kib) + " KiB before, " +
-            std::to_string(mem_after.private_dirty_kib) + " KiB after");
-  rep.add_check("the daemon destroyed and gone", static_cast<bool>(destroyed),
-                destroyed ? "" : destroyed.error().message);
 }
 
 }  // namespace stress

@@ -263,31 +263,12 @@ asio::awaitable<void> run_rpc_flood(context& ctx, const options& opt, scenario_r
     waits_right += w && w->signal == 15 && w->exit_code == 143 ? 1 : 0;
   clients.clear();
 
-  // The daemon is back to its descriptors (clients gone) and its memory.
-  int fds_after = -1;
-  for (int i = 0; i < 200; ++i) {
-    fds_after = count_fds("/proc", dpid);
-    if (fds_after <= fds_before)
-      break;
-    co_await pause(std::chrono::milliseconds(10));  // the daemon notices closed sockets async
-  }
-  auto mem_after = read_memory("/proc", dpid);
-  for (int i = 0; i < 30 && growth_limit > 0 &&
-                  mem_after.private_dirty_kib - mem_before.private_dirty_kib > growth_limit;
-       ++i) {
-    co_await pause(std::chrono::milliseconds(100));  // it trims its heap about 1 s after idling
-    mem_after = read_memory("/proc", dpid);
-  }
-  auto destroyed = co_await destroy_daemon(*d, std::chrono::seconds(20));
+  co_await check_daemon_at_rest_and_destroy(*d, fds_before, mem_before, growth_limit, rep);
 
   rep.figures["echo_calls_per_second"] = echo_rate;
   rep.figures["version_raw_client_calls_per_second"] = raw_version_rate;
   rep.figures["version_calls_per_second"] = version_rate;
   rep.figures["mix_calls_per_second"] = mix_rate;
-  rep.figures["daemon_fds_before"] = fds_before;
-  rep.figures["daemon_fds_after"] = fds_after;
-  rep.figures["daemon_private_dirty_kib_before"] = mem_before.private_dirty_kib;
-  rep.figures["daemon_private_dirty_kib_after"] = mem_after.private_dirty_kib;
   rep.figures["failures"] = failures;
   auto& vl = rep.latency("Version");
   rep.compare("Version calls per second (remote_executor)", version_rate, "/s",
@@ -308,17 +289,6 @@ asio::awaitable<void> run_rpc_flood(context& ctx, const options& opt, scenario_r
                 waits_right == k && pending_seen == k,
                 std::to_string(waits_right) + " of " + std::to_string(k) + "; " +
                     std::to_string(pending_seen) + " still pending when the mix ended");
-  rep.add_check("the daemon's descriptors are back once the clients are gone",
-                fds_after >= 0 && fds_after <= fds_before,
-                std::to_string(fds_before) + " before, " + std::to_string(fds_after) + " after");
-  if (growth_limit > 0)
-    rep.add_check(
-        "the daemon's memory did not grow by more than " + std::to_string(growth_limit) + " KiB",
-        mem_after.private_dirty_kib - mem_before.private_dirty_kib <= growth_limit,
-        "Private_Dirty " + std::to_string(mem_before.private_dirty_kib) + " KiB before, " +
-            std::to_string(mem_after.private_dirty_kib) + " KiB after");
-  rep.add_check("the daemon destroyed and gone", static_cast<bool>(destroyed),
-                destroyed ? "" : destroyed.error().message);
 }
 
 }  // namespace stress
