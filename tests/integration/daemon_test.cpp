@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -14,6 +15,7 @@
 
 #include "daemon_client.hpp"
 #include "harness.hpp"
+#include "taskexec/detail/proc.hpp"
 
 using namespace test_support;
 using namespace taskexec;
@@ -219,6 +221,17 @@ BOOST_AUTO_TEST_CASE(stats_subscriptions_sample_at_once_and_cancel) {
     co_await c.connect(d.socket);
     auto l = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
     const auto pid = l.at("result").at("pid").as_int64();
+    // Launch answers once the task has exec'd, maybe before it first ran
+    // (with nothing resident yet): wait until it has some memory, so the
+    // sample's RSS must be positive.
+    asio::steady_timer tick(harness::get().io);
+    for (int i = 0; i < 5000; ++i) {
+      auto st = taskexec::detail::read_proc_stat(static_cast<int>(pid));
+      if (st && st->rss_pages > 0)
+        break;
+      tick.expires_after(1ms);
+      co_await tick.async_wait(asio::use_awaitable);
+    }
     BOOST_TEST(error_code_of(co_await c.call(2, "Stats", json::parse(R"({"interval_ms":5})"))) ==
                -32602);
     // A 10 s interval: the first sample must come at once, right after the answer.
