@@ -37,6 +37,26 @@ bool read_small(const char* path, std::string& out) {
   return true;
 }
 
+// Read a /proc file to its end (at most `limit` bytes): a children list
+// holds a pid per child, far beyond one read's worth for a busy parent.
+bool read_whole(const char* path, std::string& out, std::size_t limit = 4u << 20) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  out.clear();
+  char buf[4096];
+  while (out.size() < limit) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return true;
+}
+
 }  // namespace
 
 std::optional<proc_stat> parse_proc_stat(std::string_view s) {
@@ -157,28 +177,30 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
   if (!supported)
     return std::nullopt;
   std::vector<proc_stat> out;
-  std::vector<int> queue{root};
+  std::vector<int> queue;
   std::unordered_set<int> seen{root};
-  std::string path, content, stat_path;
-  for (std::size_t i = 0; i < queue.size(); ++i) {
-    const std::string base = "/proc/" + std::to_string(queue[i]) + "/task";
+  std::string path, content;
+  // Queue the children of `parent` not seen yet, with their stat.
+  auto children_of = [&](int parent) {
+    const std::string base = "/proc/" + std::to_string(parent) + "/task";
     DIR* dir = ::opendir(base.c_str());
     if (!dir)
-      continue;  // gone meanwhile
+      return;  // gone meanwhile
     while (dirent* e = ::readdir(dir)) {
       std::string_view tid = e->d_name;
       if (tid.empty() || tid[0] == '.')
         continue;
       path.assign(base).append("/").append(tid).append("/children");
-      if (!read_small(path.c_str(), content))
+      if (!read_whole(path.c_str(), content))
         continue;
+      // "pid pid ... ": every pid ends with a space; anything after the
+      // last space is a cut one.
       std::string_view rest = content;
-      while (!rest.empty()) {
-        auto space = rest.find(' ');
-        auto tok = rest.substr(0, space);
-        rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
+      for (auto space = rest.find(' '); space != std::string_view::npos; space = rest.find(' ')) {
         int child = 0;
-        if (!to_number(tok, child) || child <= 0 || !seen.insert(child).second)
+        const bool number = to_number(rest.substr(0, space), child);
+        rest.remove_prefix(space + 1);
+        if (!number || child <= 0 || !seen.insert(child).second)
           continue;
         if (auto st = read_proc_stat(child)) {
           out.push_back(std::move(*st));
@@ -187,7 +209,18 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
       }
     }
     ::closedir(dir);
-  }
+  };
+  auto drain = [&] {
+    for (std::size_t i = 0; i < queue.size(); ++i)
+      children_of(queue[i]);
+    queue.clear();
+  };
+  children_of(root);
+  drain();
+  // A process that exited during the walk left its children to the root
+  // (the subreaper), whose list was read first: read it once more.
+  children_of(root);
+  drain();
   return out;
 }
 

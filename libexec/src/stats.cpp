@@ -87,9 +87,10 @@ task_resource_usage usage_sampler::sample() {
   // Every live process, from /proc.
   std::uint64_t sum_rss = 0, sum_swap = 0, sum_user = 0, sum_system = 0;
   std::map<int, previous> seen;
-  for (int pid : members_ ? members_() : std::vector<int>{}) {
-    auto st = detail::read_proc_stat(pid);
-    if (!st || st->state == 'Z')
+  for (const auto& member : members_ ? members_() : std::vector<detail::proc_stat>{}) {
+    const auto* st = &member;
+    const int pid = st->pid;
+    if (st->state == 'Z')
       continue;
     resource_usage r;
     r.memory.rss = st->rss_pages * static_cast<std::uint64_t>(page);

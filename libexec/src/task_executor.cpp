@@ -125,7 +125,7 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
     }
     return nullptr;
   }
-  std::vector<int> member_pids();
+  std::vector<detail::proc_stat> member_stats();
   exec_command launched;  // the launch's command, for Exec's context
   /// The stack and command of an Exec in the task's context.
   result<std::pair<strategy_stack, exec_command>> exec_context(std::string cmd,
@@ -407,15 +407,21 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
   shutdown_cond.notify_all();
 }
 
-std::vector<int> task_executor::impl::member_pids() {
-  if (auto* cg = cgroup())
-    return cg->members();
+std::vector<detail::proc_stat> task_executor::impl::member_stats() {
+  if (auto* cg = cgroup()) {
+    std::vector<detail::proc_stat> out;
+    for (int p : cg->members())
+      if (auto st = detail::read_proc_stat(p))
+        out.push_back(std::move(*st));
+    return out;
+  }
   if (pid <= 0)
     return {};
   // Every member descends from us: we are the subreaper of the task's
   // orphans (child_reaper). So the walk down our own tree finds them all,
-  // at a cost in proportion to it, not to the machine's process count (a
-  // node with a thousand tasks samples each of them every second).
+  // at a cost in proportion to that tree (in a daemon, one task's; embedded,
+  // every task of the process), not to the machine's process count (a node
+  // with a thousand daemons samples each task every second).
   const int me = ::getpid();
   auto descendants = detail::scan_descendants(me);
   auto table = descendants ? std::move(*descendants) : detail::scan_processes();
@@ -424,10 +430,7 @@ std::vector<int> task_executor::impl::member_pids() {
     if (p.ppid == me && known_members.contains({p.pid, p.start_ticks}))
       adopted.push_back(p.pid);
   }
-  std::vector<int> out;
-  for (const auto& m : detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted))
-    out.push_back(m.pid);
-  return out;
+  return detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted);
 }
 
 void task_executor::impl::mark_destroyed() {
@@ -745,9 +748,9 @@ result<usage_sampler> task_executor::sampler() {
     return a.error();
   std::weak_ptr<impl> weak = self;
   return usage_sampler(
-      [weak]() -> std::vector<int> {
+      [weak]() -> std::vector<detail::proc_stat> {
         auto s = weak.lock();
-        return s ? s->member_pids() : std::vector<int>{};
+        return s ? s->member_stats() : std::vector<detail::proc_stat>{};
       },
       [weak]() -> std::optional<cgroup_counters> {
         auto s = weak.lock();

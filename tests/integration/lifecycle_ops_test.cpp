@@ -96,6 +96,22 @@ BOOST_AUTO_TEST_CASE(concurrent_waiters_all_get_the_state) {
   });
 }
 
+// A host task's processes are found by walking the executor's tree: a
+// parent with 300 children has a children list of about 2 KiB, read whole.
+BOOST_AUTO_TEST_CASE(stats_find_every_process_of_a_wide_tree) {
+  run([]() -> asio::awaitable<void> {
+    pipe_reader out;
+    task_executor t(harness::get().reaper);
+    co_await launch_ready(t, out, "for i in $(seq 300); do sleep 1000 & done; echo ready; wait");
+    auto sampler = t.sampler();
+    BOOST_REQUIRE(sampler);
+    auto usage = sampler->sample();
+    BOOST_TEST(usage.pids.size() == 301u);  // the shell and its 300 sleeps
+    BOOST_TEST(usage.pids.contains(t.pid()));
+    BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
+  });
+}
+
 BOOST_AUTO_TEST_CASE(wait_can_be_cancelled_and_resumed) {
   run([]() -> asio::awaitable<void> {
     pipe_reader out;

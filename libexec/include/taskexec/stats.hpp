@@ -22,6 +22,7 @@
 #include <optional>
 #include <vector>
 
+#include "taskexec/detail/proc.hpp"
 #include "taskexec/isolation/cgroup.hpp"
 #include "taskexec/types.hpp"
 
@@ -29,10 +30,12 @@ namespace taskexec {
 
 class usage_sampler {
  public:
-  using members_fn = std::function<std::vector<int>()>;
+  /// The task's live processes, each with the /proc/<pid>/stat just read
+  /// (the sampler takes RSS and CPU times from it, not reading it again).
+  using members_fn = std::function<std::vector<detail::proc_stat>()>;
   using cgroup_fn = std::function<std::optional<cgroup_counters>()>;
 
-  /// `members` lists the task's live pids; `cgroup` reads its cgroup, or
+  /// `members` lists the task's live processes; `cgroup` reads its cgroup, or
   /// returns nullopt (or is empty) for /proc mode.
   usage_sampler(members_fn members, cgroup_fn cgroup);
 

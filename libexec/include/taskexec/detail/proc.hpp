@@ -41,8 +41,9 @@ std::vector<proc_stat> scan_processes();
 /// kernel's /proc/<pid>/task/<tid>/children lists: work in proportion to
 /// the tree, not to every process of the machine. nullopt when the kernel
 /// has no such lists (CONFIG_PROC_CHILDREN off): scan_processes() then.
-/// A child forked while its parent's list is read may be missed (the
-/// kernel's lists are not a snapshot).
+/// The kernel's lists are not a snapshot: a child forked while its parent's
+/// list is read may be missed; one re-parented to `root` during the walk
+/// (its parent exited) is found by reading root's list again at the end.
 std::optional<std::vector<proc_stat>> scan_descendants(int root);
 
 /// The current time in /proc start-time units (ticks since boot, CLOCK_BOOTTIME).
