@@ -19,10 +19,14 @@ if [[ $(id -u) -eq 0 ]]; then
     added_policy=""
     if [[ ! -e $policy ]]; then
       printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && added_policy=1
+      trap 'rm -f "$policy"' EXIT  # also when the install fails
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [[ -n $added_policy ]] && rm -f "$policy"
+    if [[ -n $added_policy ]]; then
+      rm -f "$policy"
+      trap - EXIT
+    fi
   fi
 fi
 scripts/build.sh

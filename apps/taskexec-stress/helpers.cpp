@@ -236,9 +236,15 @@ int victim(const std::string& socket, const std::string& mode) {
       s += c;
     return s;
   };
+  // Each mode says "ready" once the daemon has surely read its request: an
+  // answer to something sent after it has come back.
+  const std::string version = R"({"jsonrpc":"2.0","id":2,"method":"Version"})"
+                              "\n";
   if (mode == "wait") {
     write_str(fd, R"({"jsonrpc":"2.0","id":1,"method":"Wait"})"
-                  "\n");
+                  "\n" +
+                      version);
+    line_of(fd);  // Version's answer (the Wait's waits for the task)
   } else if (mode == "stats") {
     write_str(fd, R"({"jsonrpc":"2.0","id":1,"method":"Stats","params":{"interval_ms":10}})"
                   "\n");
@@ -263,13 +269,15 @@ int victim(const std::string& socket, const std::string& mode) {
       if (!write_str(fd, input))
         return 1;
   } else if (mode == "half") {
+    write_str(fd, version);
+    line_of(fd);
     write_str(fd, R"({"jsonrpc":"2.0","id":1,"meth)");
   } else if (mode == "flood") {
+    write_str(fd, version);
+    line_of(fd);
     write_str(1, "ready\n");
-    std::string req = R"({"jsonrpc":"2.0","id":1,"method":"Version"})"
-                      "\n";
     for (;;)
-      if (!write_str(fd, req))
+      if (!write_str(fd, version))
         return 1;
   } else {
     std::fprintf(stderr, "unknown victim mode %s\n", mode.c_str());

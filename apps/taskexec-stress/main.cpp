@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "stress.hpp"
 #include "taskexec/logging.hpp"
@@ -314,8 +315,36 @@ int main(int argc, char** argv) {
           if (e)
             std::rethrow_exception(e);
         });
-    while (!done)
-      io.run_one();
+    // The watchdog: a scenario still running well past its time limit (a
+    // daemon or helper that stopped answering) fails. Everything of the run
+    // is killed, which ends its waits; if it still does not end, the report
+    // is printed as it stands and the program exits.
+    auto own_time =
+        std::chrono::seconds(rep.params.contains("seconds")
+                                 ? std::atoll(rep.params.at("seconds").as_string().c_str())
+                                 : 0) +
+        std::chrono::milliseconds(
+            rep.params.contains("phase-ms")
+                ? 4 * std::atoll(rep.params.at("phase-ms").as_string().c_str())
+                : 0);
+    const auto overdue = t0 + ctx.time_limit + own_time + std::chrono::seconds(60);
+    std::optional<clock_type::time_point> abandon;
+    while (!done) {
+      io.run_one_for(std::chrono::milliseconds(200));
+      const auto now = clock_type::now();
+      if (!abandon && now >= overdue) {
+        rep.add_check("the scenario ended by itself", false,
+                      "still running 60 s past its time limit; everything it started was killed");
+        clean_up(find_leaks(lo, before));
+        abandon = now + std::chrono::seconds(10);
+      } else if (abandon && now >= *abandon) {
+        rep.seconds = std::chrono::duration<double>(now - t0).count();
+        std::cout << render_text(rep) << "taskexec-stress: " << s->name
+                  << " did not end after everything it started was killed; exiting\n"
+                  << std::flush;
+        std::_Exit(1);
+      }
+    }
     rep.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     ctx.progress.finish();
     if (!plant_error.empty())

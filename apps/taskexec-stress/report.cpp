@@ -87,7 +87,10 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> latency_recorder::bins() co
     auto c = counts_[static_cast<std::size_t>(b)];
     if (c == 0)
       continue;
-    auto v = std::clamp(bucket_upper(b), min_, max_);
+    // By the bucket's lower end: a bucket straddling a bin boundary goes to
+    // the bin its smallest values belong to.
+    auto lower = b == 0 ? 0 : bucket_upper(b - 1) + 1;
+    auto v = std::clamp(lower, min_, max_);
     out[bin_of(v) - first].second += c;
   }
   return out;

@@ -69,6 +69,25 @@ constexpr method mix[20] = {method::version, method::signal0, method::version, m
                             method::version, method::events,  method::signal0, method::version,
                             method::stats,   method::events,  method::signal0, method::exec};
 
+// The Waits pending through the mix, shared with their coroutines.
+struct pending_waits {
+  std::vector<taskexec::result<taskexec::process_state>> results;
+  std::size_t done = 0;
+  asio::steady_timer all_done;
+  pending_waits(asio::io_context& io, std::size_t k)
+      : results(k, taskexec::make_error(taskexec::errc::internal, "not answered")),
+        all_done(io, asio::steady_timer::time_point::max()) {}
+};
+
+// A function, not a lambda with captures: GCC 12 mishandles init-captures
+// of lambdas made in coroutines. `c.wait()` holds its connection itself.
+asio::awaitable<void> pending_wait(std::shared_ptr<pending_waits> pw, std::size_t i,
+                                   taskexec::remote_executor& c) {
+  pw->results[i] = co_await c.wait();
+  if (++pw->done == pw->results.size())
+    pw->all_done.cancel();
+}
+
 }  // namespace
 
 asio::awaitable<void> run_rpc_flood(context& ctx, const options& opt, scenario_report& rep) {
@@ -179,24 +198,9 @@ asio::awaitable<void> run_rpc_flood(context& ctx, const options& opt, scenario_r
   // 4. The mix, with a Wait pending on every connection. Their state is
   // shared with the waiting coroutines, which may outlive this frame when
   // it ends by an exception.
-  struct pending_waits {
-    std::vector<taskexec::result<taskexec::process_state>> results;
-    std::size_t done = 0;
-    asio::steady_timer all_done;
-    explicit pending_waits(asio::io_context& io)
-        : all_done(io, asio::steady_timer::time_point::max()) {}
-  };
-  auto pw = std::make_shared<pending_waits>(ctx.io);
-  pw->results.resize(k, taskexec::make_error(taskexec::errc::internal, "not answered"));
+  auto pw = std::make_shared<pending_waits>(ctx.io, k);
   for (std::size_t i = 0; i < k; ++i)
-    asio::co_spawn(
-        ctx.io,
-        [pw, i, w = clients[i].wait()]() mutable -> asio::awaitable<void> {
-          pw->results[i] = co_await std::move(w);
-          if (++pw->done == pw->results.size())
-            pw->all_done.cancel();
-        },
-        asio::detached);
+    asio::co_spawn(ctx.io, pending_wait(pw, i, clients[i]), asio::detached);
   calls = 0;
   std::uint64_t pending_seen = 0;
   t0 = clock_type::now();

@@ -53,7 +53,7 @@ inline asio::awaitable<stress_result> run_stress(std::vector<std::string> args) 
   taskexec::exec_command cmd;
   cmd.cmd = TASKEXEC_STRESS;
   cmd.args = std::move(args);
-  cmd.env = {"PATH=/usr/local/bin:/usr/bin:/bin"};
+  cmd.env.emplace_back("PATH=/usr/local/bin:/usr/bin:/bin");  // no braced list in a coroutine
   cmd.stdout_fd = out.write_fd();
   cmd.stderr_fd = err.write_fd();
   auto l = co_await t.launch(cmd);
