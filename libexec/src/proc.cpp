@@ -118,6 +118,9 @@ std::optional<proc_stat> parse_proc_stat(std::string_view s) {
       case 17:
         (void)to_number(tok, st.cstime_ticks);
         break;
+      case 20:
+        (void)to_number(tok, st.num_threads);
+        break;
       case 22:
         if (!to_number(tok, st.start_ticks))
           return std::nullopt;
@@ -177,50 +180,68 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
   if (!supported)
     return std::nullopt;
   std::vector<proc_stat> out;
-  std::vector<int> queue;
+  std::vector<std::pair<int, int>> queue;  // pid, threads (0: unknown)
   std::unordered_set<int> seen{root};
   std::string path, content;
-  // Queue the children of `parent` not seen yet, with their stat.
-  auto children_of = [&](int parent) {
+  bool moved = false;  // a process vanished or died mid-walk: its children went to root
+  // Queue the children listed in one thread's file.
+  auto read_list = [&](const std::string& file) {
+    if (!read_whole(file.c_str(), content))
+      return false;
+    // "pid pid ... ": every pid ends with a space; anything after the
+    // last space is a cut one.
+    std::string_view rest = content;
+    for (auto space = rest.find(' '); space != std::string_view::npos; space = rest.find(' ')) {
+      int child = 0;
+      const bool number = to_number(rest.substr(0, space), child);
+      rest.remove_prefix(space + 1);
+      if (!number || child <= 0 || !seen.insert(child).second)
+        continue;
+      if (auto st = read_proc_stat(child)) {
+        moved = moved || st->state == 'Z';
+        queue.emplace_back(child, st->num_threads);
+        out.push_back(std::move(*st));
+      } else {
+        moved = true;
+      }
+    }
+    return true;
+  };
+  auto children_of = [&](int parent, int threads) {
     const std::string base = "/proc/" + std::to_string(parent) + "/task";
+    if (threads == 1) {
+      // One thread, whose id is the pid: no need to list the task dir.
+      if (!read_list(base + "/" + std::to_string(parent) + "/children"))
+        moved = true;
+      return;
+    }
     DIR* dir = ::opendir(base.c_str());
-    if (!dir)
-      return;  // gone meanwhile
+    if (!dir) {
+      moved = true;  // gone meanwhile
+      return;
+    }
     while (dirent* e = ::readdir(dir)) {
       std::string_view tid = e->d_name;
       if (tid.empty() || tid[0] == '.')
         continue;
       path.assign(base).append("/").append(tid).append("/children");
-      if (!read_whole(path.c_str(), content))
-        continue;
-      // "pid pid ... ": every pid ends with a space; anything after the
-      // last space is a cut one.
-      std::string_view rest = content;
-      for (auto space = rest.find(' '); space != std::string_view::npos; space = rest.find(' ')) {
-        int child = 0;
-        const bool number = to_number(rest.substr(0, space), child);
-        rest.remove_prefix(space + 1);
-        if (!number || child <= 0 || !seen.insert(child).second)
-          continue;
-        if (auto st = read_proc_stat(child)) {
-          out.push_back(std::move(*st));
-          queue.push_back(child);
-        }
-      }
+      read_list(path);
     }
     ::closedir(dir);
   };
   auto drain = [&] {
     for (std::size_t i = 0; i < queue.size(); ++i)
-      children_of(queue[i]);
+      children_of(queue[i].first, queue[i].second);
     queue.clear();
   };
-  children_of(root);
+  children_of(root, 0);
   drain();
   // A process that exited during the walk left its children to the root
-  // (the subreaper), whose list was read first: read it once more.
-  children_of(root);
-  drain();
+  // (the subreaper), whose list was read first: then read it once more.
+  if (moved) {
+    children_of(root, 0);
+    drain();
+  }
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -215,6 +216,15 @@ struct server::state : std::enable_shared_from_this<server::state> {
   }
 
   asio::awaitable<outcome> dispatch(request r, std::weak_ptr<connection> conn);
+  // A Stats subscription's watch of the task's exit.
+  struct exit_watch {
+    asio::steady_timer timer;
+    asio::cancellation_signal stop;
+    bool exited = false;
+    explicit exit_watch(const asio::any_io_executor& ex) : timer(ex) {}
+  };
+  static asio::awaitable<void> watch_exit(std::shared_ptr<state> self,
+                                          std::shared_ptr<exit_watch> watch);
   static asio::awaitable<void> run_stats(std::shared_ptr<state> self,
                                          std::weak_ptr<connection> conn, std::string id,
                                          std::chrono::milliseconds interval, usage_sampler sampler);
@@ -622,11 +632,26 @@ void server::state::connection_closed(connection* c) {
   }
 }
 
+asio::awaitable<void> server::state::watch_exit(std::shared_ptr<state> self,
+                                                std::shared_ptr<exit_watch> watch) {
+  auto r = co_await self->task.wait();
+  if (r || r.error().code != make_error_code(errc::operation_canceled)) {
+    watch->exited = true;
+    watch->timer.cancel();
+  }
+}
+
 asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
                                                std::weak_ptr<connection> conn, std::string id,
                                                std::chrono::milliseconds interval,
                                                usage_sampler sampler) {
-  asio::steady_timer timer(self->ex);
+  // One watcher of the task's exit for the whole subscription (not a wait
+  // per sample): it wakes the sampling timer early when the task exits, and
+  // is cancelled when the subscription ends.
+  auto watch = std::make_shared<exit_watch>(self->ex);
+  asio::co_spawn(self->ex, watch_exit(self, watch),
+                 asio::bind_cancellation_slot(watch->stop.slot(), asio::detached));
+  auto& timer = watch->timer;
   bool task_ended = false;
   // A fixed schedule (first, first + interval, ...): the time a sample
   // takes does not push the later ones back. A sample late by more than an
@@ -660,12 +685,13 @@ asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
     if (auto now = asio::steady_timer::clock_type::now(); due < now)
       due = now + interval;
     timer.expires_at(due);
-    // The interval, or the task's exit, whichever comes first.
-    auto first =
-        co_await (timer.async_wait(asio::as_tuple(asio::use_awaitable)) || self->task.wait());
-    if (first.index() == 0 && std::get<0>(std::get<0>(first)))
+    // The interval, or the task's exit (the watcher cancels the timer),
+    // whichever comes first; or this subscription's own cancellation.
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec && !watch->exited)
       break;  // cancelled
   }
+  watch->stop.emit(asio::cancellation_type::terminal);
   if (auto c = conn.lock()) {
     c->subscriptions.erase(id);
     if (task_ended && !c->closing) {

@@ -25,6 +25,7 @@ struct proc_stat {
   std::uint64_t cutime_ticks = 0;  ///< field 16: user CPU of reaped children, clock ticks
   std::uint64_t cstime_ticks = 0;  ///< field 17: system CPU of reaped children, clock ticks
   std::uint64_t rss_pages = 0;     ///< field 24: resident set size, pages
+  int num_threads = 0;             ///< field 20: threads in the process
 };
 
 /// Parse the content of /proc/<pid>/stat. The comm field may contain spaces
@@ -43,7 +44,8 @@ std::vector<proc_stat> scan_processes();
 /// has no such lists (CONFIG_PROC_CHILDREN off): scan_processes() then.
 /// The kernel's lists are not a snapshot: a child forked while its parent's
 /// list is read may be missed; one re-parented to `root` during the walk
-/// (its parent exited) is found by reading root's list again at the end.
+/// (its parent exited: seen as a process gone or dead before its own list
+/// was read) is found by reading root's list again at the end.
 std::optional<std::vector<proc_stat>> scan_descendants(int root);
 
 /// The current time in /proc start-time units (ticks since boot, CLOCK_BOOTTIME).
