@@ -183,7 +183,7 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
   std::vector<std::pair<int, int>> queue;  // pid, threads (0: unknown)
   std::unordered_set<int> seen{root};
   std::string path, content;
-  bool moved = false;  // a process vanished or died mid-walk: its children went to root
+  std::vector<std::string> root_lists;  // root's threads' children files, for the re-read
   // Queue the children listed in one thread's file.
   auto read_list = [&](const std::string& file) {
     if (!read_whole(file.c_str(), content))
@@ -198,11 +198,8 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
       if (!number || child <= 0 || !seen.insert(child).second)
         continue;
       if (auto st = read_proc_stat(child)) {
-        moved = moved || st->state == 'Z';
         queue.emplace_back(child, st->num_threads);
         out.push_back(std::move(*st));
-      } else {
-        moved = true;
       }
     }
     return true;
@@ -211,21 +208,20 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
     const std::string base = "/proc/" + std::to_string(parent) + "/task";
     if (threads == 1) {
       // One thread, whose id is the pid: no need to list the task dir.
-      if (!read_list(base + "/" + std::to_string(parent) + "/children"))
-        moved = true;
+      read_list(base + "/" + std::to_string(parent) + "/children");
       return;
     }
     DIR* dir = ::opendir(base.c_str());
-    if (!dir) {
-      moved = true;  // gone meanwhile
-      return;
-    }
+    if (!dir)
+      return;  // gone meanwhile
     while (dirent* e = ::readdir(dir)) {
       std::string_view tid = e->d_name;
       if (tid.empty() || tid[0] == '.')
         continue;
       path.assign(base).append("/").append(tid).append("/children");
       read_list(path);
+      if (parent == root)
+        root_lists.push_back(path);
     }
     ::closedir(dir);
   };
@@ -237,11 +233,12 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
   children_of(root, 0);
   drain();
   // A process that exited during the walk left its children to the root
-  // (the subreaper), whose list was read first: then read it once more.
-  if (moved) {
-    children_of(root, 0);
-    drain();
-  }
+  // (the subreaper), whose lists were read first: read them once more (a
+  // parent that died after its stat was read still shows an empty list, so
+  // there is no telling it happened).
+  for (const auto& list : root_lists)
+    read_list(list);
+  drain();
   return out;
 }
 

@@ -97,16 +97,17 @@ BOOST_AUTO_TEST_CASE(concurrent_waiters_all_get_the_state) {
 }
 
 // A host task's processes are found by walking the executor's tree: a
-// parent with 300 children has a children list of about 2 KiB, read whole.
+// parent with 1000 children has a children list of 6 KiB or more, read
+// whole (over several reads).
 BOOST_AUTO_TEST_CASE(stats_find_every_process_of_a_wide_tree) {
   run([]() -> asio::awaitable<void> {
     pipe_reader out;
     task_executor t(harness::get().reaper);
-    co_await launch_ready(t, out, "for i in $(seq 300); do sleep 1000 & done; echo ready; wait");
+    co_await launch_ready(t, out, "for i in $(seq 1000); do sleep 1000 & done; echo ready; wait");
     auto sampler = t.sampler();
     BOOST_REQUIRE(sampler);
     auto usage = sampler->sample();
-    BOOST_TEST(usage.pids.size() == 301u);  // the shell and its 300 sleeps
+    BOOST_TEST(usage.pids.size() == 1001u);  // the shell and its 1000 sleeps
     BOOST_TEST(usage.pids.contains(t.pid()));
     BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
   });

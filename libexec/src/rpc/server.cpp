@@ -652,6 +652,11 @@ asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
   asio::co_spawn(self->ex, watch_exit(self, watch),
                  asio::bind_cancellation_slot(watch->stop.slot(), asio::detached));
   auto& timer = watch->timer;
+  // However the loop ends (an exception too), the watcher is cancelled.
+  struct stop_watching {
+    exit_watch& w;
+    ~stop_watching() { w.stop.emit(asio::cancellation_type::terminal); }
+  } stop_guard{*watch};
   bool task_ended = false;
   // A fixed schedule (first, first + interval, ...): the time a sample
   // takes does not push the later ones back. A sample late by more than an
@@ -691,7 +696,6 @@ asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
     if (ec && !watch->exited)
       break;  // cancelled
   }
-  watch->stop.emit(asio::cancellation_type::terminal);
   if (auto c = conn.lock()) {
     c->subscriptions.erase(id);
     if (task_ended && !c->closing) {

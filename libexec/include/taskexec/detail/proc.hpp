@@ -44,8 +44,10 @@ std::vector<proc_stat> scan_processes();
 /// has no such lists (CONFIG_PROC_CHILDREN off): scan_processes() then.
 /// The kernel's lists are not a snapshot: a child forked while its parent's
 /// list is read may be missed; one re-parented to `root` during the walk
-/// (its parent exited: seen as a process gone or dead before its own list
-/// was read) is found by reading root's list again at the end.
+/// (its parent exited) is found by reading root's lists again at the end.
+/// One re-parented to another subreaper inside the tree (the init of a PID
+/// namespace, a task that is a subreaper itself) after that one's list was
+/// read is missed by this walk; the next finds it.
 std::optional<std::vector<proc_stat>> scan_descendants(int root);
 
 /// The current time in /proc start-time units (ticks since boot, CLOCK_BOOTTIME).
