@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what taskexec needs to build and test on Debian 12. Idempotent:
 # when everything is installed already it does not touch the network.
+#   scripts/setup.sh             # build and test
+#   scripts/setup.sh hardening   # also clang, libFuzzer, clang-tidy, cppcheck
 set -euo pipefail
 
 packages=(
@@ -9,6 +11,9 @@ packages=(
   libboost-test1.81-dev libboost-thread1.81-dev libboost-filesystem1.81-dev
   libcap-dev
 )
+if [[ ${1:-} == hardening ]]; then
+  packages+=(clang-14 libclang-rt-14-dev clang-tidy-14 cppcheck)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

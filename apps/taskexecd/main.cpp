@@ -2,7 +2,7 @@
 //
 //   taskexecd --socket PATH [--log-file F] [--log-level L] [--log-format text|json]
 //             [--kill-grace-ms N] [--max-message-bytes N] [--allow-uid N]...
-//             [--hostname NAME]
+//             [--hostname NAME] [--max-connections N]
 //
 // Once listening it prints one line on stdout and never writes stdout again:
 //   {"protocol":"taskexec-jsonrpc","version":"2.0.0","socket":"PATH","pid":N}
@@ -41,7 +41,7 @@ int usage(const std::string& why) {
       << "usage: taskexecd --socket PATH [--log-file F] [--log-level "
          "trace|debug|info|warn|error|off]\n"
       << "                 [--log-format text|json] [--kill-grace-ms N] [--max-message-bytes N]\n"
-      << "                 [--allow-uid N]... [--hostname NAME]\n";
+      << "                 [--allow-uid N]... [--hostname NAME] [--max-connections N]\n";
   return 2;
 }
 
@@ -94,6 +94,11 @@ int main(int argc, char** argv) {
       if (!value(v) || !parse_number(v, n) || n < 64)
         return usage("--max-message-bytes needs a number of at least 64");
       opts.max_message_bytes = n;
+    } else if (a == "--max-connections") {
+      std::size_t n = 0;
+      if (!value(v) || !parse_number(v, n) || n < 1 || n > 65536)
+        return usage("--max-connections needs a number from 1 to 65536");
+      opts.max_connections = n;
     } else if (a == "--allow-uid") {
       unsigned uid = 0;
       if (!value(v) || !parse_number(v, uid))

@@ -208,6 +208,10 @@ std::optional<std::string> base64_decode(std::string_view text) {
   const std::uint32_t v = group(g);
   if (v & bad)
     return std::nullopt;
+  // The bits padding covers must be zero (RFC 4648 3.5): only the
+  // canonical text of some bytes decodes, so text and bytes map one to one.
+  if ((keep == 1 && (v & 0xffff)) || (keep == 2 && (v & 0xff)))
+    return std::nullopt;
   o[0] = static_cast<char>(v >> 16);
   if (keep > 1)
     o[1] = static_cast<char>(v >> 8);

@@ -298,11 +298,14 @@ result<void> write_file(const std::string& path, std::string_view value) {
 }
 
 std::vector<int> procs(const std::string& dir) {
-  std::vector<int> out;
   auto text = read_file(join(dir, "cgroup.procs"));
   if (!text)
-    return out;
-  std::string_view rest = *text;
+    return {};
+  return parse_procs(*text);
+}
+
+std::vector<int> parse_procs(std::string_view rest) {
+  std::vector<int> out;
   while (!rest.empty()) {
     auto nl = rest.find('\n');
     auto line = rest.substr(0, nl);

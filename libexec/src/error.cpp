@@ -50,6 +50,8 @@ class category_impl final : public boost::system::error_category {
         return "reattach refused";
       case errc::internal:
         return "internal error";
+      case errc::limit_reached:
+        return "limit reached";
     }
     return "unknown taskexec error " + std::to_string(ev);
   }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdint>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -68,7 +69,9 @@ std::optional<proc_stat> parse_proc_stat(std::string_view s) {
   std::string_view pid_text = s.substr(0, open);
   while (!pid_text.empty() && pid_text.back() == ' ')
     pid_text.remove_suffix(1);
-  if (!to_number(pid_text, st.pid))
+  // The kernel writes only positive pids; a 0 or a negative one taken on
+  // would reach kill() as "our process group" or "everything".
+  if (!to_number(pid_text, st.pid) || st.pid <= 0)
     return std::nullopt;
   st.comm = std::string(s.substr(open + 1, close - open - 1));
   // Fields after comm, 1-based numbering from the kernel's proc(5): 3 state,
@@ -138,6 +141,38 @@ std::optional<proc_stat> parse_proc_stat(std::string_view s) {
   return st;
 }
 
+std::vector<int> parse_children_list(std::string_view rest) {
+  std::vector<int> out;
+  for (auto space = rest.find(' '); space != std::string_view::npos; space = rest.find(' ')) {
+    int pid = 0;
+    if (to_number(rest.substr(0, space), pid) && pid > 0)
+      out.push_back(pid);
+    rest.remove_prefix(space + 1);
+  }
+  return out;
+}
+
+std::optional<std::uint64_t> parse_status_kib(std::string_view s, std::string_view key) {
+  while (!s.empty()) {
+    const auto nl = s.find('\n');
+    std::string_view line = s.substr(0, nl);
+    s = nl == std::string_view::npos ? std::string_view{} : s.substr(nl + 1);
+    if (line.size() <= key.size() || !line.starts_with(key) || line[key.size()] != ':')
+      continue;
+    line.remove_prefix(key.size() + 1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t'))
+      line.remove_prefix(1);
+    if (!line.ends_with(" kB"))
+      return std::nullopt;
+    line.remove_suffix(3);
+    std::uint64_t kib = 0;
+    if (!to_number(line, kib) || kib > (UINT64_MAX >> 10))
+      return std::nullopt;
+    return kib;
+  }
+  return std::nullopt;
+}
+
 std::optional<proc_stat> read_proc_stat(int pid) {
   char path[32];
   auto [p, ec] = std::to_chars(path, path + 16, pid);
@@ -188,14 +223,8 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
   auto read_list = [&](const std::string& file) {
     if (!read_whole(file.c_str(), content))
       return false;
-    // "pid pid ... ": every pid ends with a space; anything after the
-    // last space is a cut one.
-    std::string_view rest = content;
-    for (auto space = rest.find(' '); space != std::string_view::npos; space = rest.find(' ')) {
-      int child = 0;
-      const bool number = to_number(rest.substr(0, space), child);
-      rest.remove_prefix(space + 1);
-      if (!number || child <= 0 || !seen.insert(child).second)
+    for (int child : parse_children_list(content)) {
+      if (!seen.insert(child).second)
         continue;
       if (auto st = read_proc_stat(child)) {
         queue.emplace_back(child, st->num_threads);

@@ -21,14 +21,7 @@ std::uint64_t swap_bytes(int pid) {
   auto text = cgroup::read_file("/proc/" + std::to_string(pid) + "/status");
   if (!text)
     return 0;
-  auto at = text->find("\nVmSwap:");
-  if (at == std::string::npos)
-    return 0;
-  try {
-    return std::stoull(text->substr(at + 8)) * 1024;  // "VmSwap:   12 kB"
-  } catch (const std::exception&) {
-    return 0;
-  }
+  return detail::parse_status_kib(*text, "VmSwap").value_or(0) * 1024;
 }
 
 const std::vector<std::string> proc_memory = {"RSS", "Swap"};

@@ -85,6 +85,9 @@ result<void> write_file(const std::string& path, std::string_view value);
 
 /// Pids listed in <dir>/cgroup.procs.
 std::vector<int> procs(const std::string& dir);
+/// The pids of a cgroup.procs file's content, one per line; lines that are
+/// not a positive number are skipped.
+std::vector<int> parse_procs(std::string_view content);
 
 /// The value of `key` in a flat keyed file ("key value" lines): memory.stat,
 /// cpu.stat, memory.events, memory.oom_control.

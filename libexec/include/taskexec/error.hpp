@@ -40,6 +40,7 @@ enum class errc {
   protocol_error,          ///< the peer broke the protocol (or we sent a bad request)
   reattach_refused,        ///< the saved config does not match a live daemon
   internal,                ///< the daemon reported an internal error (-32603)
+  limit_reached,  ///< a daemon limit (connections, pending calls, subscriptions, sessions) (-32010)
 };
 
 const boost::system::error_category& category() noexcept;

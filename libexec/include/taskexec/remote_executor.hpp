@@ -71,6 +71,11 @@ std::string to_json(const reattach_config& config);
 /// naming the field otherwise.
 result<reattach_config> parse_reattach_config(std::string_view json_text);
 
+/// taskexecd's handshake line,
+/// {"protocol":"taskexec-jsonrpc","version":"...","socket":"...","pid":N}:
+/// the daemon's pid. errc::protocol_error when it is not one.
+result<int> parse_handshake(std::string_view line);
+
 /// One page of the daemon's event journal.
 struct event_page {
   std::vector<boost::json::object> events;  ///< {seq, time_unix_nano, type, ...}

@@ -77,44 +77,11 @@ errc from_rpc_error(std::int64_t code) noexcept {
       return errc::invalid_argument;
     case -32603:
       return errc::internal;
+    case -32010:
+      return errc::limit_reached;
     default:
       return errc::protocol_error;
   }
-}
-
-// ---------------------------------------------------------------- reattach
-
-std::string to_json(const reattach_config& c) {
-  return json::serialize(
-      json::object{{"socket", c.socket}, {"pid", c.pid}, {"pid_start_time", c.pid_start_time}});
-}
-
-result<reattach_config> parse_reattach_config(std::string_view text) {
-  boost::system::error_code ec;
-  auto v = json::parse(text, ec);
-  if (ec || !v.is_object())
-    return make_error(errc::invalid_argument, "reattach config is not a JSON object");
-  const auto& o = v.as_object();
-  for (const auto& [k, _] : o) {
-    if (k != "socket" && k != "pid" && k != "pid_start_time")
-      return make_error(errc::invalid_argument,
-                        "reattach config: unknown field \"" + std::string(k) + "\"");
-  }
-  reattach_config c;
-  const auto* s = o.if_contains("socket");
-  if (!s || !s->is_string() || s->as_string().empty())
-    return make_error(errc::invalid_argument, "reattach config: socket must be a non-empty string");
-  c.socket = s->as_string();
-  const auto* p = o.if_contains("pid");
-  if (!p || !p->is_int64() || p->as_int64() <= 0 || p->as_int64() > 0x3fffffff)
-    return make_error(errc::invalid_argument, "reattach config: pid must be a positive integer");
-  c.pid = static_cast<int>(p->as_int64());
-  const auto* t = o.if_contains("pid_start_time");
-  if (!t || !(t->is_int64() || t->is_uint64()) || (t->is_int64() && t->as_int64() < 0))
-    return make_error(errc::invalid_argument,
-                      "reattach config: pid_start_time must be a non-negative integer");
-  c.pid_start_time = t->is_uint64() ? t->as_uint64() : static_cast<std::uint64_t>(t->as_int64());
-  return c;
 }
 
 // ---------------------------------------------------------------- connection
@@ -587,6 +554,10 @@ asio::awaitable<result<remote_executor>> remote_executor::connect(asio::any_io_e
   if (socket_path.empty() || socket_path.size() >= sizeof(sockaddr_un{}.sun_path))
     co_return make_error(errc::invalid_argument,
                          "socket path must have 1 to 107 bytes: \"" + socket_path + "\"");
+  // Never an abstract socket (a leading NUL): it has no permissions, so
+  // anyone could be listening there.
+  if (socket_path.find('\0') != std::string::npos)
+    co_return make_error(errc::invalid_argument, "socket path contains a NUL byte");
   auto p = std::make_shared<impl>(ex, socket_path);
   auto [ec] = co_await p->sock.async_connect(local::endpoint(socket_path),
                                              asio::as_tuple(asio::use_awaitable));

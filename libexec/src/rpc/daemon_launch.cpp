@@ -21,7 +21,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/json/parse.hpp>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -36,7 +35,6 @@ extern char** environ;
 namespace taskexec {
 
 namespace asio = boost::asio;
-namespace json = boost::json;
 
 namespace {
 
@@ -368,13 +366,8 @@ asio::awaitable<result<created_executor>> create_executor(asio::any_io_executor 
   }
   std::string line(asio::buffers_begin(buf.data()),
                    asio::buffers_begin(buf.data()) + static_cast<std::ptrdiff_t>(n));
-  boost::system::error_code jec;
-  auto hello = json::parse(line, jec);
-  const json::object* h = jec ? nullptr : hello.if_object();
-  const auto* proto = h ? h->if_contains("protocol") : nullptr;
-  const auto* pid = h ? h->if_contains("pid") : nullptr;
-  if (!proto || !proto->is_string() || proto->as_string() != "taskexec-jsonrpc" || !pid ||
-      !pid->is_int64() || pid->as_int64() != d.pid) {
+  auto said_pid = parse_handshake(line);
+  if (!said_pid || *said_pid != d.pid) {
     kill_daemon(d);
     co_return make_error(errc::protocol_error, "unexpected handshake from " + *exe + ": " + line);
   }

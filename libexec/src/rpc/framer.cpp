@@ -7,6 +7,13 @@ namespace {
 constexpr std::size_t keep_capacity = 64 * 1024;
 }  // namespace
 
+void ndjson_framer::drop_all() {
+  overflowed_ = true;
+  buffer_.clear();
+  buffer_.shrink_to_fit();
+  start_ = scan_ = 0;
+}
+
 void ndjson_framer::compact() {
   if (start_ == 0)
     return;
@@ -22,9 +29,7 @@ void ndjson_framer::feed(std::string_view bytes) {
   // A partial message already over the limit will never be accepted: stop
   // buffering it now rather than when its '\n' arrives.
   if (buffer_.find('\n', scan_) == std::string::npos && buffer_.size() > max_ + 1) {
-    overflowed_ = true;
-    buffer_.clear();
-    buffer_.shrink_to_fit();
+    drop_all();
   }
 }
 
@@ -44,9 +49,7 @@ std::optional<std::string> ndjson_framer::next() {
       // One byte of slack: a message of exactly the limit may end in "\r\n"
       // whose '\n' has not arrived yet.
       if (scan_ > max_ + 1) {
-        overflowed_ = true;
-        buffer_.clear();
-        buffer_.shrink_to_fit();
+        drop_all();
       }
       return std::nullopt;
     }
@@ -58,9 +61,7 @@ std::optional<std::string> ndjson_framer::next() {
     start_ = nl + 1;
     scan_ = 0;
     if (len > max_) {
-      overflowed_ = true;
-      buffer_.clear();
-      buffer_.shrink_to_fit();
+      drop_all();
       return std::nullopt;
     }
     std::string_view line(buffer_.data() + begin, len);

@@ -132,6 +132,9 @@ rpc_error to_rpc_error(const error& e, task_operation op) {
       case errc::unknown_subscription:
         out.error_code = code::unknown_subscription;
         break;
+      case errc::limit_reached:
+        out.error_code = code::limit_exceeded;
+        break;
       case errc::connection_failed:
       case errc::protocol_error:
       case errc::reattach_refused:

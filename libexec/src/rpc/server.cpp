@@ -12,6 +12,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -31,6 +32,7 @@
 #include "taskexec/logging.hpp"
 #include "taskexec/rpc/journal.hpp"
 #include "taskexec/rpc/message.hpp"
+#include "taskexec/rpc/params.hpp"
 #include "taskexec/signals.hpp"
 #include "taskexec/task_executor.hpp"
 #include "taskexec/version.hpp"
@@ -90,86 +92,18 @@ json::object exec_result_json(const exec_result& r) {
   return o;
 }
 
+// -32010: a limit of the daemon was reached; data.limit is the limit.
+rpc_error limit_error(std::string what, std::size_t limit) {
+  rpc_error e{code::limit_exceeded, std::move(what) + " (limit " + std::to_string(limit) + ")", {}};
+  e.data["limit"] = limit;
+  return e;
+}
+
 rpc_error params_error(std::string field, std::string message) {
   rpc_error e{code::invalid_params, std::move(message), {}};
   if (!field.empty())
     e.data["field"] = std::move(field);
   return e;
-}
-
-// params must be absent, or an object with only `known` members.
-std::optional<rpc_error> check_params(const json::value& params,
-                                      std::initializer_list<std::string_view> known) {
-  if (params.is_null())
-    return std::nullopt;
-  if (!params.is_object())
-    return params_error("", "params must be an object");
-  for (const auto& kv : params.get_object()) {
-    bool ok = false;
-    for (auto k : known)
-      ok = ok || kv.key() == k;
-    if (!ok)
-      return params_error(std::string(kv.key()), "unknown field \"" + std::string(kv.key()) + "\"");
-  }
-  return std::nullopt;
-}
-
-const json::value* param(const json::value& params, std::string_view key) {
-  return params.is_object() ? params.get_object().if_contains(key) : nullptr;
-}
-
-// Durations beyond this (about 31 years) are refused: they would overflow
-// the clock arithmetic.
-constexpr std::int64_t max_duration_ms = 1'000'000'000'000;
-
-std::optional<rpc_error> duration_param(const json::value& params, std::string_view key,
-                                        std::int64_t& out) {
-  const auto* v = param(params, key);
-  if (!v)
-    return std::nullopt;
-  if (!v->is_int64() || v->get_int64() < 0 || v->get_int64() > max_duration_ms)
-    return params_error(std::string(key), std::string(key) + " must be an integer from 0 to " +
-                                              std::to_string(max_duration_ms));
-  out = v->get_int64();
-  return std::nullopt;
-}
-
-// An optional array of strings.
-std::optional<rpc_error> string_list_param(const json::value& params, std::string_view key,
-                                           std::vector<std::string>& out) {
-  const auto* a = param(params, key);
-  if (!a)
-    return std::nullopt;
-  if (!a->is_array())
-    return params_error(std::string(key), std::string(key) + " must be an array of strings");
-  for (std::size_t i = 0; i < a->as_array().size(); ++i) {
-    const auto& v = a->as_array()[i];
-    if (!v.is_string()) {
-      const std::string at = std::string(key) + "[" + std::to_string(i) + "]";
-      return params_error(at, at + " must be a string");
-    }
-    out.emplace_back(v.as_string());
-  }
-  return std::nullopt;
-}
-
-// tty_size: {"height": rows, "width": columns}, each 1 to 65535.
-std::optional<rpc_error> tty_size_param(const json::value& params, tty_size& out) {
-  const auto* t = param(params, "tty_size");
-  if (!t->is_object())
-    return params_error("tty_size", "tty_size must be an object {\"height\", \"width\"}");
-  if (auto e = check_params(*t, {"height", "width"})) {
-    e->data["field"] = "tty_size." + std::string(e->data["field"].as_string());
-    return e;
-  }
-  for (std::string_view k : {"height", "width"}) {
-    const auto* v = param(*t, k);
-    const std::string field = "tty_size." + std::string(k);
-    if (!v || !v->is_int64() || v->as_int64() < 1 || v->as_int64() > 65535)
-      return params_error(field, field + " must be an integer from 1 to 65535");
-    (k == "height" ? out.height : out.width) = static_cast<std::uint16_t>(v->as_int64());
-  }
-  return std::nullopt;
 }
 
 json::value launched_state(const process_state& p) {
@@ -247,10 +181,13 @@ struct server::connection : std::enable_shared_from_this<connection> {
     resume.expires_at(std::chrono::steady_clock::time_point::max());
   }
 
-  // Backpressure: the reader stops reading while this many requests are in
-  // flight or this many response bytes wait for a client that does not read.
-  // Memory per connection stays bounded whatever the client sends.
+  // Requests in flight (answer not yet produced): past this many, a request
+  // is answered -32010 at once. Calls that complete at once never count
+  // against it (the reader lets them run before it judges).
   static constexpr std::size_t max_pending = 256;
+  // Backpressure: the reader stops reading while this many response bytes
+  // wait for a client that does not read. Memory per connection stays
+  // bounded whatever the client sends.
   static constexpr std::size_t max_out_bytes = 1 << 20;
 
   std::shared_ptr<server::state> st;
@@ -344,9 +281,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
     out.push_back(std::move(line));
     wake.cancel();
   }
-  bool saturated() const {
-    return pending >= max_pending || out_bytes > max_out_bytes || blocked_inputs > 0;
-  }
+  bool saturated() const { return out_bytes > max_out_bytes || blocked_inputs > 0; }
   bool idle() const { return pending == 0 && sessions.empty(); }
   void session_ended(const std::string& id) {
     sessions.erase(id);
@@ -433,6 +368,13 @@ struct server::connection : std::enable_shared_from_this<connection> {
         auto line = framer.next();
         if (!line)
           break;
+        if (pending >= max_pending) {
+          // Calls this read started are only posted yet: let those that
+          // complete at once finish before the limit judges this one.
+          co_await asio::post(socket.get_executor(), asio::use_awaitable);
+          if (closing)
+            break;
+        }
         handle(*line);
       }
       if (framer.overflowed()) {
@@ -495,6 +437,12 @@ struct server::connection : std::enable_shared_from_this<connection> {
 
   // Each request runs in its own coroutine: a pending Wait blocks nothing.
   void run_one(request r) {
+    if (pending >= max_pending) {
+      if (r.id)
+        send(make_error(*r.id,
+                        limit_error("too many requests pending on this connection", max_pending)));
+      return;
+    }
     auto self = shared_from_this();
     ++pending;
     auto cancel = cancels.emplace(cancels.end());
@@ -558,6 +506,13 @@ struct server::connection : std::enable_shared_from_this<connection> {
         continue;
       }
       auto r = std::get<request>(std::move(it));
+      if (pending >= max_pending) {
+        if (r.id)
+          b->responses.push_back(make_error(
+              *r.id, limit_error("too many requests pending on this connection", max_pending)));
+        done_one();
+        continue;
+      }
       auto request_id = r.id;
       ids->push_back(r.id);
       ++pending;
@@ -777,14 +732,14 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
   const auto& p = r.params;
   const std::string& m = r.method;
   if (m == "Version") {
-    if (auto e = check_params(p, {}))
-      co_return *e;
+    if (auto d = decode_no_params(p); !d)
+      co_return d.error();
     co_return json::value{{"version", std::string(executor_version)}};
   }
   if (m == "Launch") {
-    auto cmd = decode_exec_command(p);
+    auto cmd = decode_launch(p);
     if (!cmd)
-      co_return to_rpc_error(cmd.error());
+      co_return cmd.error();
     auto st = co_await task.launch(std::move(*cmd));
     if (!st)
       co_return to_rpc_error(st.error(), task_operation::launch);
@@ -797,15 +752,10 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     co_return launched_state(*st);
   }
   if (m == "Wait") {
-    if (auto e = check_params(p, {"timeout_ms"}))
-      co_return *e;
-    std::optional<std::int64_t> timeout;
-    if (param(p, "timeout_ms")) {
-      std::int64_t t = 0;
-      if (auto e = duration_param(p, "timeout_ms", t))
-        co_return *e;
-      timeout = t;
-    }
+    auto d = decode_wait(p);
+    if (!d)
+      co_return d.error();
+    const std::optional<std::int64_t> timeout = d->timeout_ms;
     result<process_state> st;
     if (timeout) {
       asio::steady_timer timer(ex, std::chrono::milliseconds(*timeout));
@@ -823,24 +773,10 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     co_return json::value_from(*st);
   }
   if (m == "Signal") {
-    if (auto e = check_params(p, {"signal"}))
-      co_return *e;
-    const auto* s = param(p, "signal");
-    if (!s)
-      co_return params_error("signal", "signal is required");
-    int signo = 0;
-    if (s->is_int64()) {
-      signo = static_cast<int>(s->get_int64());
-      if (s->get_int64() != signo)
-        co_return params_error("signal", "invalid signal number");
-    } else if (s->is_string()) {
-      auto n = signal_from_name(s->get_string());
-      if (!n)
-        co_return params_error("signal", "unknown signal \"" + std::string(s->get_string()) + "\"");
-      signo = *n;
-    } else {
-      co_return params_error("signal", "signal must be a number or a name");
-    }
+    auto d = decode_signal(p);
+    if (!d)
+      co_return d.error();
+    const int signo = d->signal;
     auto res = co_await task.signal(signo);
     if (!res)
       co_return to_rpc_error(res.error(), task_operation::signal);
@@ -849,17 +785,11 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     co_return json::object{};
   }
   if (m == "Shutdown") {
-    if (auto e = check_params(p, {"signal", "grace_period_ms"}))
-      co_return *e;
-    std::string sig = "SIGINT";
-    std::int64_t grace = options->kill_grace.count();
-    if (const auto* s = param(p, "signal")) {
-      if (!s->is_string())
-        co_return params_error("signal", "signal must be a name such as \"SIGTERM\"");
-      sig = std::string(s->get_string());
-    }
-    if (auto e = duration_param(p, "grace_period_ms", grace))
-      co_return *e;
+    auto d = decode_shutdown(p);
+    if (!d)
+      co_return d.error();
+    const std::string sig = d->signal;
+    const std::int64_t grace = d->grace_period_ms.value_or(options->kill_grace.count());
     auto res = co_await task.shutdown(sig, std::chrono::milliseconds(grace));
     // Only shutdowns that ran are events (not one refused before Launch).
     if (res || res.error().code != make_error_code(errc::not_launched)) {
@@ -873,8 +803,8 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     co_return json::object{};
   }
   if (m == "Destroy") {
-    if (auto e = check_params(p, {}))
-      co_return *e;
+    if (auto d = decode_no_params(p); !d)
+      co_return d.error();
     if (task.state() != task_state::destroyed) {
       auto res = co_await task.destroy();
       if (!res && res.error().code != make_error_code(errc::task_destroyed))
@@ -888,30 +818,22 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     co_return json::object{};
   }
   if (m == "Events") {
-    if (auto e = check_params(p, {"since"}))
-      co_return *e;
-    std::uint64_t since = 0;
-    if (const auto* s = param(p, "since")) {
-      if (!s->is_int64() || s->get_int64() < 0)
-        co_return params_error("since", "since must be a non-negative integer");
-      since = static_cast<std::uint64_t>(s->get_int64());
-    }
-    co_return journal.since(since);
+    auto d = decode_events(p);
+    if (!d)
+      co_return d.error();
+    co_return journal.since(d->since);
   }
   if (m == "Stats") {
-    if (auto e = check_params(p, {"interval_ms"}))
-      co_return *e;
-    std::int64_t interval = 1000;
-    if (auto e = duration_param(p, "interval_ms", interval))
-      co_return *e;
-    if (interval < 10)
-      co_return params_error("interval_ms", "interval_ms must be at least 10");
+    auto d = decode_stats(p);
+    if (!d)
+      co_return d.error();
+    const std::int64_t interval = d->interval_ms;
     auto c = conn.lock();
     if (!c)
       co_return rpc_error{code::internal_error, "connection gone", {}};
     if (c->subscriptions.size() >= connection::max_subscriptions)
-      co_return params_error("", "at most " + std::to_string(connection::max_subscriptions) +
-                                     " Stats subscriptions per connection");
+      co_return limit_error("too many Stats subscriptions on this connection",
+                            connection::max_subscriptions);
     auto sampler = task.sampler();
     if (!sampler)
       co_return to_rpc_error(sampler.error(), task_operation::stats);
@@ -950,12 +872,10 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     co_return json::value(std::move(out));
   }
   if (m == "Stats.Cancel") {
-    if (auto e = check_params(p, {"subscription"}))
-      co_return *e;
-    const auto* sub = param(p, "subscription");
-    if (!sub || !sub->is_string())
-      co_return params_error("subscription", "subscription must be a string");
-    const std::string id(sub->get_string());
+    auto d = decode_stats_cancel(p);
+    if (!d)
+      co_return d.error();
+    const std::string id = d->subscription;
     auto c = conn.lock();
     if (!c || !c->subscriptions.contains(id))
       co_return rpc_error{code::unknown_subscription, "unknown subscription \"" + id + "\"", {}};
@@ -965,33 +885,19 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     co_return json::value(json::object{});
   }
   if (m == "UpdateResources") {
-    if (auto e = check_params(p, {"resources"}))
-      co_return *e;
-    const auto* res = param(p, "resources");
-    if (!res)
-      co_return params_error("resources", "resources is required");
-    auto decoded = decode_resources(*res, "resources");
-    if (!decoded)
-      co_return to_rpc_error(decoded.error());
-    if (auto u = task.update_resources(*decoded); !u)
+    auto d = decode_update_resources(p);
+    if (!d)
+      co_return d.error();
+    if (auto u = task.update_resources(d->resources); !u)
       co_return to_rpc_error(u.error(), task_operation::update_resources);
     co_return json::value(json::object{});
   }
   if (m == "Exec") {
-    if (auto e = check_params(p, {"cmd", "args", "timeout_ms"}))
-      co_return *e;
-    const auto* c = param(p, "cmd");
-    if (!c || !c->is_string())
-      co_return params_error("cmd", "cmd must be a string");
-    std::vector<std::string> args;
-    if (auto e = string_list_param(p, "args", args))
-      co_return *e;
-    std::int64_t timeout = 60000;
-    if (param(p, "timeout_ms")) {
-      if (auto e = duration_param(p, "timeout_ms", timeout))
-        co_return *e;
-    }
-    auto ran = co_await task.exec(std::string(c->as_string()), std::move(args),
+    auto d = decode_exec(p);
+    if (!d)
+      co_return d.error();
+    const std::int64_t timeout = d->timeout_ms;
+    auto ran = co_await task.exec(std::move(d->cmd), std::move(d->args),
                                   std::chrono::milliseconds(timeout));
     if (!ran)
       co_return to_rpc_error(ran.error(), task_operation::exec);
@@ -1004,39 +910,21 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     co_return json::value(std::move(out));
   }
   if (m == "ExecStreaming.Start") {
-    if (auto e = check_params(p, {"cmd", "args", "tty", "tty_size"}))
-      co_return *e;
-    exec_session_options o;
-    const auto* cmd = param(p, "cmd");
-    if (!cmd || !cmd->is_string())
-      co_return params_error("cmd", "cmd must be a string");
-    o.cmd = std::string(cmd->as_string());
-    if (auto e = string_list_param(p, "args", o.args))
-      co_return *e;
-    if (const auto* t = param(p, "tty")) {
-      if (!t->is_bool())
-        co_return params_error("tty", "tty must be a boolean");
-      o.tty = t->as_bool();
-    }
-    if (param(p, "tty_size")) {
-      if (!o.tty)
-        co_return params_error("tty_size", "tty_size needs \"tty\": true");
-      if (auto e = tty_size_param(p, o.size))
-        co_return *e;
-    }
+    auto o = decode_exec_start(p);
+    if (!o)
+      co_return o.error();
     auto c = conn.lock();
     if (!c)
       co_return rpc_error{code::internal_error, "connection gone", {}};
     if (c->sessions.size() >= connection::max_sessions)
-      co_return params_error("", "at most " + std::to_string(connection::max_sessions) +
-                                     " exec sessions per connection");
+      co_return limit_error("too many exec sessions on this connection", connection::max_sessions);
     if (!r.id)
       co_return params_error("",
                              "ExecStreaming.Start needs an id: its session is named in the "
                              "answer");
     if (c->after_answer.contains(json::serialize(*r.id)))
       co_return rpc_error{code::invalid_request, "a request with this id is still pending", {}};
-    auto started = co_await task.exec_streaming(std::move(o));
+    auto started = co_await task.exec_streaming(std::move(*o));
     if (!started)
       co_return to_rpc_error(started.error(), task_operation::exec);
     c = conn.lock();  // the start did not suspend, but stay honest
@@ -1071,13 +959,19 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
   }
   if (m == "ExecStreaming.Input" || m == "ExecStreaming.Cancel") {
     const bool input = m == "ExecStreaming.Input";
-    if (auto e = input ? check_params(p, {"session", "data", "close", "tty_size"})
-                       : check_params(p, {"session"}))
-      co_return *e;
-    const auto* sub = param(p, "session");
-    if (!sub || !sub->is_string())
-      co_return params_error("session", "session must be a string");
-    const std::string id(sub->as_string());
+    exec_input_params in;
+    if (input) {
+      auto d = decode_exec_input(p);
+      if (!d)
+        co_return d.error();
+      in = std::move(*d);
+    } else {
+      auto d = decode_exec_cancel(p);
+      if (!d)
+        co_return d.error();
+      in.session = std::move(d->session);
+    }
+    const std::string id = in.session;
     auto c = conn.lock();
     auto it = c ? c->sessions.find(id) : decltype(c->sessions.end()){};
     if (!c || it == c->sessions.end())
@@ -1087,27 +981,12 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
       entry->session.kill();
       co_return json::value(json::object{});
     }
-    std::optional<std::string> data;
-    if (const auto* d = param(p, "data")) {
-      if (!d->is_string())
-        co_return params_error("data", "data must be a base64 string");
-      data = base64_decode(d->as_string());
-      if (!data)
-        co_return params_error("data", "data is not base64 (RFC 4648, with padding)");
-    }
-    bool close = false;
-    if (const auto* cl = param(p, "close")) {
-      if (!cl->is_bool())
-        co_return params_error("close", "close must be a boolean");
-      close = cl->as_bool();
-    }
-    if (param(p, "tty_size")) {
-      tty_size size;
-      if (auto e = tty_size_param(p, size))
-        co_return *e;
+    std::optional<std::string>& data = in.data;
+    const bool close = in.close;
+    if (in.size) {
       if (!entry->session.tty())
         co_return params_error("tty_size", "session \"" + id + "\" has no tty");
-      if (auto rs = entry->session.resize(size); !rs)
+      if (auto rs = entry->session.resize(*in.size); !rs)
         co_return to_rpc_error(rs.error(), task_operation::exec);
     }
     if (data && !data->empty()) {
@@ -1146,6 +1025,10 @@ result<void> server::listen() {
   const std::string& path = options_.socket_path;
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
     return make_error(errc::invalid_argument, "socket path \"" + path + "\" is empty or too long");
+  // A leading NUL would make it an abstract socket, which has no
+  // permissions: anyone in the network namespace could connect.
+  if (path.find('\0') != std::string::npos)
+    return make_error(errc::invalid_argument, "socket path contains a NUL byte");
   fs::path parent = fs::path(path).parent_path();
   std::error_code ec;
   // With --allow-uid, other users must reach the socket: it is made 0666 and
@@ -1157,6 +1040,18 @@ result<void> server::listen() {
       return make_system_error(ec.value(), "create directory \"" + parent.string() + "\"");
     ::chmod(parent.c_str(), shared ? 0711 : 0700);
   }
+  // In a directory anyone may write without the sticky bit, anyone could
+  // remove our socket and put theirs in its place: clients would talk to
+  // an impostor.
+  struct stat dir {};
+  if (::stat(parent.empty() ? "." : parent.c_str(), &dir) != 0)
+    return make_system_error(errno, "stat \"" + parent.string() + "\"");
+  if ((dir.st_mode & S_IWOTH) && !(dir.st_mode & S_ISVTX))
+    return make_error(errc::permission_denied,
+                      "socket directory \"" +
+                          (parent.empty() ? std::string(".") : parent.string()) +
+                          "\" is world-writable without the sticky bit: anyone could replace "
+                          "the socket");
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
@@ -1229,10 +1124,7 @@ asio::awaitable<void> server::accept_loop() {
       continue;
     }
     if (st->connections.size() > options_.max_connections) {
-      c->send(make_error(
-          nullptr, {code::internal_error,
-                    "too many connections (limit " + std::to_string(options_.max_connections) + ")",
-                    {}}));
+      c->send(make_error(nullptr, limit_error("too many connections", options_.max_connections)));
       c->close_after_flush();
       continue;
     }

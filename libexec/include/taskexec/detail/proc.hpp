@@ -32,6 +32,15 @@ struct proc_stat {
 /// and parentheses: it runs from the first '(' to the last ')'.
 std::optional<proc_stat> parse_proc_stat(std::string_view content);
 
+/// The pids of a /proc/<pid>/task/<tid>/children list ("12 34 "): each is
+/// followed by a space, so anything after the last space is a pid cut by a
+/// short read and is dropped, as is anything that is not a positive number.
+std::vector<int> parse_children_list(std::string_view content);
+
+/// The value in kB of `key` ("VmSwap") in /proc/<pid>/status
+/// ("VmSwap:\t  12 kB"); nullopt when absent or malformed.
+std::optional<std::uint64_t> parse_status_kib(std::string_view content, std::string_view key);
+
 /// Read and parse /proc/<pid>/stat; nullopt when the process is gone.
 std::optional<proc_stat> read_proc_stat(int pid);
 

@@ -37,6 +37,7 @@ class ndjson_framer {
 
  private:
   void compact();
+  void drop_all();  // overflowed: nothing is kept
   std::size_t max_;
   std::string buffer_;
   std::size_t start_ = 0;  // first unconsumed byte

@@ -33,6 +33,7 @@ enum class code : int {
   unsupported = -32007,
   resource_config_failed = -32008,
   unknown_subscription = -32009,
+  limit_exceeded = -32010,  ///< data.limit: the limit that was reached
 };
 
 struct rpc_error {
