@@ -484,17 +484,17 @@ namespace {
 // Joins the task's cgroups (the exec of a task without container isolation).
 class cgroup_join final : public isolation_strategy {
  public:
-  explicit cgroup_join(std::vector<std::string> files) : files_(std::move(files)) {}
+  explicit cgroup_join(cgroup_membership m) : membership_(std::move(m)) {}
   std::string_view name() const noexcept override { return "cgroup-join"; }
   isolation_features features() const noexcept override { return 0; }
   result<void> validate(const exec_command&) const override { return {}; }
   result<void> before_fork(const exec_command&, launch_plan&) override { return {}; }
   bool in_child(const launch_plan&, child_failure& f) const noexcept override {
-    return join_cgroups(files_, f);
+    return join_cgroups(membership_, f);
   }
 
  private:
-  std::vector<std::string> files_;
+  cgroup_membership membership_;
 };
 
 // One exec's state, shared by its coroutine, its output reader and its
@@ -601,7 +601,7 @@ result<std::pair<strategy_stack, exec_command>> task_executor::impl::exec_contex
     stack.push_back(container->enter());
   } else {
     if (auto* cg = cgroup())
-      stack.push_back(std::make_unique<cgroup_join>(cg->procs_files()));
+      stack.push_back(std::make_unique<cgroup_join>(cg->membership()));
     stack.push_back(std::make_unique<host_strategy>());
   }
   exec_command c = launched;

@@ -86,11 +86,6 @@ std::vector<expect> usage_cases() {
   };
 }
 
-template <class... A>
-std::vector<std::string> argv_of(A&&... a) {
-  return {std::string(std::forward<A>(a))...};
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(taskexec_cli)

@@ -10,6 +10,8 @@
 //     DAEMON at SOCKET, launch `sleep 1000` through it, print the reattach
 //     config and the task's pid as one JSON line, then wait for the task
 //     (so that a test can kill a client with a call pending).
+//   taskexec-test-helper --fork-bomb: ignore SIGTERM, then every process
+//     forks for ever, going on when fork fails (EAGAIN under pids.max).
 //   taskexec-test-helper --remote-version SOCKET: connect with
 //     remote_executor and print the version, or the error's code and message.
 #include <boost/asio/co_spawn.hpp>
@@ -36,6 +38,11 @@
 #include "taskexec/task_executor.hpp"
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--fork-bomb") {
+    ::signal(SIGTERM, SIG_IGN);
+    for (;;)
+      (void)::fork();
+  }
   if (argc == 2 && std::string(argv[1]) == "--zombie-leader") {
     std::thread([] {
       for (;;)

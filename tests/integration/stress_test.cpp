@@ -10,13 +10,6 @@ using namespace test_support;
 
 namespace {
 
-// Variadic, for coroutines: GCC 12 rejects braced lists of string literals
-// in them ("array used as initializer").
-template <class... A>
-std::vector<std::string> argv_of(A... a) {
-  return std::vector<std::string>{std::string(a)...};
-}
-
 constexpr const char* mixed_methods[] = {"Version", "Signal(0)", "Events", "Stats",
                                          "Exec(/bin/true)"};
 

@@ -10,15 +10,6 @@
 
 using namespace test_support;
 
-namespace {
-
-template <class... A>
-std::vector<std::string> argv_of(A... a) {
-  return std::vector<std::string>{std::string(a)...};
-}
-
-}  // namespace
-
 BOOST_AUTO_TEST_SUITE(stress_privileged, *boost::unit_test::precondition(needs_root()))
 
 BOOST_AUTO_TEST_CASE(churn_in_cgroups_leaves_no_cgroup) {

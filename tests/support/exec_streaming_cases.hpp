@@ -147,13 +147,6 @@ inline asio::awaitable<transcript> drain(stream_driver& d) {
   co_return t;
 }
 
-/// Arguments built outside the coroutines (GCC 12 miscompiles braced lists
-/// of strings in a coroutine frame).
-template <class... A>
-std::vector<std::string> argv_of(A... a) {
-  return {std::string(a)...};
-}
-
 inline taskexec::exec_session_options session_of(std::vector<std::string> argv, bool tty) {
   taskexec::exec_session_options o;
   o.cmd = argv.front();

@@ -212,6 +212,13 @@ inline bool alive(int pid) {
   return st && st->state != 'Z';
 }
 
+/// Arguments built outside the coroutines (GCC 12 miscompiles braced lists
+/// of strings in a coroutine frame).
+template <class... A>
+std::vector<std::string> argv_of(A... a) {
+  return {std::string(a)...};
+}
+
 inline taskexec::exec_command sh(const std::string& script) {
   taskexec::exec_command c;
   c.cmd = "/bin/sh";

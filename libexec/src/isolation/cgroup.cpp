@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 
 #include "taskexec/logging.hpp"
@@ -212,15 +213,47 @@ result<void> cgroup_strategy::before_fork(const exec_command& cmd, launch_plan&)
   for (const auto* d : {&v2_dir_, &v1_.memory, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset, &v1_.pids,
                         &v1_.freezer, &v1_.devices}) {
     if (!d->empty())
-      procs_files_.push_back(join(*d, "cgroup.procs"));
+      membership_.procs.push_back(join(*d, "cgroup.procs"));
+  }
+  const std::string& pids_dir = !v1_.pids.empty() ? v1_.pids : v2_limits_ ? v2_dir_ : v1_.pids;
+  if (!pids_dir.empty() && ::access(join(pids_dir, "pids.max").c_str(), F_OK) == 0) {
+    membership_.pids_max = join(pids_dir, "pids.max");
+    membership_.pids_current = join(pids_dir, "pids.current");
   }
   active_ = true;
   return {};
 }
 
-bool join_cgroups(const std::vector<std::string>& procs_files, child_failure& f) noexcept {
+namespace {
+// A small cgroup file as a number; "max" (no limit) is UINT64_MAX; false
+// when unreadable. Async-signal-safe: a stack buffer, no allocation.
+bool read_count(const char* path, std::uint64_t& out) noexcept {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  char buf[32];
+  const ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  if (n <= 0)
+    return false;
+  if (n >= 3 && buf[0] == 'm' && buf[1] == 'a' && buf[2] == 'x') {
+    out = UINT64_MAX;
+    return true;
+  }
+  std::uint64_t v = 0;
+  ssize_t i = 0;
+  for (; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i)
+    v = v * 10 + static_cast<std::uint64_t>(buf[i] - '0');
+  if (i == 0)
+    return false;
+  out = v;
+  return true;
+}
+}  // namespace
+
+bool join_cgroups(const cgroup_membership& m, child_failure& f) noexcept {
   // Reads only: the strings were built before the clone.
-  for (const auto& file : procs_files) {
+  for (const auto& file : m.procs) {
     int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0)
       return fail_step(f, "open cgroup.procs");
@@ -230,11 +263,17 @@ bool join_cgroups(const std::vector<std::string>& procs_files, child_failure& f)
     }
     ::close(fd);
   }
+  std::uint64_t max = 0, current = 0;
+  if (!m.pids_max.empty() && read_count(m.pids_max.c_str(), max) &&
+      read_count(m.pids_current.c_str(), current) && current > max) {
+    errno = EAGAIN;
+    return fail_step(f, "join cgroup: its pids.max is reached");
+  }
   return true;
 }
 
 bool cgroup_strategy::in_child(const launch_plan&, child_failure& f) const noexcept {
-  return join_cgroups(procs_files_, f);
+  return join_cgroups(membership_, f);
 }
 
 void cgroup_strategy::launch_failed(const launch_plan&) noexcept {
@@ -242,7 +281,7 @@ void cgroup_strategy::launch_failed(const launch_plan&) noexcept {
     ::rmdir(it->c_str());  // only the ones we made, only if empty
   created_.clear();
   active_ = false;
-  procs_files_.clear();
+  membership_ = {};
 }
 
 std::vector<int> cgroup_strategy::members() const {

@@ -319,6 +319,8 @@ result<int> init_image_fd() {
       return;
     }
     const auto* p = taskexec_init_image;
+    // Two symbols of one blob (init_blob.S): its start and its end.
+    // cppcheck-suppress comparePointers
     std::size_t left = static_cast<std::size_t>(taskexec_init_image_end - taskexec_init_image);
     while (left > 0) {
       ssize_t n = ::write(m, p, left);
@@ -872,7 +874,7 @@ void container_strategy::after_start(const launch_plan&, int pid) {
   if (p_)
     p_->close_fds();
   if (cgroup_)
-    entry_.cgroup_procs = cgroup_->procs_files();
+    entry_.cgroup = cgroup_->membership();
 }
 
 void container_strategy::launch_failed(const launch_plan&) noexcept {
@@ -961,7 +963,7 @@ bool container_enter_strategy::in_child(const launch_plan& plan, child_failure& 
   if (!child_session_and_stdio(plan, f))
     return false;
   // The cgroups first: their paths are the host's.
-  if (!join_cgroups(e.cgroup_procs, f))
+  if (!join_cgroups(e.cgroup, f))
     return false;
   // All namespaces at once; the mount namespace's root becomes ours.
   if (::setns(e.pidfd, e.ns_flags) != 0)

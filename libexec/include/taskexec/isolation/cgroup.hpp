@@ -53,9 +53,19 @@ struct cgroup_counters {
   std::vector<std::string> memory_measured, cpu_measured;
 };
 
+/// What a process started inside the task later (Exec) needs to join it.
+struct cgroup_membership {
+  std::vector<std::string> procs;  ///< cgroup.procs files to write "0" into
+  /// The pids cgroup's pids.max and pids.current (empty without one).
+  std::string pids_max, pids_current;
+};
+
 /// Child side (async-signal-safe): move the calling process into each
-/// cgroup by writing "0" to its cgroup.procs file.
-bool join_cgroups(const std::vector<std::string>& procs_files, child_failure& f) noexcept;
+/// cgroup by writing "0" to its cgroup.procs file. A process that joins a
+/// cgroup is not held to pids.max as a fork inside it is, so when joining
+/// took the pids cgroup past its limit this fails with EAGAIN, as the fork
+/// would have (the process then exits, leaving the count where it was).
+bool join_cgroups(const cgroup_membership& m, child_failure& f) noexcept;
 
 class cgroup_strategy final : public isolation_strategy {
  public:
@@ -89,9 +99,9 @@ class cgroup_strategy final : public isolation_strategy {
   std::vector<std::string> directories() const;
   /// The task's v1 devices cgroup, or empty (none, or a pure v2 host).
   const std::string& devices_dir() const noexcept { return v1_.devices; }
-  /// The cgroup.procs files a process writes "0" into to join the task's
-  /// cgroups (for processes started inside the task later: Exec).
-  const std::vector<std::string>& procs_files() const noexcept { return procs_files_; }
+  /// What a process started inside the task later (Exec) needs to join
+  /// the task's cgroups.
+  const cgroup_membership& membership() const noexcept { return membership_; }
 
  private:
   std::string task_id_;
@@ -103,7 +113,7 @@ class cgroup_strategy final : public isolation_strategy {
   cgroup::v1_dirs v1_;
   std::vector<std::string> created_;  // directories we made, deepest last
   // For the child: the cgroup.procs files it writes itself into.
-  std::vector<std::string> procs_files_;
+  cgroup_membership membership_;
   std::uint64_t oom_baseline_ = 0;  // the count when the task started
 };
 

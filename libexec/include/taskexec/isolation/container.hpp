@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "taskexec/error.hpp"
+#include "taskexec/isolation/cgroup.hpp"
 #include "taskexec/isolation/strategy.hpp"
 #include "taskexec/types.hpp"
 
@@ -91,7 +92,7 @@ struct container_entry {
   int pidfd = -1;    ///< of the task's main process (init in a private PID namespace)
   int ns_flags = 0;  ///< CLONE_NEW* flags the task has of its own (plus NEWNET if joined)
   bool private_pid = false;
-  std::vector<std::string> cgroup_procs;  ///< cgroup.procs files to write "0" into
+  cgroup_membership cgroup;  ///< the task's cgroups, to join
 };
 
 class container_strategy final : public isolation_strategy {

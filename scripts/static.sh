@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Static checks: clang-tidy (checks in .clang-tidy) and cppcheck over the
+# library and the programs (libexec/, apps/), from build/'s
+# compile_commands.json. Any finding fails. Tests are not checked.
+#   scripts/static.sh [tidy|cppcheck]   # default: both
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+scripts/setup.sh hardening
+build=${BUILD_DIR:-build}
+[[ -f $build/compile_commands.json ]] || scripts/build.sh
+mapfile -t sources < <(git ls-files 'libexec/src/*.cpp' 'libexec/src/**/*.cpp' 'apps/*.cpp' 'apps/**/*.cpp' | sort -u)
+jobs=$(nproc)
+status=0
+
+if [[ $what == all || $what == cppcheck ]]; then
+  echo "static: cppcheck on ${#sources[@]} files"
+  # Our own headers are checked as they are included; Boost's are not read
+  # (system headers), so cppcheck sees only our code.
+  if ! cppcheck --quiet --error-exitcode=1 --inline-suppr -j "$jobs" \
+      --enable=warning,performance,portability --std=c++20 --language=c++ \
+      --suppressions-list=.cppcheck-suppressions \
+      -I libexec/include -D__linux__ -D__x86_64__ -DBOOST_PROCESS_USE_STD_FS "${sources[@]}"; then
+    echo "static: cppcheck found the above" >&2
+    status=1
+  fi
+fi
+
+if [[ $what == all || $what == tidy ]]; then
+  echo "static: clang-tidy on ${#sources[@]} files, $jobs at a time"
+  # GCC-only flags in the compile commands are dropped for clang.
+  if ! printf '%s\n' "${sources[@]}" |
+      xargs -P "$jobs" -n 1 clang-tidy-14 -p "$build" --quiet \
+        --extra-arg=-Wno-unknown-warning-option --extra-arg=-Wno-unused-command-line-argument \
+        2> >(grep -v -E '^[0-9]+ warnings? (and [0-9]+ errors? )?generated\.$|^Suppressed [0-9]+ warnings|^Use -header-filter|^Error while processing' >&2); then
+    echo "static: clang-tidy found the above" >&2
+    status=1
+  fi
+fi
+exit $status
