@@ -15,8 +15,6 @@ case $kind in
   *) echo "sanitize: unknown sanitizer \"$kind\" (address or thread)" >&2; exit 2 ;;
 esac
 scripts/setup.sh hardening
-# The same compiler flags in every clone, so ccache hits across folders.
-export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1
 BUILD_DIR=$dir scripts/build.sh -DTASKEXEC_SANITIZE="$kind" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # Sanitizer reports go to stderr, which ctest shows for a failed test.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=0}

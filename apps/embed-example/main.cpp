@@ -107,12 +107,13 @@ int main(int argc, char** argv) {
   taskexec::child_reaper reaper(io.get_executor());  // before any thread starts
 
   int code = 1;
-  asio::co_spawn(io, supervise(reaper, cmd, timeout, grace), [&](std::exception_ptr e, int c) {
-    if (e)
-      std::rethrow_exception(e);
-    code = c;
-    io.stop();  // the reaper waits on its signalfd for as long as it lives
-  });
+  asio::co_spawn(io, supervise(reaper, cmd, timeout, grace),
+                 [&](const std::exception_ptr& e, int c) {
+                   if (e)
+                     std::rethrow_exception(e);
+                   code = c;
+                   io.stop();  // the reaper waits on its signalfd for as long as it lives
+                 });
   io.run();
 
   std::ifstream out(cmd.stdout_path);

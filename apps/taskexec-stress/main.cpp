@@ -311,7 +311,7 @@ int main(int argc, char** argv) {
             plant_error = co_await plant(ctx, ctx.plant);
           done = true;
         },
-        [](std::exception_ptr e) {
+        [](const std::exception_ptr& e) {
           if (e)
             std::rethrow_exception(e);
         });

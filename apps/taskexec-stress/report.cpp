@@ -20,7 +20,7 @@ std::uint64_t latency_recorder::bucket_upper(int bucket) noexcept {
   if (bucket < sub_buckets)
     return static_cast<std::uint64_t>(bucket);
   int g = bucket / sub_buckets;
-  auto m = static_cast<std::uint64_t>(bucket % sub_buckets + sub_buckets);
+  auto m = static_cast<std::uint64_t>(bucket % sub_buckets) + sub_buckets;
   int shift = g - 1;
   // The top bucket's end is UINT64_MAX; computing it would overflow.
   if (shift >= 64 - sub_bits - 1 && m == 2 * sub_buckets - 1)

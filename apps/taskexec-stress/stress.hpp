@@ -128,7 +128,7 @@ asio::awaitable<void> run_all(std::size_t n, Make make) {
   std::exception_ptr first;
   asio::steady_timer all_done(ex, asio::steady_timer::time_point::max());
   for (std::size_t i = 0; i < n; ++i)
-    asio::co_spawn(ex, make(i), [&](std::exception_ptr e) {
+    asio::co_spawn(ex, make(i), [&](const std::exception_ptr& e) {
       if (e && !first)
         first = e;
       if (--left == 0)

@@ -502,7 +502,7 @@ T check(result<T> r) {
     throw failure{r.error()};
   return std::move(*r);
 }
-void check(result<void> r) {
+void check(const result<void>& r) {
   if (!r)
     throw failure{r.error()};
 }
@@ -757,7 +757,7 @@ asio::awaitable<int> pump_session_output(remote_exec_session& s) {
 // without touching the descriptor's flags, which the shell shares), one
 // chunk at a time: the next read waits until the chunk was sent.
 struct stdin_reader {
-  explicit stdin_reader(asio::any_io_executor ex) : ready(ex) {
+  explicit stdin_reader(const asio::any_io_executor& ex) : ready(ex) {
     ready.expires_at(asio::steady_timer::time_point::max());
   }
   asio::steady_timer ready;
@@ -797,7 +797,7 @@ struct stdin_reader {
 
 // What the session's helper coroutines share; they may outlive the call.
 struct session_ctx {
-  explicit session_ctx(asio::any_io_executor ex) : winch(ex) {}
+  explicit session_ctx(const asio::any_io_executor& ex) : winch(ex) {}
   std::optional<remote_exec_session> session;
   asio::signal_set winch;
   std::shared_ptr<stdin_reader> in;
@@ -995,7 +995,7 @@ int main(int argc, char** argv) {
   }
   int code = 1;
   bool stdin_thread = false;
-  asio::co_spawn(io, dispatch(c, signals, stdin_thread), [&](std::exception_ptr e, int rc) {
+  asio::co_spawn(io, dispatch(c, signals, stdin_thread), [&](const std::exception_ptr& e, int rc) {
     signals.cancel();
     if (!e) {
       code = rc;

@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
           }
           stop_and_exit();
         },
-        [](std::exception_ptr e) {
+        [](const std::exception_ptr& e) {
           if (e)
             std::rethrow_exception(e);
         });

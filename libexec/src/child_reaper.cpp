@@ -147,7 +147,7 @@ child_reaper::child_reaper(const asio::any_io_executor& ex) {
   // Children that exited before SIGCHLD was routed to the signalfd left no
   // readable event: reap once at start.
   impl_->reap();
-  asio::co_spawn(ex, reaper_loop(impl_), [](std::exception_ptr e) {
+  asio::co_spawn(ex, reaper_loop(impl_), [](const std::exception_ptr& e) {
     if (!e)
       return;
     try {

@@ -141,7 +141,7 @@ struct exec_session::state : std::enable_shared_from_this<state> {
   condition ended;  // the command exited, or the session was abandoned
 
   struct source {
-    explicit source(asio::any_io_executor e, exec_stream s) : fd(std::move(e)), stream(s) {}
+    explicit source(const asio::any_io_executor& e, exec_stream s) : fd(e), stream(s) {}
     descriptor fd;
     exec_stream stream;
     std::size_t owed = 0;  // bytes readable when the command exited: always delivered
@@ -541,7 +541,7 @@ result<exec_session> exec_session_access::start(child_reaper& reaper, strategy_s
     st->sources.back().fd.assign(our_err.release());
   }
   st->in.emplace(st->ex, our_in.release());
-  auto rethrow = [](std::exception_ptr e) {
+  auto rethrow = [](const std::exception_ptr& e) {
     if (e)
       std::rethrow_exception(e);
   };

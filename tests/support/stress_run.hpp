@@ -43,6 +43,14 @@ struct stress_result {
 };
 
 inline asio::awaitable<stress_result> run_stress(std::vector<std::string> args) {
+#ifdef TASKEXEC_SANITIZED
+  // Instrumented, the daemon's heap keeps freed memory in the sanitizer's
+  // quarantine: its growth says nothing of a leak (the leak check does).
+  if (!args.empty() && (args[0] == "rpc-flood" || args[0] == "faults")) {
+    args.emplace_back("--max-growth-kib");
+    args.emplace_back("0");
+  }
+#endif
   temp_dir dir;
   auto json_path = (dir.path / "report.json").string();
   args.push_back("--json");

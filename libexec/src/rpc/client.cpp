@@ -45,7 +45,7 @@ error lost_connection() {
   return make_error(errc::connection_failed, "connection to taskexecd lost");
 }
 
-void rethrow(std::exception_ptr e) {
+void rethrow(const std::exception_ptr& e) {
   if (e)
     std::rethrow_exception(e);
 }
@@ -87,7 +87,7 @@ errc from_rpc_error(std::int64_t code) noexcept {
 // ---------------------------------------------------------------- connection
 
 struct stats_stream::state {
-  explicit state(asio::any_io_executor ex) : wake(std::move(ex)) {}
+  explicit state(const asio::any_io_executor& ex) : wake(ex) {}
   std::string subscription;
   std::deque<json::object> samples;
   std::uint64_t dropped = 0;
@@ -97,7 +97,7 @@ struct stats_stream::state {
 };
 
 struct remote_exec_session::state {
-  explicit state(asio::any_io_executor ex) : wake(std::move(ex)) {}
+  explicit state(const asio::any_io_executor& ex) : wake(ex) {}
   std::string id;
   int pid = 0;
   bool tty = false;
@@ -110,7 +110,8 @@ struct remote_exec_session::state {
 };
 
 struct remote_executor::impl : std::enable_shared_from_this<impl> {
-  impl(asio::any_io_executor ex, std::string path) : sock(ex), socket_path(std::move(path)) {}
+  impl(const asio::any_io_executor& ex, std::string path)
+      : sock(ex), socket_path(std::move(path)) {}
 
   struct pending {
     asio::steady_timer* wake = nullptr;
@@ -609,7 +610,7 @@ json::object shutdown_params(const std::string& signal_name, std::chrono::millis
   return o;
 }
 
-result<void> to_void(result<json::value> r) {
+result<void> to_void(const result<json::value>& r) {
   if (!r)
     return r.error();
   return {};
@@ -803,19 +804,19 @@ asio::awaitable<result<void>> stats_stream::cancel() {
   conn_->streams.erase(state_->subscription);
   auto r = co_await no_throw_on_cancel(remote_executor::impl::call(
       conn_, "Stats.Cancel", field("subscription", json::string(state_->subscription))));
-  co_return to_void(std::move(r));
+  co_return to_void(r);
 }
 
 // ---------------------------------------------------------------- exec
 
 namespace {
 
-json::object exec_params(std::string cmd, std::vector<std::string> args) {
+json::object exec_params(const std::string& cmd, const std::vector<std::string>& args) {
   json::object o;
-  o["cmd"] = std::move(cmd);
+  o["cmd"] = cmd;
   json::array a;
-  for (auto& x : args)
-    a.emplace_back(std::move(x));
+  for (const auto& x : args)
+    a.emplace_back(x);
   o["args"] = std::move(a);
   return o;
 }
@@ -827,7 +828,7 @@ asio::awaitable<result<exec_result>> remote_executor::exec(std::string cmd,
                                                            std::chrono::milliseconds timeout) {
   if (timeout.count() < 0)
     co_return make_error(errc::invalid_argument, "timeout is negative");
-  auto params = exec_params(std::move(cmd), std::move(args));
+  auto params = exec_params(cmd, args);
   params["timeout_ms"] = timeout.count();
   auto r = co_await call("Exec", std::move(params));
   if (!r)
@@ -847,7 +848,7 @@ asio::awaitable<result<remote_exec_session>> remote_executor::exec_streaming(
     exec_session_options options) {
   if (!impl_)
     co_return lost_connection();
-  auto params = exec_params(std::move(options.cmd), std::move(options.args));
+  auto params = exec_params(options.cmd, options.args);
   params["tty"] = options.tty;
   if (options.tty && options.size.height > 0 && options.size.width > 0) {
     json::object size;

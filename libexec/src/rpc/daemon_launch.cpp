@@ -293,7 +293,7 @@ void kill_daemon(const started_daemon& d) {
 }
 
 struct handshake_read {
-  explicit handshake_read(asio::any_io_executor ex, int fd) : sd(ex, fd), timer(ex) {}
+  explicit handshake_read(const asio::any_io_executor& ex, int fd) : sd(ex, fd), timer(ex) {}
   asio::posix::stream_descriptor sd;
   asio::steady_timer timer;
   bool timed_out = false;

@@ -2,14 +2,14 @@
 
 namespace taskexec::rpc {
 
-std::uint64_t event_journal::append(std::string type, boost::json::object fields,
+std::uint64_t event_journal::append(std::string_view type, boost::json::object fields,
                                     std::chrono::system_clock::time_point when) {
   boost::json::object e;
   const auto seq = next_++;
   e["seq"] = seq;
   e["time_unix_nano"] =
       std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
-  e["type"] = std::move(type);
+  e["type"] = type;
   for (auto& kv : fields)
     e[kv.key()] = std::move(kv.value());
   events_.push_back(std::move(e));

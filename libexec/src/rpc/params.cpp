@@ -18,14 +18,14 @@ void throw_exception_from_error(const rpc_error& e, const boost::source_location
   boost::throw_exception(std::invalid_argument(e.message), loc);
 }
 
-namespace {
-
-rpc_error params_error(std::string field, std::string message) {
+rpc_error params_error(const std::string& field, std::string message) {
   rpc_error e{code::invalid_params, std::move(message), {}};
   if (!field.empty())
-    e.data["field"] = std::move(field);
+    e.data["field"] = field;
   return e;
 }
+
+namespace {
 
 // params must be absent, or an object with only `known` members.
 std::optional<rpc_error> check_members(const json::value& params,

@@ -99,13 +99,6 @@ rpc_error limit_error(std::string what, std::size_t limit) {
   return e;
 }
 
-rpc_error params_error(std::string field, std::string message) {
-  rpc_error e{code::invalid_params, std::move(message), {}};
-  if (!field.empty())
-    e.data["field"] = std::move(field);
-  return e;
-}
-
 json::value launched_state(const process_state& p) {
   json::value v = json::value_from(p);
   v.get_object()["exit_code"] = -1;  // still running
@@ -450,7 +443,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
     asio::co_spawn(
         socket.get_executor(), st->dispatch(std::move(r), self),
         asio::bind_cancellation_slot(cancel->slot(), [self, cancel, id = std::move(request_id)](
-                                                         std::exception_ptr e, outcome o) {
+                                                         const std::exception_ptr& e, outcome o) {
           // Answer (below), then close if this was the last one pending.
           struct done_guard {
             connection& c;
@@ -521,7 +514,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
           socket.get_executor(), st->dispatch(std::move(r), self),
           asio::bind_cancellation_slot(
               cancel->slot(), [self, b, done_one, cancel, id = std::move(request_id)](
-                                  std::exception_ptr e, outcome o) {
+                                  const std::exception_ptr& e, outcome o) {
                 if (e)
                   o = rpc_error{code::internal_error, "internal error", {}};
                 if (id) {
@@ -542,7 +535,7 @@ namespace {
 // The completion handler of a connection's coroutines: an exception is a bug
 // in serving one client; log it and drop that connection, not the daemon.
 auto connection_guard(const std::shared_ptr<server::connection>& c) {
-  return [w = std::weak_ptr<server::connection>(c)](std::exception_ptr e) {
+  return [w = std::weak_ptr<server::connection>(c)](const std::exception_ptr& e) {
     if (!e)
       return;
     try {
@@ -745,7 +738,7 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
       co_return to_rpc_error(st.error(), task_operation::launch);
     journal.append("launched", {{"pid", st->pid}}, st->time);
     // Record the exit whenever it comes, whoever is connected then.
-    asio::co_spawn(ex, record_exit(shared_from_this()), [](std::exception_ptr e) {
+    asio::co_spawn(ex, record_exit(shared_from_this()), [](const std::exception_ptr& e) {
       if (e)
         std::rethrow_exception(e);
     });
@@ -849,19 +842,20 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     // inside coroutines.
     auto self = shared_from_this();
     auto start = [self, conn, id, interval, sig, shared_sampler] {
-      asio::co_spawn(self->ex,
-                     run_stats(self, conn, id, std::chrono::milliseconds(interval),
-                               std::move(*shared_sampler)),
-                     asio::bind_cancellation_slot(sig->slot(), [sig, id](std::exception_ptr e) {
-                       // A failure ends this subscription, never the daemon.
-                       if (!e)
-                         return;
-                       try {
-                         std::rethrow_exception(e);
-                       } catch (const std::exception& x) {
-                         log(log_level::error, "stats " + id + " ended: " + x.what());
-                       }
-                     }));
+      asio::co_spawn(
+          self->ex,
+          run_stats(self, conn, id, std::chrono::milliseconds(interval),
+                    std::move(*shared_sampler)),
+          asio::bind_cancellation_slot(sig->slot(), [sig, id](const std::exception_ptr& e) {
+            // A failure ends this subscription, never the daemon.
+            if (!e)
+              return;
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& x) {
+              log(log_level::error, "stats " + id + " ended: " + x.what());
+            }
+          }));
     };
     if (r.id)
       c->after_answer[json::serialize(*r.id)] = std::move(start);
@@ -938,19 +932,19 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     // session's name before its first notification.
     auto self = shared_from_this();
     c->after_answer[json::serialize(*r.id)] = [self, conn, id, entry] {
-      asio::co_spawn(
-          self->ex, run_session(self, conn, id, entry),
-          // The entry (its signal holds the coroutine's cancellation
-          // state) lives until the coroutine is done.
-          asio::bind_cancellation_slot(entry->cancel.slot(), [id, entry](std::exception_ptr e) {
-            if (!e)
-              return;
-            try {
-              std::rethrow_exception(e);
-            } catch (const std::exception& x) {
-              log(log_level::error, "exec session " + id + " ended: " + x.what());
-            }
-          }));
+      asio::co_spawn(self->ex, run_session(self, conn, id, entry),
+                     // The entry (its signal holds the coroutine's cancellation
+                     // state) lives until the coroutine is done.
+                     asio::bind_cancellation_slot(
+                         entry->cancel.slot(), [id, entry](const std::exception_ptr& e) {
+                           if (!e)
+                             return;
+                           try {
+                             std::rethrow_exception(e);
+                           } catch (const std::exception& x) {
+                             log(log_level::error, "exec session " + id + " ended: " + x.what());
+                           }
+                         }));
     };
     json::object out;
     out["session"] = id;
@@ -1080,7 +1074,7 @@ result<void> server::listen() {
 }
 
 void server::start() {
-  asio::co_spawn(state_->ex, accept_loop(), [](std::exception_ptr e) {
+  asio::co_spawn(state_->ex, accept_loop(), [](const std::exception_ptr& e) {
     if (e)
       std::rethrow_exception(e);
   });

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <string_view>
 
 namespace taskexec::rpc {
 
@@ -21,7 +22,7 @@ class event_journal {
   /// Record an event {seq, time_unix_nano, type, ...fields}; returns its seq.
   /// The oldest event is dropped when the journal is full.
   std::uint64_t append(
-      std::string type, boost::json::object fields,
+      std::string_view type, boost::json::object fields,
       std::chrono::system_clock::time_point when = std::chrono::system_clock::now());
 
   /// {"events": [events with seq >= since], "next": seq of the next event,

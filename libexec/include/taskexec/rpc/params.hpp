@@ -28,6 +28,9 @@ namespace taskexec::rpc {
 template <class T>
 using params_result = boost::system::result<T, rpc_error>;
 
+/// -32602 with data.field = `field` (omitted when empty).
+rpc_error params_error(const std::string& field, std::string message);
+
 /// Durations beyond this (about 31 years) are refused: they would overflow
 /// the clock arithmetic.
 inline constexpr std::int64_t max_duration_ms = 1'000'000'000'000;
