@@ -937,7 +937,7 @@ asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals, bool& std
       r = co_await exe.signal(signo);
     else
       r = co_await exe.signal(c.signal_arg);
-    check(std::move(r));
+    check(r);
     if (c.json_out)
       print_json(json::object{});
   } else if (cmd == "shutdown") {

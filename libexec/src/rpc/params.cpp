@@ -44,7 +44,7 @@ std::optional<rpc_error> check_members(const json::value& params,
     if (!ok) {
       std::string field = prefix.empty() ? std::string(kv.key())
                                          : std::string(prefix) + "." + std::string(kv.key());
-      return params_error(std::move(field), "unknown field \"" + std::string(kv.key()) + "\"");
+      return params_error(field, "unknown field \"" + std::string(kv.key()) + "\"");
     }
   }
   return std::nullopt;
