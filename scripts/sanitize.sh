@@ -23,5 +23,6 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 # What the tests check of our behaviour, not of the build: the benchmark
 # smokes (their numbers mean nothing instrumented), the format check and
 # the install check run once, in the plain build.
-ctest --test-dir "$dir" --output-on-failure -L 'unit|integration|privileged' \
+# SANITIZE_LABELS narrows the tiers (default: all three).
+ctest --test-dir "$dir" --output-on-failure -L "${SANITIZE_LABELS:-unit|integration|privileged}" \
   -E '^(format_check|install_and_consume|docs_embedding_example)$' "$@"
