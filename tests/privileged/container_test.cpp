@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "harness.hpp"
 #include "privileged.hpp"
@@ -635,10 +636,28 @@ BOOST_AUTO_TEST_CASE(the_cli_runs_a_container_task) {
   BOOST_TEST(WEXITSTATUS(status) == 3);
 }
 
+// A child spawned by spawn_with. If the test stops early (a failed
+// REQUIRE unwinds the coroutine), it is killed and unwatched, so the exit
+// handler, which refers to the test's locals, never runs after them.
+struct spawned {
+  int pid = -1;
+  spawned() = default;
+  explicit spawned(int p) : pid(p) {}
+  spawned(spawned&& o) noexcept : pid(std::exchange(o.pid, -1)) {}
+  spawned& operator=(spawned&&) = delete;
+  ~spawned() {
+    if (pid > 0 && harness::get().reaper.watching(pid)) {
+      harness::get().reaper.unwatch(pid);
+      ::kill(pid, SIGKILL);
+    }
+  }
+};
+
 // Launch through a stack of strategies as task_executor does; the status
-// (as the stack passes it on) lands in `status` and cancels `done`.
-asio::awaitable<int> spawn_with(std::vector<std::unique_ptr<isolation_strategy>>& stack,
-                                const exec_command& cmd, int& status, asio::steady_timer& done) {
+// (as the stack passes it on) lands in `status` and completes `done`.
+asio::awaitable<spawned> spawn_with(std::vector<std::unique_ptr<isolation_strategy>>& stack,
+                                    const exec_command& cmd, int& status,
+                                    asio::steady_timer& done) {
   for (const auto& s : stack)
     BOOST_REQUIRE(s->validate(cmd));
   launch_plan plan;
@@ -654,11 +673,15 @@ asio::awaitable<int> spawn_with(std::vector<std::unique_ptr<isolation_strategy>>
     for (auto& s : stack)
       st = s->exit_status(st);
     status = st;
-    done.cancel();
+    // Not cancel(): the exit may be reaped before the test awaits `done`
+    // (with the output's EOF in the same wake-up), and a cancel with no wait
+    // pending is lost. An expiry in the past also completes later waits.
+    done.expires_at(asio::steady_timer::time_point::min());
   });
+  spawned child(*pid);
   for (auto& s : stack)
     s->after_start(plan, *pid);
-  co_return *pid;
+  co_return child;
 }
 
 BOOST_AUTO_TEST_CASE(a_process_started_later_enters_the_running_task) {
@@ -675,7 +698,8 @@ BOOST_AUTO_TEST_CASE(a_process_started_later_enters_the_running_task) {
     BOOST_REQUIRE(stack);
     int task_status = -1;
     asio::steady_timer task_done(ex, 60s);
-    const int task = co_await spawn_with(*stack, cmd, task_status, task_done);
+    const auto task_child = co_await spawn_with(*stack, cmd, task_status, task_done);
+    const int task = task_child.pid;
     out.close_write();
     BOOST_REQUIRE(co_await out.line() == "ready");
     auto* container = dynamic_cast<container_strategy*>(stack->back().get());
@@ -690,7 +714,7 @@ BOOST_AUTO_TEST_CASE(a_process_started_later_enters_the_running_task) {
     probe.stdout_fd = probe_out.write_fd();
     int probe_status = -1;
     asio::steady_timer probe_done(ex, 60s);
-    co_await spawn_with(enter, probe, probe_status, probe_done);
+    const auto probe_child = co_await spawn_with(enter, probe, probe_status, probe_done);
     probe_out.close_write();
     auto l = lines(co_await probe_out.rest());
     co_await probe_done.async_wait(asio::as_tuple(asio::use_awaitable));
