@@ -26,6 +26,13 @@
 #define TASKEXEC_ASAN 1
 #endif
 #endif
+#if defined(__SANITIZE_THREAD__)
+#define TASKEXEC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TASKEXEC_TSAN 1
+#endif
+#endif
 
 namespace taskexec::detail {
 
@@ -58,13 +65,26 @@ bool close_fds_except(const int* keep, std::size_t n) noexcept {
 
 void default_signal_dispositions() noexcept {
   // Handlers are the parent's code, and SIG_IGN (SIGPIPE in a daemon, say)
-  // would survive exec.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
+  // would survive exec. The system call itself, not sigaction(): a library
+  // that interposes sigaction keeps a table of handlers in user memory, and
+  // a child that shares that memory (clone with CLONE_VM) would rewrite the
+  // parent's table. ThreadSanitizer's runtime is such a library: through
+  // sigaction, every launch reset the handlers the parent had installed.
+  struct {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)();
+    unsigned long mask;  // the kernel's sigset_t: 64 signals
+  } dfl{SIG_DFL, 0, nullptr, 0};
   for (int s = 1; s < NSIG; ++s) {
     if (s != SIGKILL && s != SIGSTOP)
-      ::sigaction(s, &dfl, nullptr);  // EINVAL for glibc's internal ones
+      ::syscall(SYS_rt_sigaction, s, &dfl, nullptr, sizeof dfl.mask);
   }
+}
+
+void child_exit(int code) noexcept {
+  for (;;)
+    ::syscall(SYS_exit_group, code);
 }
 
 namespace {
@@ -129,7 +149,8 @@ void copy_step(child_failure& f, int error, const char* step) noexcept {
 }
 
 // Runs in the child, on the private stack, sharing the parent's memory until
-// execve. Async-signal-safe only; every signal is blocked on entry.
+// execve (a copy of it under ThreadSanitizer). Async-signal-safe only; every
+// signal is blocked on entry.
 int child_main(void* arg) noexcept {
   const auto* a = static_cast<const child_args*>(arg);
   child_failure& f = a->launcher->failure;
@@ -169,7 +190,7 @@ int child_main(void* arg) noexcept {
 
 failed:
   (void)!::write(a->err_fd, &f, sizeof f);
-  ::_exit(127);
+  child_exit(127);
 }
 
 // Our isolation strategies, as one Boost.Process v2 initializer.
@@ -252,6 +273,15 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
                   context,       keep.data(), keep.size(), pipefd[1], fd_map.data(),
                   fd_map.size(), report_fd,   exec_fd};
 
+  // Under ThreadSanitizer the child gets a copy of our memory instead of
+  // sharing it: its runtime keeps state (descriptors, locks, the thread's
+  // clocks) that the child's calls would change under us. The child reports
+  // through the pipe either way; CLONE_VFORK still holds us until exec.
+#ifdef TASKEXEC_TSAN
+  constexpr int shared_vm = 0;
+#else
+  constexpr int shared_vm = CLONE_VM;
+#endif
   // Block every signal across clone: a handler running in the child would run
   // the parent's code on the parent's memory. The child restores an empty mask
   // right before exec.
@@ -259,7 +289,7 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
   int child =
-      ::clone(child_main, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD | clone_flags, &args);
+      ::clone(child_main, stack.top(), shared_vm | CLONE_VFORK | SIGCHLD | clone_flags, &args);
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(pipefd[1]);
@@ -304,6 +334,8 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   if (n == 0 || (n < 0 && errno == EAGAIN))
     return child;
   failed_pid = child;
+  if (n == static_cast<ssize_t>(sizeof f))
+    failure = f;  // the child's own copy, when it did not share our memory
   // Return once the child is gone (it has exited, or, after exec, may still
   // be finishing: then it is killed), so that nothing of it is left where
   // the caller cleans up (its cgroup). WNOWAIT: the reaper still reaps it.

@@ -1,6 +1,11 @@
 // clone_launcher is a Boost.Process v2 launcher: stock v2 initializers work
 // with it, and every hook runs where v2 says it runs.
+#include <signal.h>
+
 #include <boost/test/unit_test.hpp>
+
+#include <cstdio>
+#include <string>
 
 #include "harness.hpp"
 // clang-format off
@@ -182,6 +187,82 @@ BOOST_AUTO_TEST_CASE(a_negative_whitelisted_descriptor_is_refused) {
     BOOST_TEST(r.error().message == "fd_whitelist holds -1: Invalid argument");
     BOOST_TEST(launcher.failed_pid == -1);
     co_return;
+  });
+}
+
+static volatile sig_atomic_t usr2_seen = 0;
+static void on_usr2(int) {
+  usr2_seen = 1;
+}
+static const char* const launched[] = {"/bin/true",
+                                       "/nonexistent-binary-xyz"};  // exec, failed exec
+
+BOOST_AUTO_TEST_CASE(a_launch_leaves_the_parents_signal_handlers_alone) {
+  // The child resets every disposition before exec while it shares our
+  // memory: a sigaction wrapper that keeps handlers in user memory (as
+  // ThreadSanitizer's does) would lose ours. Ours must still run after.
+  struct sigaction mine {
+  }, old{};
+  mine.sa_handler = on_usr2;
+  ::sigemptyset(&mine.sa_mask);
+  BOOST_REQUIRE(::sigaction(SIGUSR2, &mine, &old) == 0);
+  run([]() -> asio::awaitable<void> {
+    for (const char* exe : launched) {
+      const char* argv[] = {"x", nullptr};
+      detail::clone_launcher launcher;
+      auto r = launcher.launch(exe, argv);
+      exit_watch exited(r ? *r : launcher.failed_pid);
+      BOOST_TEST(co_await exited.status() == (r ? 0 : 127 << 8));
+    }
+  });
+  struct sigaction now {};
+  BOOST_TEST(::sigaction(SIGUSR2, nullptr, &now) == 0);
+  BOOST_TEST((now.sa_handler == &on_usr2));
+  usr2_seen = 0;
+  BOOST_TEST(::raise(SIGUSR2) == 0);
+  BOOST_TEST(usr2_seen == 1);
+  ::sigaction(SIGUSR2, &old, nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(a_child_whose_exec_fails_writes_nothing_of_ours) {
+  // What we buffered in stdio and not yet flushed is ours to write: the
+  // child, which keeps our stdout, must not flush it when it gives up
+  // (_exit under ThreadSanitizer's runtime does). Our stdout goes to a pipe
+  // for the while; nothing is checked until it is back.
+  run([]() -> asio::awaitable<void> {
+    int p[2];
+    BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+    BOOST_REQUIRE(::fcntl(p[0], F_SETFL, O_NONBLOCK) == 0);
+    std::fflush(stdout);
+    const int saved = ::fcntl(1, F_DUPFD_CLOEXEC, 3);
+    BOOST_REQUIRE(saved >= 0);
+    ::dup2(p[1], 1);
+    ::close(p[1]);
+    std::fputs("buffered\n", stdout);  // no flush
+    const char* argv[] = {"missing", nullptr};
+    detail::clone_launcher launcher;
+    auto r = launcher.launch("/nonexistent-binary-xyz", argv);
+    int status = -1;
+    if (!r) {
+      exit_watch exited(launcher.failed_pid);
+      status = co_await exited.status();  // the child is gone, its descriptors too
+    }
+    char buf[64];
+    const ssize_t early = ::read(p[0], buf, sizeof buf);
+    const int early_errno = errno;
+    std::fflush(stdout);  // ours
+    ::dup2(saved, 1);
+    ::close(saved);
+    std::string got;
+    for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;)
+      got.append(buf, static_cast<std::size_t>(n));
+    ::close(p[0]);
+    BOOST_REQUIRE(!r);
+    BOOST_TEST(status == 127 << 8);
+    BOOST_TEST(early == -1, "the child wrote " << early << " bytes of our stdout buffer");
+    if (early == -1)
+      BOOST_TEST(early_errno == EAGAIN);  // empty, not broken
+    BOOST_TEST(got == "buffered\n");      // once: ours
   });
 }
 

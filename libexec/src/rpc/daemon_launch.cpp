@@ -149,7 +149,7 @@ struct child_plan {
   if (::dup2(p.null_fd, 0) < 0 || ::dup2(p.out_fd, 1) < 0 || ::dup2(p.err_fd, 2) < 0) {
     int e = errno;
     (void)!::write(p.errno_fd, &e, sizeof e);
-    ::_exit(127);
+    detail::child_exit(127);
   }
   const int keep[] = {0, 1, 2, p.errno_fd};  // errno_fd (>= 3) is close-on-exec
   detail::close_fds_except(keep, 4);
@@ -159,7 +159,7 @@ struct child_plan {
   ::execve(p.exe, p.argv, p.envp);
   int e = errno;
   (void)!::write(p.errno_fd, &e, sizeof e);
-  ::_exit(127);
+  detail::child_exit(127);
 }
 
 // The intermediate: a new session, the daemon, its pid reported, gone.
@@ -171,7 +171,7 @@ struct child_plan {
     exec_daemon(p);
   int report = pid > 0 ? static_cast<int>(pid) : -errno;
   (void)!::write(p.info_fd, &report, sizeof report);
-  ::_exit(0);
+  detail::child_exit(0);
 }
 
 bool read_all(int fd, void* buf, std::size_t n) {

@@ -22,7 +22,13 @@ result<int> spawn(const launch_plan& plan,
 /// (close_range; a loop on kernels before 5.9). Async-signal-safe.
 bool close_fds_except(const int* keep, std::size_t n) noexcept;
 
-/// Set every signal's disposition to SIG_DFL before an exec. Async-signal-safe.
+/// Set every signal's disposition to SIG_DFL before an exec, through the
+/// system call (no library's sigaction wrapper sees it). Async-signal-safe.
 void default_signal_dispositions() noexcept;
+
+/// End a child before (or instead of) its exec: the exit_group system call.
+/// Not _exit(), which a sanitizer's runtime intercepts to finalize itself and
+/// flush stdio, printing in the child what the parent had buffered.
+[[noreturn]] void child_exit(int code) noexcept;
 
 }  // namespace taskexec::detail
