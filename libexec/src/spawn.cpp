@@ -70,6 +70,7 @@ void default_signal_dispositions() noexcept {
   // a child that shares that memory (clone with CLONE_VM) would rewrite the
   // parent's table. ThreadSanitizer's runtime is such a library: through
   // sigaction, every launch reset the handlers the parent had installed.
+  // The kernel's struct sigaction, as x86_64 and arm64 lay it out.
   struct {
     void (*handler)(int);
     unsigned long flags;

@@ -641,7 +641,6 @@ BOOST_AUTO_TEST_CASE(the_cli_runs_a_container_task) {
 // handler, which refers to the test's locals, never runs after them.
 struct spawned {
   int pid = -1;
-  spawned() = default;
   explicit spawned(int p) : pid(p) {}
   spawned(spawned&& o) noexcept : pid(std::exchange(o.pid, -1)) {}
   spawned& operator=(spawned&&) = delete;
