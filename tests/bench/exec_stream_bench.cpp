@@ -28,6 +28,7 @@
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/remote_executor.hpp"
+#include "test_paths.hpp"
 
 extern char** environ;
 namespace asio = boost::asio;

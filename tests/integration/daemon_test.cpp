@@ -396,7 +396,7 @@ json::value normalised(json::value v) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(the_documented_session_is_true) {
-  std::ifstream doc(TASKEXEC_SOURCE_DIR "/docs/protocol.md");
+  std::ifstream doc(std::string(TASKEXEC_SOURCE_DIR) + "/docs/protocol.md");
   BOOST_REQUIRE(doc);
   std::vector<std::pair<char, std::string>> lines;
   bool in_session = false;

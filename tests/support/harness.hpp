@@ -29,6 +29,7 @@
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/task_executor.hpp"
+#include "test_paths.hpp"
 
 namespace test_support {
 
