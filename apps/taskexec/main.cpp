@@ -260,7 +260,7 @@ cli parse(int argc, char** argv) {
     } else if (a == "--log-level") {
       c.log_level = value(a);
     } else if (a == "--kill-grace-ms") {
-      c.kill_grace_ms = number(a, value(a), 0, 1'000'000'000'000);
+      c.kill_grace_ms = number(a, value(a), 0, 3'600'000);
     } else if (a == "--hostname") {
       c.hostname = value(a);
     } else if (a == "--allow-uid") {

@@ -82,8 +82,9 @@ int main(int argc, char** argv) {
         return usage("--log-format must be text or json");
     } else if (a == "--kill-grace-ms") {
       long long ms = 0;
-      if (!value(v) || !parse_number(v, ms) || ms < 0 || ms > 1'000'000'000'000)
-        return usage("--kill-grace-ms needs a number from 0 to 1000000000000");
+      // The grace of a shutdown is capped at an hour (max_shutdown_grace).
+      if (!value(v) || !parse_number(v, ms) || ms < 0 || ms > 3'600'000)
+        return usage("--kill-grace-ms needs a number from 0 to 3600000 (one hour)");
       opts.kill_grace = std::chrono::milliseconds(ms);
     } else if (a == "--hostname") {
       if (!value(v) || v.empty() || v.size() > 64)

@@ -90,8 +90,13 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
 
   condition exit_cond;  // notified when the main process is reaped (or on destroy)
 
-  // One shutdown at a time; concurrent callers share its result.
+  // One shutdown at a time; concurrent callers share its result. A later
+  // call with a shorter grace brings the running one's SIGKILL forward
+  // (escalate), so SIGTERM to a daemon and Destroy are never held up by a
+  // long grace somebody asked for earlier.
   bool shutdown_running = false;
+  clock::time_point kill_at = clock::time_point::max();  // the running shutdown's SIGKILL
+  bool kill_sent = false;                                // it has sent SIGKILL
   condition shutdown_cond;
   condition sweep_cond;  // a reap happened (or the executor was destroyed)
   std::optional<result<void>> shutdown_result;
@@ -118,6 +123,7 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   static asio::awaitable<result<void>> stop(std::shared_ptr<impl> self, std::string signal_name,
                                             std::chrono::milliseconds grace);
   void mark_destroyed();
+  void escalate(int signo, std::chrono::milliseconds grace);
   cgroup_strategy* cgroup() const {
     for (const auto& s : strategies) {
       if (auto* c = dynamic_cast<cgroup_strategy*>(s.get()); c && c->active())
@@ -312,10 +318,19 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
 asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
                                                         std::chrono::milliseconds grace) {
   using fsm = shutdown_fsm;
-  // The bound counts from the end of the grace the caller asked for: a grace
-  // longer than the bound is honoured, and SIGKILL plus the sweep still get
-  // the whole bound.
-  const auto deadline = clock::now() + grace + opts.shutdown_bound;
+  // Two deadlines: SIGKILL at the end of the grace (kill_at, which a later
+  // call may bring forward), and the bound, counted from SIGKILL (or from
+  // the start, when the task had exited already), for the kill and the
+  // sweep. Saturating arithmetic: a grace of milliseconds::max() is capped
+  // (max_shutdown_grace) and can never wrap a deadline into the past.
+  grace = std::min(grace, std::chrono::milliseconds(max_shutdown_grace));
+  kill_at = add_capped(clock::now(), grace, clock::time_point::max());
+  kill_sent = false;
+  auto bound_deadline = clock::time_point::max();
+  auto start_bound = [&] {
+    if (bound_deadline == clock::time_point::max())
+      bound_deadline = add_capped(clock::now(), opts.shutdown_bound, clock::time_point::max());
+  };
   shutdown_fsm machine(signo, grace, exited.has_value());
 
   // Every reap may be the last process of the task: wake the sweep.
@@ -341,6 +356,8 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
         act = machine.resume(exited ? fsm::event::task_exited : fsm::event::step_done);
         break;
       case fsm::action_type::kill_task:
+        kill_sent = true;
+        start_bound();
         if (!exited) {
           sent_sigkill = true;
           ::kill(pid, SIGKILL);
@@ -352,22 +369,20 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
           act = machine.resume(fsm::event::task_exited);
           break;
         }
-        auto now = clock::now();
-        if (now >= deadline) {
-          act = machine.resume(fsm::event::deadline_passed);
-          break;
-        }
-        auto until = add_capped(now, act.wait, deadline);
-        co_await wait_on(exit_cond, until);
+        // The grace (until kill_at, which escalate() may bring forward and
+        // then notifies exit_cond), or after SIGKILL the bound.
+        const bool in_grace = !kill_sent;
+        const auto until = in_grace ? kill_at : bound_deadline;
+        if (clock::now() < until)
+          co_await wait_on(exit_cond, until);
         if (exited)
           act = machine.resume(fsm::event::task_exited);
-        else if (clock::now() >= deadline)
-          act = machine.resume(fsm::event::deadline_passed);
-        else
-          act = machine.resume(fsm::event::wait_timed_out);
-        break;
+        else if (clock::now() >= (in_grace ? kill_at : bound_deadline))
+          act = machine.resume(in_grace ? fsm::event::wait_timed_out : fsm::event::deadline_passed);
+        break;  // woken early (a shorter grace arrived, or a spurious wake): look again
       }
       case fsm::action_type::sweep:
+        start_bound();  // a task that had exited: the bound starts with the sweep
         reaps_seen = reaped_cond.generation;
         act = machine.resume(sweep_once(survivors) ? fsm::event::sweep_found_some
                                                    : fsm::event::sweep_found_none);
@@ -375,7 +390,7 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
       case fsm::action_type::wait_sweep: {
         // A reap since the scan may already have happened: only wait if not.
         if (reaped_cond.generation == reaps_seen)
-          co_await wait_on(reaped_cond, deadline);
+          co_await wait_on(reaped_cond, bound_deadline);
         act = machine.resume(reaped_cond.generation != reaps_seen ? fsm::event::step_done
                                                                   : fsm::event::deadline_passed);
         break;
@@ -385,6 +400,7 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
     }
   }
   sub.reset();
+  kill_at = clock::time_point::max();
 
   if (life.state() == task_state::destroyed) {
     shutdown_result = make_error(errc::task_destroyed, "task executor destroyed during shutdown");
@@ -431,6 +447,26 @@ std::vector<detail::proc_stat> task_executor::impl::member_stats() {
       adopted.push_back(p.pid);
   }
   return detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted);
+}
+
+// A shutdown is running and another call arrives: it shares that run, and
+// its own grace still holds. Its signal goes out too (the task may handle
+// SIGTERM and not the signal asked for first), and SIGKILL comes no later
+// than its grace allows.
+void task_executor::impl::escalate(int signo, std::chrono::milliseconds grace) {
+  if (kill_sent || exited)
+    return;  // SIGKILL has gone out, or nothing is left to signal
+  grace = std::min(grace, std::chrono::milliseconds(max_shutdown_grace));
+  const auto at = add_capped(clock::now(), grace, clock::time_point::max());
+  if (grace.count() > 0 && signo != SIGKILL) {
+    ::kill(pid, signo);
+  }
+  if (at < kill_at) {
+    log(log_level::info,
+        "shutdown escalated: SIGKILL in " + std::to_string(grace.count()) + " ms at the latest");
+    kill_at = at;
+    exit_cond.notify_all();  // the running shutdown's grace wait looks again
+  }
 }
 
 void task_executor::impl::mark_destroyed() {
@@ -827,7 +863,9 @@ asio::awaitable<result<void>> task_executor::impl::stop(std::shared_ptr<impl> se
   if (auto a = self->life.admit(task_operation::shutdown); !a)
     co_return a.error();
 
-  if (!self->shutdown_running) {
+  if (self->shutdown_running) {
+    self->escalate(*signo, grace);
+  } else {
     self->shutdown_running = true;
     self->shutdown_result.reset();
     self->log(log_level::debug, "shutdown " + signal_name(*signo) + " grace " +

@@ -255,4 +255,61 @@ BOOST_AUTO_TEST_CASE(a_task_that_ignores_sigterm_is_killed_after_the_grace) {
   });
 }
 
+// A Shutdown with a signal the task survives and the longest grace the
+// protocol takes is running; SIGTERM to the daemon, or Destroy, must still
+// end the task within --kill-grace-ms (not join the long grace).
+namespace {
+asio::awaitable<int> start_long_shutdown(daemon_process& d, client& c, fifo_reader& fifo) {
+  const std::vector<std::string> args{"--kill-grace-ms", "300"};
+  co_await d.start(args);
+  co_await c.connect(d.socket);
+  fifo.open();
+  // Strings first: GCC 12 cannot keep a literal's array in a coroutine frame.
+  const std::string script =
+      "trap 'echo winch' WINCH; trap '' TERM INT; echo ready; while :; do sleep 0.05; done";
+  const std::string shutdown = R"({"signal":"SIGWINCH","grace_period_ms":1000000000000})";
+  auto r = co_await c.call(1, "Launch", launch_params(script, fifo.path, ""));
+  BOOST_REQUIRE_MESSAGE(r.contains("result"), json::serialize(r));
+  BOOST_REQUIRE(co_await fifo.line() == "ready");
+  co_await c.send(2, "Shutdown", json::parse(shutdown));
+  BOOST_REQUIRE(co_await fifo.line() == "winch");  // the long grace has begun
+  co_return static_cast<int>(r.at("result").at("pid").as_int64());
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(sigterm_to_the_daemon_cuts_a_long_grace_short) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    client c;
+    fifo_reader fifo(d.dir / "out.fifo");
+    const int task_pid = co_await start_long_shutdown(d, c, fifo);
+    const auto start = std::chrono::steady_clock::now();
+    BOOST_REQUIRE(::kill(d.task.pid(), SIGTERM) == 0);
+    auto down = co_await c.response(2);  // answered before the daemon exits
+    BOOST_TEST(down.contains("result"), json::serialize(down));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 30s));  // not 10^12 ms
+    BOOST_TEST(co_await wait_gone(task_pid));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(destroy_cuts_a_long_grace_short) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    client c;
+    fifo_reader fifo(d.dir / "out.fifo");
+    const int task_pid = co_await start_long_shutdown(d, c, fifo);
+    client other;
+    co_await other.connect(d.socket);
+    const auto start = std::chrono::steady_clock::now();
+    auto destroyed = co_await other.call(1, "Destroy");
+    BOOST_TEST(destroyed.contains("result"), json::serialize(destroyed));
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 30s));
+    auto down = co_await c.response(2);
+    BOOST_TEST(down.contains("result"), json::serialize(down));
+    BOOST_TEST(co_await wait_gone(task_pid));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

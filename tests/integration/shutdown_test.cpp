@@ -210,4 +210,94 @@ BOOST_AUTO_TEST_CASE(an_exited_tasks_sweep_leaves_other_tasks_orphans_alone) {
   });
 }
 
+// A shutdown with a signal the task does not die of and the longest grace
+// runs; then another call with a short grace (as SIGTERM to a daemon, or
+// Destroy) must bring SIGKILL forward instead of joining the long wait.
+namespace {
+struct long_shutdown {
+  bool done = false;
+  taskexec::result<void> r;
+};
+// A plain function: GCC 12 mishandles init-captures in lambdas made inside
+// coroutines.
+void start_long_shutdown(task_executor& t, long_shutdown& s, std::chrono::milliseconds grace) {
+  asio::co_spawn(harness::get().io, t.shutdown("SIGWINCH", grace),
+                 [&s](std::exception_ptr e, taskexec::result<void> r) {
+                   BOOST_REQUIRE(!e);
+                   s.r = std::move(r);
+                   s.done = true;
+                 });
+}
+constexpr const char* k_winch_script =
+    "trap 'echo winch' WINCH; trap '' TERM INT; echo ready; while :; do sleep 0.05; done";
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_later_shutdown_with_a_short_grace_escalates_a_long_one) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    co_await launch_ready(t, out, k_winch_script);
+    long_shutdown first;
+    start_long_shutdown(t, first, std::chrono::milliseconds::max());
+    // The long shutdown is in its grace once the task has its signal.
+    BOOST_REQUIRE_EQUAL(co_await out.line(), "winch");
+    const auto start = std::chrono::steady_clock::now();
+    auto r = co_await t.shutdown("SIGTERM", 200ms);
+    BOOST_TEST(r.has_value(), (r ? "" : r.error().message));
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 30s));  // not an hour
+    BOOST_TEST(first.done);  // both calls share the run that just ended
+    BOOST_TEST(first.r.has_value(), (first.r ? "" : first.r.error().message));
+    auto st = co_await t.wait();
+    BOOST_REQUIRE(st);
+    BOOST_TEST(st->signal == SIGKILL);  // TERM is ignored: SIGKILL ended it
+    BOOST_TEST(live_children().empty());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(destroy_kills_at_once_during_a_long_grace) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    const int pid = co_await launch_ready(t, out, k_winch_script);
+    long_shutdown first;
+    start_long_shutdown(t, first, std::chrono::hours(1));
+    BOOST_REQUIRE_EQUAL(co_await out.line(), "winch");
+    const auto start = std::chrono::steady_clock::now();
+    auto r = co_await t.destroy();
+    BOOST_TEST(r.has_value(), (r ? "" : r.error().message));
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 30s));
+    BOOST_TEST(first.done);
+    BOOST_TEST(first.r.has_value(), (first.r ? "" : first.r.error().message));
+    BOOST_TEST(co_await wait_gone(pid));
+    BOOST_TEST((t.state() == task_state::destroyed));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(the_longest_grace_does_not_overflow_the_deadline) {
+  // now + milliseconds::max() once wrapped into the past: the grace ended at
+  // once, and the forced SIGKILL was reported as "survived SIGKILL".
+  run([]() -> asio::awaitable<void> {
+    {
+      task_executor t(harness::get().reaper);
+      pipe_reader out;
+      co_await launch_ready(t, out, "echo ready; exec sleep 1000");
+      auto r = co_await t.shutdown("SIGTERM", std::chrono::milliseconds::max());
+      BOOST_TEST(r.has_value(), (r ? "" : r.error().message));
+      BOOST_TEST((co_await t.wait())->signal == SIGTERM);  // the grace was honoured
+    }
+    {
+      task_executor t(harness::get().reaper);
+      pipe_reader out;
+      co_await launch_ready(t, out, k_winch_script);
+      long_shutdown first;
+      start_long_shutdown(t, first, std::chrono::milliseconds::max());
+      BOOST_REQUIRE_EQUAL(co_await out.line(), "winch");
+      auto r = co_await t.shutdown("SIGKILL", 0ms);
+      BOOST_TEST(r.has_value(), (r ? "" : r.error().message));
+      BOOST_TEST(first.r.has_value(), (first.r ? "" : first.r.error().message));
+      BOOST_TEST((co_await t.wait())->signal == SIGKILL);
+    }
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

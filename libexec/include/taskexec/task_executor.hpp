@@ -47,6 +47,10 @@ namespace taskexec {
 
 class child_reaper;
 
+/// The longest grace a shutdown honours: a longer one (even
+/// milliseconds::max()) is treated as this.
+inline constexpr std::chrono::hours max_shutdown_grace{1};
+
 struct task_executor_options {
   /// Names the task in logs, its cgroup, and (container isolation) its hostname.
   std::string task_id;
@@ -114,17 +118,21 @@ class task_executor {
   /// Send `signo` to the task's main process (0 checks that it is running).
   boost::asio::awaitable<result<void>> signal(int signo);
 
-  /// Stop the task: `signal_name` then up to `grace`, then SIGKILL (grace 0:
-  /// SIGKILL at once); then every process of the task is killed: its process
-  /// group, its session, and descendants that left both. Bounded by grace +
+  /// Stop the task: `signal_name` then up to `grace` (at most
+  /// max_shutdown_grace), then SIGKILL (grace 0: SIGKILL at once); then
+  /// every process of the task is killed: its process group, its session,
+  /// and descendants that left both. Bounded by grace +
   /// options.shutdown_bound; errc::shutdown_incomplete names survivors. After
-  /// exit it still sweeps; concurrent calls share one shutdown.
+  /// exit it still sweeps. Concurrent calls share one shutdown, and each
+  /// call's own grace holds: a call made while a shutdown is in its grace
+  /// sends its signal too, and brings SIGKILL forward when its grace ends
+  /// sooner (so destroy() and a grace-0 call SIGKILL at once).
   boost::asio::awaitable<result<void>> shutdown(
       std::string_view signal_name = "SIGINT",
       std::chrono::milliseconds grace = std::chrono::milliseconds{5000});
 
   /// Shut down if needed (SIGKILL, no grace; a shutdown already in progress
-  /// is joined instead) and release everything; the exit state is forgotten
+  /// is joined and its SIGKILL sent at once) and release everything; the exit state is forgotten
   /// and every later operation fails task_destroyed. When the caller is
   /// cancelled first it returns errc::operation_canceled and destroys nothing.
   boost::asio::awaitable<result<void>> destroy();
