@@ -78,6 +78,12 @@ BOOST_AUTO_TEST_CASE(not_found_names_the_binary) {
   BOOST_TEST(!lookup_binary("somedir-xyz", td.path.string(), "").has_value());
 }
 
+unsigned mode_of(const fs::path& p) {
+  struct stat st {};
+  BOOST_REQUIRE(::lstat(p.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
 BOOST_AUTO_TEST_CASE(found_file_without_exec_bits_gets_them) {
   temp_dir td;
   write_file(td.path / "script.sh", 0600);
@@ -86,6 +92,89 @@ BOOST_AUTO_TEST_CASE(found_file_without_exec_bits_gets_them) {
   struct stat st {};
   BOOST_REQUIRE(::stat(r->c_str(), &st) == 0);
   BOOST_TEST((st.st_mode & 07777) == 0755u);
+}
+
+BOOST_AUTO_TEST_CASE(a_task_file_lacking_any_of_0555_gets_them_as_nomad_does) {
+  // Before, only a file with no execute bit at all was changed: a 0700
+  // script stayed 0700, and its task's user (not its owner) could not run it.
+  temp_dir td;
+  const std::vector<std::pair<unsigned, unsigned>> modes = {
+      {0610, 0755}, {0700, 0755}, {0644, 0755}, {0600, 0755},
+      {0755, 0755}, {0500, 0555}, {0711, 0755}, {04700, 04755}};
+  for (const auto& [before, after] : modes) {
+    const auto name = "tool-" + std::to_string(before);
+    write_file(td.path / "local" / name, before);
+    auto r = lookup_binary(name, td.path.string(), "");
+    BOOST_REQUIRE_MESSAGE(r, name << ": " << (r ? "" : r.error().message));
+    BOOST_TEST(*r == (td.path / "local" / name).string());
+    BOOST_TEST(mode_of(td.path / "local" / name) == after, name);
+  }
+  // An absolute path and a PATH entry below the task dir are the task's too.
+  write_file(td.path / "abs", 0700);
+  BOOST_TEST(lookup_binary((td.path / "abs").string(), td.path.string(), "").value() ==
+             (td.path / "abs").string());
+  BOOST_TEST(mode_of(td.path / "abs") == 0755u);
+  write_file(td.path / "bin" / "inpath", 0710);
+  BOOST_TEST(lookup_binary("inpath", td.path.string(), (td.path / "bin").string()).value() ==
+             (td.path / "bin" / "inpath").string());
+  BOOST_TEST(mode_of(td.path / "bin" / "inpath") == 0755u);
+}
+
+BOOST_AUTO_TEST_CASE(executable_host_files_and_symlinks_out_are_untouched) {
+  temp_dir td;
+  temp_dir host;
+  write_file(host.path / "tool", 0700);
+  write_file(host.path / "data", 0644);
+  // An executable host file, by absolute path and in PATH: used as it is.
+  BOOST_TEST(lookup_binary((host.path / "tool").string(), td.path.string(), "").value() ==
+             (host.path / "tool").string());
+  BOOST_TEST(lookup_binary("tool", td.path.string(), host.path.string()).value() ==
+             (host.path / "tool").string());
+  BOOST_TEST(mode_of(host.path / "tool") == 0700u);
+  // A symlink in the task dir to a host file is not followed for a chmod:
+  // an executable one is still found (exec follows it), unchanged...
+  fs::create_symlink(host.path / "tool", td.path / "linked-tool");
+  BOOST_TEST(lookup_binary("linked-tool", td.path.string(), "").value() ==
+             (td.path / "linked-tool").string());
+  BOOST_TEST(mode_of(host.path / "tool") == 0700u);
+  // ... a non-executable one is not, and stays as it is; so through a
+  // symlinked directory.
+  fs::create_symlink(host.path / "data", td.path / "linked-data");
+  BOOST_TEST(!lookup_binary("linked-data", td.path.string(), "").has_value());
+  fs::create_directory_symlink(host.path, td.path / "local");
+  BOOST_TEST(!lookup_binary("data", td.path.string(), "").has_value());
+  BOOST_TEST(mode_of(host.path / "data") == 0644u);
+}
+
+BOOST_AUTO_TEST_CASE(a_hard_link_to_someone_elses_file_is_left_as_it_is) {
+  temp_dir td;
+  temp_dir host;
+  write_file(host.path / "secret", 0600);
+  write_file(host.path / "runnable", 0700);
+  fs::create_hard_link(host.path / "secret", td.path / "secret");
+  fs::create_hard_link(host.path / "runnable", td.path / "runnable");
+  // Two links, owned by us: for a task of another user, maybe a host file.
+  const uid_t other = ::geteuid() == 65534 ? 65533 : 65534;
+  auto r = lookup_binary("secret", td.path.string(), "", other);
+  BOOST_REQUIRE(!r);
+  BOOST_TEST(r.error().code == boost::system::error_code(EPERM, boost::system::system_category()));
+  BOOST_TEST(r.error().message ==
+             "binary \"secret\": \"" + (td.path / "secret").string() +
+                 "\" is not executable and is not made so: it has 2 links and belongs to uid " +
+                 std::to_string(::geteuid()) + ", not the task's user (uid " +
+                 std::to_string(other) + ")");
+  BOOST_TEST(mode_of(host.path / "secret") == 0600u);
+  // With an execute bit it is found, and still not changed.
+  BOOST_TEST(lookup_binary("runnable", td.path.string(), "", other).value() ==
+             (td.path / "runnable").string());
+  BOOST_TEST(mode_of(host.path / "runnable") == 0700u);
+  // A file with one link is the task dir's whoever owns it (an artifact
+  // unpacked by root); one the task's user owns, it could change itself.
+  write_file(td.path / "single", 0600);
+  BOOST_TEST(lookup_binary("single", td.path.string(), "", other).has_value());
+  BOOST_TEST(mode_of(td.path / "single") == 0755u);
+  BOOST_TEST(lookup_binary("secret", td.path.string(), "", ::geteuid()).has_value());
+  BOOST_TEST(mode_of(host.path / "secret") == 0755u);
 }
 
 BOOST_AUTO_TEST_CASE(host_files_are_never_made_executable) {

@@ -9,13 +9,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <utility>
 
 #include "process_setup.hpp"
+#include "taskexec/detail/safe_open.hpp"
 #include "taskexec/isolation/container.hpp"
 #include "taskexec/validation.hpp"
 
@@ -36,41 +40,218 @@ std::string join(std::string_view dir, std::string_view name) {
   return out;
 }
 
-// Open a stdout/stderr destination: append to a file (created 0644), or a
-// FIFO (which must already have a reader: a writer waiting for a reader would
-// block the executor), or /dev/null for an empty path. The result is >= 3
-// and CLOEXEC: the child dup2()s it onto 1 or 2.
-result<int> open_output(std::string_view field, const std::string& path,
-                        const std::string& task_dir) {
-  std::string p = path.empty() ? "/dev/null" : path;
-  if (p.front() != '/' && !task_dir.empty())
-    p = join(task_dir, p);
-  struct stat st {};
-  int fd;
-  if (::stat(p.c_str(), &st) == 0 && S_ISFIFO(st.st_mode)) {
-    fd = ::open(p.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0 && errno == ENXIO) {
-      return make_error(errc::invalid_argument,
-                        std::string(field) + " \"" + p + "\" is a FIFO with no reader");
-    }
-    if (fd >= 0) {
-      int flags = ::fcntl(fd, F_GETFL);
-      ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    }
-  } else {
-    fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+// A descriptor owned here: closed unless released.
+struct unique_fd {
+  int fd = -1;
+  unique_fd() = default;
+  explicit unique_fd(int f) : fd(f) {}
+  unique_fd(unique_fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  unique_fd& operator=(unique_fd&&) = delete;
+  ~unique_fd() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+  int release() { return std::exchange(fd, -1); }
+};
+
+// The task dir as output paths and the lookup use it: a descriptor to
+// resolve below, the names it goes by. A task dir of "/" owns nothing:
+// empty then.
+struct task_dir_ref {
+  unique_fd fd;
+  std::string path;       // as given (set even when it owns nothing)
+  std::string canonical;  // symlinks of the caller's path resolved
+
+  static result<task_dir_ref> open(std::string_view task_dir) {
+    task_dir_ref t;
+    t.path = task_dir;
+    if (task_dir.empty())
+      return t;
+    std::error_code ec;
+    auto canon = std::filesystem::canonical(std::string(task_dir), ec);
+    if (ec || canon == "/")
+      return t;
+    // The caller's path to the task dir is the caller's choice: followed.
+    t.fd.fd = ::open(std::string(task_dir).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (t.fd.fd < 0)
+      return make_system_error(errno, "task_dir \"" + std::string(task_dir) + "\"");
+    t.canonical = canon.string();
+    return t;
+  }
+  bool owns() const { return fd.fd >= 0; }
+  // `p` relative to the task dir when it names something inside it (a
+  // relative `p`, or an absolute one below the task dir by either name).
+  std::optional<std::string> relative(const std::string& p) const {
+    if (!owns() || p.empty())
+      return std::nullopt;
+    if (p.front() != '/')
+      return p;
+    if (auto r = detail::path_below(p, path))
+      return r;
+    return detail::path_below(p, canonical);
+  }
+};
+
+// Move a descriptor above 0..2 (the child dup2()s it onto 1 or 2).
+result<int> above_stdio(int fd, std::string_view what) {
+  if (fd >= 3)
+    return fd;
+  int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int saved = errno;
+  ::close(fd);
+  if (moved < 0)
+    return make_system_error(saved, "dup " + std::string(what));
+  return moved;
+}
+
+error prefixed(std::string prefix, error e) {
+  e.message = std::move(prefix) + e.message;
+  return e;
+}
+
+// Open the FIFO `reopen` (a path that reaches it) for writing. It must
+// have a reader already: a writer waiting for one would block the executor.
+// "No reader" is ENXIO, as open(2) says it.
+result<int> open_fifo(std::string_view field, const std::string& reopen, const std::string& shown) {
+  int fd = ::open(reopen.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0 && errno == ENXIO) {
+    return detail::os_error(ENXIO,
+                            std::string(field) + " \"" + shown + "\" is a FIFO with no reader");
   }
   if (fd < 0)
-    return make_system_error(errno, std::string("open ") + std::string(field) + " \"" + p + "\"");
-  if (fd < 3) {
-    int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    int saved = errno;
-    ::close(fd);
-    if (moved < 0)
-      return make_system_error(saved, "dup");
-    fd = moved;
-  }
+    return make_system_error(errno, "open " + std::string(field) + " \"" + shown + "\"");
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   return fd;
+}
+
+std::string proc_fd_path(int fd) {
+  return "/proc/self/fd/" + std::to_string(fd);
+}
+
+// A path in the task dir, as the task left it: resolved below the task dir
+// through no symlink. A file we create is the task's (fchown to its user,
+// through the descriptor); an existing one is appended to when it is a
+// regular file or a FIFO, never a device, never a hard link to someone
+// else's file.
+result<int> open_output_in_task_dir(std::string_view field, const std::string& path,
+                                    const std::string& rel, const task_dir_ref& td,
+                                    const launch_plan& plan) {
+  const std::string what = std::string(field) + " \"" + path + "\"";
+  const std::string shown = path.front() == '/' ? path : join(td.path, path);
+  const uid_t task_uid = plan.change_user ? plan.uid : ::geteuid();
+  // Bounded: each round ends unless the file vanished between two opens.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    // O_EXCL: a file we create, we know we created.
+    auto made = detail::open_beneath(td.fd.fd, td.path, rel,
+                                     O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_NOCTTY, 0644);
+    if (made) {
+      unique_fd fd(*made);
+      if (plan.change_user && ::fchown(fd.fd, plan.uid, plan.gid) != 0)
+        return make_system_error(errno, "chown " + what);
+      return fd.release();
+    }
+    if (made.error().code.value() != EEXIST)
+      return prefixed("open " + what + ": ", made.error());
+
+    // It exists: look at it (O_PATH opens nothing, not even a device).
+    auto found = detail::open_beneath(td.fd.fd, td.path, rel, O_PATH);
+    if (!found && found.error().code.value() == ENOENT)
+      continue;  // removed meanwhile
+    if (!found)
+      return prefixed("open " + what + ": ", found.error());
+    unique_fd at(*found);
+    struct stat st {};
+    if (::fstat(at.fd, &st) != 0)
+      return make_system_error(errno, "stat " + what);
+    if (S_ISFIFO(st.st_mode))
+      return open_fifo(field, proc_fd_path(at.fd), shown);
+    if (S_ISDIR(st.st_mode))
+      return detail::os_error(EISDIR, "open " + what + ": \"" + shown + "\" is a directory");
+    if (!S_ISREG(st.st_mode)) {
+      return detail::os_error(EPERM, "open " + what + ": \"" + shown +
+                                         "\" is not a regular file or a FIFO: refused in the "
+                                         "task dir");
+    }
+    if (!task_may_change(st, task_uid)) {
+      return detail::os_error(EPERM, "open " + what + ": \"" + shown + "\" has " +
+                                         std::to_string(st.st_nlink) +
+                                         " links and belongs to uid " + std::to_string(st.st_uid) +
+                                         ", not the task's user (uid " + std::to_string(task_uid) +
+                                         "): a hard link to a file elsewhere is refused");
+    }
+    // Through the descriptor: the very file just checked.
+    int fd = ::open(proc_fd_path(at.fd).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+      return make_system_error(errno, "open " + what);
+    return fd;
+  }
+  return detail::os_error(EAGAIN, "open " + what + ": \"" + shown + "\" keeps changing");
+}
+
+// A path outside the task dir: the caller's choice, directories and all,
+// but a symlink as its last component is not followed, unless it is a
+// descriptor link in /proc (/proc/<pid>/fd/<n>: the caller names an open
+// descriptor, `taskexec run` its own stdout).
+result<int> open_output_outside(std::string_view field, const std::string& path) {
+  const std::string what = std::string(field) + " \"" + path + "\"";
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    unique_fd at(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (at.fd < 0 && errno == ENOENT) {
+      int fd = ::open(path.c_str(),
+                      O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
+      if (fd >= 0)
+        return fd;
+      if (errno == EEXIST || errno == ENOENT)
+        continue;  // appeared or vanished meanwhile
+      if (errno == ELOOP)
+        return detail::os_error(
+            ELOOP, "open " + what + ": symlink refused: \"" + path + "\" is a symlink");
+      return make_system_error(errno, "open " + what);
+    }
+    if (at.fd < 0)
+      return make_system_error(errno, "open " + what);
+    struct stat st {};
+    if (::fstat(at.fd, &st) != 0)
+      return make_system_error(errno, "stat " + what);
+    std::string reopen = proc_fd_path(at.fd);
+    if (S_ISLNK(st.st_mode)) {
+      if (!detail::is_proc_fd_link(at.fd, path)) {
+        return detail::os_error(
+            ELOOP, "open " + what + ": symlink refused: \"" + path + "\" is a symlink");
+      }
+      reopen = path;  // the descriptor it names
+      if (::stat(path.c_str(), &st) != 0)
+        return make_system_error(errno, "open " + what);
+    }
+    if (S_ISFIFO(st.st_mode))
+      return open_fifo(field, reopen, path);
+    int fd = ::open(reopen.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+      return make_system_error(errno, "open " + what);
+    return fd;
+  }
+  return detail::os_error(EAGAIN, "open " + what + ": it keeps changing");
+}
+
+// Open a stdout/stderr destination: a file (appended to; created 0644), a
+// FIFO (which must already have a reader), or /dev/null for an empty path.
+// The result is >= 3 and CLOEXEC.
+result<int> open_output(std::string_view field, const std::string& path, const task_dir_ref& td,
+                        const launch_plan& plan) {
+  if (path.empty()) {
+    int fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+      return make_system_error(errno, "open /dev/null");
+    return above_stdio(fd, field);
+  }
+  auto rel = td.relative(path);
+  // A relative path with a task dir that owns nothing ("/") is still below it.
+  auto fd = rel ? open_output_in_task_dir(field, path, *rel, td, plan)
+                : open_output_outside(
+                      field, path.front() == '/' || td.path.empty() ? path : join(td.path, path));
+  if (!fd)
+    return fd;
+  return above_stdio(*fd, field);
 }
 
 result<int> dup_handed_fd(std::string_view field, int fd) {
@@ -137,75 +318,105 @@ result<user_identity> lookup_user(std::string_view user) {
   return make_error(errc::user_not_found, "groups of user \"" + name + "\" could not be listed");
 }
 
+bool task_may_change(const struct stat& st, uid_t task_uid) {
+  return st.st_nlink <= 1 || st.st_uid == task_uid;
+}
+
+result<void> make_task_file_executable(int fd, const std::string& shown, uid_t task_uid) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    return make_system_error(errno, "stat \"" + shown + "\"");
+  if ((st.st_mode & 0555) == 0555)
+    return {};
+  const bool some_exec = (st.st_mode & 0111) != 0;
+  if (!task_may_change(st, task_uid)) {
+    // Perhaps a hard link to a file outside the task dir: left as it is.
+    if (some_exec)
+      return {};
+    return detail::os_error(EPERM, "\"" + shown +
+                                       "\" is not executable and is not made so: it has " +
+                                       std::to_string(st.st_nlink) + " links and belongs to uid " +
+                                       std::to_string(st.st_uid) + ", not the task's user (uid " +
+                                       std::to_string(task_uid) + ")");
+  }
+  // chmod through the O_PATH descriptor's link in /proc (fchmod needs a
+  // descriptor opened for real, and opening is what O_PATH avoided): the
+  // very file checked, wherever a name of it is now.
+  const std::string at = "/proc/self/fd/" + std::to_string(fd);
+  if (::chmod(at.c_str(), (st.st_mode & 07777) | 0555) != 0 && !some_exec)
+    return make_system_error(errno, "chmod \"" + shown + "\"");
+  return {};
+}
+
 result<std::string> lookup_binary(std::string_view cmd, std::string_view task_dir,
-                                  std::string_view path_env) {
-  std::vector<std::string> candidates;
+                                  std::string_view path_env, std::optional<uid_t> task_uid) {
+  // Only files of the task get execute bits added: a file reached below
+  // task_dir through no symlink (a symlink or ".." out of it leads to a host
+  // file) and no hard link to someone else's file. A host binary (an
+  // absolute path outside task_dir, or one found in PATH) is never changed.
+  // A task dir of "/" owns nothing.
+  auto td = task_dir_ref::open(task_dir);
+  if (!td)
+    return td.error();
+  struct candidate {
+    std::string path;
+    std::optional<std::string> rel;  // below the task dir, when it owns files
+  };
+  std::vector<candidate> candidates;
+  auto add = [&](std::string path, std::optional<std::string> rel) {
+    if (!td->owns())
+      rel.reset();
+    else if (!rel && path.front() == '/')  // a relative PATH entry is the daemon cwd's
+      rel = td->relative(path);
+    candidates.push_back({std::move(path), std::move(rel)});
+  };
   if (!task_dir.empty()) {
-    candidates.push_back(join(join(task_dir, "local"), cmd));
-    candidates.push_back(join(task_dir, cmd));
+    // task_dir + an absolute cmd is below task_dir too (as Nomad joins them).
+    const auto below = cmd.substr(std::min(cmd.find_first_not_of('/'), cmd.size()));
+    add(join(join(task_dir, "local"), cmd), join("local", below));
+    add(join(task_dir, cmd), std::string(below));
   }
   if (!cmd.empty() && cmd.front() == '/') {
-    candidates.emplace_back(cmd);
+    add(std::string(cmd), std::nullopt);
   } else if (cmd.find('/') == std::string_view::npos) {
     std::string_view path = path_env.empty() ? k_default_path : path_env;
     while (true) {
       auto colon = path.find(':');
       std::string_view dir = path.substr(0, colon);
       if (!dir.empty())
-        candidates.push_back(join(dir, cmd));
+        add(join(dir, cmd), std::nullopt);
       if (colon == std::string_view::npos)
         break;
       path.remove_prefix(colon + 1);
     }
   }
-  // Only files of the task get execute bits added: a host binary (an
-  // absolute path outside task_dir, or one found in PATH) is never changed.
-  // The file is opened without following a final symlink, then checked and
-  // changed through that descriptor (fchmod), with its real path read from
-  // /proc/self/fd: a symlink, "..", or a file swapped meanwhile cannot make
-  // us change a file outside the task dir. A task dir of "/" owns nothing.
-  std::error_code fs_ec;
-  auto task_root = task_dir.empty() ? std::filesystem::path()
-                                    : std::filesystem::canonical(std::string(task_dir), fs_ec);
-  if (fs_ec || task_root == "/")
-    task_root.clear();
-  // 1: made executable; 0: not ours to change; -errno: failed.
-  auto make_executable = [&](const std::string& c) -> int {
-    if (task_root.empty())
-      return 0;
-    int fd = ::open(c.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-      return 0;  // a symlink (ELOOP), or gone
-    struct stat st {};
-    int result = 0;
-    std::error_code ec;
-    auto real = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd), ec);
-    auto rel = real.lexically_relative(task_root);
-    const bool inside = !ec && !rel.empty() && *rel.begin() != "..";
-    if (inside && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-      result =
-          (st.st_mode & 0111) != 0 || ::fchmod(fd, (st.st_mode & 07777) | 0555) == 0 ? 1 : -errno;
-    }
-    ::close(fd);
-    return result;
-  };
+  const uid_t uid = task_uid ? *task_uid : ::geteuid();
   for (const auto& c : candidates) {
     struct stat st {};
-    if (!is_regular(c, st))
+    if (!is_regular(c.path, st))
       continue;
+    if (c.rel) {
+      // A file of the task arrives as it was unpacked (0600, 0700 for its
+      // owner only): 0555 added, as Nomad does, so that the task's user can
+      // run it. Opened as a path (O_PATH opens nothing), then checked and
+      // changed through that descriptor.
+      auto fd = detail::open_beneath(td->fd.fd, td->path, *c.rel, O_PATH);
+      if (fd) {
+        unique_fd f(*fd);
+        if (::fstat(f.fd, &st) != 0 || !S_ISREG(st.st_mode))
+          continue;  // not the file stat() saw: changed meanwhile
+        if (auto made = make_task_file_executable(f.fd, c.path, uid); !made)
+          return prefixed("binary \"" + std::string(cmd) + "\": ", made.error());
+        return c.path;
+      }
+      // Reached through a symlink or ".." out of the task dir: as a host file.
+    }
     if ((st.st_mode & 0111) != 0)
-      return c;
-    // A file of the task may arrive without execute bits (an artifact
-    // unpacked 0600): make it executable, as Nomad does.
-    int made = make_executable(c);
-    if (made > 0)
-      return c;
-    if (made < 0)
-      return make_system_error(-made, "chmod \"" + c + "\"");
+      return c.path;
     // Not executable and not ours to change: a PATH entry is skipped, as a
     // shell would; an absolute path is returned and exec reports EACCES.
-    if (c == cmd)
-      return c;
+    if (c.path == cmd)
+      return c.path;
   }
   return make_error(errc::binary_not_found,
                     "binary \"" + std::string(cmd) + "\" could not be found");
@@ -271,13 +482,16 @@ result<void> prepare_process(const exec_command& cmd, launch_plan& plan) {
     plan.stdin_fd = in;
   }
   plan.controlling_tty = cmd.controlling_tty;
+  auto td = task_dir_ref::open(cmd.task_dir);
+  if (!td)
+    return td.error();
   auto out = cmd.stdout_fd >= 0 ? dup_handed_fd("stdout_fd", cmd.stdout_fd)
-                                : open_output("stdout_path", cmd.stdout_path, cmd.task_dir);
+                                : open_output("stdout_path", cmd.stdout_path, *td, plan);
   if (!out)
     return out.error();
   plan.stdout_fd = *out;
   auto err = cmd.stderr_fd >= 0 ? dup_handed_fd("stderr_fd", cmd.stderr_fd)
-                                : open_output("stderr_path", cmd.stderr_path, cmd.task_dir);
+                                : open_output("stderr_path", cmd.stderr_path, *td, plan);
   if (!err)
     return err.error();
   plan.stderr_fd = *err;
@@ -293,7 +507,8 @@ result<void> host_strategy::before_fork(const exec_command& cmd, launch_plan& pl
   if (auto r = prepare_process(cmd, plan); !r)
     return r;
 
-  auto exe = lookup_binary(cmd.cmd, cmd.task_dir, env_value(cmd.env, "PATH"));
+  auto exe = lookup_binary(cmd.cmd, cmd.task_dir, env_value(cmd.env, "PATH"),
+                           plan.change_user ? std::optional<uid_t>(plan.uid) : std::nullopt);
   if (!exe)
     return exe.error();
   plan.executable = std::move(*exe);

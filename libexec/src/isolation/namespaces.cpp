@@ -24,6 +24,7 @@
 
 #include "process_setup.hpp"
 #include "taskexec/cgroups.hpp"
+#include "taskexec/detail/safe_open.hpp"
 #include "taskexec/isolation/capabilities.hpp"
 #include "taskexec/isolation/cgroup.hpp"
 #include "taskexec/isolation/container.hpp"
@@ -115,15 +116,29 @@ result<void> make_mount_point(const std::string& root, const std::string& rel, b
       ::close(dfd);
       dfd = next;
     } else {
-      int fd =
-          ::openat(dfd, part.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
-      if (fd < 0) {
-        out = errno == ELOOP ? make_error(errc::invalid_argument,
-                                          "mount point \"" + at + "\" is a symlink: refused")
-                             : make_system_error(errno, "mount point \"" + at + "\"");
+      // Made without opening it, and an existing one only looked at: an
+      // open for writing would block on a FIFO planted there, or open a
+      // device node.
+      if (::mknodat(dfd, part.c_str(), S_IFREG | 0644, 0) != 0 && errno != EEXIST) {
+        out = make_system_error(errno, "mount point \"" + at + "\"");
         break;
       }
-      ::close(fd);
+      struct stat st {};
+      if (::fstatat(dfd, part.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        out = make_system_error(errno, "mount point \"" + at + "\"");
+        break;
+      }
+      if (S_ISLNK(st.st_mode)) {
+        out =
+            make_error(errc::invalid_argument, "mount point \"" + at + "\" is a symlink: refused");
+        break;
+      }
+      if (!S_ISREG(st.st_mode)) {
+        out = make_error(errc::invalid_argument, "mount point \"" + at +
+                                                     "\" is not a regular file (the mount's "
+                                                     "source is a file): refused");
+        break;
+      }
     }
   }
   ::close(dfd);
@@ -198,17 +213,15 @@ void fd_path(char* out, int fd, const char* suffix) noexcept {
 }
 
 // Child side: an O_PATH descriptor of `rel` beneath `dirfd`, resolved with
-// no symlink followed and never above `dirfd` (openat2; before Linux 5.6,
-// openat with O_NOFOLLOW on the last component, the parent having checked
-// the rest).
+// no symlink followed and never above `dirfd` (openat2; before Linux 5.6, a
+// walk with O_NOFOLLOW on every component: the parent's check of the same
+// path may be stale by now). -1 with errno on failure.
 int open_beneath(int dirfd, const char* rel) noexcept {
-  struct {
-    std::uint64_t flags, mode, resolve;
-  } how{O_PATH | O_CLOEXEC, 0,
-        0x04 /* RESOLVE_NO_SYMLINKS */ | 0x02 /* NO_MAGICLINKS */ | 0x10 /* RESOLVE_IN_ROOT */};
-  int fd = static_cast<int>(::syscall(SYS_openat2, dirfd, rel, &how, sizeof how));
-  if (fd < 0 && errno == ENOSYS)
-    fd = ::openat(dirfd, rel, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  const int fd = detail::open_beneath_raw(dirfd, rel, O_PATH);
+  if (fd < 0) {
+    errno = -fd;
+    return -1;
+  }
   return fd;
 }
 
@@ -486,7 +499,8 @@ result<void> container_strategy::before_fork(const exec_command& cmd, launch_pla
   p.pivot = !cmd.no_pivot_root;
 
   // The binary, inside the root.
-  auto bin = lookup_binary_in_root(cmd.cmd, p.root, cmd.mounts);
+  auto bin = lookup_binary_in_root(cmd.cmd, p.root, cmd.mounts,
+                                   plan.change_user ? std::optional(plan.uid) : std::nullopt);
   if (!bin)
     return fail(bin.error());
 
@@ -940,7 +954,8 @@ result<void> container_enter_strategy::before_fork(const exec_command& cmd, laun
   plan.uid = p.uid;
   plan.gid = p.gid;
   plan.groups = p.groups;
-  auto bin = lookup_binary_in_root(cmd.cmd, p.root, p.mounts);
+  auto bin = lookup_binary_in_root(cmd.cmd, p.root, p.mounts,
+                                   p.change_user ? std::optional(p.uid) : std::nullopt);
   if (!bin)
     return bin.error();
   cwd_ = cmd.work_dir.empty() ? p.cwd : (cmd.work_dir.front() == '/' ? "" : "/") + cmd.work_dir;

@@ -26,8 +26,10 @@
 //    links; /sys read-only; /proc/kcore, keys, timer_list, sched_debug,
 //    latency_stats and /sys/firmware, /proc/acpi, /proc/scsi masked;
 //    /proc/sys, sysrq-trigger, irq, bus, fs read-only. Mount points are made
-//    in the task dir before the launch; a symlink on any of their paths is
-//    refused (no mount ever lands outside the root).
+//    in the task dir before the launch, without opening what is there (a
+//    file target must be a regular file); a symlink on any of their paths is
+//    refused, by the parent's walk and again by the child's resolution when
+//    it mounts (no mount ever lands outside the root).
 //  - Mounts: recursive bind mounts; readonly through mount_setattr
 //    (recursive) or a remount, then verified with statfs; propagation
 //    "private" (rprivate, default), "host-to-task" (rslave) or
@@ -44,7 +46,8 @@
 //    (bounding, permitted, effective); any other user gets `capabilities`
 //    (default: default_caps()) as bounding, permitted, effective,
 //    inheritable and ambient. no_new_privs is always set.
-//  - Binary lookup: lookup_binary_in_root. cwd: work_dir inside the root,
+//  - Binary lookup: lookup_binary_in_root (a file of the root lacking any of
+//    0555 gets them). cwd: work_dir inside the root,
 //    default "/". stdout/stderr: opened on the host as in the host strategy.
 //  - The cgroup strategy always comes first (accounting, kill, devices).
 //  - Teardown: the namespaces and mounts go with the last process; the
@@ -55,6 +58,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,11 +83,19 @@ struct root_binary {
 /// executor does: task_dir/local/<cmd>, task_dir/<cmd> (an absolute `cmd` is
 /// taken inside the root), each mount whose task_path holds it (re-rooted to
 /// its host_path), then, for a bare name only, usr/local/bin, usr/bin and
-/// bin inside the root. Only executable regular files count. A file that
-/// exists only on the host is not found:
+/// bin inside the root. Paths inside the root are resolved as the task will
+/// resolve them from inside (detail::resolve::in_root: symlinks followed
+/// within the root, never out of it). A regular file found inside the root
+/// counts, and when it lacks any of 0555 they are added, as in the host
+/// strategy's lookup (not to a hard link that `task_uid`, default the
+/// executor's euid, does not own: then a file without any execute bit is
+/// an EPERM error). A mount's files are the host's: only executable ones
+/// count, and they are never changed. A file that exists only on the host
+/// is not found:
 /// errc::binary_not_found `file <cmd> not found under path <task_dir>`.
 result<root_binary> lookup_binary_in_root(std::string_view cmd, const std::string& task_dir,
-                                          const std::vector<mount_config>& mounts);
+                                          const std::vector<mount_config>& mounts,
+                                          std::optional<uid_t> task_uid = std::nullopt);
 
 /// What a process started later inside a running container task (Exec)
 /// needs to join it: the init's (or task's) pidfd, the namespaces to enter,

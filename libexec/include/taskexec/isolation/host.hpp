@@ -11,11 +11,19 @@
 //    or to descriptors handed over by an embedding program (stdin too; with
 //    controlling_tty a terminal on stdin becomes the session's controlling
 //    terminal);
+//  - stdout/stderr paths in the task dir (relative, or absolute below it)
+//    are resolved below it through no symlink (detail::open_beneath); a file
+//    made there is the task user's (fchown through the descriptor); an
+//    existing one must be a regular file or a FIFO, and not a hard link to
+//    someone else's file. Paths outside are the caller's, but a symlink as
+//    the last component is refused (except /proc/<pid>/fd/<n>);
 //  - binary lookup: task_dir/local/<cmd>, task_dir/<cmd>, an absolute host
-//    path, then PATH (the task's, else /usr/local/bin:/usr/bin:/bin); a file
-//    inside task_dir (resolved through symlinks) without execute bits gets
-//    0555 added; host files are never changed (a PATH entry without execute
-//    bits is skipped, an absolute one fails at exec with EACCES);
+//    path, then PATH (the task's, else /usr/local/bin:/usr/bin:/bin); a
+//    regular file reached below task_dir through no symlink that lacks any
+//    of 0555 gets them added (0610 -> 0755, 0700 -> 0755), unless it is a
+//    hard link to someone else's file; host files (outside task_dir, or
+//    reached through a symlink) are never changed (a PATH entry without
+//    execute bits is skipped, an absolute one fails at exec with EACCES);
 //  - oom_score_adj = exec_command.oom_score_adj, never the executor's value;
 //  - PR_SET_PDEATHSIG(SIGKILL), set after the credential change (which would
 //    clear it), so the task dies with its executor. The kernel ties it to the
@@ -24,7 +32,10 @@
 //  - every other descriptor closed (by the launcher, close_range).
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
+#include <optional>
 
 #include "taskexec/isolation/cgroup.hpp"
 #include "taskexec/isolation/strategy.hpp"
@@ -54,9 +65,16 @@ result<user_identity> lookup_user(std::string_view user);
 
 /// Binary lookup in the host strategy's order; errc::binary_not_found reads
 /// `binary "<cmd>" could not be found`. `path_env` is the PATH to search.
-/// Adds execute bits (0555) to a found file inside task_dir that lacks them.
+/// A regular file found below task_dir through no symlink that lacks any of
+/// 0555 gets them added (mode | 0555), through a descriptor; a file with
+/// more than one link that `task_uid` (default: the executor's euid, as
+/// whom a task without a user runs) does not own is left as it is, and
+/// when it has no execute bit at all that is an error (EPERM,
+/// `binary "<cmd>": "<path>" is not executable and is not made so: ...`).
+/// Files outside task_dir are never changed.
 result<std::string> lookup_binary(std::string_view cmd, std::string_view task_dir,
-                                  std::string_view path_env);
+                                  std::string_view path_env,
+                                  std::optional<uid_t> task_uid = std::nullopt);
 
 /// What the strategies need to know of the executor.
 struct isolation_context {
