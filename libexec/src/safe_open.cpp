@@ -304,9 +304,9 @@ result<int> open_beneath(int dirfd, std::string_view dir_name, std::string_view 
   if (how == resolve::no_symlinks) {
     fd = open_beneath_raw(dirfd, r.c_str(), flags, mode, impl);
   } else {
-    fd = impl == resolver::walk ? -ENOSYS
-                                : call_openat2(dirfd, r.c_str(), flags, mode,
-                                               RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+    fd = impl == resolver::walk
+             ? -ENOSYS
+             : call_openat2(dirfd, r.c_str(), flags, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
     if (fd == -ENOSYS && impl != resolver::openat2)
       fd = walk_in_root(dirfd, r, flags & ~O_NOFOLLOW, mode);
   }
@@ -320,8 +320,8 @@ result<int> open_beneath(int dirfd, std::string_view dir_name, std::string_view 
                                     : "symlink refused: \"" + link + "\" is a symlink");
   }
   if (e == EXDEV) {
-    return os_error(e, "outside the task dir: \"" + r + "\" leads out of \"" +
-                           std::string(dir_name) + "\"");
+    return os_error(
+        e, "outside the task dir: \"" + r + "\" leads out of \"" + std::string(dir_name) + "\"");
   }
   return os_error(e, "\"" + shown + "\": " + std::strerror(e));
 }

@@ -124,9 +124,9 @@ BOOST_AUTO_TEST_CASE(a_mount_target_through_a_symlink_is_refused) {
       std::string task_path, host_path, refused;
     };
     const std::vector<refusal> cases = {
-        {"/data/sub", source.str(), "/data"},          // a directory on the way
-        {"/data", source.str(), "/data"},              // the mount point itself
-        {"/etc/conf", source / "file", "/etc/conf"},   // a file mount's target
+        {"/data/sub", source.str(), "/data"},         // a directory on the way
+        {"/data", source.str(), "/data"},             // the mount point itself
+        {"/etc/conf", source / "file", "/etc/conf"},  // a file mount's target
         {"/data/file", source / "file", "/data"},
     };
     for (const auto& c : cases) {
@@ -134,7 +134,8 @@ BOOST_AUTO_TEST_CASE(a_mount_target_through_a_symlink_is_refused) {
       cmd.mounts = {{c.task_path, c.host_path, false, ""}};
       auto e = co_await launch_error(cmd, unique_id("mnt"));
       BOOST_TEST((e.code == make_error_code(errc::invalid_argument)), c.task_path);
-      BOOST_TEST(e.message == "mount point \"" + root.str() + c.refused + "\" is a symlink: refused");
+      BOOST_TEST(e.message ==
+                 "mount point \"" + root.str() + c.refused + "\" is a symlink: refused");
     }
     BOOST_TEST(!fs::exists(outside.path / "sub"));
     BOOST_TEST(!fs::exists(outside.path / "file"));
@@ -194,8 +195,7 @@ BOOST_AUTO_TEST_CASE(a_symlink_swapped_in_after_the_checks_is_refused_in_the_chi
     for (const char* own : {"proc", "dev", "sys"}) {
       auto e = co_await child_error_after(in_container(root, "true"), unique_id(own), swap(own));
       BOOST_TEST((e.code == make_error_code(errc::launch_failed)), own);
-      BOOST_TEST(e.message ==
-                 "mount /" + std::string(own) + ": Too many levels of symbolic links");
+      BOOST_TEST(e.message == "mount /" + std::string(own) + ": Too many levels of symbolic links");
       fs::remove(root.dir.path / own);
     }
     auto cmd = in_container(root, "true");

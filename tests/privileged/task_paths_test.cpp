@@ -170,9 +170,9 @@ BOOST_AUTO_TEST_CASE(a_symlinked_directory_in_the_task_dir_is_refused) {
       cmd.stdout_path = path;
       auto r = co_await launch_to_end(cmd);
       BOOST_REQUIRE(!r);
-      check_os_error(r.error(), ELOOP, "open stdout_path \"" + path +
-                                                  "\": symlink refused: \"" + t / "logs" +
-                                                  "\" is a symlink");
+      check_os_error(r.error(), ELOOP,
+                     "open stdout_path \"" + path + "\": symlink refused: \"" + t / "logs" +
+                         "\" is a symlink");
     }
   });
   BOOST_TEST(fs::is_empty(elsewhere.path));
@@ -195,14 +195,16 @@ BOOST_AUTO_TEST_CASE(a_hard_link_or_a_device_in_the_task_dir_is_not_written) {
     cmd.stdout_path = "out.log";
     auto linked = co_await launch_to_end(cmd);
     BOOST_REQUIRE(!linked);
-    check_os_error(linked.error(), EPERM, "open stdout_path \"out.log\": \"" + t / "out.log" +
-                                   "\" has 2 links and belongs to uid 0, not the task's user (uid "
-                                   "65534): a hard link to a file elsewhere is refused");
+    check_os_error(linked.error(), EPERM,
+                   "open stdout_path \"out.log\": \"" + t / "out.log" +
+                       "\" has 2 links and belongs to uid 0, not the task's user (uid "
+                       "65534): a hard link to a file elsewhere is refused");
     cmd.stdout_path = "dev.log";
     auto device = co_await launch_to_end(cmd);
     BOOST_REQUIRE(!device);
-    check_os_error(device.error(), EPERM, "open stdout_path \"dev.log\": \"" + t / "dev.log" +
-                                   "\" is not a regular file or a FIFO: refused in the task dir");
+    check_os_error(device.error(), EPERM,
+                   "open stdout_path \"dev.log\": \"" + t / "dev.log" +
+                       "\" is not a regular file or a FIFO: refused in the task dir");
   });
   BOOST_TEST(read_file(host / "passwd") == "root:x:0:0\n");
 }
@@ -221,15 +223,15 @@ BOOST_AUTO_TEST_CASE(outside_the_task_dir_a_final_symlink_is_not_followed) {
     cmd.stdout_path = logs / "out.log";
     auto r = co_await launch_to_end(cmd);
     BOOST_REQUIRE(!r);
-    check_os_error(r.error(), ELOOP, "open stdout_path \"" + logs / "out.log" +
-                                                "\": symlink refused: \"" + logs / "out.log" +
-                                                "\" is a symlink");
+    check_os_error(r.error(), ELOOP,
+                   "open stdout_path \"" + logs / "out.log" + "\": symlink refused: \"" +
+                       logs / "out.log" + "\" is a symlink");
     // /proc/<pid>/fd/<n>, as `taskexec run` passes its own stdout.
     pipe_reader out;
     auto via_proc = sh("echo through proc");
     via_proc.task_dir = t.str();
-    via_proc.stdout_path = "/proc/" + std::to_string(::getpid()) + "/fd/" +
-                           std::to_string(out.write_fd());
+    via_proc.stdout_path =
+        "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(out.write_fd());
     auto ok = co_await launch_to_end(via_proc);
     BOOST_REQUIRE_MESSAGE(ok, (ok ? "" : ok.error().message));
     out.close_write();

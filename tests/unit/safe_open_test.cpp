@@ -77,7 +77,9 @@ struct planted {
   std::string at(const std::string& rel) const { return (task.path / rel).string(); }
 };
 
-int error_of(const result<int>& r) { return r ? 0 : r.error().code.value(); }
+int error_of(const result<int>& r) {
+  return r ? 0 : r.error().code.value();
+}
 
 const auto both = bdata::make({resolver::openat2, resolver::walk});
 
@@ -115,13 +117,13 @@ BOOST_DATA_TEST_CASE(every_symlink_is_refused_and_named, both, impl) {
     std::string link;  // the component named in the message
   };
   const std::vector<refusal> cases = {
-      {"abs", "abs"},                // absolute, out of the dir
-      {"rel", "rel"},                // relative, to a file inside
-      {"mid/victim", "mid"},         // a directory component, out
-      {"mid_in/b/file", "mid_in"},   // a directory component, inside
-      {"a/../abs", "abs"},           // after a ".." that stays inside
-      {"dangling", "dangling"},      // to nothing
-      {"a/b/../../rel", "rel"},      // ".." back to the top, then a link
+      {"abs", "abs"},               // absolute, out of the dir
+      {"rel", "rel"},               // relative, to a file inside
+      {"mid/victim", "mid"},        // a directory component, out
+      {"mid_in/b/file", "mid_in"},  // a directory component, inside
+      {"a/../abs", "abs"},          // after a ".." that stays inside
+      {"dangling", "dangling"},     // to nothing
+      {"a/b/../../rel", "rel"},     // ".." back to the top, then a link
   };
   for (const auto& c : cases) {
     for (int flags : {O_RDONLY, O_PATH, O_WRONLY | O_APPEND, O_WRONLY | O_CREAT | O_APPEND}) {
@@ -161,7 +163,8 @@ BOOST_DATA_TEST_CASE(dot_dot_may_not_climb_out, both, impl) {
   // ".." that stays inside is fine, and so is the directory itself.
   auto top = p.open("a/..", O_PATH | O_DIRECTORY, impl);
   BOOST_REQUIRE(top);
-  struct stat a {}, b {};
+  struct stat a {
+  }, b{};
   BOOST_TEST((::fstat(*top, &a) == 0 && ::stat(p.task.path.c_str(), &b) == 0));
   BOOST_TEST((a.st_ino == b.st_ino && a.st_dev == b.st_dev));
   ::close(*top);
