@@ -6,6 +6,10 @@
 #include "taskexec/rpc/framer.hpp"
 #include "taskexec/rpc/journal.hpp"
 #include "taskexec/rpc/message.hpp"
+#include "taskexec/rpc/params.hpp"
+
+#include <random>
+#include <set>
 
 using namespace taskexec;
 using namespace taskexec::rpc;
@@ -146,6 +150,156 @@ BOOST_AUTO_TEST_CASE(batches_validate_each_member) {
   BOOST_TEST(as_request(m.items[0]).method == "Version");
   BOOST_TEST((as_invalid(m.items[1]).error.error_code == code::invalid_request));
   BOOST_TEST(!as_request(m.items[2]).id.has_value());
+}
+
+// A key twice in one object: Boost.JSON would keep the last value, so
+// {"method":"Version","method":"Destroy"} would pass as a Destroy.
+BOOST_AUTO_TEST_CASE(duplicate_keys_are_refused_at_any_depth) {
+  {
+    auto m = parse_message(R"({"jsonrpc":"2.0","id":1,"method":"Version","method":"Destroy"})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::invalid_request));
+    BOOST_TEST(e.error.message == "duplicate key \"method\"");
+    BOOST_TEST(json::serialize(e.id) == "1");
+  }
+  {
+    // The duplicate is the id: which one would be a guess.
+    auto m = parse_message(R"({"jsonrpc":"2.0","id":1,"id":2,"method":"Version"})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST(e.error.message == "duplicate key \"id\"");
+    BOOST_TEST(e.id.is_null());
+  }
+  {
+    // In params: -32602 naming the field by path, the id kept.
+    auto m = parse_message(
+        R"({"jsonrpc":"2.0","id":"a","method":"Launch","params":{"cmd":"/bin/true","cmd":"/bin/sh"}})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::invalid_params));
+    BOOST_TEST(e.error.message == "duplicate key \"cmd\" in params");
+    BOOST_TEST(e.error.data.at("field").as_string() == "cmd");
+    BOOST_TEST(json::serialize(e.id) == "\"a\"");
+  }
+  {
+    auto m = parse_message(
+        R"({"jsonrpc":"2.0","id":2,"method":"Launch","params":{"cmd":"x","mounts":[{},{"readonly":true,"task_path":"/a","readonly":false}]}})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::invalid_params));
+    BOOST_TEST(e.error.data.at("field").as_string() == "mounts[1].readonly");
+  }
+  {
+    // Keys are compared as decoded: "a" and "\u0061" are one key.
+    auto m = parse_message(
+        R"({"jsonrpc":"2.0","id":3,"method":"UpdateResources","params":{"resources":{"cpu_shares":1,"\u0063pu_shares":2}}})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::invalid_params));
+    BOOST_TEST(e.error.data.at("field").as_string() == "resources.cpu_shares");
+    auto top =
+        parse_message(R"({"jsonrpc":"2.0","id":4,"\u006dethod":"Version","method":"Destroy"})");
+    BOOST_TEST(as_invalid(top.items.at(0)).error.message == "duplicate key \"method\"");
+  }
+  {
+    // In a batch only that member is refused; the others run.
+    auto m = parse_message(
+        R"([{"jsonrpc":"2.0","id":1,"method":"Version"},)"
+        R"({"jsonrpc":"2.0","id":2,"method":"Signal","params":{"signal":1,"signal":9}},)"
+        R"({"jsonrpc":"2.0","id":3,"method":"Version","jsonrpc":"2.0"}])");
+    BOOST_REQUIRE_EQUAL(m.items.size(), 3u);
+    BOOST_TEST(as_request(m.items[0]).method == "Version");
+    const auto& second = as_invalid(m.items[1]);
+    BOOST_TEST((second.error.error_code == code::invalid_params));
+    BOOST_TEST(second.error.data.at("field").as_string() == "signal");
+    BOOST_TEST(json::serialize(second.id) == "2");
+    const auto& third = as_invalid(m.items[2]);
+    BOOST_TEST((third.error.error_code == code::invalid_request));
+    BOOST_TEST(third.error.message == "duplicate key \"jsonrpc\"");
+    BOOST_TEST(json::serialize(third.id) == "3");
+  }
+  {
+    // A huge key is named by its first 64 bytes only.
+    const std::string k(100000, 'k');
+    auto m = parse_message(R"({"jsonrpc":"2.0","id":5,"method":"Version","params":{")" + k +
+                           R"(":1,")" + k + R"(":2}})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST(e.error.data.at("field").as_string() == std::string(64, 'k') + "...");
+  }
+  // Equal values at different places, or in different objects, are no
+  // duplicates.
+  auto ok = parse_message(
+      R"({"jsonrpc":"2.0","id":6,"method":"Launch","params":{"cmd":"x","mounts":[{"task_path":"/a"},{"task_path":"/b"}]}})");
+  BOOST_TEST(as_request(ok.items.at(0)).method == "Launch");
+}
+
+// A property: whatever request a random generator builds, the same request
+// with one key written twice (at any depth, escaped or not) is refused with
+// the code its place calls for, and without the duplicate it parses.
+BOOST_AUTO_TEST_CASE(property_any_duplicate_key_is_refused) {
+  std::mt19937 rng(20261127);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  // A random object of depth up to 3 with keys k0..k4; `dup_at` counts down
+  // the objects written, and the one where it reaches 0 writes a key twice.
+  struct gen {
+    std::mt19937& rng;
+    int dup_at;
+    bool escaped;
+    std::string dup_key;
+    std::string path;
+    int pick(int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); }
+    std::string key_text(const std::string& k, bool escape) {
+      // "\u006b" is "k": the same key, spelled differently.
+      return escape ? "\"\\u006b" + k.substr(1) + "\"" : "\"" + k + "\"";
+    }
+    std::string value(int depth, const std::string& at) {
+      switch (depth > 0 ? pick(4) : pick(2)) {
+        case 0:
+          return std::to_string(pick(1000));
+        case 1:
+          return "\"s" + std::to_string(pick(10)) + "\"";
+        case 2:
+          return object(depth - 1, at);
+        default: {
+          std::string out = "[";
+          const int n = pick(3);
+          for (int i = 0; i < n; ++i)
+            out += (i ? "," : "") + value(depth - 1, at + "[" + std::to_string(i) + "]");
+          return out + "]";
+        }
+      }
+    }
+    std::string object(int depth, const std::string& at) {
+      const bool here = dup_at-- == 0;
+      const int n = 1 + pick(4);
+      std::string out = "{";
+      for (int i = 0; i < n; ++i) {
+        const std::string k = "k" + std::to_string(i);
+        out +=
+            (i ? "," : "") + key_text(k, false) + ":" + value(depth, at.empty() ? k : at + "." + k);
+      }
+      if (here) {
+        dup_key = "k" + std::to_string(pick(n));
+        path = at.empty() ? dup_key : at + "." + dup_key;
+        out += "," + key_text(dup_key, escaped) + ":null";
+      }
+      return out + "}";
+    }
+  };
+  for (int round = 0; round < 2000; ++round) {
+    gen g{rng, pick(4), pick(2) == 1, {}, {}};
+    std::string params = g.object(2, "");
+    if (g.dup_key.empty())
+      continue;  // fewer objects than dup_at: nothing duplicated this round
+    const bool batch = pick(2) == 1;
+    std::string text = R"({"jsonrpc":"2.0","id":7,"method":"Launch","params":)" + params + "}";
+    if (batch)
+      text = R"([{"jsonrpc":"2.0","id":1,"method":"Version"},)" + text + "]";
+    auto m = parse_message(text);
+    BOOST_REQUIRE_EQUAL(m.items.size(), batch ? 2u : 1u);
+    const auto& e = as_invalid(m.items.back());
+    BOOST_TEST((e.error.error_code == code::invalid_params), text);
+    BOOST_TEST(e.error.data.at("field").as_string() == g.path, text);
+    BOOST_TEST(json::serialize(e.id) == "7", text);
+    if (batch)
+      BOOST_TEST(as_request(m.items.front()).method == "Version");
+  }
 }
 
 BOOST_AUTO_TEST_CASE(responses_are_compact_json_rpc) {
