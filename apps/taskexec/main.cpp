@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "taskexec/base64.hpp"
 #include "taskexec/codec.hpp"
 #include "taskexec/remote_executor.hpp"
 #include "taskexec/signals.hpp"
@@ -700,7 +701,18 @@ asio::awaitable<int> cmd_exec(const cli& c, remote_executor& exe) {
   const auto* code = o ? o->if_contains("exit_code") : nullptr;
   if (!out || !out->is_string() || !code || !code->is_int64())
     throw failure{make_error(errc::protocol_error, "Exec result lacks output or exit_code")};
-  std::cout << std::string_view(out->as_string()) << std::flush;
+  // The exact bytes the command wrote (`output` is only text, with U+FFFD
+  // for bytes that are not UTF-8; a daemon older than output_base64 has
+  // only that).
+  std::string bytes(out->as_string());
+  if (const auto* b64 = o->if_contains("output_base64")) {
+    auto decoded = b64->is_string() ? base64_decode(b64->get_string()) : std::nullopt;
+    if (!decoded)
+      throw failure{make_error(errc::protocol_error, "Exec result: output_base64 is not base64")};
+    bytes = std::move(*decoded);
+  }
+  std::cout.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::cout.flush();
   co_return static_cast<int>(code->as_int64());
 }
 

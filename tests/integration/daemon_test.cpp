@@ -12,9 +12,11 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "daemon_client.hpp"
 #include "harness.hpp"
+#include "taskexec/base64.hpp"
 #include "taskexec/detail/proc.hpp"
 
 using namespace test_support;
@@ -103,13 +105,21 @@ BOOST_AUTO_TEST_CASE(exec_over_the_protocol) {
     BOOST_TEST(ok.at("result").at("exit_code").as_int64() == 0);
     BOOST_TEST(ok.at("result").at("output").as_string().size() > 100u);
 
-    // Bytes that are not UTF-8 arrive as U+FFFD; the exit code passes through.
+    // `output` is text: bytes that are not UTF-8 arrive as U+FFFD;
+    // `output_base64` is the exact bytes, NUL and all. The exit code passes
+    // through.
     auto bytes = co_await c.call(
-        4, "Exec", json::parse(R"({"cmd":"/bin/sh","args":["-c","printf 'a\\377b'; exit 4"]})"));
+        4, "Exec",
+        json::parse(R"({"cmd":"/bin/sh","args":["-c","printf 'a\\377b\\000c\\303'; exit 4"]})"));
     BOOST_REQUIRE_MESSAGE(bytes.contains("result"), json::serialize(bytes));
-    BOOST_TEST(bytes.at("result").at("output").as_string() ==
-               "a\xef\xbf\xbd"
-               "b");
+    BOOST_TEST(bytes.at("result").at("output").as_string() == std::string("a\xef\xbf\xbd"
+                                                                          "b\0c\xef\xbf\xbd",
+                                                                          10));
+    const auto* exact = bytes.at("result").as_object().if_contains("output_base64");
+    BOOST_REQUIRE_MESSAGE(exact, json::serialize(bytes));
+    BOOST_TEST(base64_decode(exact->as_string()).value_or("(not base64)") == std::string("a\xff"
+                                                                                         "b\0c\xc3",
+                                                                                         6));
     BOOST_TEST(bytes.at("result").at("exit_code").as_int64() == 4);
 
     auto timed = co_await c.call(
@@ -119,6 +129,7 @@ BOOST_AUTO_TEST_CASE(exec_over_the_protocol) {
     BOOST_TEST(error_code_of(timed) == -32006);
     BOOST_TEST(timed.at("error").at("message").as_string() == "exec timed out after 300 ms");
     BOOST_TEST(timed.at("error").at("data").at("output").as_string() == "before\n");
+    BOOST_TEST(timed.at("error").at("data").at("output_base64").as_string() == "YmVmb3JlCg==");
     BOOST_TEST(timed.at("error").at("data").at("exit_code").as_int64() == 137);
 
     auto bad = co_await c.call(6, "Exec", json::parse(R"({"cmd":"/bin/true","args":[1]})"));

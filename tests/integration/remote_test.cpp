@@ -40,6 +40,11 @@ bool has_code(const error& e, errc c) {
   return e.code == make_error_code(c);
 }
 
+// A script that writes bytes that are not UTF-8, and a NUL.
+std::vector<std::string> raw_bytes_script() {
+  return {"-c", "printf 'a\\377b\\000c\\n'; exit 5"};
+}
+
 std::vector<std::string> types_of(const event_page& page) {
   std::vector<std::string> out;
   for (const auto& e : page.events)
@@ -86,6 +91,13 @@ BOOST_AUTO_TEST_CASE(create_launch_reattach_and_destroy) {
     BOOST_TEST(alive(launched->pid));
     auto again = co_await a.launch(sh("true"));
     BOOST_TEST(has_code(again.error(), errc::already_launched));
+    // Exec's output exactly as the command wrote it (output_base64).
+    auto ex = co_await a.exec("/bin/sh", raw_bytes_script(), std::chrono::milliseconds(10000));
+    BOOST_REQUIRE_MESSAGE(ex, why(ex));
+    BOOST_TEST(ex->output == std::string("a\xff"
+                                         "b\0c\n",
+                                         6));
+    BOOST_TEST(ex->exit_code == 5);
     auto timed = co_await a.wait_for(std::chrono::milliseconds(20));
     BOOST_TEST(has_code(timed.error(), errc::timed_out));
 

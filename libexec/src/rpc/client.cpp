@@ -839,7 +839,16 @@ asio::awaitable<result<exec_result>> remote_executor::exec(std::string cmd,
   if (!out || !out->is_string() || !code || !code->is_int64())
     co_return make_error(errc::protocol_error, "Exec result lacks output or exit_code");
   exec_result res;
-  res.output = out->as_string();
+  // The exact bytes; `output` (text, U+FFFD for bytes that are not UTF-8)
+  // only from a daemon older than output_base64.
+  if (const auto* b64 = o->if_contains("output_base64")) {
+    auto bytes = b64->is_string() ? base64_decode(b64->get_string()) : std::nullopt;
+    if (!bytes)
+      co_return make_error(errc::protocol_error, "Exec result: output_base64 is not base64");
+    res.output = std::move(*bytes);
+  } else {
+    res.output = out->as_string();
+  }
   res.exit_code = static_cast<int>(code->as_int64());
   co_return res;
 }

@@ -85,9 +85,11 @@ std::string valid_utf8(std::string_view in) {
   return out;
 }
 
+// `output` is text for reading; `output_base64` is the exact bytes.
 json::object exec_result_json(const exec_result& r) {
   json::object o;
   o["output"] = valid_utf8(r.output);
+  o["output_base64"] = base64_encode(r.output);
   o["exit_code"] = r.exit_code;
   return o;
 }
