@@ -127,6 +127,12 @@ struct server::state : std::enable_shared_from_this<server::state> {
   std::optional<server_options> options;  // a copy: outlives the server while calls run
   std::function<void()> on_drained;
   event_journal journal;
+  // Lines a peer can cause at will are rate limited: a refused peer is
+  // logged once a minute per uid, a failing accept (EMFILE) once a minute
+  // per errno, each with how many were not logged.
+  log_throttle refusals{std::chrono::minutes(1)};
+  log_throttle accept_errors{std::chrono::minutes(1)};
+  std::uint64_t accept_failures = 0;  // in a row, until an accept works again
   // Bytes received since the heap was last trimmed. After a burst, freed
   // memory stays in malloc's free lists; once connections go idle it is
   // given back (malloc_trim), at most once a second.
@@ -1090,13 +1096,27 @@ asio::awaitable<void> server::accept_loop() {
     if (ec == asio::error::operation_aborted || st->stopping)
       co_return;
     if (ec) {
-      log(log_level::warning, "accept: " + ec.message());
+      ++st->accept_failures;
+      const auto now = log_throttle::clock::now();
+      if (auto n = st->accept_errors.admit(static_cast<std::uint64_t>(ec.value()), now)) {
+        std::string line = "accept: " + ec.message();
+        if (ec == asio::error::no_descriptors)
+          line += " (retrying every 50 ms; logged once a minute)";
+        if (*n > 0)
+          line += " (" + std::to_string(*n) + " more since the last line)";
+        log(log_level::warning, line);
+      }
       if (ec == asio::error::no_descriptors) {
         // Out of descriptors: back off briefly instead of spinning.
         asio::steady_timer t(st->ex, std::chrono::milliseconds(50));
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
       }
       continue;
+    }
+    if (st->accept_failures > 0) {
+      log(log_level::warning,
+          "accept: accepting again after " + std::to_string(st->accept_failures) + " failures");
+      st->accept_failures = 0;
     }
     auto c = std::make_shared<connection>(st, std::move(sock), options_.max_message_bytes);
     st->connections.emplace(c.get(), c);
@@ -1112,6 +1132,13 @@ asio::awaitable<void> server::accept_loop() {
         allowed = allowed || cred.uid == u;
     }
     if (!allowed) {
+      if (auto n = st->refusals.admit(cred.uid, log_throttle::clock::now())) {
+        std::string line = "refused a connection of uid " + std::to_string(cred.uid) +
+                           ": not allowed to call this daemon (-32005)";
+        if (*n > 0)
+          line += "; " + std::to_string(*n) + " more of this uid since its last line";
+        log(log_level::warning, line);
+      }
       c->send(make_error(nullptr, {code::permission_denied,
                                    "permission denied: uid " + std::to_string(cred.uid) +
                                        " may not call this daemon",
