@@ -965,7 +965,17 @@ asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals, bool& std
   } else if (cmd == "exec") {
     co_return co_await cmd_exec(c, exe);
   } else if (cmd == "events") {
-    print_events(check(co_await exe.events(c.since)), c.json_out);
+    // Every page: the journal is bounded (at most 1024 events), so is this.
+    auto page = check(co_await exe.events(c.since));
+    while (page.more) {
+      auto next = check(co_await exe.events(page.next));
+      page.events.insert(page.events.end(), std::make_move_iterator(next.events.begin()),
+                         std::make_move_iterator(next.events.end()));
+      page.dropped += next.dropped;
+      page.next = next.next;
+      page.more = next.more;
+    }
+    print_events(page, c.json_out);
   } else if (cmd == "version") {
     auto v = check(co_await exe.version());
     if (c.json_out)

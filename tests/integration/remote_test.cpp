@@ -123,8 +123,15 @@ BOOST_AUTO_TEST_CASE(create_launch_reattach_and_destroy) {
     auto ev = co_await b->events(0);
     BOOST_REQUIRE_MESSAGE(ev, why(ev));
     BOOST_TEST((types_of(*ev) == std::vector<std::string>{"launched", "signalled", "exited"}));
+    BOOST_TEST(!ev->more);
     auto later = co_await b->events(ev->next);
     BOOST_TEST(later->events.empty());
+    // Pages: one event at a time, `more` until the last.
+    auto one = co_await b->events(0, 1);
+    BOOST_REQUIRE_MESSAGE(one, why(one));
+    BOOST_TEST(types_of(*one).size() == 1u);
+    BOOST_TEST(one->more);
+    BOOST_TEST(one->next == 2u);
 
     // An unknown method through the raw call: the daemon's own words.
     auto raw = co_await b->call("NoSuchMethod");

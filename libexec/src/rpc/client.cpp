@@ -676,8 +676,12 @@ asio::awaitable<result<std::string>> remote_executor::version() {
   co_return std::string(v->as_string());
 }
 
-asio::awaitable<result<event_page>> remote_executor::events(std::uint64_t since) {
-  auto r = co_await call("Events", field("since", since));
+asio::awaitable<result<event_page>> remote_executor::events(std::uint64_t since,
+                                                            std::size_t limit) {
+  json::object params{{"since", since}};
+  if (limit > 0)
+    params["limit"] = limit;
+  auto r = co_await call("Events", std::move(params));
   if (!r)
     co_return r.error();
   const auto* o = r->if_object();
@@ -687,6 +691,8 @@ asio::awaitable<result<event_page>> remote_executor::events(std::uint64_t since)
     co_return make_error(errc::protocol_error, "Events result lacks events or next");
   event_page page;
   page.next = next->to_number<std::uint64_t>();
+  if (const auto* more = o->if_contains("more"); more && more->is_bool())
+    page.more = more->get_bool();
   if (const auto* dropped = o->if_contains("dropped");
       dropped && (dropped->is_int64() || dropped->is_uint64()))
     page.dropped = dropped->to_number<std::uint64_t>();

@@ -428,10 +428,13 @@ rpc_error to_rpc_error(const error& e, task_operation op) {
     }
     return out;
   }
-  // An OS error: its errno travels in data; while launching it is why the
-  // launch failed (opening stdout_path, clone, ...).
+  // An OS error: its errno travels in data. While launching the task or
+  // starting an Exec command (Exec, ExecStreaming.Start) it is why the
+  // process could not be started (opening stdout_path, pipe2, clone, ...).
   out.data["errno"] = e.code.value();
-  out.error_code = op == task_operation::launch ? code::launch_failed : code::internal_error;
+  out.error_code = op == task_operation::launch || op == task_operation::exec
+                       ? code::launch_failed
+                       : code::internal_error;
   return out;
 }
 
