@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "taskexec/base64.hpp"
 #include "taskexec/codec.hpp"
 #include "taskexec/remote_executor.hpp"
 #include "taskexec/signals.hpp"
@@ -700,7 +701,18 @@ asio::awaitable<int> cmd_exec(const cli& c, remote_executor& exe) {
   const auto* code = o ? o->if_contains("exit_code") : nullptr;
   if (!out || !out->is_string() || !code || !code->is_int64())
     throw failure{make_error(errc::protocol_error, "Exec result lacks output or exit_code")};
-  std::cout << std::string_view(out->as_string()) << std::flush;
+  // The exact bytes the command wrote (`output` is only text, with U+FFFD
+  // for bytes that are not UTF-8; a daemon older than output_base64 has
+  // only that).
+  std::string bytes(out->as_string());
+  if (const auto* b64 = o->if_contains("output_base64")) {
+    auto decoded = b64->is_string() ? base64_decode(b64->get_string()) : std::nullopt;
+    if (!decoded)
+      throw failure{make_error(errc::protocol_error, "Exec result: output_base64 is not base64")};
+    bytes = std::move(*decoded);
+  }
+  std::cout.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::cout.flush();
   co_return static_cast<int>(code->as_int64());
 }
 
@@ -953,7 +965,17 @@ asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals, bool& std
   } else if (cmd == "exec") {
     co_return co_await cmd_exec(c, exe);
   } else if (cmd == "events") {
-    print_events(check(co_await exe.events(c.since)), c.json_out);
+    // Every page: the journal is bounded (at most 1024 events), so is this.
+    auto page = check(co_await exe.events(c.since));
+    while (page.more) {
+      auto next = check(co_await exe.events(page.next));
+      page.events.insert(page.events.end(), std::make_move_iterator(next.events.begin()),
+                         std::make_move_iterator(next.events.end()));
+      page.dropped += next.dropped;
+      page.next = next.next;
+      page.more = next.more;
+    }
+    print_events(page, c.json_out);
   } else if (cmd == "version") {
     auto v = check(co_await exe.version());
     if (c.json_out)

@@ -13,6 +13,7 @@
 #include <boost/log/sinks/text_ostream_backend.hpp>
 #include <boost/log/utility/formatting_ostream.hpp>
 #include <chrono>
+#include <cstdint>
 #include <ctime>
 #include <iostream>
 
@@ -38,7 +39,102 @@ std::string json_quote(std::string_view s) {
   return boost::json::serialize(boost::json::value(boost::json::string(s)));
 }
 
+// The length of the valid UTF-8 sequence at s[i] (1 to 4), or 0.
+std::size_t utf8_sequence(const unsigned char* s, std::size_t n, std::size_t i) {
+  const unsigned char b = s[i];
+  const std::size_t len = b < 0x80           ? 1
+                          : (b >> 5) == 0x6  ? 2
+                          : (b >> 4) == 0xe  ? 3
+                          : (b >> 3) == 0x1e ? 4
+                                             : 0;
+  if (len == 0 || i + len > n)
+    return 0;
+  if (len == 1)
+    return 1;
+  std::uint32_t cp = b & (0x7f >> len);
+  for (std::size_t k = 1; k < len; ++k) {
+    if ((s[i + k] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i + k] & 0x3f);
+  }
+  // No overlong forms, surrogates or code points above U+10FFFF.
+  const bool ok = !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) &&
+                  !(len == 4 && cp < 0x10000) && !(cp >= 0xd800 && cp <= 0xdfff) && cp <= 0x10ffff;
+  return ok ? len : 0;
+}
+
 }  // namespace
+
+std::string escape_log_text(std::string_view in) {
+  const auto* s = reinterpret_cast<const unsigned char*>(in.data());
+  const std::size_t n = in.size();
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  std::size_t i = 0;
+  // Most lines need nothing: copy them once.
+  while (i < n && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')
+    ++i;
+  if (i == n)
+    return std::string(in);
+  out.reserve(n + 16);
+  out.append(in.substr(0, i));
+  while (i < n) {
+    const unsigned char b = s[i];
+    if (b == '\\') {
+      out += "\\\\";
+    } else if (b == '\n') {
+      out += "\\n";
+    } else if (b == '\r') {
+      out += "\\r";
+    } else if (b == '\t') {
+      out += "\\t";
+    } else if (b < 0x20 || b == 0x7f) {
+      out += "\\x";
+      out += hex[b >> 4];
+      out += hex[b & 0xf];
+    } else if (b < 0x80) {
+      out += static_cast<char>(b);
+    } else {
+      const std::size_t len = utf8_sequence(s, n, i);
+      if (len == 0) {
+        out += "\\x";
+        out += hex[b >> 4];
+        out += hex[b & 0xf];
+      } else if (len == 2 && b == 0xc2 && s[i + 1] < 0xa0) {
+        // U+0080..U+009F: C1 controls (U+009B is CSI to some terminals).
+        out += "\\u00";
+        out += hex[s[i + 1] >> 4];
+        out += hex[s[i + 1] & 0xf];
+        i += 2;
+        continue;
+      } else {
+        out.append(in.substr(i, len));
+        i += len;
+        continue;
+      }
+    }
+    ++i;
+  }
+  return out;
+}
+
+std::optional<std::uint64_t> log_throttle::admit(std::uint64_t key, clock::time_point now) {
+  auto it = slots_.find(key);
+  if (it == slots_.end()) {
+    if (slots_.size() >= max_keys_)
+      std::erase_if(slots_, [&](const auto& kv) { return now - kv.second.last >= period_; });
+    if (slots_.size() < max_keys_)
+      slots_.emplace(key, slot{now, 0});
+    return 0;
+  }
+  if (now - it->second.last < period_) {
+    ++it->second.suppressed;
+    return std::nullopt;
+  }
+  const auto suppressed = it->second.suppressed;
+  it->second = slot{now, 0};
+  return suppressed;
+}
 
 std::string_view to_string(log_level l) noexcept {
   switch (l) {
@@ -119,14 +215,15 @@ void configure_logging(const log_options& options) {
         strm << ",\"request_id\":" << json_quote(*request);
       strm << ",\"msg\":" << json_quote(msg) << '}';
     } else {
+      // One record, one line, whatever a client put in the fields.
       std::string lvl(to_string(level));
       lvl.resize(5, ' ');
-      strm << timestamp(ts) << ' ' << lvl << " [" << component << ']';
+      strm << timestamp(ts) << ' ' << lvl << " [" << escape_log_text(component) << ']';
       if (task)
-        strm << " task=" << *task;
+        strm << " task=" << escape_log_text(*task);
       if (request)
-        strm << " req=" << *request;
-      strm << ' ' << msg;
+        strm << " req=" << escape_log_text(*request);
+      strm << ' ' << escape_log_text(msg);
     }
   });
   core->add_sink(sink);

@@ -1,19 +1,27 @@
 // The JSON-RPC request decoder and every method's params decoder.
 //
-// Input: byte 0 picks the mode. Mode 0 treats the rest as one NDJSON line
-// from a client (single request or batch): each valid request's params go
-// through its method's decoder. Modes 1..14 treat the rest as the params
-// of one method, so the fuzzer reaches each decoder's depth directly.
+// Input: byte 0 picks the mode. Below 240, byte 0 % 15 picks: mode 0 treats
+// the rest as one NDJSON line from a client (single request or batch): each
+// valid request's params go through its method's decoder. Modes 1..14 treat
+// the rest as the params of one method, so the fuzzer reaches each
+// decoder's depth directly. From 240 on (the duplicate mode), bytes 1..3
+// choose an object, a key of it and a spelling, and the rest is JSON: it is
+// written back with that key twice (the second time null, and maybe with
+// its first character as a \u escape).
 // Properties: nothing throws or crashes; every error is one the protocol
 // defines, with data.field naming a member when it is -32602; a decoded
 // Launch or UpdateResources encodes back to JSON that decodes again to the
-// same JSON; responses serialise.
+// same JSON; responses serialise. In the duplicate mode: the request holding
+// the duplicate is refused, -32602 when the object is inside its params and
+// -32600 anywhere else, the message naming the key; every other request of
+// the message gets the verdict it gets without the duplicate.
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <boost/json/value_from.hpp>
 
 #include <array>
+#include <string>
 #include <string_view>
 
 #include "fuzz.hpp"
@@ -75,11 +83,119 @@ void check_params(std::string_view method, const json::value& params) {
   }
 }
 
+// The duplicate mode's writer: `v` as JSON, with the `which`th object (in
+// document order) given its key `key_pick` % size a second time.
+struct dup_writer {
+  std::size_t which = 0;
+  std::size_t key_pick = 0;
+  bool escape = false;
+  std::size_t seen = 0;
+  bool done = false;
+  std::string key;         // the key written twice
+  std::size_t member = 0;  // the top-level array element holding it (batches)
+  bool in_params = false;  // inside the request's params (below the request object)
+  std::string out;
+
+  void write(const json::value& v, int depth, bool under_params, std::size_t top_index) {
+    if (const auto* o = v.if_object()) {
+      const bool here = seen++ == which && !o->empty();
+      out += '{';
+      bool first = true;
+      for (const auto& kv : *o) {
+        if (!first)
+          out += ',';
+        first = false;
+        out += json::serialize(json::string(kv.key()));
+        out += ':';
+        // Below the request object (depth 0, or 1 in a batch) the params
+        // member's contents are params.
+        write(kv.value(), depth + 1, under_params || (is_request(depth) && kv.key() == "params"),
+              top_index);
+      }
+      if (here) {
+        auto it = o->begin() + static_cast<std::ptrdiff_t>(key_pick % o->size());
+        key = std::string(it->key());
+        std::string spelled = json::serialize(json::string(key));
+        // Only a first character that serialises as itself (printable
+        // ASCII but " and \) is respelled.
+        const unsigned char c0 = key.empty() ? 0 : static_cast<unsigned char>(key[0]);
+        if (escape && c0 >= 0x20 && c0 < 0x7f && c0 != '"' && c0 != '\\') {
+          static constexpr char hex[] = "0123456789abcdef";
+          spelled = std::string("\"\\u00") + hex[c0 >> 4] + hex[c0 & 0xf] + spelled.substr(2);
+        }
+        out += "," + spelled + ":null";
+        done = true;
+        member = top_index;
+        in_params = under_params;
+      }
+      out += '}';
+    } else if (const auto* a = v.if_array()) {
+      out += '[';
+      for (std::size_t i = 0; i < a->size(); ++i) {
+        if (i)
+          out += ',';
+        write((*a)[i], depth + 1, under_params, depth == 0 ? i : top_index);
+      }
+      out += ']';
+    } else {
+      out += json::serialize(v);
+    }
+  }
+  bool batch = false;
+  bool is_request(int depth) const { return batch ? depth == 1 : depth == 0; }
+};
+
+void duplicate_mode(const std::uint8_t* data, std::size_t size) {
+  if (size < 4)
+    return;
+  const std::string_view text = as_text(data + 4, size - 4);
+  json::parse_options opts;
+  opts.max_depth = 64;
+  boost::system::error_code ec;
+  const json::value v = json::parse(text, ec, {}, opts);  // no duplicates: parse kept one of each
+  if (ec)
+    return;
+  dup_writer w;
+  w.which = data[1];
+  w.key_pick = data[2];
+  w.escape = (data[3] & 1) != 0;
+  w.batch = v.is_array();
+  w.write(v, 0, false, 0);
+  if (!w.done)
+    return;  // no object (or only empty ones) to give a key twice
+  const auto original = rpc::parse_message(json::serialize(v));
+  const auto dup = rpc::parse_message(w.out);
+  FUZZ_CHECK(dup.batch == original.batch);
+  FUZZ_CHECK(dup.items.size() == original.items.size());
+  for (std::size_t i = 0; i < dup.items.size(); ++i) {
+    const auto* bad = std::get_if<rpc::invalid>(&dup.items[i]);
+    if (i != w.member) {
+      // The others: the same verdict as without the duplicate.
+      FUZZ_CHECK(dup.items[i].index() == original.items[i].index());
+      if (bad)
+        FUZZ_CHECK(bad->error.message == std::get<rpc::invalid>(original.items[i]).error.message);
+      continue;
+    }
+    FUZZ_CHECK(bad != nullptr);
+    check_error(bad->error);
+    FUZZ_CHECK(bad->error.error_code ==
+               (w.in_params ? rpc::code::invalid_params : rpc::code::invalid_request));
+    FUZZ_CHECK(bad->error.message.starts_with("duplicate key \""));
+    // Named by its first 64 bytes at most.
+    FUZZ_CHECK(bad->error.message.find(w.key.substr(0, std::min<std::size_t>(w.key.size(), 32))) !=
+               std::string::npos);
+  }
+}
+
 }  // namespace
 
 FUZZ_TARGET(data, size) {
   if (size < 1)
     return 0;
+  if (data[0] >= 240) {
+    duplicate_mode(data, size);
+    return 0;
+  }
   const std::string_view text = as_text(data + 1, size - 1);
   if (data[0] % 15 == 0) {
     const auto msg = rpc::parse_message(text);

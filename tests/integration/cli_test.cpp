@@ -175,7 +175,14 @@ BOOST_AUTO_TEST_CASE(every_command_against_a_started_daemon) {
     BOOST_TEST(ex.code == 6);
     BOOST_TEST(ex.out == "out\nerr\n");
     auto exj = co_await cli(argv_of("--json", "exec", "--socket", sock, "--", "/bin/true"));
-    BOOST_TEST(exj.out == "{\"output\":\"\",\"exit_code\":0}\n");
+    BOOST_TEST(exj.out == "{\"output\":\"\",\"output_base64\":\"\",\"exit_code\":0}\n");
+    // The exact bytes on our stdout: not UTF-8, a NUL.
+    auto raw = co_await cli(
+        argv_of("exec", "--socket", sock, "--", "/bin/sh", "-c", "printf 'a\\377b\\000c\\n'"));
+    BOOST_TEST(raw.code == 0);
+    BOOST_TEST(raw.out == std::string("a\xff"
+                                      "b\0c\n",
+                                      6));
     auto slow = co_await cli(
         argv_of("exec", "--socket", sock, "--timeout-ms", "200", "--", "/bin/sleep", "1000"));
     BOOST_TEST(slow.code == 1);

@@ -12,9 +12,11 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "daemon_client.hpp"
 #include "harness.hpp"
+#include "taskexec/base64.hpp"
 #include "taskexec/detail/proc.hpp"
 
 using namespace test_support;
@@ -103,13 +105,21 @@ BOOST_AUTO_TEST_CASE(exec_over_the_protocol) {
     BOOST_TEST(ok.at("result").at("exit_code").as_int64() == 0);
     BOOST_TEST(ok.at("result").at("output").as_string().size() > 100u);
 
-    // Bytes that are not UTF-8 arrive as U+FFFD; the exit code passes through.
+    // `output` is text: bytes that are not UTF-8 arrive as U+FFFD;
+    // `output_base64` is the exact bytes, NUL and all. The exit code passes
+    // through.
     auto bytes = co_await c.call(
-        4, "Exec", json::parse(R"({"cmd":"/bin/sh","args":["-c","printf 'a\\377b'; exit 4"]})"));
+        4, "Exec",
+        json::parse(R"({"cmd":"/bin/sh","args":["-c","printf 'a\\377b\\000c\\303'; exit 4"]})"));
     BOOST_REQUIRE_MESSAGE(bytes.contains("result"), json::serialize(bytes));
-    BOOST_TEST(bytes.at("result").at("output").as_string() ==
-               "a\xef\xbf\xbd"
-               "b");
+    BOOST_TEST(bytes.at("result").at("output").as_string() == std::string("a\xef\xbf\xbd"
+                                                                          "b\0c\xef\xbf\xbd",
+                                                                          10));
+    const auto* exact = bytes.at("result").as_object().if_contains("output_base64");
+    BOOST_REQUIRE_MESSAGE(exact, json::serialize(bytes));
+    BOOST_TEST(base64_decode(exact->as_string()).value_or("(not base64)") == std::string("a\xff"
+                                                                                         "b\0c\xc3",
+                                                                                         6));
     BOOST_TEST(bytes.at("result").at("exit_code").as_int64() == 4);
 
     auto timed = co_await c.call(
@@ -119,6 +129,7 @@ BOOST_AUTO_TEST_CASE(exec_over_the_protocol) {
     BOOST_TEST(error_code_of(timed) == -32006);
     BOOST_TEST(timed.at("error").at("message").as_string() == "exec timed out after 300 ms");
     BOOST_TEST(timed.at("error").at("data").at("output").as_string() == "before\n");
+    BOOST_TEST(timed.at("error").at("data").at("output_base64").as_string() == "YmVmb3JlCg==");
     BOOST_TEST(timed.at("error").at("data").at("exit_code").as_int64() == 137);
 
     auto bad = co_await c.call(6, "Exec", json::parse(R"({"cmd":"/bin/true","args":[1]})"));
@@ -643,6 +654,307 @@ BOOST_AUTO_TEST_CASE(two_hundred_concurrent_connections) {
     }
     BOOST_TEST(ok == n);
     BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// What a hostile or careless client can do to the daemon's memory, its
+// journal, its parser and its log.
+BOOST_AUTO_TEST_SUITE(taskexecd_trust)
+
+namespace {
+
+// The daemon's resident memory, from /proc/<pid>/status.
+std::size_t vm_rss_kib(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("VmRSS:"))
+      return std::stoul(line.substr(6));
+  return 0;
+}
+
+// Until `pred` holds, checked every 10 ms for at most 10 s (what it waits
+// for has no event to wait on: memory given back, a line in a log).
+template <class Pred>
+asio::awaitable<bool> eventually(Pred pred) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  for (int i = 0; i < 1000; ++i) {
+    if (pred())
+      co_return true;
+    t.expires_after(10ms);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  co_return pred();
+}
+
+std::vector<std::string> file_lines(const std::string& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  for (std::string l; std::getline(in, l);)
+    out.push_back(l);
+  return out;
+}
+
+json::value shutdown_params(const std::string& signal) {
+  json::object p;
+  p["signal"] = signal;
+  return p;
+}
+
+json::value events_params(std::uint64_t since, int limit) {
+  json::object p;
+  p["since"] = since;
+  p["limit"] = limit;
+  return p;
+}
+
+json::value sh_params(const std::string& script) {
+  json::object p;
+  p["cmd"] = "/bin/sh";
+  p["args"] = json::array{"-c", script};
+  return p;
+}
+
+json::value cmd_params(const std::string& cmd) {
+  json::object p;
+  p["cmd"] = cmd;
+  return p;
+}
+
+std::vector<std::string> launched_exited_shutdown() {
+  return {"launched", "exited", "shutdown"};
+}
+
+// `n` requests of `method` with these params, ids from `first`, in one write.
+std::string pipelined(int first, int n, const std::string& method, const std::string& params) {
+  std::string text;
+  for (int i = 0; i < n; ++i)
+    text += R"({"jsonrpc":"2.0","id":)" + std::to_string(first + i) + R"(,"method":")" + method +
+            R"(","params":)" + params + "}\n";
+  return text;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(huge_unknown_signal_names_leave_the_journal_and_the_daemon_small) {
+  // 40 Shutdowns naming an unknown signal of almost 4 MiB (the message
+  // limit): once each was journaled, error message and all, and kept.
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    const int pid = static_cast<int>(d.hello.at("pid").as_int64());
+    client c;
+    co_await c.connect(d.socket);
+    co_await launch_sleeper(c, 1);
+    const std::size_t before = vm_rss_kib(pid);
+    BOOST_REQUIRE(before > 0);
+    {
+      client flood;
+      co_await flood.connect(d.socket);
+      const std::string name((4 << 20) - 256, 'X');
+      const json::value params = shutdown_params(name);
+      for (int i = 0; i < 40; ++i) {
+        auto r = co_await flood.call(i, "Shutdown", params);
+        BOOST_REQUIRE_MESSAGE(r.contains("error"), "Shutdown " << i << " was not refused");
+        BOOST_TEST(error_code_of(r) == -32602);
+        BOOST_TEST(r.at("error").at("data").at("field").as_string() == "signal");
+        // The answer quotes 64 bytes of the name, not 4 MiB.
+        BOOST_TEST(r.at("error").at("message").as_string().size() < 200u);
+      }
+    }  // the flood's client leaves
+    // A refused Shutdown is not an event: the journal holds the launch only.
+    auto ev = co_await c.call(2, "Events");
+    BOOST_TEST(json::serialize(ev).size() < 1024u);
+    const auto& events = ev.at("result").at("events").as_array();
+    BOOST_REQUIRE_EQUAL(events.size(), 1u);
+    BOOST_TEST(events[0].at("type").as_string() == "launched");
+    // 160 MiB went through; what the daemon keeps is back within 20 MiB of
+    // where it was (freed memory is given back once it is idle).
+    std::size_t after = 0;
+    BOOST_TEST(co_await eventually([&] {
+                 after = vm_rss_kib(pid);
+                 return after < before + 20 * 1024;
+               }),
+               "VmRSS " << after << " KiB after the flood, " << before << " KiB before");
+    BOOST_TEST((co_await c.call(3, "Version")).contains("result"));
+    BOOST_TEST((co_await c.call(4, "Destroy")).contains("result"));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(launched_and_exited_outlive_thousands_of_shutdowns_and_pages_hold_each_once) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    auto l =
+        co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sh","args":["-c","exit 3"]})"));
+    BOOST_REQUIRE_MESSAGE(l.contains("result"), json::serialize(l));
+    BOOST_TEST((co_await c.call(2, "Wait")).at("result").at("exit_code").as_int64() == 3);
+    // 1280 Shutdowns refused (an unknown signal): none is an event.
+    for (int round = 0; round < 8; ++round) {
+      co_await c.send_raw(
+          pipelined(1000 + round * 160, 160, "Shutdown", R"({"signal":"SIGNOPE"})"));
+      for (int i = 0; i < 160; ++i)
+        BOOST_REQUIRE_EQUAL(error_code_of(co_await c.response(1000 + round * 160 + i)), -32602);
+    }
+    auto quiet = (co_await c.call(3, "Events")).at("result").as_object();
+    BOOST_REQUIRE_EQUAL(quiet.at("events").as_array().size(), 2u);
+    BOOST_TEST(quiet.at("events").as_array()[0].at("type").as_string() == "launched");
+    BOOST_TEST(quiet.at("events").as_array()[1].at("type").as_string() == "exited");
+    BOOST_TEST(quiet.at("next").to_number<std::uint64_t>() == 3u);
+    BOOST_TEST(!quiet.at("more").as_bool());
+    // 1280 Shutdowns that run (after the exit each cleans up and succeeds):
+    // 1280 events, more than the journal keeps (1024).
+    for (int round = 0; round < 8; ++round) {
+      co_await c.send_raw(pipelined(3000 + round * 160, 160, "Shutdown",
+                                    R"({"signal":"sigterm","grace_period_ms":0})"));
+      for (int i = 0; i < 160; ++i) {
+        auto r = co_await c.response(3000 + round * 160 + i);
+        BOOST_REQUIRE_MESSAGE(r.contains("result"), json::serialize(r));
+      }
+    }
+    // Paged, 100 at a time: every kept event once, launched and exited among
+    // them, and every other seq counted as dropped.
+    std::set<std::uint64_t> seen;
+    std::uint64_t since = 0, covered = 0;
+    std::vector<std::string> first_types;
+    for (int page = 0;; ++page) {
+      BOOST_REQUIRE(page < 20);
+      auto r = (co_await c.call(10 + page, "Events", events_params(since, 100)))
+                   .at("result")
+                   .as_object();
+      const auto& ev = r.at("events").as_array();
+      BOOST_TEST(ev.size() <= 100u);
+      for (const auto& e : ev) {
+        BOOST_TEST(seen.insert(e.at("seq").to_number<std::uint64_t>()).second);
+        if (first_types.size() < 3)
+          first_types.emplace_back(e.at("type").as_string());
+        if (e.at("type").as_string() == "shutdown")
+          BOOST_TEST(e.at("signal").as_string() == "SIGTERM");  // the canonical name
+      }
+      covered += ev.size() + r.at("dropped").to_number<std::uint64_t>();
+      since = r.at("next").to_number<std::uint64_t>();
+      if (!r.at("more").as_bool())
+        break;
+    }
+    BOOST_TEST(since == 1283u);
+    BOOST_TEST(covered == 1282u);
+    BOOST_TEST(seen.size() == 1024u);
+    BOOST_TEST(seen.contains(1u));
+    BOOST_TEST(seen.contains(2u));
+    BOOST_TEST(first_types == launched_exited_shutdown());
+    BOOST_TEST(error_code_of(co_await c.call(40, "Events", json::parse(R"({"limit":1025})"))) ==
+               -32602);
+    BOOST_TEST((co_await c.call(41, "Destroy")).contains("result"));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_duplicate_key_is_refused_and_the_daemon_serves_on) {
+  // Boost.JSON keeps the last of two equal keys: this Version was a Destroy.
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    co_await launch_sleeper(c, 1);
+    co_await c.send_raw(R"({"jsonrpc":"2.0","id":2,"method":"Version","method":"Destroy"})"
+                        "\n");
+    auto r = co_await c.response(2);
+    BOOST_REQUIRE_MESSAGE(r.contains("error"), json::serialize(r));
+    BOOST_TEST(error_code_of(r) == -32600);
+    BOOST_TEST(r.at("error").at("message").as_string() == "duplicate key \"method\"");
+    co_await c.send_raw(
+        R"([{"jsonrpc":"2.0","id":3,"method":"Version"},{"jsonrpc":"2.0","id":4,"method":"Signal","params":{"signal":0,"\u0073ignal":9}}])"
+        "\n");
+    auto batch = (co_await c.next()).as_array();
+    BOOST_REQUIRE_EQUAL(batch.size(), 2u);
+    for (const auto& a : batch) {
+      if (a.at("id").as_int64() == 3) {
+        BOOST_TEST(a.as_object().contains("result"));
+      } else {
+        BOOST_TEST(error_code_of(a.as_object()) == -32602);
+        BOOST_TEST(a.at("error").at("data").at("field").as_string() == "signal");
+      }
+    }
+    // Nothing was destroyed or signalled: the task runs, the daemon serves.
+    BOOST_TEST((co_await c.call(5, "Signal", json::parse(R"({"signal":0})"))).contains("result"));
+    BOOST_TEST((co_await c.call(6, "Version")).contains("result"));
+    BOOST_TEST((co_await c.call(7, "Destroy")).contains("result"));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_shutdown_whose_caller_left_is_journaled_with_its_real_outcome) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    const std::string ready = d.dir / "ready";
+    client b;
+    co_await b.connect(d.socket);
+    {
+      client a;
+      co_await a.connect(d.socket);
+      auto launch = sh_params("trap '' TERM; : > " + ready + "; exec sleep 1000");
+      BOOST_REQUIRE((co_await a.call(1, "Launch", launch)).contains("result"));
+      BOOST_REQUIRE(co_await eventually([&] { return std::filesystem::exists(ready); }));
+      // SIGTERM is ignored: the shutdown runs for its grace, then SIGKILLs.
+      co_await a.send(2, "Shutdown", json::parse(R"({"signal":"SIGTERM","grace_period_ms":1000})"));
+      BOOST_REQUIRE((co_await a.call(3, "Version")).contains("result"));  // the Shutdown was read
+    }  // the caller leaves while its Shutdown runs
+    auto w = co_await b.call(1, "Wait");
+    BOOST_TEST(w.at("result").at("signal").as_int64() == SIGKILL);
+    json::object shutdown;
+    bool found = false;
+    for (int i = 0; i < 1000 && !found; ++i) {
+      auto ev = (co_await b.call(10 + i, "Events")).at("result").as_object();
+      for (const auto& e : ev.at("events").as_array())
+        if (e.at("type").as_string() == "shutdown") {
+          shutdown = e.as_object();
+          found = true;
+        }
+      if (!found) {
+        asio::steady_timer t(co_await asio::this_coro::executor, 10ms);
+        co_await t.async_wait(asio::use_awaitable);
+      }
+    }
+    BOOST_REQUIRE_MESSAGE(found, "no shutdown event");
+    BOOST_TEST(shutdown.at("ok").as_bool(), json::serialize(shutdown));
+    BOOST_TEST(!shutdown.contains("error"), json::serialize(shutdown));
+    BOOST_TEST(shutdown.at("signal").as_string() == "SIGTERM");
+    BOOST_TEST((co_await b.call(2000, "Destroy")).contains("result"));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_newline_in_a_client_string_cannot_forge_a_log_line) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    const std::string log = d.dir / "daemon.log";
+    co_await d.start(argv_of("--log-level", "info", "--log-file", log));
+    client c;
+    co_await c.connect(d.socket);
+    auto launch = cmd_params("/no/such\n2026-01-01T00:00:00.000Z error [rpc] FORGED\x1b[2J");
+    BOOST_TEST(error_code_of(co_await c.call(1, "Launch", launch)) == -32004);
+    auto launch_lines = [&] {
+      std::vector<std::string> out;
+      for (auto& l : file_lines(log))
+        if (l.find("launch failed") != std::string::npos || l.find("FORGED") != std::string::npos)
+          out.push_back(l);
+      return out;
+    };
+    BOOST_REQUIRE(co_await eventually([&] { return !launch_lines().empty(); }));
+    BOOST_TEST((co_await c.call(2, "Version")).contains("result"));
+    const auto lines = launch_lines();
+    BOOST_REQUIRE_EQUAL(lines.size(), 1u);
+    BOOST_TEST(lines[0].find("/no/such\\n2026-01-01T00:00:00.000Z error [rpc] FORGED\\x1b[2J") !=
+                   std::string::npos,
+               lines[0]);
+    BOOST_TEST((co_await c.call(3, "Destroy")).contains("result"));
     BOOST_TEST((co_await d.task.wait())->exit_code == 0);
   });
 }

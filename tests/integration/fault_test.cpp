@@ -18,7 +18,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
+#include <regex>
 #include <set>
+#include <sstream>
 
 #include "daemon_client.hpp"
 #include "harness.hpp"
@@ -69,6 +71,19 @@ asio::awaitable<bool> file_gets(const std::string& file, const std::string& text
     co_await t.async_wait(asio::use_awaitable);
   }
   co_return false;
+}
+
+std::vector<std::string> exec_methods() {
+  return {"Exec", "ExecStreaming.Start"};
+}
+
+// How many lines of `file` contain `text`.
+std::size_t count_lines(const std::string& file, const std::string& text) {
+  std::size_t n = 0;
+  std::istringstream in(read_file(file));
+  for (std::string l; std::getline(in, l);)
+    n += l.find(text) != std::string::npos ? 1 : 0;
+  return n;
 }
 
 json::value launch_params(const std::string& script, const std::string& out,
@@ -215,6 +230,12 @@ BOOST_AUTO_TEST_CASE(the_descriptor_limit_reached_while_accepting_and_launching)
     co_await b.connect(d.socket);  // in the backlog: accept fails with EMFILE
     co_await b.send(1, "Version");
     BOOST_TEST(co_await file_gets(log, "accept: Too many open files"));
+    // The daemon retries every 50 ms; the line is not repeated each time.
+    // (Not a wait for anything: 300 ms in which an unthrottled daemon would
+    // have logged six more lines.)
+    asio::steady_timer window(co_await asio::this_coro::executor, 300ms);
+    co_await window.async_wait(asio::use_awaitable);
+    BOOST_TEST(count_lines(log, "accept: Too many open files") == 1u, read_file(log));
     // A launch needs descriptors too: the right error, with its errno.
     auto refused =
         co_await a.call(2, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
@@ -227,8 +248,43 @@ BOOST_AUTO_TEST_CASE(the_descriptor_limit_reached_while_accepting_and_launching)
     // the launch works.
     BOOST_REQUIRE(::prlimit(pid, RLIMIT_NOFILE, &old, nullptr) == 0);
     BOOST_TEST((co_await b.response(1)).contains("result"));
+    // The end of the episode is logged, with how many accepts failed.
+    BOOST_TEST(co_await file_gets(log, "accept: accepting again after "));
+    std::smatch m;
+    const auto text = read_file(log);
+    BOOST_REQUIRE(
+        std::regex_search(text, m, std::regex("accepting again after ([0-9]+) failures")));
+    BOOST_TEST(std::stoi(m[1]) >= 2);
     co_await launch_sleeper(a, 4);
     BOOST_TEST((co_await a.call(5, "Destroy")).contains("result"));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(exec_out_of_descriptors_is_a_launch_failure_with_errno_24) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client a;
+    co_await a.connect(d.socket);
+    co_await launch_sleeper(a, 1);
+    const int pid = daemon_pid(d);
+    rlimit old{};
+    BOOST_REQUIRE(::prlimit(pid, RLIMIT_NOFILE, nullptr, &old) == 0);
+    rlimit full{lowest_free_fd(pid), old.rlim_max};
+    BOOST_REQUIRE(::prlimit(pid, RLIMIT_NOFILE, &full, nullptr) == 0);
+    // The command cannot be started (no descriptor for its output): as a
+    // Launch would, -32004 with the errno.
+    for (const auto& method : exec_methods()) {
+      auto r = co_await a.call(2, method, json::parse(R"({"cmd":"/bin/true"})"));
+      BOOST_REQUIRE_MESSAGE(r.contains("error"), json::serialize(r));
+      BOOST_TEST(error_code_of(r) == -32004, method << ": " << json::serialize(r));
+      BOOST_TEST(r.at("error").at("data").at("errno").as_int64() == EMFILE, method);
+    }
+    BOOST_REQUIRE(::prlimit(pid, RLIMIT_NOFILE, &old, nullptr) == 0);
+    auto ok = co_await a.call(3, "Exec", json::parse(R"({"cmd":"/bin/echo","args":["back"]})"));
+    BOOST_TEST(ok.at("result").at("output").as_string() == "back\n");
+    BOOST_TEST((co_await a.call(4, "Destroy")).contains("result"));
     BOOST_TEST((co_await d.task.wait())->exit_code == 0);
   });
 }

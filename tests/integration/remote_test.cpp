@@ -40,6 +40,11 @@ bool has_code(const error& e, errc c) {
   return e.code == make_error_code(c);
 }
 
+// A script that writes bytes that are not UTF-8, and a NUL.
+std::vector<std::string> raw_bytes_script() {
+  return {"-c", "printf 'a\\377b\\000c\\n'; exit 5"};
+}
+
 std::vector<std::string> types_of(const event_page& page) {
   std::vector<std::string> out;
   for (const auto& e : page.events)
@@ -86,6 +91,13 @@ BOOST_AUTO_TEST_CASE(create_launch_reattach_and_destroy) {
     BOOST_TEST(alive(launched->pid));
     auto again = co_await a.launch(sh("true"));
     BOOST_TEST(has_code(again.error(), errc::already_launched));
+    // Exec's output exactly as the command wrote it (output_base64).
+    auto ex = co_await a.exec("/bin/sh", raw_bytes_script(), std::chrono::milliseconds(10000));
+    BOOST_REQUIRE_MESSAGE(ex, why(ex));
+    BOOST_TEST(ex->output == std::string("a\xff"
+                                         "b\0c\n",
+                                         6));
+    BOOST_TEST(ex->exit_code == 5);
     auto timed = co_await a.wait_for(std::chrono::milliseconds(20));
     BOOST_TEST(has_code(timed.error(), errc::timed_out));
 
@@ -111,8 +123,15 @@ BOOST_AUTO_TEST_CASE(create_launch_reattach_and_destroy) {
     auto ev = co_await b->events(0);
     BOOST_REQUIRE_MESSAGE(ev, why(ev));
     BOOST_TEST((types_of(*ev) == std::vector<std::string>{"launched", "signalled", "exited"}));
+    BOOST_TEST(!ev->more);
     auto later = co_await b->events(ev->next);
     BOOST_TEST(later->events.empty());
+    // Pages: one event at a time, `more` until the last.
+    auto one = co_await b->events(0, 1);
+    BOOST_REQUIRE_MESSAGE(one, why(one));
+    BOOST_TEST(types_of(*one).size() == 1u);
+    BOOST_TEST(one->more);
+    BOOST_TEST(one->next == 2u);
 
     // An unknown method through the raw call: the daemon's own words.
     auto raw = co_await b->call("NoSuchMethod");

@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "daemon_client.hpp"
@@ -219,21 +220,44 @@ BOOST_AUTO_TEST_CASE(requests_pending_past_256_are_refused_and_the_connection_st
     co_await c.connect(d.socket);
     co_await other.connect(d.socket);
     co_await launch_sleeper(other, 1);
-    // 256 Waits in one write, then a Version and a 257th Wait: the reader
-    // takes them in order, so both come when 256 are pending.
+    // 256 Waits in one write, then a Version, a Signal, an Events and a
+    // 257th Wait: the reader takes them in order, so all come when 256 are
+    // pending. Calls that complete without waiting never count and are
+    // answered; the Wait is refused.
     std::string text;
     for (int i = 0; i < 256; ++i)
       text +=
           R"({"jsonrpc":"2.0","id":)" + std::to_string(1000 + i) + R"(,"method":"Wait"})" + "\n";
     text += R"({"jsonrpc":"2.0","id":1,"method":"Version"})"
             "\n";
+    text += R"({"jsonrpc":"2.0","id":4,"method":"Signal","params":{"signal":"SIGCONT"}})"
+            "\n";
+    text +=
+        R"([{"jsonrpc":"2.0","id":5,"method":"Events"},{"jsonrpc":"2.0","id":6,"method":"Wait"}])"
+        "\n";
     text += R"({"jsonrpc":"2.0","id":2,"method":"Wait"})"
             "\n";
     co_await c.send_raw(text);
-    require_limit_error(co_await c.response(1),
-                        "too many requests pending on this connection (limit 256)", 256);
-    require_limit_error(co_await c.response(2),
-                        "too many requests pending on this connection (limit 256)", 256);
+    // Four answers (the batch's is one array), in whatever order.
+    std::map<std::int64_t, json::object> answers;
+    for (int i = 0; i < 4; ++i) {
+      auto v = co_await c.next();
+      BOOST_REQUIRE(!v.is_null());
+      if (v.is_array()) {
+        for (const auto& a : v.as_array())
+          answers[a.at("id").as_int64()] = a.as_object();
+      } else {
+        answers[v.at("id").as_int64()] = v.as_object();
+      }
+    }
+    BOOST_REQUIRE_EQUAL(answers.size(), 5u);
+    BOOST_TEST(answers[1].contains("result"), json::serialize(answers[1]));  // Version
+    BOOST_TEST(answers[4].contains("result"), json::serialize(answers[4]));  // Signal
+    BOOST_TEST(answers[5].contains("result"), json::serialize(answers[5]));  // Events
+    require_limit_error(answers[6], "too many requests pending on this connection (limit 256)",
+                        256);
+    require_limit_error(answers[2], "too many requests pending on this connection (limit 256)",
+                        256);
     // Another connection is not limited by this one.
     BOOST_TEST((co_await other.call(2, "Version")).contains("result"));
     BOOST_TEST((co_await other.call(3, "Signal", json::parse(R"({"signal":"SIGTERM"})")))

@@ -5,6 +5,9 @@
 #include <boost/json/parse.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <sstream>
+
 #include "harness.hpp"
 #include "privileged.hpp"
 
@@ -30,7 +33,7 @@ asio::awaitable<std::string> start_daemon(task_executor& d, const temp_dir& dir,
   // The temporary directory is 0700; open it to others. The socket itself is
   // 0600, or 0666 when --allow-uid is given.
   ::chmod(dir.path.c_str(), 0711);
-  if (extra.empty())
+  if (std::find(extra.begin(), extra.end(), "--allow-uid") == extra.end())
     ::chmod(socket.c_str(), 0666);  // only the peer check stands in the way
   co_return socket;
 }
@@ -78,6 +81,33 @@ BOOST_AUTO_TEST_CASE(another_uid_is_refused) {
     auto said = co_await helper_as_nobody(socket, std::move(args));
     BOOST_TEST(said == std::to_string(static_cast<int>(errc::permission_denied)) +
                            " permission denied: uid 65534 may not call this daemon\n");
+    BOOST_TEST((co_await d.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+// A refused peer is logged, but once a minute per uid however often it
+// tries: a peer cannot fill the daemon's log.
+BOOST_AUTO_TEST_CASE(a_peer_refused_again_and_again_is_logged_once) {
+  TASKEXEC_REQUIRE_ROOT();
+  temp_dir dir;
+  run([&]() -> asio::awaitable<void> {
+    task_executor d(harness::get().reaper);
+    const std::string log = dir / "daemon.log";
+    auto socket = co_await start_daemon(d, dir, argv_of("--log-level", "warn", "--log-file", log));
+    for (int i = 0; i < 5; ++i) {
+      auto r = co_await call_as_nobody(socket, R"({"jsonrpc":"2.0","id":1,"method":"Version"})");
+      BOOST_TEST(r.at("error").at("code").as_int64() == -32005);
+    }
+    // Each refusal's line (if any) is written before its answer is sent.
+    std::istringstream in(read_file(log));
+    std::vector<std::string> refused;
+    for (std::string l; std::getline(in, l);)
+      if (l.find("uid 65534") != std::string::npos)
+        refused.push_back(l);
+    BOOST_REQUIRE_EQUAL(refused.size(), 1u);
+    BOOST_TEST(refused[0].find("refused a connection of uid 65534: not allowed to call this "
+                               "daemon (-32005)") != std::string::npos,
+               refused[0]);
     BOOST_TEST((co_await d.shutdown("SIGTERM", 5s)).has_value());
   });
 }

@@ -6,6 +6,10 @@
 #include "taskexec/rpc/framer.hpp"
 #include "taskexec/rpc/journal.hpp"
 #include "taskexec/rpc/message.hpp"
+#include "taskexec/rpc/params.hpp"
+
+#include <random>
+#include <set>
 
 using namespace taskexec;
 using namespace taskexec::rpc;
@@ -148,6 +152,156 @@ BOOST_AUTO_TEST_CASE(batches_validate_each_member) {
   BOOST_TEST(!as_request(m.items[2]).id.has_value());
 }
 
+// A key twice in one object: Boost.JSON would keep the last value, so
+// {"method":"Version","method":"Destroy"} would pass as a Destroy.
+BOOST_AUTO_TEST_CASE(duplicate_keys_are_refused_at_any_depth) {
+  {
+    auto m = parse_message(R"({"jsonrpc":"2.0","id":1,"method":"Version","method":"Destroy"})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::invalid_request));
+    BOOST_TEST(e.error.message == "duplicate key \"method\"");
+    BOOST_TEST(json::serialize(e.id) == "1");
+  }
+  {
+    // The duplicate is the id: which one would be a guess.
+    auto m = parse_message(R"({"jsonrpc":"2.0","id":1,"id":2,"method":"Version"})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST(e.error.message == "duplicate key \"id\"");
+    BOOST_TEST(e.id.is_null());
+  }
+  {
+    // In params: -32602 naming the field by path, the id kept.
+    auto m = parse_message(
+        R"({"jsonrpc":"2.0","id":"a","method":"Launch","params":{"cmd":"/bin/true","cmd":"/bin/sh"}})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::invalid_params));
+    BOOST_TEST(e.error.message == "duplicate key \"cmd\" in params");
+    BOOST_TEST(e.error.data.at("field").as_string() == "cmd");
+    BOOST_TEST(json::serialize(e.id) == "\"a\"");
+  }
+  {
+    auto m = parse_message(
+        R"({"jsonrpc":"2.0","id":2,"method":"Launch","params":{"cmd":"x","mounts":[{},{"readonly":true,"task_path":"/a","readonly":false}]}})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::invalid_params));
+    BOOST_TEST(e.error.data.at("field").as_string() == "mounts[1].readonly");
+  }
+  {
+    // Keys are compared as decoded: "a" and "\u0061" are one key.
+    auto m = parse_message(
+        R"({"jsonrpc":"2.0","id":3,"method":"UpdateResources","params":{"resources":{"cpu_shares":1,"\u0063pu_shares":2}}})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST((e.error.error_code == code::invalid_params));
+    BOOST_TEST(e.error.data.at("field").as_string() == "resources.cpu_shares");
+    auto top =
+        parse_message(R"({"jsonrpc":"2.0","id":4,"\u006dethod":"Version","method":"Destroy"})");
+    BOOST_TEST(as_invalid(top.items.at(0)).error.message == "duplicate key \"method\"");
+  }
+  {
+    // In a batch only that member is refused; the others run.
+    auto m = parse_message(
+        R"([{"jsonrpc":"2.0","id":1,"method":"Version"},)"
+        R"({"jsonrpc":"2.0","id":2,"method":"Signal","params":{"signal":1,"signal":9}},)"
+        R"({"jsonrpc":"2.0","id":3,"method":"Version","jsonrpc":"2.0"}])");
+    BOOST_REQUIRE_EQUAL(m.items.size(), 3u);
+    BOOST_TEST(as_request(m.items[0]).method == "Version");
+    const auto& second = as_invalid(m.items[1]);
+    BOOST_TEST((second.error.error_code == code::invalid_params));
+    BOOST_TEST(second.error.data.at("field").as_string() == "signal");
+    BOOST_TEST(json::serialize(second.id) == "2");
+    const auto& third = as_invalid(m.items[2]);
+    BOOST_TEST((third.error.error_code == code::invalid_request));
+    BOOST_TEST(third.error.message == "duplicate key \"jsonrpc\"");
+    BOOST_TEST(json::serialize(third.id) == "3");
+  }
+  {
+    // A huge key is named by its first 64 bytes only.
+    const std::string k(100000, 'k');
+    auto m = parse_message(R"({"jsonrpc":"2.0","id":5,"method":"Version","params":{")" + k +
+                           R"(":1,")" + k + R"(":2}})");
+    const auto& e = as_invalid(m.items.at(0));
+    BOOST_TEST(e.error.data.at("field").as_string() == std::string(64, 'k') + "...");
+  }
+  // Equal values at different places, or in different objects, are no
+  // duplicates.
+  auto ok = parse_message(
+      R"({"jsonrpc":"2.0","id":6,"method":"Launch","params":{"cmd":"x","mounts":[{"task_path":"/a"},{"task_path":"/b"}]}})");
+  BOOST_TEST(as_request(ok.items.at(0)).method == "Launch");
+}
+
+// A property: whatever request a random generator builds, the same request
+// with one key written twice (at any depth, escaped or not) is refused with
+// the code its place calls for, and without the duplicate it parses.
+BOOST_AUTO_TEST_CASE(property_any_duplicate_key_is_refused) {
+  std::mt19937 rng(20261127);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  // A random object of depth up to 3 with keys k0..k4; `dup_at` counts down
+  // the objects written, and the one where it reaches 0 writes a key twice.
+  struct gen {
+    std::mt19937& rng;
+    int dup_at;
+    bool escaped;
+    std::string dup_key;
+    std::string path;
+    int pick(int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); }
+    std::string key_text(const std::string& k, bool escape) {
+      // "\u006b" is "k": the same key, spelled differently.
+      return escape ? "\"\\u006b" + k.substr(1) + "\"" : "\"" + k + "\"";
+    }
+    std::string value(int depth, const std::string& at) {
+      switch (depth > 0 ? pick(4) : pick(2)) {
+        case 0:
+          return std::to_string(pick(1000));
+        case 1:
+          return "\"s" + std::to_string(pick(10)) + "\"";
+        case 2:
+          return object(depth - 1, at);
+        default: {
+          std::string out = "[";
+          const int n = pick(3);
+          for (int i = 0; i < n; ++i)
+            out += (i ? "," : "") + value(depth - 1, at + "[" + std::to_string(i) + "]");
+          return out + "]";
+        }
+      }
+    }
+    std::string object(int depth, const std::string& at) {
+      const bool here = dup_at-- == 0;
+      const int n = 1 + pick(4);
+      std::string out = "{";
+      for (int i = 0; i < n; ++i) {
+        const std::string k = "k" + std::to_string(i);
+        out +=
+            (i ? "," : "") + key_text(k, false) + ":" + value(depth, at.empty() ? k : at + "." + k);
+      }
+      if (here) {
+        dup_key = "k" + std::to_string(pick(n));
+        path = at.empty() ? dup_key : at + "." + dup_key;
+        out += "," + key_text(dup_key, escaped) + ":null";
+      }
+      return out + "}";
+    }
+  };
+  for (int round = 0; round < 2000; ++round) {
+    gen g{rng, pick(4), pick(2) == 1, {}, {}};
+    std::string params = g.object(2, "");
+    if (g.dup_key.empty())
+      continue;  // fewer objects than dup_at: nothing duplicated this round
+    const bool batch = pick(2) == 1;
+    std::string text = R"({"jsonrpc":"2.0","id":7,"method":"Launch","params":)" + params + "}";
+    if (batch)
+      text = R"([{"jsonrpc":"2.0","id":1,"method":"Version"},)" + text + "]";
+    auto m = parse_message(text);
+    BOOST_REQUIRE_EQUAL(m.items.size(), batch ? 2u : 1u);
+    const auto& e = as_invalid(m.items.back());
+    BOOST_TEST((e.error.error_code == code::invalid_params), text);
+    BOOST_TEST(e.error.data.at("field").as_string() == g.path, text);
+    BOOST_TEST(json::serialize(e.id) == "7", text);
+    if (batch)
+      BOOST_TEST(as_request(m.items.front()).method == "Version");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(responses_are_compact_json_rpc) {
   BOOST_TEST(json::serialize(make_result(3, json::object{{"version", "2.0.0"}})) ==
              R"({"jsonrpc":"2.0","id":3,"result":{"version":"2.0.0"}})");
@@ -181,6 +335,12 @@ BOOST_AUTO_TEST_CASE(domain_errors_map_in_one_place) {
   BOOST_TEST(os.data.at("errno").as_int64() == EACCES);
   BOOST_TEST((to_rpc_error(make_system_error(EPERM, "kill"), op::signal).error_code ==
               code::internal_error));
+  // An Exec (or ExecStreaming.Start) whose command cannot be started for
+  // an OS reason is a launch failure too: descriptors running out is
+  // -32004 with errno 24, as for Launch.
+  auto exec_os = to_rpc_error(make_system_error(EMFILE, "pipe2"), op::exec);
+  BOOST_TEST((exec_os.error_code == code::launch_failed));
+  BOOST_TEST(exec_os.data.at("errno").as_int64() == EMFILE);
 
   auto field =
       to_rpc_error(decode_error{"resources.cpu_shares", "resources.cpu_shares must be an integer"});
@@ -194,13 +354,13 @@ BOOST_AUTO_TEST_SUITE(journal)
 
 BOOST_AUTO_TEST_CASE(events_in_order_from_since) {
   event_journal j(10);
-  BOOST_TEST(json::serialize(j.since(0)) == R"({"events":[],"next":1,"dropped":0})");
+  BOOST_TEST(json::serialize(j.since(0)) == R"({"events":[],"next":1,"more":false,"dropped":0})");
   auto t = std::chrono::system_clock::time_point(std::chrono::seconds(2));
   BOOST_TEST(j.append("launched", {{"pid", 42}}, t) == 1u);
   BOOST_TEST(j.append("exited", {{"exit_code", 3}}, t) == 2u);
   BOOST_TEST(
       json::serialize(j.since(2)) ==
-      R"({"events":[{"seq":2,"time_unix_nano":2000000000,"type":"exited","exit_code":3}],"next":3,"dropped":0})");
+      R"({"events":[{"seq":2,"time_unix_nano":2000000000,"type":"exited","exit_code":3}],"next":3,"more":false,"dropped":0})");
   BOOST_TEST(j.since(0).at("events").as_array().size() == 2u);
   BOOST_TEST(j.since(3).at("events").as_array().empty());
   BOOST_TEST(j.since(99).at("next").as_uint64() == 3u);
@@ -219,6 +379,152 @@ BOOST_AUTO_TEST_CASE(the_bound_drops_the_oldest_and_says_so) {
   BOOST_TEST(ev[2].at("seq").as_uint64() == 5u);
   BOOST_TEST(j.since(4).at("dropped").as_uint64() == 0u);
   BOOST_TEST(j.since(4).at("events").as_array().size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(launched_oom_and_exited_are_never_evicted) {
+  event_journal j(8);
+  j.append("launched", {{"pid", 42}});
+  for (int i = 0; i < 1280; ++i)
+    j.append("shutdown", {{"signal", "SIGTERM"}, {"grace_period_ms", 0}, {"ok", true}});
+  j.append("oom", {{"pid", 42}});
+  j.append("exited", {{"state", json::object{{"pid", 42}}}});
+  for (int i = 0; i < 1280; ++i)
+    j.append("signalled", {{"signal", 1}});
+  BOOST_TEST(j.size() == 8u);
+  BOOST_TEST(j.evicted() == 2563u - 8u);
+  auto page = j.since(0, 8);
+  const auto& ev = page.at("events").as_array();
+  BOOST_REQUIRE_EQUAL(ev.size(), 8u);
+  BOOST_TEST(ev[0].at("type").as_string() == "launched");
+  BOOST_TEST(ev[0].at("seq").as_uint64() == 1u);
+  BOOST_TEST(ev[1].at("type").as_string() == "oom");
+  BOOST_TEST(ev[2].at("type").as_string() == "exited");
+  BOOST_TEST(ev[3].at("type").as_string() == "signalled");
+  BOOST_TEST(page.at("dropped").as_uint64() == 2563u - 8u);
+}
+
+BOOST_AUTO_TEST_CASE(strings_are_cut_and_bytes_are_bounded) {
+  event_journal j(1024, 4096);
+  const std::string big(1 << 20, 'x');
+  j.append("shutdown", {{"signal", "SIGTERM"}, {"error", big}});
+  const auto first = j.since(0);
+  const auto& e = first.at("events").as_array().at(0);
+  BOOST_TEST(e.at("error").as_string() ==
+             std::string(event_journal::max_string_bytes, 'x') + "...");
+  // Never inside a UTF-8 sequence: "é" is two bytes, the cut falls between.
+  std::string accents;
+  for (int i = 0; i < 200; ++i)
+    accents += "\xc3\xa9";
+  j.append("shutdown", {{"error", "x" + accents}});
+  const auto second = j.since(2);
+  const auto& cut = second.at("events").as_array().at(0).at("error").as_string();
+  BOOST_TEST(cut == "x" + accents.substr(0, 254) + "...");
+  // 4096 bytes hold a handful of these events, not all 100.
+  for (int i = 0; i < 100; ++i)
+    j.append("signalled", {{"signal", i}, {"pad", std::string(200, 'p')}});
+  BOOST_TEST(j.bytes() <= 4096u);
+  BOOST_TEST(j.size() < 20u);
+  BOOST_TEST(json::serialize(j.since(0)).size() < 4096u + 100u);
+}
+
+BOOST_AUTO_TEST_CASE(pages_return_every_event_exactly_once) {
+  event_journal j(100);
+  j.append("launched", {{"pid", 1}});
+  for (int i = 0; i < 300; ++i)
+    j.append("signalled", {{"signal", i % 30 + 1}});
+  j.append("exited", {{"state", json::object{}}});
+  // 100 kept of 302: launched and exited (pinned) and the last 98 signalled.
+  std::set<std::uint64_t> seen;
+  std::uint64_t since = 0, covered = 0;
+  bool more = true;
+  int pages = 0;
+  while (more) {
+    auto page = j.since(since, 7);
+    const auto& ev = page.at("events").as_array();
+    BOOST_TEST(ev.size() <= 7u);
+    for (const auto& e : ev)
+      BOOST_TEST(seen.insert(e.at("seq").as_uint64()).second);  // never twice
+    covered += ev.size() + page.at("dropped").as_uint64();
+    more = page.at("more").as_bool();
+    since = page.at("next").as_uint64();
+    BOOST_REQUIRE(++pages < 100);
+  }
+  BOOST_TEST(seen.size() == 100u);
+  BOOST_TEST(since == j.next_seq());
+  BOOST_TEST(covered == 302u);  // every seq from 1 on: returned or counted dropped
+  BOOST_TEST(seen.contains(1u));
+  BOOST_TEST(seen.contains(302u));
+  // A page stops at page_bytes of events, whatever the limit.
+  event_journal big(1024, 1 << 20);
+  for (int i = 0; i < 1000; ++i)
+    big.append("signalled", {{"pad", std::string(250, 'p')}});
+  auto page = big.since(0, event_journal::max_page_events);
+  // 64 KiB of events, plus the commas between them and the page around them.
+  BOOST_TEST(json::serialize(page).size() <= event_journal::page_bytes + 1024);
+  BOOST_TEST(page.at("more").as_bool());
+}
+
+// A property: random events of random sizes, appended in any order; after
+// each append the measured bytes stay within the budget, the count within
+// its bound, and launched and exited (once recorded) are still there.
+BOOST_AUTO_TEST_CASE(property_the_budget_holds_and_pinned_events_stay) {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 50; ++round) {
+    const std::size_t max_events = 1 + rng() % 300;
+    const std::size_t max_bytes = 2048 + rng() % 65536;
+    event_journal j(max_events, max_bytes);
+    std::uint64_t launched = 0, exited = 0;
+    const int n = static_cast<int>(rng() % 3000);
+    const int launch_at = static_cast<int>(rng() % 50), exit_at = launch_at + 1 + rng() % 2000;
+    for (int i = 0; i < n; ++i) {
+      if (i == launch_at) {
+        launched = j.append("launched", {{"pid", 1}});
+      } else if (i == exit_at) {
+        exited = j.append("exited", {{"state", json::object{{"pid", 1}, {"exit_code", 0}}}});
+      } else {
+        static const char* types[] = {"signalled", "shutdown"};
+        j.append(types[rng() % 2], {{"error", std::string(rng() % 5000, 'e')}});
+      }
+      BOOST_REQUIRE(j.bytes() <= max_bytes);
+      BOOST_REQUIRE(j.size() <= max_events);
+      if (launched != 0 && max_events >= 2) {
+        auto first = j.since(launched, 1).at("events").as_array();
+        BOOST_REQUIRE(!first.empty());
+        BOOST_REQUIRE(first[0].at("seq").as_uint64() == launched);
+      }
+      if (exited != 0 && max_events >= 2) {
+        auto e = j.since(exited, 1).at("events").as_array();
+        BOOST_REQUIRE(!e.empty());
+        BOOST_REQUIRE(e[0].at("seq").as_uint64() == exited);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_and_events_params) {
+  // An unknown signal is refused by the decoder, its name quoted only in part.
+  auto bad = decode_shutdown(json::parse(R"({"signal":"SIGNOPE"})"));
+  BOOST_REQUIRE(!bad);
+  BOOST_TEST(bad.error().message == "unknown signal \"SIGNOPE\"");
+  BOOST_TEST(bad.error().data.at("field").as_string() == "signal");
+  json::object huge{{"signal", std::string(4 << 20, 'S')}};
+  auto big = decode_shutdown(huge);
+  BOOST_REQUIRE(!big);
+  BOOST_TEST(big.error().message ==
+             "unknown signal \"" + std::string(64, 'S') + "\"... (4194304 bytes)");
+  auto sig = decode_signal(huge);
+  BOOST_REQUIRE(!sig);
+  BOOST_TEST(sig.error().message.size() < 120u);
+  // What is kept is the canonical name.
+  BOOST_TEST(decode_shutdown(json::parse(R"({"signal":"term"})"))->signal == "SIGTERM");
+  BOOST_TEST(decode_shutdown(json::parse("{}"))->signal == "SIGINT");
+  BOOST_TEST(decode_events(json::parse(R"({"since":3,"limit":1024})"))->limit == 1024u);
+  BOOST_TEST(decode_events(json::parse("{}"))->limit == 256u);
+  for (const char* l : {R"({"limit":0})", R"({"limit":1025})", R"({"limit":"5"})"}) {
+    auto e = decode_events(json::parse(l));
+    BOOST_REQUIRE(!e);
+    BOOST_TEST(e.error().message == "limit must be an integer from 1 to 1024");
+  }
 }
 
 BOOST_AUTO_TEST_CASE(the_client_maps_every_error_code_back) {

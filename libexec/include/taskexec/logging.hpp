@@ -11,7 +11,11 @@
 // program that wants silence calls configure_logging with level `off`.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <iosfwd>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,7 +40,43 @@ struct log_options {
 /// Text lines: `2026-11-27T20:45:47.123Z info  [executor] task=t1 req=7 launched pid=42`
 /// JSON lines: {"ts":"...","level":"info","component":"executor","task_id":"t1",
 ///             "request_id":"7","msg":"launched pid=42"}
+/// A record is always one line: in text lines every field goes through
+/// escape_log_text (records carry what clients sent: a command name, a
+/// path); JSON lines quote every string.
 void configure_logging(const log_options& options);
+
+/// `s` with nothing that could end a line, forge one or drive a terminal:
+/// `\` becomes `\\`; newline, carriage return and tab become `\n`, `\r`,
+/// `\t`; every other C0 control, DEL and each byte that is not part of valid
+/// UTF-8 becomes `\xNN`; the C1 controls (U+0080 to U+009F) become `\u00NN`.
+/// Everything else (printable ASCII, valid UTF-8) is kept as it is.
+std::string escape_log_text(std::string_view s);
+
+/// Rate limit for a log line that a peer can cause again and again: per
+/// key (a uid, an errno), at most one line per `period`; the others are
+/// counted, and the next line that passes says how many were not logged.
+/// Memory is bounded: at most `max_keys` keys are tracked; when a new key
+/// finds the table full, keys whose period has passed are forgotten (with
+/// their counts), and if none has, the line passes untracked. Pure: time is passed in.
+/// Thread-safety: none.
+class log_throttle {
+ public:
+  using clock = std::chrono::steady_clock;
+  explicit log_throttle(clock::duration period, std::size_t max_keys = 1024)
+      : period_(period), max_keys_(max_keys) {}
+  /// nullopt: suppressed (and counted). Otherwise log the line now, saying
+  /// how many lines of this key were suppressed since its last one.
+  std::optional<std::uint64_t> admit(std::uint64_t key, clock::time_point now);
+
+ private:
+  struct slot {
+    clock::time_point last;
+    std::uint64_t suppressed = 0;
+  };
+  clock::duration period_;
+  std::size_t max_keys_;
+  std::map<std::uint64_t, slot> slots_;
+};
 
 namespace detail {
 /// Emit one record (used by the library; cheap when filtered out).

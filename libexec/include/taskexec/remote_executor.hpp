@@ -80,7 +80,9 @@ result<int> parse_handshake(std::string_view line);
 struct event_page {
   std::vector<boost::json::object> events;  ///< {seq, time_unix_nano, type, ...}
   std::uint64_t next = 0;                   ///< pass as `since` to get what follows
-  std::uint64_t dropped = 0;  ///< events after `since` the bounded journal no longer holds
+  bool more = false;  ///< more events are kept after this page: ask again from `next`
+  std::uint64_t dropped =
+      0;  ///< seqs from `since` up to `next` the bounded journal no longer holds
 };
 
 class stats_stream;
@@ -116,13 +118,16 @@ class remote_executor {
   /// New limits for the running task's cgroup (UpdateResources).
   boost::asio::awaitable<result<void>> update_resources(task_resources resources);
   boost::asio::awaitable<result<std::string>> version();
-  /// The journal from `since` on (0: from the oldest kept).
-  boost::asio::awaitable<result<event_page>> events(std::uint64_t since = 0);
+  /// One page of the journal from `since` on (0: from the oldest kept): at
+  /// most `limit` events (0: the daemon's default, 256; at most 1024) and
+  /// 64 KiB of them. While `more`, ask again from `next`.
+  boost::asio::awaitable<result<event_page>> events(std::uint64_t since = 0, std::size_t limit = 0);
   /// Subscribe to resource usage samples every `interval` (first at once).
   boost::asio::awaitable<result<stats_stream>> stats(
       std::chrono::milliseconds interval = std::chrono::milliseconds{1000});
   /// Exec: run a command in the task's context and return its output (the
-  /// last 4096 bytes) and exit code. A timeout is errc::timed_out with the
+  /// last 4096 bytes, exactly as written: the daemon's `output_base64`) and
+  /// exit code. A timeout is errc::timed_out with the
   /// daemon's message (the command was killed); 0 means none.
   boost::asio::awaitable<result<exec_result>> exec(
       std::string cmd, std::vector<std::string> args,

@@ -676,8 +676,12 @@ asio::awaitable<result<std::string>> remote_executor::version() {
   co_return std::string(v->as_string());
 }
 
-asio::awaitable<result<event_page>> remote_executor::events(std::uint64_t since) {
-  auto r = co_await call("Events", field("since", since));
+asio::awaitable<result<event_page>> remote_executor::events(std::uint64_t since,
+                                                            std::size_t limit) {
+  json::object params{{"since", since}};
+  if (limit > 0)
+    params["limit"] = limit;
+  auto r = co_await call("Events", std::move(params));
   if (!r)
     co_return r.error();
   const auto* o = r->if_object();
@@ -687,6 +691,8 @@ asio::awaitable<result<event_page>> remote_executor::events(std::uint64_t since)
     co_return make_error(errc::protocol_error, "Events result lacks events or next");
   event_page page;
   page.next = next->to_number<std::uint64_t>();
+  if (const auto* more = o->if_contains("more"); more && more->is_bool())
+    page.more = more->get_bool();
   if (const auto* dropped = o->if_contains("dropped");
       dropped && (dropped->is_int64() || dropped->is_uint64()))
     page.dropped = dropped->to_number<std::uint64_t>();
@@ -839,7 +845,16 @@ asio::awaitable<result<exec_result>> remote_executor::exec(std::string cmd,
   if (!out || !out->is_string() || !code || !code->is_int64())
     co_return make_error(errc::protocol_error, "Exec result lacks output or exit_code");
   exec_result res;
-  res.output = out->as_string();
+  // The exact bytes; `output` (text, U+FFFD for bytes that are not UTF-8)
+  // only from a daemon older than output_base64.
+  if (const auto* b64 = o->if_contains("output_base64")) {
+    auto bytes = b64->is_string() ? base64_decode(b64->get_string()) : std::nullopt;
+    if (!bytes)
+      co_return make_error(errc::protocol_error, "Exec result: output_base64 is not base64");
+    res.output = std::move(*bytes);
+  } else {
+    res.output = out->as_string();
+  }
   res.exit_code = static_cast<int>(code->as_int64());
   co_return res;
 }

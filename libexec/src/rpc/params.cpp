@@ -9,6 +9,7 @@
 
 #include "taskexec/base64.hpp"
 #include "taskexec/codec.hpp"
+#include "taskexec/rpc/journal.hpp"
 #include "taskexec/signals.hpp"
 
 namespace taskexec::rpc {
@@ -106,6 +107,18 @@ std::optional<rpc_error> terminal_size(const json::value& t, tty_size& out) {
   return std::nullopt;
 }
 
+// A client's string quoted in an error message: at most 64 bytes of it (cut
+// at a UTF-8 boundary), so an answer never echoes megabytes back.
+std::string quoted(std::string_view s) {
+  constexpr std::size_t max = 64;
+  if (s.size() <= max)
+    return "\"" + std::string(s) + "\"";
+  std::size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80)
+    --n;
+  return "\"" + std::string(s.substr(0, n)) + "\"... (" + std::to_string(s.size()) + " bytes)";
+}
+
 std::optional<rpc_error> session_name(const json::value& params, std::string& out) {
   const auto* s = member(params, "session");
   if (!s || !s->is_string())
@@ -156,7 +169,7 @@ params_result<signal_params> decode_signal(const json::value& p) {
   } else if (s->is_string()) {
     auto n = signal_from_name(s->get_string());
     if (!n)
-      return params_error("signal", "unknown signal \"" + std::string(s->get_string()) + "\"");
+      return params_error("signal", "unknown signal " + quoted(s->get_string()));
     out.signal = *n;
   } else {
     return params_error("signal", "signal must be a number or a name");
@@ -171,7 +184,12 @@ params_result<shutdown_params> decode_shutdown(const json::value& p) {
   if (const auto* s = member(p, "signal")) {
     if (!s->is_string())
       return params_error("signal", "signal must be a name such as \"SIGTERM\"");
-    out.signal = std::string(s->get_string());
+    // Checked here, not by the executor: a refused Shutdown never runs (and
+    // is never an event), and what is kept is the canonical name.
+    auto n = signal_from_name(s->get_string());
+    if (!n)
+      return params_error("signal", "unknown signal " + quoted(s->get_string()));
+    out.signal = signal_name(*n);
   }
   if (member(p, "grace_period_ms")) {
     std::int64_t g = 0;
@@ -183,13 +201,19 @@ params_result<shutdown_params> decode_shutdown(const json::value& p) {
 }
 
 params_result<events_params> decode_events(const json::value& p) {
-  if (auto e = check_members(p, {"since"}))
+  if (auto e = check_members(p, {"since", "limit"}))
     return *e;
   events_params out;
   if (const auto* s = member(p, "since")) {
     if (!s->is_int64() || s->get_int64() < 0)
       return params_error("since", "since must be a non-negative integer");
     out.since = static_cast<std::uint64_t>(s->get_int64());
+  }
+  if (const auto* l = member(p, "limit")) {
+    constexpr auto max = static_cast<std::int64_t>(event_journal::max_page_events);
+    if (!l->is_int64() || l->get_int64() < 1 || l->get_int64() > max)
+      return params_error("limit", "limit must be an integer from 1 to " + std::to_string(max));
+    out.limit = static_cast<std::size_t>(l->get_int64());
   }
   return out;
 }

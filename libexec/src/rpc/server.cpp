@@ -85,9 +85,11 @@ std::string valid_utf8(std::string_view in) {
   return out;
 }
 
+// `output` is text for reading; `output_base64` is the exact bytes.
 json::object exec_result_json(const exec_result& r) {
   json::object o;
   o["output"] = valid_utf8(r.output);
+  o["output_base64"] = base64_encode(r.output);
   o["exit_code"] = r.exit_code;
   return o;
 }
@@ -125,6 +127,12 @@ struct server::state : std::enable_shared_from_this<server::state> {
   std::optional<server_options> options;  // a copy: outlives the server while calls run
   std::function<void()> on_drained;
   event_journal journal;
+  // Lines a peer can cause at will are rate limited: a refused peer is
+  // logged once a minute per uid, a failing accept (EMFILE) once a minute
+  // per errno, each with how many were not logged.
+  log_throttle refusals{std::chrono::minutes(1)};
+  log_throttle accept_errors{std::chrono::minutes(1)};
+  std::uint64_t accept_failures = 0;  // in a row, until an accept works again
   // Bytes received since the heap was last trimmed. After a burst, freed
   // memory stays in malloc's free lists; once connections go idle it is
   // given back (malloc_trim), at most once a second.
@@ -140,6 +148,26 @@ struct server::state : std::enable_shared_from_this<server::state> {
         self->journal.append("oom", {{"pid", st->pid}}, st->time);
       self->journal.append("exited", {{"state", json::value_from(*st)}}, st->time);
     }
+  }
+
+  // A Shutdown call's result, posted by run_shutdown.
+  struct shutdown_call {
+    detail::condition done;
+    std::optional<result<void>> res;
+  };
+  static asio::awaitable<void> run_shutdown(std::shared_ptr<state> self,
+                                            std::shared_ptr<shutdown_call> call, std::string sig,
+                                            std::int64_t grace) {
+    auto res = co_await self->task.shutdown(sig, std::chrono::milliseconds(grace));
+    // Only shutdowns that ran are events (not one refused before Launch).
+    if (res || res.error().code != make_error_code(errc::not_launched)) {
+      json::object ev{{"signal", sig}, {"grace_period_ms", grace}, {"ok", res.has_value()}};
+      if (!res)
+        ev["error"] = res.error().message;  // bounded by the journal
+      self->journal.append("shutdown", std::move(ev));
+    }
+    call->res = std::move(res);
+    call->done.notify_all();
   }
 
   asio::awaitable<outcome> dispatch(request r, std::weak_ptr<connection> conn);
@@ -174,10 +202,18 @@ struct server::connection : std::enable_shared_from_this<connection> {
     resume.expires_at(std::chrono::steady_clock::time_point::max());
   }
 
-  // Requests in flight (answer not yet produced): past this many, a request
-  // is answered -32010 at once. Calls that complete at once never count
-  // against it (the reader lets them run before it judges).
+  // Requests in flight that may wait (answer not yet produced): past this
+  // many, another such request is answered -32010 at once. Calls that
+  // complete without waiting never count against it and are never refused.
   static constexpr std::size_t max_pending = 256;
+  /// The methods that may wait (for the task, a command, a shutdown, room in
+  /// a session's stdin): only these count against max_pending. Every other
+  /// call (Version, Signal, Events, Stats, Stats.Cancel, UpdateResources,
+  /// ExecStreaming.Cancel, an unknown method) completes without suspending.
+  static bool may_wait(std::string_view method) {
+    return method == "Launch" || method == "Wait" || method == "Shutdown" || method == "Destroy" ||
+           method == "Exec" || method == "ExecStreaming.Start" || method == "ExecStreaming.Input";
+  }
   // Backpressure: the reader stops reading while this many response bytes
   // wait for a client that does not read. Memory per connection stays
   // bounded whatever the client sends.
@@ -194,7 +230,8 @@ struct server::connection : std::enable_shared_from_this<connection> {
   std::list<asio::cancellation_signal> cancels;  // one per request in flight
   bool closing = false;
   bool close_when_idle = false;  // stop(): answer what is pending, then close
-  std::size_t pending = 0;
+  std::size_t pending = 0;       // requests in flight
+  std::size_t waiting = 0;       // of them, those that may wait (may_wait)
   // Stats subscriptions of this connection, by id; each ends when cancelled
   // (Stats.Cancel), when the task exits, or when the connection closes.
   static constexpr std::size_t max_subscriptions = 16;
@@ -361,9 +398,10 @@ struct server::connection : std::enable_shared_from_this<connection> {
         auto line = framer.next();
         if (!line)
           break;
-        if (pending >= max_pending) {
+        if (waiting >= max_pending) {
           // Calls this read started are only posted yet: let those that
-          // complete at once finish before the limit judges this one.
+          // complete at once (a Launch refused, ...) finish before the limit
+          // judges this one.
           co_await asio::post(socket.get_executor(), asio::use_awaitable);
           if (closing)
             break;
@@ -430,7 +468,8 @@ struct server::connection : std::enable_shared_from_this<connection> {
 
   // Each request runs in its own coroutine: a pending Wait blocks nothing.
   void run_one(request r) {
-    if (pending >= max_pending) {
+    const bool counted = may_wait(r.method);
+    if (counted && waiting >= max_pending) {
       if (r.id)
         send(make_error(*r.id,
                         limit_error("too many requests pending on this connection", max_pending)));
@@ -438,31 +477,34 @@ struct server::connection : std::enable_shared_from_this<connection> {
     }
     auto self = shared_from_this();
     ++pending;
+    waiting += counted ? 1 : 0;
     auto cancel = cancels.emplace(cancels.end());
     auto request_id = r.id;
-    asio::co_spawn(
-        socket.get_executor(), st->dispatch(std::move(r), self),
-        asio::bind_cancellation_slot(cancel->slot(), [self, cancel, id = std::move(request_id)](
-                                                         const std::exception_ptr& e, outcome o) {
-          // Answer (below), then close if this was the last one pending.
-          struct done_guard {
-            connection& c;
-            std::list<asio::cancellation_signal>::iterator it;
-            ~done_guard() {
-              c.cancels.erase(it);
-              c.request_done();
-            }
-          } done{*self, cancel};
-          if (e)
-            o = rpc_error{code::internal_error, "internal error", {}};
-          if (!id)
-            return;  // a notification: no response
-          if (auto* err = std::get_if<rpc_error>(&o))
-            self->send(make_error(*id, *err));
-          else
-            self->send(make_result(*id, std::get<json::value>(std::move(o))));
-          self->answered(id);
-        }));
+    asio::co_spawn(socket.get_executor(), st->dispatch(std::move(r), self),
+                   asio::bind_cancellation_slot(
+                       cancel->slot(), [self, cancel, counted, id = std::move(request_id)](
+                                           const std::exception_ptr& e, outcome o) {
+                         // Answer (below), then close if this was the last one pending.
+                         struct done_guard {
+                           connection& c;
+                           std::list<asio::cancellation_signal>::iterator it;
+                           bool counted;
+                           ~done_guard() {
+                             c.cancels.erase(it);
+                             c.waiting -= counted ? 1 : 0;
+                             c.request_done();
+                           }
+                         } done{*self, cancel, counted};
+                         if (e)
+                           o = rpc_error{code::internal_error, "internal error", {}};
+                         if (!id)
+                           return;  // a notification: no response
+                         if (auto* err = std::get_if<rpc_error>(&o))
+                           self->send(make_error(*id, *err));
+                         else
+                           self->send(make_result(*id, std::get<json::value>(std::move(o))));
+                         self->answered(id);
+                       }));
   }
 
   static constexpr std::size_t max_batch = 256;
@@ -499,7 +541,8 @@ struct server::connection : std::enable_shared_from_this<connection> {
         continue;
       }
       auto r = std::get<request>(std::move(it));
-      if (pending >= max_pending) {
+      const bool counted = may_wait(r.method);
+      if (counted && waiting >= max_pending) {
         if (r.id)
           b->responses.push_back(make_error(
               *r.id, limit_error("too many requests pending on this connection", max_pending)));
@@ -509,11 +552,12 @@ struct server::connection : std::enable_shared_from_this<connection> {
       auto request_id = r.id;
       ids->push_back(r.id);
       ++pending;
+      waiting += counted ? 1 : 0;
       auto cancel = cancels.emplace(cancels.end());
       asio::co_spawn(
           socket.get_executor(), st->dispatch(std::move(r), self),
           asio::bind_cancellation_slot(
-              cancel->slot(), [self, b, done_one, cancel, id = std::move(request_id)](
+              cancel->slot(), [self, b, done_one, cancel, counted, id = std::move(request_id)](
                                   const std::exception_ptr& e, outcome o) {
                 if (e)
                   o = rpc_error{code::internal_error, "internal error", {}};
@@ -525,6 +569,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
                 }
                 done_one();
                 self->cancels.erase(cancel);
+                self->waiting -= counted ? 1 : 0;
                 self->request_done();
               }));
     }
@@ -778,21 +823,29 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     co_return json::object{};
   }
   if (m == "Shutdown") {
-    auto d = decode_shutdown(p);
+    auto d = decode_shutdown(p);  // an unknown signal is refused here: not an event
     if (!d)
       co_return d.error();
-    const std::string sig = d->signal;
-    const std::int64_t grace = d->grace_period_ms.value_or(options->kill_grace.count());
-    auto res = co_await task.shutdown(sig, std::chrono::milliseconds(grace));
-    // Only shutdowns that ran are events (not one refused before Launch).
-    if (res || res.error().code != make_error_code(errc::not_launched)) {
-      json::object ev{{"signal", sig}, {"grace_period_ms", grace}, {"ok", res.has_value()}};
-      if (!res)
-        ev["error"] = res.error().message;
-      journal.append("shutdown", std::move(ev));
+    // The shutdown is awaited in a coroutine of its own, which no caller's
+    // cancellation reaches: a caller that disconnects stops waiting, the
+    // shutdown runs on in the executor, and the journal records how it
+    // really ended.
+    auto c = std::make_shared<shutdown_call>();
+    // The canonical name ("SIGTERM"), never the client's spelling.
+    asio::co_spawn(ex,
+                   run_shutdown(shared_from_this(), c, d->signal,
+                                d->grace_period_ms.value_or(options->kill_grace.count())),
+                   [](const std::exception_ptr& e) {
+                     if (e)
+                       std::rethrow_exception(e);
+                   });
+    while (!c->res) {
+      if (co_await detail::wait_on(c->done, std::chrono::steady_clock::time_point::max()) ==
+          detail::wake::cancelled)
+        co_return rpc_error{code::internal_error, "shutdown wait canceled", {}};
     }
-    if (!res)
-      co_return to_rpc_error(res.error(), task_operation::shutdown);
+    if (!*c->res)
+      co_return to_rpc_error(c->res->error(), task_operation::shutdown);
     co_return json::object{};
   }
   if (m == "Destroy") {
@@ -814,7 +867,7 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     auto d = decode_events(p);
     if (!d)
       co_return d.error();
-    co_return journal.since(d->since);
+    co_return journal.since(d->since, d->limit);
   }
   if (m == "Stats") {
     auto d = decode_stats(p);
@@ -980,8 +1033,10 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     if (in.size) {
       if (!entry->session.tty())
         co_return params_error("tty_size", "session \"" + id + "\" has no tty");
+      // Not a start (an OS error here is internal, not -32004): a resize
+      // signals the running command (SIGWINCH).
       if (auto rs = entry->session.resize(*in.size); !rs)
-        co_return to_rpc_error(rs.error(), task_operation::exec);
+        co_return to_rpc_error(rs.error(), task_operation::signal);
     }
     if (data && !data->empty()) {
       // While the session's stdin is full this connection reads nothing
@@ -1088,13 +1143,27 @@ asio::awaitable<void> server::accept_loop() {
     if (ec == asio::error::operation_aborted || st->stopping)
       co_return;
     if (ec) {
-      log(log_level::warning, "accept: " + ec.message());
+      ++st->accept_failures;
+      const auto now = log_throttle::clock::now();
+      if (auto n = st->accept_errors.admit(static_cast<std::uint64_t>(ec.value()), now)) {
+        std::string line = "accept: " + ec.message();
+        if (ec == asio::error::no_descriptors)
+          line += " (retrying every 50 ms; logged once a minute)";
+        if (*n > 0)
+          line += " (" + std::to_string(*n) + " more since the last line)";
+        log(log_level::warning, line);
+      }
       if (ec == asio::error::no_descriptors) {
         // Out of descriptors: back off briefly instead of spinning.
         asio::steady_timer t(st->ex, std::chrono::milliseconds(50));
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
       }
       continue;
+    }
+    if (st->accept_failures > 0) {
+      log(log_level::warning,
+          "accept: accepting again after " + std::to_string(st->accept_failures) + " failures");
+      st->accept_failures = 0;
     }
     auto c = std::make_shared<connection>(st, std::move(sock), options_.max_message_bytes);
     st->connections.emplace(c.get(), c);
@@ -1110,6 +1179,13 @@ asio::awaitable<void> server::accept_loop() {
         allowed = allowed || cred.uid == u;
     }
     if (!allowed) {
+      if (auto n = st->refusals.admit(cred.uid, log_throttle::clock::now())) {
+        std::string line = "refused a connection of uid " + std::to_string(cred.uid) +
+                           ": not allowed to call this daemon (-32005)";
+        if (*n > 0)
+          line += "; " + std::to_string(*n) + " more of this uid since its last line";
+        log(log_level::warning, line);
+      }
       c->send(make_error(nullptr, {code::permission_denied,
                                    "permission denied: uid " + std::to_string(cred.uid) +
                                        " may not call this daemon",

@@ -73,8 +73,9 @@ item parse_request(const boost::json::value& v);
 boost::json::object make_result(const boost::json::value& id, boost::json::value result);
 boost::json::object make_error(const boost::json::value& id, const rpc_error& e);
 
-/// THE mapping of domain errors to JSON-RPC errors. `op` gives the context
-/// (an OS error while launching is a launch failure; elsewhere internal).
+/// THE mapping of domain errors to JSON-RPC errors. `op` gives the context:
+/// an OS error (data.errno) while launching the task (launch) or starting a
+/// command in it (exec) is a launch failure, -32004; elsewhere -32603.
 rpc_error to_rpc_error(const error& e, task_operation op);
 /// Params that do not decode: -32602 with data.field.
 rpc_error to_rpc_error(const decode_error& e);

@@ -43,11 +43,12 @@ struct signal_params {
   int signal = 0;  ///< 0 checks that the task exists
 };
 struct shutdown_params {
-  std::string signal = "SIGINT";
+  std::string signal = "SIGINT";                ///< a known signal's canonical name ("SIGTERM")
   std::optional<std::int64_t> grace_period_ms;  ///< absent: the server's kill grace
 };
 struct events_params {
   std::uint64_t since = 0;
+  std::size_t limit = 256;  ///< events per page, 1 to event_journal::max_page_events
 };
 struct stats_params {
   std::int64_t interval_ms = 1000;  ///< 10 or more
