@@ -33,6 +33,7 @@
 #include "taskexec/rpc/journal.hpp"
 #include "taskexec/rpc/message.hpp"
 #include "taskexec/rpc/params.hpp"
+#include "taskexec/rpc/socket_dir.hpp"
 #include "taskexec/signals.hpp"
 #include "taskexec/task_executor.hpp"
 #include "taskexec/version.hpp"
@@ -1015,7 +1016,6 @@ server::~server() {
 }
 
 result<void> server::listen() {
-  namespace fs = std::filesystem;
   const std::string& path = options_.socket_path;
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
     return make_error(errc::invalid_argument, "socket path \"" + path + "\" is empty or too long");
@@ -1023,29 +1023,13 @@ result<void> server::listen() {
   // permissions: anyone in the network namespace could connect.
   if (path.find('\0') != std::string::npos)
     return make_error(errc::invalid_argument, "socket path contains a NUL byte");
-  fs::path parent = fs::path(path).parent_path();
-  std::error_code ec;
   // With --allow-uid, other users must reach the socket: it is made 0666 and
-  // a created directory 0711, and SO_PEERCRED decides who may call.
+  // created directories 0711, and SO_PEERCRED decides who may call.
   const bool shared = !options_.allowed_uids.empty();
-  if (!parent.empty() && !fs::exists(parent, ec)) {
-    fs::create_directories(parent, ec);
-    if (ec)
-      return make_system_error(ec.value(), "create directory \"" + parent.string() + "\"");
-    ::chmod(parent.c_str(), shared ? 0711 : 0700);
-  }
-  // In a directory anyone may write without the sticky bit, anyone could
-  // remove our socket and put theirs in its place: clients would talk to
-  // an impostor.
-  struct stat dir {};
-  if (::stat(parent.empty() ? "." : parent.c_str(), &dir) != 0)
-    return make_system_error(errno, "stat \"" + parent.string() + "\"");
-  if ((dir.st_mode & S_IWOTH) && !(dir.st_mode & S_ISVTX))
-    return make_error(errc::permission_denied,
-                      "socket directory \"" +
-                          (parent.empty() ? std::string(".") : parent.string()) +
-                          "\" is world-writable without the sticky bit: anyone could replace "
-                          "the socket");
+  // Only root and we may be able to change the way to the socket: anyone
+  // else could rename a directory on it and put an impostor in our place.
+  if (auto safe = prepare_socket_directory(path, ::geteuid(), shared ? 0711 : 0700); !safe)
+    return safe.error();
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
