@@ -1,5 +1,6 @@
-// Bounds on what clients make the daemon do (docs/protocol.md, Limits): the
-// total work of Stats sampling whatever the subscriptions.
+// Bounds on what clients make the daemon do and hold (docs/protocol.md,
+// Limits): the total work of Stats sampling whatever the subscriptions, and
+// the memory ExecStreaming.Input may hold per connection.
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -13,6 +14,7 @@
 
 #include "daemon_client.hpp"
 #include "harness.hpp"
+#include "taskexec/base64.hpp"
 #include "taskexec/detail/proc.hpp"
 
 using namespace test_support;
@@ -27,6 +29,13 @@ std::uint64_t cpu_ticks(int pid) {
   auto st = detail::read_proc_stat(pid);
   BOOST_REQUIRE(st);
   return st->utime_ticks + st->stime_ticks;
+}
+
+// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM).
+std::uint64_t status_kib(int pid, const std::string& field) {
+  auto v = detail::parse_status_kib(read_file("/proc/" + std::to_string(pid) + "/status"), field);
+  BOOST_REQUIRE(v);
+  return *v;
 }
 
 asio::awaitable<void> pause_for(std::chrono::milliseconds d) {
@@ -313,6 +322,93 @@ BOOST_AUTO_TEST_CASE(distinct_intervals_share_readings_and_at_most_16_are_in_use
     }
     BOOST_TEST(accepted);
     BOOST_TEST((co_await call_skipping_notes(c, 1000, "Destroy")).contains("result"));
+    BOOST_TEST((co_await d.task.wait())->exit_code == 0);
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// Bytes the process has read through read(2) and the like (/proc/<pid>/io).
+std::uint64_t bytes_read_by(int pid) {
+  const auto text = read_file("/proc/" + std::to_string(pid) + "/io");
+  const auto v = field_after(text, "rchar: ", '\n');
+  BOOST_REQUIRE(!v.empty());
+  return std::stoull(std::string(v));
+}
+
+// ExecStreaming.Input of `data` for `session`, with id `id`.
+std::string input_message(int id, const std::string& session, const std::string& data) {
+  return R"({"jsonrpc":"2.0","id":)" + std::to_string(id) +
+         R"(,"method":"ExecStreaming.Input","params":{"session":")" + session + R"(","data":")" +
+         base64_encode(data) + "\"}}\n";
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(exec_input_bound)
+
+// A client sends 3 MiB Inputs, round-robin, to 16 sessions whose commands
+// never read stdin. The daemon holds at most 256 KiB of input per session
+// (4 MiB per connection) plus the one message it is handling, then stops
+// reading the connection: its memory stays bounded (before: each session
+// took a whole message past its 1 MiB, ~77 MB in all), and another
+// connection is served meanwhile.
+BOOST_AUTO_TEST_CASE(inputs_to_sessions_that_never_read_hold_bounded_memory) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    const int daemon_pid = static_cast<int>(d.hello.at("pid").as_int64());
+    client c, flood;
+    co_await c.connect(d.socket);
+    co_await launch_sleeper(c, 1);
+    co_await flood.connect(d.socket);
+    std::vector<std::string> sessions;
+    for (int i = 0; i < 16; ++i) {
+      auto r = co_await flood.call(
+          10 + i, "ExecStreaming.Start", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+      BOOST_REQUIRE_MESSAGE(r.contains("result"), json::serialize(r));
+      sessions.emplace_back(r.at("result").at("session").as_string());
+    }
+    const auto rss_before = status_kib(daemon_pid, "VmRSS");
+
+    // A round of 256 KiB to each session (what each may hold), then two of
+    // 3 MiB (within the 4 MiB message limit once in base64), sent in the
+    // background: the daemon stops reading.
+    const std::string small(256 * 1024, 's'), large(3 * 1024 * 1024 - 3072, 'x');
+    std::string text;
+    for (int round = 0; round < 3; ++round)
+      for (int i = 0; i < 16; ++i)
+        text += input_message(100 + round * 16 + i, sessions[i], round == 0 ? small : large);
+    bool sent = false;
+    send_in_background(flood, std::move(text), sent);
+    // Until the daemon has stopped taking bytes (nothing read for 500 ms),
+    // or has taken them all.
+    auto last = bytes_read_by(daemon_pid);
+    auto still_since = std::chrono::steady_clock::now();
+    while (!sent && std::chrono::steady_clock::now() - still_since < 500ms) {
+      co_await pause_for(20ms);
+      if (auto now = bytes_read_by(daemon_pid); now != last) {
+        last = now;
+        still_since = std::chrono::steady_clock::now();
+      }
+    }
+    const auto peak = status_kib(daemon_pid, "VmHWM");
+    BOOST_TEST_MESSAGE("input flood: daemon RSS " << rss_before << " KiB before, peak " << peak
+                                                  << " KiB; sender done: " << sent);
+    BOOST_TEST(!sent);  // backpressure: the daemon stopped reading
+    // 4 MiB of input held, one message of 4 MiB being handled (its text, the
+    // parsed request and the decoded data exist at once for a moment), and
+    // slack for the allocator: well under what one round of 3 MiB to each
+    // session took before (48 MiB).
+    BOOST_TEST(peak < rss_before + 32 * 1024);
+    // Another connection is served meanwhile.
+    client other;
+    co_await other.connect(d.socket);
+    BOOST_TEST((co_await other.call(1, "Version")).contains("result"));
+    flood.close();
+    BOOST_TEST((co_await other.call(2, "Destroy")).contains("result"));
     BOOST_TEST((co_await d.task.wait())->exit_code == 0);
   });
 }

@@ -237,6 +237,11 @@ struct server::connection : std::enable_shared_from_this<connection> {
   // half-closed stays open.
   static constexpr std::size_t max_sessions = 16;
   std::map<std::string, std::shared_ptr<session_entry>> sessions;
+  // Input (ExecStreaming.Input) held for the sessions' commands: at most
+  // this much per connection, split evenly among its sessions, plus the one
+  // message being handled.
+  static constexpr std::size_t max_input_bytes = 4 << 20;
+  static constexpr std::size_t max_session_input = max_input_bytes / max_sessions;
   // Inputs waiting for room in a session's stdin: the reader takes no more
   // messages meanwhile (a client flooding stdin holds only its own socket).
   std::size_t blocked_inputs = 0;
@@ -1057,6 +1062,7 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
                              "answer");
     if (c->after_answer.contains(json::serialize(*r.id)))
       co_return rpc_error{code::invalid_request, "a request with this id is still pending", {}};
+    o->max_queued_input = connection::max_session_input;
     auto started = co_await task.exec_streaming(std::move(*o));
     if (!started)
       co_return to_rpc_error(started.error(), task_operation::exec);
@@ -1098,6 +1104,9 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
       if (!d)
         co_return d.error();
       in = std::move(*d);
+      // The data is decoded: its base64 text (a message may be 4 MiB) need
+      // not be held while the input waits for room.
+      r.params = nullptr;
     } else {
       auto d = decode_exec_cancel(p);
       if (!d)
