@@ -67,8 +67,8 @@ struct stats_reader {
     std::string buf;
     std::array<char, 256 * 1024> chunk;
     for (;;) {
-      auto [ec, n] = co_await sock.async_read_some(asio::buffer(chunk),
-                                                   asio::as_tuple(asio::use_awaitable));
+      auto [ec, n] =
+          co_await sock.async_read_some(asio::buffer(chunk), asio::as_tuple(asio::use_awaitable));
       if (ec)
         break;
       buf.append(chunk.data(), n);
@@ -119,8 +119,8 @@ asio::awaitable<int> launch_fifty_one(client& c) {
   for (int i = 0; i < 1000; ++i) {
     auto kids = detail::scan_descendants(pid);
     BOOST_REQUIRE(kids);
-    if (std::count_if(kids->begin(), kids->end(), [](const auto& p) { return p.comm == "sleep"; }) ==
-        50)
+    if (std::count_if(kids->begin(), kids->end(),
+                      [](const auto& p) { return p.comm == "sleep"; }) == 50)
       co_return pid;
     co_await pause_for(10ms);
   }
@@ -210,9 +210,8 @@ BOOST_AUTO_TEST_CASE(a_flood_of_subscriptions_shares_one_sample_per_tick) {
       const auto s = std::chrono::steady_clock::now();
       auto v = co_await c.call(id, "Version");
       BOOST_REQUIRE(v.contains("result"));
-      rtt_ms.push_back(std::chrono::duration<double, std::milli>(
-                           std::chrono::steady_clock::now() - s)
-                           .count());
+      rtt_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
       co_await pause_for(20ms);
     }
     const auto cpu1 = cpu_ticks(daemon_pid);
@@ -233,12 +232,11 @@ BOOST_AUTO_TEST_CASE(a_flood_of_subscriptions_shares_one_sample_per_tick) {
         every_one_sampled = every_one_sampled && n > before[id];
       }
     }
-    BOOST_TEST_MESSAGE("stats flood: daemon CPU " << cpu_share * 100 << "% of a core, Version p50 "
-                                                  << p50 << " ms (" << rtt_ms.size()
-                                                  << " calls), " << readings.size()
-                                                  << " readings and " << delivered
-                                                  << " samples delivered (" << (bytes - bytes_before) / 1024 / 1024
-                                                  << " MiB) in " << elapsed << " s");
+    BOOST_TEST_MESSAGE("stats flood: daemon CPU "
+                       << cpu_share * 100 << "% of a core, Version p50 " << p50 << " ms ("
+                       << rtt_ms.size() << " calls), " << readings.size() << " readings and "
+                       << delivered << " samples delivered ("
+                       << (bytes - bytes_before) / 1024 / 1024 << " MiB) in " << elapsed << " s");
     BOOST_TEST(every_one_sampled);  // each of the 160 got samples in the window
     // One reading of the task per 10 ms tick at most (a tick may be taken
     // late, never twice): before, each subscription took its own.
@@ -313,7 +311,8 @@ BOOST_AUTO_TEST_CASE(distinct_intervals_share_readings_and_at_most_16_are_in_use
     r.sock.close();
     bool accepted = false;
     for (int id = 10; id < 1000 && !accepted; ++id) {
-      auto again = co_await call_skipping_notes(c, id, "Stats", json::parse(R"({"interval_ms":26})"));
+      auto again =
+          co_await call_skipping_notes(c, id, "Stats", json::parse(R"({"interval_ms":26})"));
       accepted = again.contains("result");
       if (!accepted) {
         BOOST_REQUIRE_EQUAL(again.at("error").at("code").as_int64(), -32010);
@@ -366,8 +365,8 @@ BOOST_AUTO_TEST_CASE(inputs_to_sessions_that_never_read_hold_bounded_memory) {
     co_await flood.connect(d.socket);
     std::vector<std::string> sessions;
     for (int i = 0; i < 16; ++i) {
-      auto r = co_await flood.call(
-          10 + i, "ExecStreaming.Start", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+      auto r = co_await flood.call(10 + i, "ExecStreaming.Start",
+                                   json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
       BOOST_REQUIRE_MESSAGE(r.contains("result"), json::serialize(r));
       sessions.emplace_back(r.at("result").at("session").as_string());
     }

@@ -166,8 +166,8 @@ BOOST_AUTO_TEST_CASE(an_impostor_gets_nothing_from_a_root_client) {
     said.close_write();
     BOOST_REQUIRE_EQUAL(co_await said.line(), "listening");
 
-    const std::string refusal = "socket " + socket +
-                                " is served by uid 65534, expected root: nothing was sent to it";
+    const std::string refusal =
+        "socket " + socket + " is served by uid 65534, expected root: nothing was sent to it";
     // The library refuses before it sends a byte.
     auto ex = co_await asio::this_coro::executor;
     auto c = co_await remote_executor::connect(ex, socket);
