@@ -102,6 +102,8 @@ Launch options:
 Global options:
   --json                  print results as JSON (one object per line)
   --daemon PATH           taskexecd to start (default: beside taskexec, or $PATH)
+  --expect-uid N          a daemon may run as uid N (besides root and us): the
+                          socket's server is checked before anything is sent
   -h, --help
 )";
 
@@ -115,6 +117,7 @@ struct cli {
   std::string socket;
   std::string reattach;
   std::string daemon;
+  connect_options trust;  // --expect-uid
   // launch
   exec_command cmd;
   std::string spec_file;
@@ -174,6 +177,8 @@ cli parse(int argc, char** argv) {
       c.reattach = value(a);
     } else if (a == "--daemon") {
       c.daemon = value(a);
+    } else if (a == "--expect-uid") {
+      c.trust.expect_uid = static_cast<unsigned>(number(a, value(a), 0, 0xfffffffe));
     } else if (a == "--env") {
       auto kv = value(a);
       if (kv.find('=') == std::string::npos || kv.front() == '=')
@@ -555,9 +560,9 @@ asio::awaitable<remote_executor> connect(const cli& c) {
     std::string text = c.reattach;
     if (text.find('{') == std::string::npos)
       text = read_text(text);
-    co_return check(co_await reattach_to_executor(ex, check(parse_reattach_config(text))));
+    co_return check(co_await reattach_to_executor(ex, check(parse_reattach_config(text)), c.trust));
   }
-  co_return check(co_await remote_executor::connect(ex, c.socket));
+  co_return check(co_await remote_executor::connect(ex, c.socket, c.trust));
 }
 
 create_options daemon_options(const cli& c, const std::string& socket) {

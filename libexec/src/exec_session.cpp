@@ -78,7 +78,6 @@ result<started_command> start_command(child_reaper& reaper, strategy_stack& stac
 namespace {
 
 constexpr std::size_t max_queued_output = 64 * 1024;
-constexpr std::size_t max_queued_input = 1024 * 1024;
 constexpr std::size_t read_buffer = 32 * 1024;
 static_assert(read_buffer <= exec_event::max_data);
 // After the command's exit, how long output from what it left behind (or a
@@ -162,6 +161,7 @@ struct exec_session::state : std::enable_shared_from_this<state> {
   std::deque<std::string> in_queue;
   std::size_t in_offset = 0;  // of in_queue.front() already written
   std::size_t in_bytes = 0;
+  std::size_t max_input = exec_session_options::default_max_queued_input;
   bool in_close_requested = false;
   // Concurrent write()s queue their data in call order: each takes a
   // ticket and waits for its turn (a cancelled one gives its turn up).
@@ -398,21 +398,45 @@ asio::awaitable<result<void>> queue_input(std::shared_ptr<exec_session::state> s
     co_return make_error(errc::invalid_argument, "the session's stdin is closed");
   const std::uint64_t ticket = st->next_ticket++;
   auto open = [&] { return st->in && st->in->is_open(); };
-  while (ticket != st->turn || (open() && st->in_bytes >= max_queued_input)) {
+  auto give_up = [&] {
+    if (ticket == st->turn)
+      st->next_turn();
+    else
+      st->given_up.push_back(ticket);
+  };
+  while (ticket != st->turn) {
     if (co_await wait_on(st->in_space, clock::time_point::max()) == wake::cancelled) {
-      if (ticket == st->turn)
-        st->next_turn();
-      else
-        st->given_up.push_back(ticket);
+      give_up();
       co_return make_error(errc::operation_canceled, "exec session write canceled");
     }
   }
-  // Nobody will ever read it when the command exited or closed its stdin.
-  if (open() && !data.empty()) {
-    st->in_bytes += data.size();
-    st->in_queue.push_back(std::move(data));
+  // Our turn: the data goes in as room appears, so that no more than
+  // max_input waits however large one write is (the rest stays here, with
+  // the caller, which is suspended meanwhile).
+  std::size_t offset = 0;
+  while (offset < data.size() && open()) {
+    if (st->in_bytes >= st->max_input) {
+      if (co_await wait_on(st->in_space, clock::time_point::max()) == wake::cancelled) {
+        give_up();
+        co_return make_error(errc::operation_canceled, "exec session write canceled");
+      }
+      continue;
+    }
+    const std::size_t room = st->max_input - st->in_bytes;
+    if (offset == 0 && data.size() <= room) {
+      st->in_queue.push_back(std::move(data));  // the common case: no copy
+      st->in_bytes += st->in_queue.back().size();
+      st->in_ready.notify_all();
+      break;
+    }
+    const std::size_t n = std::min(room, data.size() - offset);
+    st->in_queue.push_back(data.substr(offset, n));
+    st->in_bytes += n;
+    offset += n;
     st->in_ready.notify_all();
   }
+  // What is left when the command exited or closed its stdin is dropped:
+  // nobody will ever read it.
   st->next_turn();
   co_return result<void>{};
 }
@@ -473,6 +497,7 @@ result<exec_session> exec_session_access::start(child_reaper& reaper, strategy_s
   auto st = std::make_shared<exec_session::state>(reaper.get_executor());
   st->stack = std::move(stack);
   st->tty = o.tty;
+  st->max_input = std::max<std::size_t>(o.max_queued_input, 1);
   c.cmd = std::move(o.cmd);
   c.args = std::move(o.args);
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 
@@ -59,54 +60,78 @@ double core_mhz() {
 usage_sampler::usage_sampler(members_fn members, cgroup_fn cgroup)
     : members_(std::move(members)), cgroup_(std::move(cgroup)) {}
 
-task_resource_usage usage_sampler::sample() {
-  task_resource_usage u;
-  u.timestamp = std::chrono::system_clock::now();
-  const auto now = std::chrono::steady_clock::now();
+usage_reading usage_sampler::read() const {
+  usage_reading r;
+  r.timestamp = std::chrono::system_clock::now();
+  r.at = std::chrono::steady_clock::now();
   static const long page = ::sysconf(_SC_PAGESIZE);
+  std::uint64_t sum_user = 0, sum_system = 0;
+  for (const auto& st : members_ ? members_() : std::vector<detail::proc_stat>{}) {
+    if (st.state == 'Z')
+      continue;
+    usage_reading::process p;
+    p.pid = st.pid;
+    p.rss = st.rss_pages * static_cast<std::uint64_t>(page);
+    p.swap = swap_bytes(st.pid);
+    p.user_ns = ticks_to_ns(st.utime_ticks);
+    p.system_ns = ticks_to_ns(st.stime_ticks);
+    sum_user += p.user_ns;
+    sum_system += p.system_ns;
+    r.processes.push_back(p);
+  }
+  std::sort(r.processes.begin(), r.processes.end(),
+            [](const auto& a, const auto& b) { return a.pid < b.pid; });
+  r.cgroup = cgroup_ ? cgroup_() : std::nullopt;
+  r.user_ns = r.cgroup ? r.cgroup->user_ns : sum_user;
+  r.system_ns = r.cgroup ? r.cgroup->system_ns : sum_system;
+  return r;
+}
 
-  auto rates = [&](cpu_stats& c, std::optional<previous>& prev, std::uint64_t user_ns,
-                   std::uint64_t system_ns) {
-    if (prev) {
-      const auto wall = now - prev->at;
-      c.user_mode = cpu_percent(prev->user_ns, user_ns, wall);
-      c.system_mode = cpu_percent(prev->system_ns, system_ns, wall);
-      c.percent = cpu_percent(prev->user_ns + prev->system_ns, user_ns + system_ns, wall);
-      c.total_ticks = c.percent / 100.0 * core_mhz();
-    }
-    prev = previous{user_ns, system_ns, now};
+task_resource_usage usage_sampler::sample() {
+  auto now = read();
+  auto u = usage_between(previous_ ? &*previous_ : nullptr, now);
+  previous_ = std::move(now);
+  return u;
+}
+
+task_resource_usage usage_between(const usage_reading* before, const usage_reading& now) {
+  task_resource_usage u;
+  u.timestamp = now.timestamp;
+  const auto wall = before ? now.at - before->at : std::chrono::steady_clock::duration::zero();
+  // Rates between two readings of one counter pair (none without `then`).
+  auto rates = [&](cpu_stats& c, bool then, std::uint64_t user0, std::uint64_t system0,
+                   std::uint64_t user1, std::uint64_t system1) {
+    if (!then)
+      return;
+    c.user_mode = cpu_percent(user0, user1, wall);
+    c.system_mode = cpu_percent(system0, system1, wall);
+    c.percent = cpu_percent(user0 + system0, user1 + system1, wall);
+    c.total_ticks = c.percent / 100.0 * core_mhz();
   };
 
-  // Every live process, from /proc.
-  std::uint64_t sum_rss = 0, sum_swap = 0, sum_user = 0, sum_system = 0;
-  std::map<int, previous> seen;
-  for (const auto& member : members_ ? members_() : std::vector<detail::proc_stat>{}) {
-    const auto* st = &member;
-    const int pid = st->pid;
-    if (st->state == 'Z')
-      continue;
+  std::uint64_t sum_rss = 0, sum_swap = 0;
+  for (const auto& p : now.processes) {
     resource_usage r;
-    r.memory.rss = st->rss_pages * static_cast<std::uint64_t>(page);
-    r.memory.swap = swap_bytes(pid);
+    r.memory.rss = p.rss;
+    r.memory.swap = p.swap;
     r.memory.measured = proc_memory;
-    const auto user = ticks_to_ns(st->utime_ticks), system = ticks_to_ns(st->stime_ticks);
-    std::optional<previous> prev;
-    if (auto it = pids_.find(pid); it != pids_.end())
-      prev = it->second;
-    rates(r.cpu, prev, user, system);
+    const usage_reading::process* prev = nullptr;
+    if (before) {
+      auto it = std::lower_bound(before->processes.begin(), before->processes.end(), p.pid,
+                                 [](const auto& q, int pid) { return q.pid < pid; });
+      if (it != before->processes.end() && it->pid == p.pid)
+        prev = &*it;
+    }
+    rates(r.cpu, prev != nullptr, prev ? prev->user_ns : 0, prev ? prev->system_ns : 0, p.user_ns,
+          p.system_ns);
     r.cpu.measured = proc_cpu;
-    seen[pid] = *prev;
-    sum_rss += r.memory.rss;
-    sum_swap += r.memory.swap;
-    sum_user += user;
-    sum_system += system;
-    u.pids.emplace(pid, std::move(r));
+    sum_rss += p.rss;
+    sum_swap += p.swap;
+    u.pids.emplace(p.pid, std::move(r));
   }
-  pids_ = std::move(seen);  // exited pids are forgotten
 
-  std::optional<cgroup_counters> cg = cgroup_ ? cgroup_() : std::nullopt;
   auto& t = u.total;
-  if (cg) {
+  if (const auto& cg = now.cgroup) {
     t.memory.rss = cg->rss;
     t.memory.cache = cg->cache;
     t.memory.swap = cg->swap;
@@ -123,14 +148,14 @@ task_resource_usage usage_sampler::sample() {
     t.cpu.throttled_periods = cg->throttled_periods;
     t.cpu.throttled_time = cg->throttled_ns;
     t.cpu.measured = cg->cpu_measured;
-    rates(t.cpu, total_, cg->user_ns, cg->system_ns);
   } else {
     t.memory.rss = sum_rss;
     t.memory.swap = sum_swap;
     t.memory.measured = proc_memory;
     t.cpu.measured = proc_cpu;
-    rates(t.cpu, total_, sum_user, sum_system);
   }
+  rates(t.cpu, before != nullptr, before ? before->user_ns : 0, before ? before->system_ns : 0,
+        now.user_ns, now.system_ns);
   return u;
 }
 

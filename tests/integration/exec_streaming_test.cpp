@@ -183,15 +183,16 @@ BOOST_AUTO_TEST_CASE(output_nobody_reads_blocks_the_command_and_nothing_is_lost)
     BOOST_TEST(tr.out.find_first_not_of('\0') == std::string::npos);
     BOOST_TEST(tr.exit_code == 0);
 
-    // Input too: a command that reads nothing holds our write() at 1 MiB.
+    // Input too: a command that reads nothing holds our write() once 1 MiB
+    // waits, however large the write (what does not fit stays with us).
     auto sink = co_await open_embedded(t, session_of(list("/bin/sleep", "1000"), false));
     const std::string mib(1024 * 1024, 'x');
-    BOOST_TEST((co_await sink->write(mib)).has_value());  // queued
-    BOOST_TEST((co_await sink->write(mib)).has_value());  // queued: the queue was below 1 MiB
+    BOOST_TEST((co_await sink->write(mib)).has_value());  // queued (the pipe took 64 KiB)
     asio::steady_timer bound(co_await asio::this_coro::executor, 300ms);
     using namespace asio::experimental::awaitable_operators;
+    // Its first 64 KiB fill the queue to 1 MiB; the rest waits for room.
     auto first = co_await (sink->write(mib) || bound.async_wait(asio::use_awaitable));
-    BOOST_TEST(first.index() == 1u);  // still waiting for room: the queue is full
+    BOOST_TEST(first.index() == 1u);
     co_await sink->kill();
     BOOST_TEST((co_await drain(*sink)).exit_code == 128 + SIGKILL);
 

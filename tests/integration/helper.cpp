@@ -14,6 +14,11 @@
 //     forks for ever, going on when fork fails (EAGAIN under pids.max).
 //   taskexec-test-helper --remote-version SOCKET: connect with
 //     remote_executor and print the version, or the error's code and message.
+//   taskexec-test-helper --impostor SOCKET N: listen on SOCKET (as whoever
+//     runs it), print "listening", then serve N connections one after the
+//     other: each line received is answered as Version would be (with its
+//     id), and once the client closes, the number of bytes it sent is
+//     printed on a line of its own.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -96,6 +101,46 @@ int main(int argc, char** argv) {
         },
         boost::asio::detached);
     io.run();
+    return 0;
+  }
+  if (argc == 4 && std::string(argv[1]) == "--impostor") {
+    ::signal(SIGPIPE, SIG_IGN);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", argv[2]);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd, 8) != 0) {
+      std::perror("listen");
+      return 1;
+    }
+    std::cout << "listening" << std::endl;
+    for (int k = std::atoi(argv[3]); k > 0; --k) {
+      int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) {
+        std::perror("accept");
+        return 1;
+      }
+      std::size_t total = 0;
+      std::string buf;
+      char b[4096];
+      for (ssize_t n; (n = ::read(c, b, sizeof b)) > 0;) {
+        total += static_cast<std::size_t>(n);
+        buf.append(b, static_cast<std::size_t>(n));
+        for (auto nl = buf.find('\n'); nl != std::string::npos; nl = buf.find('\n')) {
+          boost::json::object reply{{"jsonrpc", "2.0"}, {"result", {{"version", "2.0.0"}}}};
+          boost::system::error_code ec;
+          auto req = boost::json::parse(buf.substr(0, nl), ec);
+          if (!ec && req.is_object() && req.as_object().contains("id"))
+            reply["id"] = req.as_object().at("id");
+          buf.erase(0, nl + 1);
+          const auto line = boost::json::serialize(reply) + "\n";
+          (void)!::write(c, line.data(), line.size());
+        }
+      }
+      ::close(c);
+      std::cout << total << std::endl;
+    }
     return 0;
   }
   if (argc == 4 && std::string(argv[1]) == "--rpc") {

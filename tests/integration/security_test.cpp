@@ -38,6 +38,9 @@ asio::awaitable<finished> run_daemon(const temp_dir& dir, std::vector<std::strin
   cmd.args = std::move(args);
   cmd.stderr_path = dir / "daemon.err";
   cmd.stdout_path = dir / "daemon.out";
+  // Appended to: each run's own.
+  ::unlink(cmd.stderr_path.c_str());
+  ::unlink(cmd.stdout_path.c_str());
   auto st = co_await t.launch(cmd);
   BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
   auto done = co_await t.wait();
@@ -109,23 +112,41 @@ BOOST_AUTO_TEST_CASE(the_socket_is_0600_in_a_0700_directory_and_owned_by_the_dae
   });
 }
 
-BOOST_AUTO_TEST_CASE(a_world_writable_directory_without_the_sticky_bit_is_refused) {
+BOOST_AUTO_TEST_CASE(a_directory_others_may_write_is_refused_on_the_way_to_the_socket) {
   run([]() -> asio::awaitable<void> {
     temp_dir dir;
+    // Anyone could replace the socket in a directory anyone may write.
     const std::string open_dir = dir / "open";
     std::filesystem::create_directory(open_dir);
     BOOST_REQUIRE(::chmod(open_dir.c_str(), 0777) == 0);
     auto r = co_await run_daemon(dir, argv_of("--socket", open_dir + "/d.sock"));
     BOOST_TEST(r.exit_code == 1);
     BOOST_TEST(r.err == "taskexecd: socket directory \"" + open_dir +
-                            "\" is world-writable without the sticky bit: anyone could replace "
-                            "the socket\n");
+                            "\" (mode 0777) is writable by group and others without the sticky "
+                            "bit: they could replace the socket\n");
     BOOST_TEST(!std::filesystem::exists(open_dir + "/d.sock"));
+    // The group too, and above the socket's own directory too (whoever may
+    // write there can rename the daemon's directory away).
+    const std::string group_dir = dir / "group";
+    std::filesystem::create_directory(group_dir);
+    BOOST_REQUIRE(::chmod(group_dir.c_str(), 0775) == 0);
+    r = co_await run_daemon(dir, argv_of("--socket", group_dir + "/run/d.sock"));
+    BOOST_TEST(r.exit_code == 1);
+    BOOST_TEST(r.err == "taskexecd: socket directory \"" + group_dir +
+                            "\" (mode 0775) is writable by group without the sticky bit: they "
+                            "could replace the socket\n");
+    BOOST_TEST(!std::filesystem::exists(group_dir + "/run"));
 
-    // With the sticky bit (as /tmp), only the owner may remove the socket: served.
+    // With the sticky bit (as /tmp), others cannot rename or remove what is
+    // not theirs: fine above the socket, but not as its own directory.
     BOOST_REQUIRE(::chmod(open_dir.c_str(), 01777) == 0);
+    r = co_await run_daemon(dir, argv_of("--socket", open_dir + "/d.sock"));
+    BOOST_TEST(r.exit_code == 1);
+    BOOST_TEST(r.err == "taskexecd: socket directory \"" + open_dir +
+                            "\" (mode 1777) is writable by group and others: the socket's own "
+                            "directory must be writable by its owner only\n");
     daemon_process d;
-    d.socket = open_dir + "/d.sock";
+    d.socket = open_dir + "/run/d.sock";
     pipe_reader out;
     exec_command cmd;
     cmd.cmd = TASKEXECD;
@@ -134,6 +155,9 @@ BOOST_AUTO_TEST_CASE(a_world_writable_directory_without_the_sticky_bit_is_refuse
     BOOST_REQUIRE(co_await d.task.launch(cmd));
     out.close_write();
     BOOST_TEST(!(co_await out.line()).empty());  // the handshake
+    struct stat made {};
+    BOOST_REQUIRE(::stat((open_dir + "/run").c_str(), &made) == 0);
+    BOOST_TEST((made.st_mode & 07777) == 0700u);
     client c;
     co_await c.connect(d.socket);
     BOOST_TEST((co_await c.call(1, "Version")).contains("result"));

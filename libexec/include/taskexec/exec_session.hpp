@@ -19,8 +19,10 @@
 //
 // Backpressure: at most 64 KiB of output wait for read(); beyond that the
 // session stops reading the command's output and the command blocks in its
-// writes. At most 1 MiB of input waits to be written to the command's
-// stdin; write() suspends until it is below that. Memory per session stays
+// writes. At most 1 MiB of input (exec_session_options::max_queued_input)
+// waits to be written to the command's stdin: write() puts its data in as
+// room appears and suspends until the last of it is in, so a write larger
+// than the bound never queues more than the bound. Memory per session stays
 // bounded whatever the command or the caller do.
 //
 // Ending: the session ends when the command exits, when kill() is called
@@ -59,6 +61,11 @@ struct exec_session_options {
   std::vector<std::string> args;  ///< argv[1..]
   bool tty = false;               ///< a pseudo-terminal instead of pipes
   tty_size size{};                ///< the terminal's initial size (tty only; 0: unset)
+  /// At most this many bytes of input wait to be written to the command's
+  /// stdin (besides what the kernel's pipe or terminal holds); a write()
+  /// of more puts its data in as room appears. 0 counts as 1.
+  std::size_t max_queued_input = default_max_queued_input;
+  static constexpr std::size_t default_max_queued_input = 1024 * 1024;
 };
 
 enum class exec_stream { stdout_stream, stderr_stream };
@@ -85,9 +92,12 @@ class exec_session {
   /// The next event (see above). errc::operation_canceled on cancellation.
   boost::asio::awaitable<result<exec_event>> read();
 
-  /// Queue `data` for the command's stdin, suspending while 1 MiB waits to
-  /// be written. Input the command can no longer read (it closed its stdin,
-  /// or exited) is discarded. errc::invalid_argument after close_stdin().
+  /// Queue `data` for the command's stdin, in pieces as room appears below
+  /// max_queued_input; completes once the last piece is queued. Writes are
+  /// queued in call order. Input the command can no longer read (it closed
+  /// its stdin, or exited) is discarded. errc::invalid_argument after
+  /// close_stdin(). A write cancelled after its turn came may have queued a
+  /// first part of its data (which is then written); the rest is dropped.
   boost::asio::awaitable<result<void>> write(std::string data);
 
   /// End the input once what is queued is written: the pipe is closed; with

@@ -43,6 +43,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -88,14 +89,28 @@ struct event_page {
 class stats_stream;
 class remote_exec_session;
 
+/// Whom a client trusts to be its daemon. Before a client sends a byte, the
+/// server's uid (SO_PEERCRED of the socket: who listens on it) must be root,
+/// the client's own effective uid, or `expect_uid`: anyone else may have put
+/// a socket of their own at the path, and a Launch (with secrets in its
+/// environment) would go to them.
+struct connect_options {
+  /// A further uid the daemon may run as (a daemon of another user).
+  std::optional<unsigned> expect_uid;
+};
+
 class remote_executor {
  public:
-  /// Connect to the daemon at `socket_path` and check its Version (the major
-  /// version must be ours). errc::connection_failed when nothing listens,
-  /// errc::permission_denied when the daemon refuses our uid,
-  /// errc::protocol_error when the peer does not speak taskexec-jsonrpc 2.
+  /// Connect to the daemon at `socket_path`, check who serves it (see
+  /// connect_options) and its Version (the major version must be ours).
+  /// errc::connection_failed when nothing listens, and when the socket is
+  /// served by a uid not trusted ("socket S is served by uid N, expected
+  /// root or uid M"; nothing was sent then), errc::permission_denied when
+  /// the daemon refuses our uid, errc::protocol_error when the peer does not
+  /// speak taskexec-jsonrpc 2.
   static boost::asio::awaitable<result<remote_executor>> connect(boost::asio::any_io_executor ex,
-                                                                 std::string socket_path);
+                                                                 std::string socket_path,
+                                                                 connect_options options = {});
 
   remote_executor(remote_executor&&) noexcept;
   remote_executor& operator=(remote_executor&&) noexcept;
@@ -234,7 +249,9 @@ class stats_stream {
 };
 
 struct create_options {
-  /// Required. The daemon creates it (mode 0600, parent 0700).
+  /// Required. The daemon creates it (mode 0600, missing directories 0700),
+  /// and refuses a path that others than root and us could change
+  /// (docs/protocol.md, Starting the daemon): e.g. not directly in /tmp.
   std::string socket_path;
   /// taskexecd to run; empty: $TASKEXECD, else taskexecd beside the running
   /// program (/proc/self/exe), else the first one on $PATH.
@@ -272,11 +289,11 @@ boost::asio::awaitable<result<created_executor>> create_executor(boost::asio::an
                                                                  create_options options);
 
 /// Find a daemon again: its pid must be alive with the saved start time, the
-/// socket's peer must be that very pid (SO_PEERCRED), and Version must
-/// answer. Any mismatch is errc::reattach_refused naming it; nothing is ever
-/// signalled.
+/// socket's peer must be a uid `options` trusts and that very pid
+/// (SO_PEERCRED), and Version must answer. Any mismatch is
+/// errc::reattach_refused naming it; nothing is ever signalled.
 boost::asio::awaitable<result<remote_executor>> reattach_to_executor(
-    boost::asio::any_io_executor ex, reattach_config config);
+    boost::asio::any_io_executor ex, reattach_config config, connect_options options = {});
 
 /// The errc for a JSON-RPC error code from taskexecd (-32001 not_launched,
 /// -32003 task_exited, -32004 launch_failed, -32602 invalid_argument, ...).

@@ -4,6 +4,7 @@
 // order (Asio allows one write in flight per socket).
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -18,6 +19,7 @@
 #include <functional>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "taskexec/base64.hpp"
 #include "taskexec/codec.hpp"
@@ -550,8 +552,30 @@ const std::string& remote_executor::socket_path() const noexcept {
   return impl_->socket_path;
 }
 
+namespace {
+// The server's uid must be root, ours, or the one the caller expects.
+result<void> trusted_server(const std::string& socket_path, uid_t server,
+                            const connect_options& options) {
+  const uid_t me = ::geteuid();
+  if (server == 0 || server == me || (options.expect_uid && server == *options.expect_uid))
+    return {};
+  std::vector<std::string> ok{"root"};
+  if (me != 0)
+    ok.push_back("uid " + std::to_string(me));
+  if (options.expect_uid && *options.expect_uid != 0 && *options.expect_uid != me)
+    ok.push_back("uid " + std::to_string(*options.expect_uid));
+  std::string expected = ok.front();
+  for (std::size_t i = 1; i < ok.size(); ++i)
+    expected += (i + 1 == ok.size() ? " or " : ", ") + ok[i];
+  return make_error(errc::connection_failed, "socket " + socket_path + " is served by uid " +
+                                                 std::to_string(server) + ", expected " + expected +
+                                                 ": nothing was sent to it");
+}
+}  // namespace
+
 asio::awaitable<result<remote_executor>> remote_executor::connect(asio::any_io_executor ex,
-                                                                  std::string socket_path) {
+                                                                  std::string socket_path,
+                                                                  connect_options options) {
   if (socket_path.empty() || socket_path.size() >= sizeof(sockaddr_un{}.sun_path))
     co_return make_error(errc::invalid_argument,
                          "socket path must have 1 to 107 bytes: \"" + socket_path + "\"");
@@ -566,10 +590,15 @@ asio::awaitable<result<remote_executor>> remote_executor::connect(asio::any_io_e
     co_return make_error(errc::connection_failed,
                          "cannot connect to taskexecd at " + socket_path + ": " + ec.message());
   }
+  // Who listens on the socket, before a byte is sent: anyone who could put a
+  // socket at this path would get our requests (a Launch's secrets).
   ucred cred{};
   socklen_t len = sizeof(cred);
-  if (::getsockopt(p->sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-    p->peer_pid = cred.pid;
+  if (::getsockopt(p->sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    co_return make_system_error(errno, "read the peer of socket " + socket_path);
+  if (auto trusted = trusted_server(socket_path, cred.uid, options); !trusted)
+    co_return trusted.error();
+  p->peer_pid = cred.pid;
   asio::co_spawn(ex, impl::read_loop(p), rethrow);
   remote_executor client(p);
   auto v = co_await client.version();

@@ -392,7 +392,8 @@ asio::awaitable<result<created_executor>> create_executor(asio::any_io_executor 
 }
 
 asio::awaitable<result<remote_executor>> reattach_to_executor(asio::any_io_executor ex,
-                                                              reattach_config c) {
+                                                              reattach_config c,
+                                                              connect_options options) {
   if (c.socket.empty() || c.pid <= 0)
     co_return make_error(errc::invalid_argument, "reattach config needs a socket and a pid");
   const std::string who = "pid " + std::to_string(c.pid);
@@ -405,7 +406,7 @@ asio::awaitable<result<remote_executor>> reattach_to_executor(asio::any_io_execu
                              std::to_string(c.pid_start_time) +
                              ": it is another process, the daemon has exited");
   }
-  auto client = co_await remote_executor::connect(ex, c.socket);
+  auto client = co_await remote_executor::connect(ex, c.socket, options);
   if (!client) {
     if (client.error().code == make_error_code(errc::connection_failed))
       co_return make_error(errc::reattach_refused,

@@ -33,6 +33,7 @@
 #include "taskexec/rpc/journal.hpp"
 #include "taskexec/rpc/message.hpp"
 #include "taskexec/rpc/params.hpp"
+#include "taskexec/rpc/socket_dir.hpp"
 #include "taskexec/signals.hpp"
 #include "taskexec/task_executor.hpp"
 #include "taskexec/version.hpp"
@@ -171,7 +172,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
   }
 
   asio::awaitable<outcome> dispatch(request r, std::weak_ptr<connection> conn);
-  // A Stats subscription's watch of the task's exit.
+  // A Stats schedule's watch of the task's exit.
   struct exit_watch {
     asio::steady_timer timer;
     asio::cancellation_signal stop;
@@ -180,9 +181,25 @@ struct server::state : std::enable_shared_from_this<server::state> {
   };
   static asio::awaitable<void> watch_exit(std::shared_ptr<state> self,
                                           std::shared_ptr<exit_watch> watch);
-  static asio::awaitable<void> run_stats(std::shared_ptr<state> self,
-                                         std::weak_ptr<connection> conn, std::string id,
-                                         std::chrono::milliseconds interval, usage_sampler sampler);
+  // Stats sampling, bounded whatever the subscriptions: those of one
+  // interval share a schedule that takes one sample per tick and sends it
+  // to each of them; every schedule uses the same readings of the task (one
+  // younger than min_reading_gap is used again, not read anew); at most
+  // max_schedules distinct intervals at once.
+  static constexpr std::size_t max_schedules = 16;
+  static constexpr std::chrono::milliseconds min_reading_gap{10};
+  struct stats_schedule;
+  std::map<std::int64_t, std::shared_ptr<stats_schedule>> schedules;  // by interval (ms)
+  std::optional<usage_sampler> sampler;
+  std::shared_ptr<const usage_reading> last_reading;
+  std::shared_ptr<const usage_reading> reading();
+  std::shared_ptr<stats_schedule> schedule_for(std::int64_t interval_ms);
+  static asio::awaitable<void> run_schedule(std::shared_ptr<state> self,
+                                            std::shared_ptr<stats_schedule> s);
+  void start_subscription(const std::weak_ptr<connection>& conn, const std::string& id,
+                          std::int64_t interval_ms);
+  void leave_schedule(std::int64_t interval_ms, const std::string& id);
+  void end_schedule(stats_schedule& s);
   std::uint64_t next_subscription = 1;
   std::uint64_t next_session = 1;
   static asio::awaitable<void> run_session(std::shared_ptr<state> self,
@@ -257,6 +274,11 @@ struct server::connection : std::enable_shared_from_this<connection> {
   // half-closed stays open.
   static constexpr std::size_t max_sessions = 16;
   std::map<std::string, std::shared_ptr<session_entry>> sessions;
+  // Input (ExecStreaming.Input) held for the sessions' commands: at most
+  // this much per connection, split evenly among its sessions, plus the one
+  // message being handled.
+  static constexpr std::size_t max_input_bytes = 4 << 20;
+  static constexpr std::size_t max_session_input = max_input_bytes / max_sessions;
   // Inputs waiting for room in a session's stdin: the reader takes no more
   // messages meanwhile (a client flooding stdin holds only its own socket).
   std::size_t blocked_inputs = 0;
@@ -634,76 +656,202 @@ asio::awaitable<void> server::state::watch_exit(std::shared_ptr<state> self,
   }
 }
 
-asio::awaitable<void> server::state::run_stats(std::shared_ptr<state> self,
-                                               std::weak_ptr<connection> conn, std::string id,
-                                               std::chrono::milliseconds interval,
-                                               usage_sampler sampler) {
-  // One watcher of the task's exit for the whole subscription (not a wait
-  // per sample): it wakes the sampling timer early when the task exits, and
-  // is cancelled when the subscription ends.
-  auto watch = std::make_shared<exit_watch>(self->ex);
-  asio::co_spawn(self->ex, watch_exit(self, watch),
-                 asio::bind_cancellation_slot(watch->stop.slot(), asio::detached));
-  auto& timer = watch->timer;
+// The subscribers of one interval, and the timer of their ticks.
+struct server::state::stats_schedule {
+  stats_schedule(const asio::any_io_executor& ex, std::int64_t ms)
+      : interval_ms(ms), watch(std::make_shared<exit_watch>(ex)) {}
+  std::int64_t interval_ms;
+  std::shared_ptr<exit_watch> watch;  // its timer is the ticks' timer
+  // The reading of the last tick: the next tick's rates are since then.
+  std::shared_ptr<const usage_reading> previous;
+  struct subscriber {
+    std::weak_ptr<connection> conn;
+    std::string id;
+    bool started = false;  // its first sample was sent (after its answer)
+  };
+  std::vector<subscriber> subscribers;
+  bool stopped = false;  // its last subscriber left
+};
+
+namespace {
+// A Stats.Sample, by hand: the usage is serialized once for every
+// subscriber of a tick.
+void send_sample(server::connection& c, const std::string& id, const std::string& usage);
+void send_end(server::connection& c, const std::string& id);
+}  // namespace
+
+std::shared_ptr<const usage_reading> server::state::reading() {
+  if (!last_reading || asio::steady_timer::clock_type::now() - last_reading->at >= min_reading_gap)
+    last_reading = std::make_shared<const usage_reading>(sampler->read());
+  return last_reading;
+}
+
+std::shared_ptr<server::state::stats_schedule> server::state::schedule_for(
+    std::int64_t interval_ms) {
+  if (auto it = schedules.find(interval_ms); it != schedules.end())
+    return it->second;
+  auto s = std::make_shared<stats_schedule>(ex, interval_ms);
+  schedules.emplace(interval_ms, s);
+  asio::co_spawn(ex, run_schedule(shared_from_this(), s), [](const std::exception_ptr& e) {
+    // A failure ends this schedule's samples, never the daemon.
+    if (!e)
+      return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      log(log_level::error, std::string("stats schedule ended: ") + x.what());
+    }
+  });
+  return s;
+}
+
+void server::state::leave_schedule(std::int64_t interval_ms, const std::string& id) {
+  auto it = schedules.find(interval_ms);
+  if (it == schedules.end())
+    return;
+  auto s = it->second;
+  std::erase_if(s->subscribers, [&](const auto& sub) { return sub.id == id; });
+  if (s->subscribers.empty()) {
+    // Nobody left: the schedule ends (and no longer counts as one).
+    s->stopped = true;
+    schedules.erase(it);
+    s->watch->timer.cancel();
+  }
+}
+
+// The task has exited: each subscriber's stream is over.
+void server::state::end_schedule(stats_schedule& s) {
+  s.stopped = true;
+  if (auto it = schedules.find(s.interval_ms); it != schedules.end() && it->second.get() == &s)
+    schedules.erase(it);
+  auto subs = std::move(s.subscribers);
+  s.subscribers.clear();
+  for (auto& sub : subs) {
+    auto c = sub.conn.lock();
+    // One not yet started is told by its start, after its answer.
+    if (!c || !sub.started || !c->subscriptions.erase(sub.id))
+      continue;
+    if (!c->closing)
+      send_end(*c, sub.id);
+  }
+}
+
+void server::state::start_subscription(const std::weak_ptr<connection>& conn, const std::string& id,
+                                       std::int64_t interval_ms) {
+  auto c = conn.lock();
+  // Cancelled before it started (a Stats.Cancel in the same batch).
+  if (!c || c->closing || !c->subscriptions.contains(id))
+    return;
+  stats_schedule::subscriber* sub = nullptr;
+  auto it = schedules.find(interval_ms);
+  if (it != schedules.end()) {
+    for (auto& x : it->second->subscribers)
+      sub = x.id == id ? &x : sub;
+  }
+  if (!sub || task.state() != task_state::running) {
+    // The task exited before the answer went out: the stream is over.
+    leave_schedule(interval_ms, id);
+    c->subscriptions.erase(id);
+    send_end(*c, id);
+    return;
+  }
+  sub->started = true;
+  // Its first sample at once (rates 0: it has no earlier one); the next
+  // ones come with its schedule's ticks.
+  auto r = reading();
+  if (!it->second->previous)
+    it->second->previous = r;
+  send_sample(*c, id, json::serialize(json::value_from(usage_between(nullptr, *r))));
+}
+
+asio::awaitable<void> server::state::run_schedule(std::shared_ptr<state> self,
+                                                  std::shared_ptr<stats_schedule> s) {
+  // One watcher of the task's exit for the whole schedule (not a wait per
+  // tick): it wakes the timer early when the task exits, and is cancelled
+  // when the schedule ends.
+  asio::co_spawn(self->ex, watch_exit(self, s->watch),
+                 asio::bind_cancellation_slot(s->watch->stop.slot(), asio::detached));
+  auto& timer = s->watch->timer;
   // However the loop ends (an exception too), the watcher is cancelled.
   struct stop_watching {
     exit_watch& w;
     ~stop_watching() { w.stop.emit(asio::cancellation_type::terminal); }
-  } stop_guard{*watch};
-  bool task_ended = false;
-  // A fixed schedule (first, first + interval, ...): the time a sample
-  // takes does not push the later ones back. A sample late by more than an
-  // interval restarts the schedule instead of bursting to catch up.
-  auto due = asio::steady_timer::clock_type::now();
+  } stop_guard{*s->watch};
+  // A fixed schedule (each subscriber's first sample at its start, then the
+  // ticks: created + interval, + 2 intervals, ...): the time a sample takes
+  // does not push the later ones back. A tick late by more than an interval
+  // restarts the schedule instead of bursting to catch up.
+  const auto interval = std::chrono::milliseconds(s->interval_ms);
+  auto due = asio::steady_timer::clock_type::now() + interval;
+  auto wake = due;
   for (;;) {
-    auto c = conn.lock();
-    if (!c || c->closing)
-      break;
-    // Cancelled before it started (a Stats.Cancel in the same batch).
-    if (auto it = c->subscriptions.find(id); it == c->subscriptions.end())
+    if (s->stopped)
       break;
     if (self->task.state() != task_state::running) {
-      task_ended = true;
+      self->end_schedule(*s);
       break;
     }
-    if (c->out_bytes > connection::max_out_bytes) {
-      ++c->samples_dropped;  // a client that does not read gets no backlog
-    } else {
-      json::object params;
-      params["subscription"] = id;
-      params["usage"] = json::value_from(sampler.sample());
-      json::object note;
-      note["jsonrpc"] = "2.0";
-      note["method"] = "Stats.Sample";
-      note["params"] = std::move(params);
-      c->send(note);
+    timer.expires_at(wake);
+    // The tick, or the task's exit (the watcher cancels the timer), or the
+    // last subscriber leaving (stopped).
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (s->stopped || self->task.state() != task_state::running)
+      continue;
+    auto r = self->reading();
+    if (r == s->previous) {
+      // A late tick followed by one on time, within min_reading_gap of the
+      // last reading: the sample waits for the next one rather than reading
+      // the task once more.
+      wake = r->at + min_reading_gap;
+      continue;
     }
-    c.reset();
+    const auto usage = json::serialize(json::value_from(usage_between(s->previous.get(), *r)));
+    s->previous = r;
+    std::erase_if(s->subscribers, [&](const auto& sub) {
+      auto c = sub.conn.lock();
+      if (!c || c->closing)
+        return true;  // gone (its end removes it too)
+      if (sub.started)
+        send_sample(*c, sub.id, usage);
+      return false;
+    });
+    if (s->subscribers.empty()) {
+      s->stopped = true;
+      if (auto it = self->schedules.find(s->interval_ms);
+          it != self->schedules.end() && it->second == s)
+        self->schedules.erase(it);
+      break;
+    }
     due += interval;
     if (auto now = asio::steady_timer::clock_type::now(); due < now)
       due = now + interval;
-    timer.expires_at(due);
-    // The interval, or the task's exit (the watcher cancels the timer),
-    // whichever comes first; or this subscription's own cancellation.
-    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (ec && !watch->exited)
-      break;  // cancelled
-  }
-  if (auto c = conn.lock()) {
-    c->subscriptions.erase(id);
-    if (task_ended && !c->closing) {
-      // Tell the client the stream is over: no sample will follow.
-      json::object params;
-      params["subscription"] = id;
-      params["reason"] = "task exited";
-      json::object note;
-      note["jsonrpc"] = "2.0";
-      note["method"] = "Stats.End";
-      note["params"] = std::move(params);
-      c->send(note);
-    }
+    wake = due;
   }
 }
+
+namespace {
+void send_sample(server::connection& c, const std::string& id, const std::string& usage) {
+  if (c.out_bytes > server::connection::max_out_bytes) {
+    ++c.samples_dropped;  // a client that does not read gets no backlog
+    return;
+  }
+  std::string line;
+  line.reserve(usage.size() + id.size() + 96);
+  line += R"({"jsonrpc":"2.0","method":"Stats.Sample","params":{"subscription":")";
+  line += id;
+  line += R"(","usage":)";
+  line += usage;
+  line += "}}\n";
+  c.send_line(std::move(line));
+}
+
+void send_end(server::connection& c, const std::string& id) {
+  // No sample follows.
+  c.send_line(R"({"jsonrpc":"2.0","method":"Stats.End","params":{"subscription":")" + id +
+              R"(","reason":"task exited"}})"
+              "\n");
+}
+}  // namespace
 
 namespace {
 
@@ -880,36 +1028,32 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
     if (c->subscriptions.size() >= connection::max_subscriptions)
       co_return limit_error("too many Stats subscriptions on this connection",
                             connection::max_subscriptions);
-    auto sampler = task.sampler();
-    if (!sampler)
-      co_return to_rpc_error(sampler.error(), task_operation::stats);
+    auto task_sampler = task.sampler();
+    if (!task_sampler)
+      co_return to_rpc_error(task_sampler.error(), task_operation::stats);
     if (r.id && c->after_answer.contains(json::serialize(*r.id)))
       co_return rpc_error{code::invalid_request, "a request with this id is still pending", {}};
+    if (!schedules.contains(interval) && schedules.size() >= max_schedules)
+      co_return limit_error("too many distinct Stats intervals in use", max_schedules);
+    if (!sampler)
+      sampler.emplace(std::move(*task_sampler));
     std::string id = "stats-" + std::to_string(next_subscription++);
     auto sig = std::make_shared<asio::cancellation_signal>();
     c->subscriptions[id] = sig;
-    // Its own coroutine, started once this call's answer is queued: the
+    // It joins its interval's schedule now (so the limit above holds), and
+    // gets samples once started, after this call's answer is queued: its
     // first sample follows the answer at once.
-    auto shared_sampler = std::make_shared<usage_sampler>(std::move(*sampler));
+    schedule_for(interval)->subscribers.push_back({conn, id, false});
+    // Cancelled (Stats.Cancel, the connection's end), it leaves at once.
     // Plain captures only: GCC 12 mishandles init-captures in lambdas made
     // inside coroutines.
+    std::weak_ptr<state> weak = shared_from_this();
+    sig->slot().assign([weak, interval, id](asio::cancellation_type) {
+      if (auto self = weak.lock())
+        self->leave_schedule(interval, id);
+    });
     auto self = shared_from_this();
-    auto start = [self, conn, id, interval, sig, shared_sampler] {
-      asio::co_spawn(
-          self->ex,
-          run_stats(self, conn, id, std::chrono::milliseconds(interval),
-                    std::move(*shared_sampler)),
-          asio::bind_cancellation_slot(sig->slot(), [sig, id](const std::exception_ptr& e) {
-            // A failure ends this subscription, never the daemon.
-            if (!e)
-              return;
-            try {
-              std::rethrow_exception(e);
-            } catch (const std::exception& x) {
-              log(log_level::error, "stats " + id + " ended: " + x.what());
-            }
-          }));
-    };
+    auto start = [self, conn, id, interval] { self->start_subscription(conn, id, interval); };
     if (r.id)
       c->after_answer[json::serialize(*r.id)] = std::move(start);
     else
@@ -971,6 +1115,7 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
                              "answer");
     if (c->after_answer.contains(json::serialize(*r.id)))
       co_return rpc_error{code::invalid_request, "a request with this id is still pending", {}};
+    o->max_queued_input = connection::max_session_input;
     auto started = co_await task.exec_streaming(std::move(*o));
     if (!started)
       co_return to_rpc_error(started.error(), task_operation::exec);
@@ -1012,6 +1157,9 @@ asio::awaitable<outcome> server::state::dispatch(request r, std::weak_ptr<connec
       if (!d)
         co_return d.error();
       in = std::move(*d);
+      // The data is decoded: its base64 text (a message may be 4 MiB) need
+      // not be held while the input waits for room.
+      r.params = nullptr;
     } else {
       auto d = decode_exec_cancel(p);
       if (!d)
@@ -1070,7 +1218,6 @@ server::~server() {
 }
 
 result<void> server::listen() {
-  namespace fs = std::filesystem;
   const std::string& path = options_.socket_path;
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
     return make_error(errc::invalid_argument, "socket path \"" + path + "\" is empty or too long");
@@ -1078,29 +1225,13 @@ result<void> server::listen() {
   // permissions: anyone in the network namespace could connect.
   if (path.find('\0') != std::string::npos)
     return make_error(errc::invalid_argument, "socket path contains a NUL byte");
-  fs::path parent = fs::path(path).parent_path();
-  std::error_code ec;
   // With --allow-uid, other users must reach the socket: it is made 0666 and
-  // a created directory 0711, and SO_PEERCRED decides who may call.
+  // created directories 0711, and SO_PEERCRED decides who may call.
   const bool shared = !options_.allowed_uids.empty();
-  if (!parent.empty() && !fs::exists(parent, ec)) {
-    fs::create_directories(parent, ec);
-    if (ec)
-      return make_system_error(ec.value(), "create directory \"" + parent.string() + "\"");
-    ::chmod(parent.c_str(), shared ? 0711 : 0700);
-  }
-  // In a directory anyone may write without the sticky bit, anyone could
-  // remove our socket and put theirs in its place: clients would talk to
-  // an impostor.
-  struct stat dir {};
-  if (::stat(parent.empty() ? "." : parent.c_str(), &dir) != 0)
-    return make_system_error(errno, "stat \"" + parent.string() + "\"");
-  if ((dir.st_mode & S_IWOTH) && !(dir.st_mode & S_ISVTX))
-    return make_error(errc::permission_denied,
-                      "socket directory \"" +
-                          (parent.empty() ? std::string(".") : parent.string()) +
-                          "\" is world-writable without the sticky bit: anyone could replace "
-                          "the socket");
+  // Only root and we may be able to change the way to the socket: anyone
+  // else could rename a directory on it and put an impostor in our place.
+  if (auto safe = prepare_socket_directory(path, ::geteuid(), shared ? 0711 : 0700); !safe)
+    return safe.error();
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
