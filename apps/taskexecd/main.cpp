@@ -133,6 +133,8 @@ int main(int argc, char** argv) {
     task_opts.task_id = ec ? opts.socket_path : absolute.lexically_normal().string();
   }
   task_opts.hostname = hostname;
+  // The task's whole tree dies with the daemon, even by SIGKILL.
+  task_opts.watchdog = true;
   taskexec::task_executor task(reaper, task_opts);
   // Destroy, SIGTERM and SIGINT end the same way: stop accepting, answer
   // what is pending, and exit once every connection has drained.

@@ -21,6 +21,18 @@
  * on init itself, which takes the whole namespace down) to the task. It exits
  * as soon as the task does: the kernel then kills what is left inside.
  *
+ * The same image is the executor's watchdog (taskexec_executor_options::watchdog):
+ *
+ *   taskexec-init -w <cgroup to kill> [<cgroup to remove>...]
+ *   fd 3: the read end of a pipe whose only write end the executor holds.
+ *
+ * It blocks every signal and waits for EOF on fd 3: the executor closed it
+ * (the task is torn down) or died (SIGKILL, a crash). Then it kills every
+ * process left in the cgroup (cgroup.kill, or freeze / SIGKILL / thaw until
+ * cgroup.procs is empty), removes the cgroups named and exits. So a task's
+ * whole tree, grandchildren that left its session included, ends with the
+ * executor.
+ *
  * Freestanding: no libc, a few raw system calls, a few KiB of memory. */
 #include <asm/unistd.h>
 
@@ -34,6 +46,16 @@
 #define TIOCSCTTY 0x540E
 #define REPORT_FD 3
 #define STATUS_FD 4
+#define WATCH_FD 3
+#define O_RDONLY 0
+#define O_WRONLY 1
+#define O_NOFOLLOW 0400000
+#define O_CLOEXEC 02000000
+#define AT_FDCWD -100
+#define AT_REMOVEDIR 0x200
+#define SIGKILL 9
+#define EINTR 4
+#define EBUSY 16
 
 #if defined(__x86_64__)
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
@@ -111,6 +133,138 @@ static void __attribute__((noreturn)) fail(long neg_errno, const char* step) {
   quit(127);
 }
 
+
+/* ---- the watchdog (-w) ---- */
+
+static unsigned text_length(const char* s) {
+  unsigned n = 0;
+  while (s[n])
+    ++n;
+  return n;
+}
+
+/* dir + "/" + name into out (PATH_BUF bytes); 0 when it does not fit. */
+#define PATH_BUF 4096
+static int join_path(char* out, const char* dir, const char* name) {
+  unsigned d = text_length(dir), n = text_length(name), i;
+  if (d + 1 + n + 1 > PATH_BUF)
+    return 0;
+  for (i = 0; i < d; ++i)
+    out[i] = dir[i];
+  out[d] = '/';
+  for (i = 0; i < n; ++i)
+    out[d + 1 + i] = name[i];
+  out[d + 1 + n] = 0;
+  return 1;
+}
+
+/* Write `value` to dir/name; 0 on success, else -errno. */
+static long write_to(const char* dir, const char* name, const char* value) {
+  char path[PATH_BUF];
+  long fd, r;
+  if (!join_path(path, dir, name))
+    return -36; /* ENAMETOOLONG */
+  fd = sys4(__NR_openat, AT_FDCWD, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd < 0)
+    return fd;
+  r = sys3(__NR_write, fd, value, text_length(value));
+  sys3(__NR_close, fd, 0, 0);
+  return r < 0 ? r : 0;
+}
+
+/* SIGKILL every pid in dir/cgroup.procs (when `kill` is set); returns how
+ * many pids were listed, or -errno when the file cannot be read. */
+static long each_member(const char* dir, int kill) {
+  char path[PATH_BUF];
+  static char buf[4096];
+  long fd, n, count = 0, pid = 0;
+  int digits = 0;
+  if (!join_path(path, dir, "cgroup.procs"))
+    return -36;
+  fd = sys4(__NR_openat, AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd < 0)
+    return fd;
+  for (;;) {
+    long i;
+    n = sys3(__NR_read, fd, buf, sizeof buf);
+    if (n == -EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    for (i = 0; i < n; ++i) {
+      char c = buf[i];
+      if (c >= '0' && c <= '9') {
+        pid = pid * 10 + (c - '0');
+        ++digits;
+      } else {
+        if (digits && pid > 0) {
+          ++count;
+          if (kill)
+            sys3(__NR_kill, pid, SIGKILL, 0);
+        }
+        pid = 0;
+        digits = 0;
+      }
+    }
+  }
+  if (digits && pid > 0) {
+    ++count;
+    if (kill)
+      sys3(__NR_kill, pid, SIGKILL, 0);
+  }
+  sys3(__NR_close, fd, 0, 0);
+  return count;
+}
+
+static void pause_ms(long ms) {
+  long ts[2];
+  ts[0] = ms / 1000;
+  ts[1] = (ms % 1000) * 1000000L;
+  sys3(__NR_nanosleep, ts, 0, 0);
+}
+
+static void __attribute__((noreturn)) watchdog(int argc, char** argv) {
+  const char* dir = argv[0];
+  char byte[64];
+  int i, round;
+  /* Wait for EOF: the executor closed its end, or died. Bytes are ignored. */
+  for (;;) {
+    long n = sys3(__NR_read, WATCH_FD, byte, sizeof byte);
+    if (n == 0 || (n < 0 && n != -EINTR))
+      break;
+  }
+  sys3(__NR_close, WATCH_FD, 0, 0);
+  /* cgroup.kill (v2, Linux 5.14+) kills the tree, forks racing it included;
+   * otherwise freeze (v2 cgroup.freeze, or a v1 freezer cgroup), SIGKILL what
+   * is listed, thaw, until nothing is left. Bounded: 20 s. */
+  if (write_to(dir, "cgroup.kill", "1") == 0) {
+    for (round = 0; round < 2000 && each_member(dir, 0) > 0; ++round)
+      pause_ms(10);
+  } else {
+    int v2 = write_to(dir, "cgroup.freeze", "1") == 0;
+    if (!v2)
+      write_to(dir, "freezer.state", "FROZEN");
+    for (round = 0; round < 2000; ++round) {
+      long left = each_member(dir, 1);
+      write_to(dir, v2 ? "cgroup.freeze" : "freezer.state", v2 ? "0" : "THAWED");
+      if (left <= 0)
+        break;
+      pause_ms(10);
+      write_to(dir, v2 ? "cgroup.freeze" : "freezer.state", v2 ? "1" : "FROZEN");
+    }
+  }
+  /* Remove the cgroups (a dying process keeps one busy for a moment). */
+  for (i = 1; i < argc; ++i) {
+    for (round = 0; round < 200; ++round) {
+      long r = sys3(__NR_unlinkat, AT_FDCWD, argv[i], AT_REMOVEDIR);
+      if (r != -EBUSY)
+        break;
+      pause_ms(10);
+    }
+  }
+  quit(0);
+}
+
 void __attribute__((noreturn, used)) start_c(long* sp) {
   int argc = (int)sp[0];
   char** argv = (char**)(sp + 1);
@@ -122,6 +276,10 @@ void __attribute__((noreturn, used)) start_c(long* sp) {
   /* Every signal waits for sigtimedwait below. */
   sys4(__NR_rt_sigprocmask, SIG_BLOCK, &all, 0, sizeof all);
   sys6(__NR_prctl, PR_SET_NAME, (long)"taskexec-init", 0, 0, 0, 0);
+  if (argc > 2 && argv[1][0] == '-' && argv[1][1] == 'w' && argv[1][2] == 0) {
+    sys6(__NR_prctl, PR_SET_NAME, (long)"taskexec-watch", 0, 0, 0, 0);
+    watchdog(argc - 2, argv + 2);
+  }
   if (argc > 1 && argv[1][0] == '-' && argv[1][1] == 't' && argv[1][2] == 0) {
     tty = 1;
     --argc;

@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <map>
 #include <set>
 
 #include "exec_launch.hpp"
@@ -25,6 +26,7 @@
 #include "taskexec/detail/coro.hpp"
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/detail/spawn.hpp"
+#include "taskexec/detail/watchdog.hpp"
 #include "taskexec/isolation/container.hpp"
 #include "taskexec/isolation/host.hpp"
 #include "taskexec/logging.hpp"
@@ -72,6 +74,25 @@ clock::time_point add_capped(clock::time_point now, std::chrono::milliseconds d,
 
 }  // namespace
 
+namespace {
+// Joins cgroups: the task's (the exec of a task without container isolation),
+// or the watchdog's guard cgroup (the task and its Execs).
+class cgroup_join final : public isolation_strategy {
+ public:
+  explicit cgroup_join(cgroup_membership m) : membership_(std::move(m)) {}
+  std::string_view name() const noexcept override { return "cgroup-join"; }
+  isolation_features features() const noexcept override { return 0; }
+  result<void> validate(const exec_command&) const override { return {}; }
+  result<void> before_fork(const exec_command&, launch_plan&) override { return {}; }
+  bool in_child(const launch_plan&, child_failure& f) const noexcept override {
+    return join_cgroups(membership_, f);
+  }
+
+ private:
+  cgroup_membership membership_;
+};
+}  // namespace
+
 struct task_executor::impl : std::enable_shared_from_this<impl> {
   impl(child_reaper& r, task_executor_options o)
       : reaper(r), executor(r.get_executor()), opts(std::move(o)) {}
@@ -103,6 +124,13 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
 
   // Orphans (children re-parented to us) attributed to this task.
   std::set<std::pair<int, std::uint64_t>> known_members;
+
+  // opts.watchdog: the watchdog, and the kill-only cgroup of a task that has
+  // no cgroup of its own (empty otherwise).
+  detail::watchdog dog;
+  std::string guard_dir;
+  result<void> guard_launch(strategy_stack& stack);
+  result<void> start_watchdog(const strategy_stack& stack);
 
   void log(log_level l, const std::string& msg) const {
     detail::log(l, "executor", opts.task_id, "", msg);
@@ -138,6 +166,14 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
                                                                std::vector<std::string> args);
   // Exec sessions in the task's context: they end with the task.
   std::vector<std::weak_ptr<exec_session::state>> sessions;
+  // One-shot Execs running (pid -> start time), likewise.
+  std::map<int, std::uint64_t> running_execs;
+  /// SIGKILL every running Exec and what it started (their coroutines see
+  /// the exit and complete; the sweep waits for them).
+  void kill_execs() {
+    for (const auto& [p, ticks] : running_execs)
+      detail::kill_tree(p, ticks);
+  }
   void end_sessions() {
     auto live = std::move(sessions);
     sessions.clear();
@@ -153,6 +189,7 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
       std::shared_ptr<impl> self, usage_sampler sampler, std::chrono::milliseconds interval,
       std::function<void(const task_resource_usage&)> on_sample);
   void teardown() {
+    dog.release();  // it kills what is left of the task (nothing, by now) and exits
     for (auto& s : strategies) {
       if (auto r = s->teardown(); !r)
         log(log_level::warning, "teardown " + std::string(s->name()) + ": " + r.error().message);
@@ -185,16 +222,31 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
   auto fail = [&](const error& e) {
     for (std::size_t i = 0; i < prepared; ++i)
       (*stack)[i]->launch_failed(plan);
+    if (dog.armed())
+      dog.release();  // it kills nothing (nothing started) and removes the cgroups
+    else if (!guard_dir.empty())
+      ::rmdir(guard_dir.c_str());
+    guard_dir.clear();
     life.on(task_event::launch_failed);
     log(log_level::info, "launch failed: " + e.message);
     return e;
   };
+  if (opts.watchdog) {
+    if (auto g = guard_launch(*stack); !g)
+      return fail(g.error());
+  }
   for (auto& s : *stack) {
     if (auto r = s->before_fork(cmd, plan); !r)
       return fail(r.error());
     ++prepared;
   }
   plan.seal();
+  // Before the task exists: from its first instruction on, a SIGKILL of this
+  // process takes its whole tree along.
+  if (opts.watchdog) {
+    if (auto w = start_watchdog(*stack); !w)
+      return fail(w.error());
+  }
 
   const auto launch_ticks = detail::boot_ticks_now();
   int failed_pid = -1;
@@ -234,6 +286,54 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
   return ps;
 }
 
+result<void> task_executor::impl::guard_launch(strategy_stack& stack) {
+  for (const auto& s : stack) {
+    if (dynamic_cast<cgroup_strategy*>(s.get()))
+      return {};  // the watchdog kills through the task's own cgroup
+  }
+  const auto layout = cgroup::detect(opts.cgroups.root);
+  auto dir = detail::make_guard_cgroup(layout, opts.cgroups.parent, cgroup_name_for(opts.task_id));
+  if (!dir) {
+    if (dir.error().code == make_error_code(errc::unsupported)) {
+      log(log_level::warning, "no watchdog: " + dir.error().message +
+                                  "; the task's children would outlive a SIGKILL of the executor");
+      return {};
+    }
+    return dir.error();
+  }
+  guard_dir = std::move(*dir);
+  cgroup_membership m;
+  m.procs.push_back(guard_dir + "/cgroup.procs");
+  // First: the child joins while it still has the rights to.
+  stack.insert(stack.begin(), std::make_unique<cgroup_join>(std::move(m)));
+  return {};
+}
+
+result<void> task_executor::impl::start_watchdog(const strategy_stack& stack) {
+  std::vector<std::string> dirs;
+  if (!guard_dir.empty()) {
+    dirs.push_back(guard_dir);
+  } else {
+    for (const auto& s : stack) {
+      if (auto* c = dynamic_cast<cgroup_strategy*>(s.get()); c && c->active())
+        dirs = c->directories();
+    }
+  }
+  const std::string kill_dir = detail::kill_directory(dirs);
+  if (kill_dir.empty()) {
+    log(log_level::warning,
+        "no watchdog: no cgroup to kill the task through; the task's children would outlive a "
+        "SIGKILL of the executor");
+    return {};
+  }
+  auto w = detail::watchdog::start(kill_dir, dirs);
+  if (!w)
+    return w.error();
+  dog = std::move(*w);
+  reaper.watch(dog.pid(), [](int, int) {});
+  return {};
+}
+
 void task_executor::impl::on_exit(int status) {
   reaped_ticks = detail::boot_ticks_now();
   for (auto& s : strategies)
@@ -248,6 +348,7 @@ void task_executor::impl::on_exit(int status) {
   if (life.state() == task_state::running)
     life.on(task_event::process_exited);
   end_sessions();
+  kill_execs();
   exit_cond.notify_all();
   if (detail::log_enabled(log_level::debug)) {
     log(log_level::debug, "pid " + std::to_string(pid) + " exited code " +
@@ -271,6 +372,18 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
       adopted.push_back(p.pid);
   }
   found = detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted);
+  // Execs still running in the task's context, and what they started: they
+  // are the task's too (its cgroup holds them when it has one; without one
+  // only this finds them).
+  for (const auto& [exec_pid, exec_ticks] : running_execs) {
+    for (auto& m : detail::task_members(table, exec_pid, exec_ticks, std::nullopt, me, {})) {
+      bool known = false;
+      for (const auto& f : found)
+        known = known || f.pid == m.pid;
+      if (!known)
+        found.push_back(std::move(m));
+    }
+  }
   // Everything in the task's cgroup belongs to it, whatever its ancestry:
   // one write kills it all (cgroup.kill, or freeze / SIGKILL / thaw).
   if (auto* cg = cgroup()) {
@@ -474,6 +587,7 @@ void task_executor::impl::mark_destroyed() {
     return;
   life.on(task_event::destroyed);
   end_sessions();
+  kill_execs();
   set_live(false);
   teardown();  // idempotent: also after a completed shutdown
   exit_cond.notify_all();
@@ -519,22 +633,6 @@ asio::awaitable<result<process_state>> task_executor::impl::wait_exit(std::share
 
 namespace {
 
-// Joins the task's cgroups (the exec of a task without container isolation).
-class cgroup_join final : public isolation_strategy {
- public:
-  explicit cgroup_join(cgroup_membership m) : membership_(std::move(m)) {}
-  std::string_view name() const noexcept override { return "cgroup-join"; }
-  isolation_features features() const noexcept override { return 0; }
-  result<void> validate(const exec_command&) const override { return {}; }
-  result<void> before_fork(const exec_command&, launch_plan&) override { return {}; }
-  bool in_child(const launch_plan&, child_failure& f) const noexcept override {
-    return join_cgroups(membership_, f);
-  }
-
- private:
-  cgroup_membership membership_;
-};
-
 // One exec's state, shared by its coroutine, its output reader and its
 // reaper callback.
 struct exec_state {
@@ -568,9 +666,12 @@ asio::awaitable<void> read_output(std::shared_ptr<exec_state> st) {
   }
 }
 
+/// Called with the command once it runs (the executor tracks its Execs).
+using on_started_fn = std::function<void(const started_command&)>;
 asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
                                                     std::shared_ptr<exec_state> st, exec_command c,
-                                                    std::chrono::milliseconds timeout);
+                                                    std::chrono::milliseconds timeout,
+                                                    on_started_fn on_started = {});
 
 // Joins a network namespace (exec_script's netns).
 class netns_join final : public isolation_strategy {
@@ -640,6 +741,11 @@ result<std::pair<strategy_stack, exec_command>> task_executor::impl::exec_contex
   } else {
     if (auto* cg = cgroup())
       stack.push_back(std::make_unique<cgroup_join>(cg->membership()));
+    if (!guard_dir.empty()) {
+      cgroup_membership m;
+      m.procs.push_back(guard_dir + "/cgroup.procs");
+      stack.push_back(std::make_unique<cgroup_join>(std::move(m)));
+    }
     stack.push_back(std::make_unique<host_strategy>());
   }
   exec_command c = launched;
@@ -656,7 +762,24 @@ asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
     co_return ctx.error();
   auto st = std::make_shared<exec_state>(co_await asio::this_coro::executor);
   st->stack = std::move(ctx->first);
-  co_return co_await run_collecting(self->reaper, std::move(st), std::move(ctx->second), timeout);
+  // Tracked while it runs: it ends with the task, and a shutdown or destroy
+  // kills it and what it started (without a cgroup nothing else would).
+  // Untracked after the await, not by a guard object: GCC 12 destroys such
+  // frame locals out of order. An entry left by an exception is harmless:
+  // kill_tree checks the start time, so a reused pid is never hit.
+  auto tracked = std::make_shared<int>(0);
+  std::weak_ptr<impl> weak = self;
+  on_started_fn on_started = [weak, tracked](const started_command& c) {
+    if (auto s = weak.lock()) {
+      s->running_execs[c.pid] = c.start_ticks;
+      *tracked = c.pid;
+    }
+  };
+  result<exec_result> r = co_await run_collecting(self->reaper, std::move(st),
+                                                  std::move(ctx->second), timeout, on_started);
+  if (*tracked > 0)
+    self->running_execs.erase(*tracked);
+  co_return r;
 }
 
 namespace {
@@ -665,7 +788,8 @@ namespace {
 // (killing its session and descendants at `timeout`), and report.
 asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
                                                     std::shared_ptr<exec_state> st, exec_command c,
-                                                    std::chrono::milliseconds timeout) {
+                                                    std::chrono::milliseconds timeout,
+                                                    on_started_fn on_started) {
   auto ex = co_await asio::this_coro::executor;
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0)
@@ -684,6 +808,8 @@ asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
   if (!started)
     co_return started.error();
   const int pid = started->pid;
+  if (on_started)
+    on_started(*started);
   ::close(write_end.fd);
   write_end.fd = -1;
   asio::co_spawn(ex, read_output(st), asio::detached);

@@ -191,4 +191,109 @@ BOOST_AUTO_TEST_CASE(exec_script_runs_a_check) {
   });
 }
 
+// A one-shot Exec (and a child of it that left its session) ends with the
+// task: at a shutdown, at destroy, and when the task exits by itself. They
+// once ran on after "task shut down" and "daemon destroyed".
+namespace {
+struct background_exec {
+  bool done = false;
+  result<exec_result> r;
+};
+void start_exec(task_executor& t, background_exec& b, std::vector<std::string> args) {
+  asio::co_spawn(harness::get().io, t.exec("/bin/sh", std::move(args), 0ms),
+                 [&b](std::exception_ptr e, result<exec_result> r) {
+                   BOOST_REQUIRE(!e);
+                   b.r = std::move(r);
+                   b.done = true;
+                 });
+}
+// The pids the Exec wrote (its own, then its escaped child's), once written.
+asio::awaitable<std::pair<int, int>> exec_pids(const std::string& file) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (int i = 0; i < 3000; ++i) {
+    std::istringstream in(read_file(file));
+    int self = 0, child = 0;
+    if (in >> self >> child)
+      co_return std::pair{self, child};
+    timer.expires_after(10ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  BOOST_FAIL("the Exec did not write its pids to " << file);
+  co_return std::pair{0, 0};
+}
+asio::awaitable<void> wait_done(background_exec& b) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (int i = 0; i < 3000 && !b.done; ++i) {
+    timer.expires_after(10ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+// One way of ending the task, with an Exec running that left a child in a
+// session of its own. No structured bindings, contexts or temporaries around
+// the co_awaits here: GCC 12 mishandles them in coroutine frames.
+asio::awaitable<void> execs_end_with_the_task(const char* way) {
+  const std::string how = way;
+  temp_dir dir;
+  const std::string pids = dir / "pids";
+  const std::string stop = dir / "stop";
+  task_executor t(harness::get().reaper);
+  pipe_reader out;
+  std::string script = "echo ready; exec sleep 1000";
+  if (how == "exit")
+    script = "echo ready; while [ ! -e " + stop + " ]; do sleep 0.02; done; exit 3";
+  const std::string body = "setsid sleep 300 & echo $$ $! > " + pids + ".new; mv " + pids +
+                           ".new " + pids + "; exec sleep 300";
+  std::vector<std::string> args = list("-c", body);
+  co_await launch_ready(t, out, script);
+  background_exec b;
+  start_exec(t, b, std::move(args));
+  const std::pair<int, int> started = co_await exec_pids(pids);
+  const int exec_pid = started.first;
+  const int escaped = started.second;
+  BOOST_REQUIRE(alive(exec_pid));
+  BOOST_REQUIRE(alive(escaped));
+  const std::string sigterm = "SIGTERM";
+  if (how == "shutdown") {
+    result<void> r = co_await t.shutdown(sigterm, 0ms);
+    BOOST_TEST(r.has_value(), (r ? "" : r.error().message));
+    // Nothing of the task is left once the shutdown says so.
+    BOOST_TEST(!alive(exec_pid));
+    BOOST_TEST(!alive(escaped));
+  } else if (how == "destroy") {
+    result<void> r = co_await t.destroy();
+    BOOST_TEST(r.has_value(), (r ? "" : r.error().message));
+    BOOST_TEST(!alive(exec_pid));
+  } else {
+    write_file(stop, "\n", 0644);
+    auto exited = co_await t.wait();
+    BOOST_REQUIRE(exited.has_value());
+    BOOST_TEST(exited->exit_code == 3);
+  }
+  const bool exec_gone = co_await wait_gone(exec_pid);
+  BOOST_TEST(exec_gone);
+  const bool escaped_gone = co_await wait_gone(escaped);
+  BOOST_TEST(escaped_gone);
+  co_await wait_done(b);
+  BOOST_REQUIRE(b.done);
+  BOOST_REQUIRE_MESSAGE(b.r, (b.r ? "" : b.r.error().message));
+  BOOST_TEST(b.r->exit_code == 128 + SIGKILL);
+  if (how == "exit") {
+    result<void> r = co_await t.shutdown(sigterm, 0ms);
+    BOOST_TEST(r.has_value());
+  }
+  BOOST_TEST(live_children().empty());
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(execs_and_their_escaped_children_end_at_a_shutdown) {
+  run([]() -> asio::awaitable<void> { co_await execs_end_with_the_task("shutdown"); });
+}
+BOOST_AUTO_TEST_CASE(execs_and_their_escaped_children_end_at_destroy) {
+  run([]() -> asio::awaitable<void> { co_await execs_end_with_the_task("destroy"); });
+}
+BOOST_AUTO_TEST_CASE(execs_and_their_escaped_children_end_when_the_task_exits) {
+  run([]() -> asio::awaitable<void> { co_await execs_end_with_the_task("exit"); });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

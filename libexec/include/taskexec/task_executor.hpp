@@ -62,6 +62,17 @@ struct task_executor_options {
   std::chrono::milliseconds shutdown_bound{15000};
   /// Where task cgroups go (resource_limits / basic_process_cgroup).
   cgroup_options cgroups{};
+  /// Make the task's whole tree die with this process: a watchdog process
+  /// (taskexec-init -w, a few KiB) waits for this executor's end and, if it
+  /// dies without tearing the task down (SIGKILL, a crash), kills every
+  /// process in the task's cgroup and removes the cgroups. A task without a
+  /// cgroup of its own gets a kill-only one (no limits, no stats) on the
+  /// unified tree, else in the v1 freezer; Execs join it too. Needs root and
+  /// cgroupfs: without them the task runs unguarded (a warning is logged),
+  /// and only its main process dies with us (PR_SET_PDEATHSIG). taskexecd
+  /// turns it on; off by default (one more process per task, and an
+  /// embedding program may have its own way to clean up).
+  bool watchdog = false;
 };
 
 /// The result of an Exec (Nomad's Exec and ExecScript).
