@@ -1,7 +1,7 @@
 // faults: clients SIGKILLed mid-call and mid-stream, half-written
 // messages, a reconnect storm, and a daemon SIGKILLed; then the task's state
 // and exit code must still be right, and the daemon must hold nothing more
-// than before.
+// than before. Then the hostile callers (faults_hostile.cpp).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -41,7 +41,9 @@ asio::awaitable<void> run_faults(context& ctx, const options& opt, scenario_repo
   const auto reconnects = opt.num("reconnects");
   const auto growth_limit = opt.num("max-growth-kib", 0);
   rep.summary = std::to_string(rounds) + " clients killed per kind of call, half messages, " +
-                std::to_string(reconnects) + " reconnects, a daemon killed";
+                std::to_string(reconnects) +
+                " reconnects, a daemon killed; a journal flood, SIGTERM in a long grace, impostor "
+                "sockets, a Stats flood";
 
   auto d = co_await start_daemon(ctx, ctx.fresh_path("faults", ".sock"));
   if (!d)
@@ -194,6 +196,9 @@ asio::awaitable<void> run_faults(context& ctx, const options& opt, scenario_repo
                             std::to_string(state->signal)
                       : state.error().message);
   co_await check_daemon_at_rest_and_destroy(*d, fds_before, mem_before, growth_limit, rep);
+
+  // 5. Hostile callers, each against a daemon of its own.
+  co_await run_hostile_cases(ctx, opt, rep);
 
   rep.figures["clients_killed"] = killed;
   rep.figures["reconnects"] = reconnected;

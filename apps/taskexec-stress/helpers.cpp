@@ -1,6 +1,7 @@
 // The processes the scenarios run: `taskexec-stress --helper NAME ARGS...`.
 // Plain POSIX, blocking, no Asio: each is a task (or a baseline) of its own.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -15,7 +16,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "stress.hpp"
@@ -213,6 +216,165 @@ int exit_on_term(long long code) {
   return static_cast<int>(code);
 }
 
+// A task that ignores SIGTERM: says "ready" on stdout, then "term" on each
+// SIGTERM it gets, and never exits by itself (only SIGKILL ends it; a
+// stdout nobody reads any more does not: SIGPIPE is ignored).
+int ignore_term() {
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  write_str(1, "ready\n");
+  for (;;) {
+    int sig = 0;
+    if (::sigwait(&set, &sig) == 0)
+      write_str(1, "term\n");
+  }
+}
+
+// The lines of `fd`, read a block at a time; each wait for data is bounded
+// (20 s), so a helper never hangs for good on a peer that went quiet.
+class line_reader {
+ public:
+  explicit line_reader(int fd) : fd_(fd) {}
+  /// The next line with its newline, what came before EOF without one, ""
+  /// at EOF; nullopt on a timeout or an error.
+  std::optional<std::string> next() {
+    for (;;) {
+      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+        auto line = buf_.substr(0, nl + 1);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 20000) <= 0)
+        return std::nullopt;
+      char block[65536];
+      ssize_t n = ::read(fd_, block, sizeof block);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return std::nullopt;
+      if (n == 0)
+        return std::exchange(buf_, std::string());
+      buf_.append(block, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+};
+
+int connect_unix(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    std::perror("connect");
+    std::exit(1);
+  }
+  return fd;
+}
+
+// An attacker on the journal, one call at a time on one connection:
+//   huge    `count` Shutdowns naming unknown signals of 1, 2, 3 and (almost,
+//           the message limit) 4 MiB in turn; each must be refused with
+//           -32602 in a short answer (the name quoted by 64 bytes at most)
+//   signal  `count` Signals of SIGWINCH (sleep ignores it): each runs and is
+//           journaled
+// Prints "done N"; on the first answer that is not as it should be, prints
+// "wrong: " and 200 bytes of it, and exits 1.
+int journal_flood(const std::string& socket, const std::string& mode, long long count) {
+  int fd = connect_unix(socket);
+  line_reader answers(fd);
+  for (long long i = 0; i < count; ++i) {
+    std::string request = R"({"jsonrpc":"2.0","id":)" + std::to_string(i + 1);
+    std::string expect;
+    if (mode == "huge") {
+      const std::size_t mib = static_cast<std::size_t>(i % 4) + 1;
+      request += R"(,"method":"Shutdown","params":{"grace_period_ms":0,"signal":")" +
+                 std::string((mib << 20) - (mib == 4 ? 256 : 0), 'X') + "\"}}\n";
+      expect = R"("code":-32602)";
+    } else {
+      request += R"(,"method":"Signal","params":{"signal":"SIGWINCH"}})"
+                 "\n";
+      expect = R"("result":{})";
+    }
+    if (!write_str(fd, request)) {
+      std::perror("write");
+      return 1;
+    }
+    auto answer = answers.next();
+    if (!answer || answer->find(expect) == std::string::npos || answer->size() > 400) {
+      write_str(1, "wrong: " + (answer ? answer->substr(0, 200) : std::string("no answer")) + "\n");
+      return 1;
+    }
+  }
+  write_str(1, "done " + std::to_string(count) + "\n");
+  return 0;
+}
+
+// A server that is not taskexecd, as another user would run at a socket
+// path they could take over: binds `path` (as root), becomes `uid`, and only
+// then listens, so clients see `uid` as the peer (SO_PEERCRED gives the
+// credentials of whoever called listen). Says "listening"; then for each of
+// `connections` connections answers a Version request as taskexecd would,
+// reads until the client closes, and prints how many bytes it received.
+int impostor(const std::string& path, long long uid, long long connections) {
+  int ls = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    std::perror("bind");
+    return 1;
+  }
+  const auto id = static_cast<uid_t>(uid);
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(id, id, id) != 0 ||
+      ::setresuid(id, id, id) != 0) {
+    std::perror("setresuid");
+    return 1;
+  }
+  if (::listen(ls, 8) != 0) {
+    std::perror("listen");
+    return 1;
+  }
+  write_str(1, "listening\n");
+  for (long long i = 0; i < connections; ++i) {
+    int c = ::accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) {
+      std::perror("accept");
+      return 1;
+    }
+    std::size_t received = 0;
+    line_reader lines(c);
+    for (;;) {
+      auto line = lines.next();
+      if (!line) {
+        write_str(1, "timeout\n");
+        return 1;
+      }
+      if (line->empty())
+        break;  // the client closed
+      received += line->size();
+      // {"jsonrpc":"2.0","id":N,"method":"Version",...}: answered with its id.
+      auto at = line->find("\"id\":");
+      if (line->find("\"Version\"") != std::string::npos && at != std::string::npos) {
+        auto end = line->find_first_of(",}", at);
+        write_str(c, R"({"jsonrpc":"2.0","id":)" + line->substr(at + 5, end - at - 5) +
+                         R"(,"result":{"version":"2.0.0"}})"
+                         "\n");
+      }
+    }
+    ::close(c);
+    write_str(1, std::to_string(received) + "\n");
+  }
+  return 0;
+}
+
 // A client that is killed mid-call: connects to `socket`, does `mode`, says
 // "ready" on stdout and waits to be killed (it never reads again).
 //   wait    a Wait that stays pending
@@ -309,6 +471,12 @@ int run_helper(int argc, char** argv) {
     return echo_server(argv[3]);
   if (name == "exit-on-term")
     return exit_on_term(arg_num(argv, 3, argc));
+  if (name == "journal-flood" && argc > 5)
+    return journal_flood(argv[3], argv[4], arg_num(argv, 5, argc));
+  if (name == "ignore-term")
+    return ignore_term();
+  if (name == "impostor" && argc > 5)
+    return impostor(argv[3], arg_num(argv, 4, argc), arg_num(argv, 5, argc));
   if (name == "victim" && argc > 4)
     return victim(argv[3], argv[4]);
   std::fprintf(stderr, "taskexec-stress: unknown helper \"%s\"\n", name.c_str());

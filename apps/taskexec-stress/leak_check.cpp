@@ -93,23 +93,30 @@ int count_fds(const std::string& proc_root, int pid) {
   return n - (pid == 0 && proc_root == "/proc" ? 1 : 0);
 }
 
+namespace {
+
+// The number after `key` (a line's start, "\nPss:"), past spaces and tabs;
+// -1 when absent.
+long kib_field(std::string_view text, std::string_view key) {
+  auto at = text.find(key);
+  if (at == std::string_view::npos)
+    return -1;
+  auto i = at + key.size();
+  while (i < text.size() && (text[i] == ' ' || text[i] == '\t'))
+    ++i;
+  auto j = i;
+  while (j < text.size() && text[j] >= '0' && text[j] <= '9')
+    ++j;
+  long v = -1;
+  return number(text.substr(i, j - i), v) ? v : -1;
+}
+
+}  // namespace
+
 memory_figures parse_smaps_rollup(std::string_view text) {
   memory_figures m;
-  auto field = [&](std::string_view key) -> long {
-    auto at = text.find(key);
-    if (at == std::string_view::npos)
-      return -1;
-    auto i = at + key.size();
-    while (i < text.size() && text[i] == ' ')
-      ++i;
-    auto j = i;
-    while (j < text.size() && text[j] >= '0' && text[j] <= '9')
-      ++j;
-    long v = -1;
-    return number(text.substr(i, j - i), v) ? v : -1;
-  };
-  m.pss_kib = field("\nPss:");
-  m.private_dirty_kib = field("\nPrivate_Dirty:");
+  m.pss_kib = kib_field(text, "\nPss:");
+  m.private_dirty_kib = kib_field(text, "\nPrivate_Dirty:");
   return m;
 }
 
@@ -117,6 +124,16 @@ memory_figures read_memory(const std::string& proc_root, int pid) {
   // Prefix a newline so the first line's key matches like the others.
   auto text = "\n" + slurp(proc_root + "/" + std::to_string(pid) + "/smaps_rollup", 16384);
   return parse_smaps_rollup(text);
+}
+
+long parse_vm_rss(std::string_view text) {
+  if (text.starts_with("VmRSS:"))
+    return kib_field(text, "VmRSS:");
+  return kib_field(text, "\nVmRSS:");
+}
+
+long read_vm_rss(const std::string& proc_root, int pid) {
+  return parse_vm_rss(slurp(proc_root + "/" + std::to_string(pid) + "/status", 16384));
 }
 
 std::set<std::string> list_cgroups(const std::vector<std::string>& parents) {

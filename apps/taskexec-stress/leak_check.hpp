@@ -48,6 +48,13 @@ memory_figures read_memory(const std::string& proc_root, int pid);
 /// Parse the text of smaps_rollup.
 memory_figures parse_smaps_rollup(std::string_view text);
 
+/// VmRSS of /proc/<pid>/status, KiB (-1 when unreadable). The kernel's
+/// counters, not a walk of the page tables as smaps_rollup is: cheap enough
+/// to sample every few milliseconds without slowing the process down.
+long read_vm_rss(const std::string& proc_root, int pid);
+/// Parse the text of /proc/<pid>/status for VmRSS.
+long parse_vm_rss(std::string_view status_text);
+
 /// Directories below each of `parents` (absent parents are empty).
 std::set<std::string> list_cgroups(const std::vector<std::string>& parents);
 /// The taskexec parents of the cgroup hierarchies mounted under `root`

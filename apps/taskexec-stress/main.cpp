@@ -75,12 +75,19 @@ const std::vector<scenario>& scenarios() {
        run_output_flood,
        {"--mib", "8", "--rounds", "1"}},
       {"faults",
-       "clients killed mid-call and mid-stream, half messages, reconnects, a daemon killed",
+       "clients killed mid-call and mid-stream, half messages, reconnects, a daemon killed, "
+       "hostile callers",
        {{"rounds", "10", "clients killed per kind of call"},
         {"reconnects", "2000", "connections opened and closed"},
-        {"max-growth-kib", "1024", "the daemon's allowed Private_Dirty growth (0: unchecked)"}},
+        {"max-growth-kib", "1024",
+         "the daemon's allowed growth at rest: Private_Dirty, and VmRSS after each hostile "
+         "case (0: unchecked)"},
+        {"max-peak-kib", "65536",
+         "the daemon's allowed VmRSS peak above idle under a hostile case (0: unchecked)"},
+        {"max-version-ms", "1000", "a Version under a hostile case slower than this fails"},
+        {"attack-ms", "2000", "how long the long grace and the Stats flood are held"}},
        run_faults,
-       {"--rounds", "1", "--reconnects", "100"}},
+       {"--rounds", "1", "--reconnects", "100", "--attack-ms", "1000"}},
   };
   return all;
 }

@@ -213,6 +213,9 @@ asio::awaitable<void> run_rpc_flood(context&, const options&, scenario_report&);
 asio::awaitable<void> run_reaper_storm(context&, const options&, scenario_report&);
 asio::awaitable<void> run_output_flood(context&, const options&, scenario_report&);
 asio::awaitable<void> run_faults(context&, const options&, scenario_report&);
+/// The hostile callers of `faults` (faults_hostile.cpp): a journal flood, a
+/// long grace cut by SIGTERM, impostor sockets, a Stats flood.
+asio::awaitable<void> run_hostile_cases(context&, const options&, scenario_report&);
 
 /// `taskexec-stress --helper NAME ...`: the processes the scenarios run.
 int run_helper(int argc, char** argv);

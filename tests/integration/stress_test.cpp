@@ -1,7 +1,12 @@
 // taskexec-stress in its short mode: every scenario runs to its end and
 // passes its checks, the figures are the exact counts asked for, and the
 // leak check catches a leak planted on purpose (and cleans it up).
+#include <unistd.h>
+
 #include <boost/test/unit_test.hpp>
+
+#include <map>
+#include <string>
 
 #include "harness.hpp"
 #include "stress_run.hpp"
@@ -12,6 +17,22 @@ namespace {
 
 constexpr const char* mixed_methods[] = {"Version", "Signal(0)", "Events", "Stats",
                                          "Exec(/bin/true)"};
+// The hostile cases of faults that measure a daemon, by their figures' key.
+constexpr const char* hostile_cases[] = {"journal_flood", "long_grace", "stats_flood"};
+constexpr const char* hostile_latencies[] = {"idle Version (journal)", "Version, journal flood",
+                                             "idle Version (grace)",   "Version, long grace",
+                                             "idle Version (stats)",   "Version, stats flood"};
+
+// The checks whose name starts with `prefix`: "name" -> ok.
+std::map<std::string, bool> checks_of(const stress_result& r, const std::string& prefix) {
+  std::map<std::string, bool> out;
+  for (auto& c : r.scenario().at("checks").as_array()) {
+    std::string name(c.at("name").as_string());
+    if (name.starts_with(prefix))
+      out[name] = c.at("ok").as_bool();
+  }
+  return out;
+}
 
 void expect_pass(const stress_result& r) {
   BOOST_TEST_INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
@@ -112,6 +133,59 @@ BOOST_AUTO_TEST_CASE(faults_leave_the_task_and_daemon_right) {
     BOOST_TEST(r.figure("reconnects").to_number<std::int64_t>() == 60);
     BOOST_TEST(r.figure("daemon_fds_after").to_number<std::int64_t>() <=
                r.figure("daemon_fds_before").to_number<std::int64_t>());
+    // The hostile callers: every daemon measured idle and at its peak, and
+    // Versions timed idle and under each attack.
+    for (const char* key : hostile_cases) {
+      BOOST_TEST_INFO(key);
+      const std::string k(key);
+      const auto idle = r.figure((k + "_rss_idle_kib").c_str()).to_number<std::int64_t>();
+      BOOST_TEST(idle > 0);
+      BOOST_TEST(r.figure((k + "_rss_peak_kib").c_str()).to_number<std::int64_t>() >= idle);
+      BOOST_TEST(r.figure((k + "_version_late").c_str()).to_number<std::int64_t>() == 0);
+    }
+    BOOST_TEST(r.figure("journal_flood_rss_after_kib").to_number<std::int64_t>() > 0);
+    BOOST_TEST(r.figure("stats_flood_rss_after_kib").to_number<std::int64_t>() > 0);
+    BOOST_TEST(r.figure("long_grace_exit_ms").to_number<double>() < 10000.0);
+    auto& lat = r.scenario().at("latency").as_object();
+    for (const char* name : hostile_latencies) {
+      BOOST_TEST_INFO(name);
+      BOOST_TEST(lat.at(name).at("count").to_number<std::uint64_t>() > 0u);
+    }
+    BOOST_TEST(lat.at("idle Version (journal)").at("count").to_number<std::uint64_t>() == 200u);
+    BOOST_TEST(checks_of(r, "journal flood: ").size() == 6u);
+    BOOST_TEST(checks_of(r, "long grace: ").size() == 5u);
+    BOOST_TEST(checks_of(r, "stats flood: ").size() == 5u);
+    // As root the directory of nobody's and the impostor socket too; else
+    // the report says they were skipped.
+    BOOST_TEST(checks_of(r, "impostor: ").size() == (::geteuid() == 0 ? 5u : 2u));
+    if (::geteuid() != 0)
+      BOOST_TEST(r.out.find("impostor: skipped") != std::string::npos);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(faults_fail_past_their_hostile_bounds) {
+  // Under the journal flood, with its 4 MiB requests, the daemon holds
+  // megabytes and a Version waits milliseconds: bounds of 1 MiB and 1 ms
+  // must fail the run, by those checks and no other.
+  run([]() -> asio::awaitable<void> {
+    auto r =
+        co_await run_stress(argv_of("faults", "--rounds", "1", "--reconnects", "10", "--attack-ms",
+                                    "200", "--max-peak-kib", "1024", "--max-version-ms", "1"));
+    BOOST_TEST_INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+    BOOST_TEST(r.code == 1);
+    BOOST_REQUIRE(!r.report.empty());
+    auto journal = checks_of(r, "journal flood: ");
+    BOOST_TEST(
+        !journal.at("journal flood: the daemon's VmRSS peak stayed within 1024 KiB of idle"));
+    BOOST_TEST(!journal.at("journal flood: every Version answered within 1 ms"));
+    BOOST_TEST(r.figure("journal_flood_version_late").to_number<std::int64_t>() > 0);
+    BOOST_TEST(r.out.find("[FAIL] journal flood: every Version answered within 1 ms") !=
+               std::string::npos);
+    // What the bounds do not touch still passes.
+    BOOST_TEST(
+        journal.at("journal flood: the task still runs and the daemon serves, then is "
+                   "destroyed"));
+    BOOST_TEST(r.scenario().at("leaks").at("clean").as_bool());
   });
 }
 

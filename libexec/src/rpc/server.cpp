@@ -134,9 +134,11 @@ struct server::state : std::enable_shared_from_this<server::state> {
   log_throttle refusals{std::chrono::minutes(1)};
   log_throttle accept_errors{std::chrono::minutes(1)};
   std::uint64_t accept_failures = 0;  // in a row, until an accept works again
-  // Bytes received since the heap was last trimmed. After a burst, freed
-  // memory stays in malloc's free lists; once connections go idle it is
-  // given back (malloc_trim), at most once a second.
+  // Bytes received or queued to send since the heap was last trimmed. After
+  // a burst, freed memory stays in malloc's free lists; once connections go
+  // idle it is given back (malloc_trim), at most once a second. Answers
+  // count too: a client that never reads has up to 1 MiB of them queued,
+  // freed only when it goes away.
   std::size_t churn = 0;
   bool trim_armed = false;
   std::optional<asio::steady_timer> trim_timer;
@@ -330,6 +332,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
     if (closing)
       return;
     out_bytes += line.size();
+    st->churn += line.size();
     out.push_back(std::move(line));
     wake.cancel();
   }
