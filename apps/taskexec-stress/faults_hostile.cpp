@@ -48,10 +48,10 @@ constexpr int idle_versions = 200;
 constexpr int stats_connections = 10, stats_per_connection = 16;  // 16: both limits
 
 struct bounds {
-  ms version;           ///< each Version under attack answered within this
+  ms version;            ///< each Version under attack answered within this
   long long growth_kib;  ///< VmRSS after an attack minus idle (0: unchecked)
   long long peak_kib;    ///< VmRSS peak during an attack minus idle (0: unchecked)
-  ms hold;              ///< how long a standing attack (a grace, a flood) is held
+  ms hold;               ///< how long a standing attack (a grace, a flood) is held
 };
 
 std::string kib(long v) {
@@ -135,14 +135,13 @@ class watch {
                 to_ms(idle_lat.quantile(0.5)));
     rep.compare(name + ": Version p99", to_ms(lat.quantile(0.99)), "ms", "idle",
                 to_ms(idle_lat.quantile(0.99)));
-    rep.add_check(name + ": every Version answered within " + std::to_string(b_.version.count()) +
-                      " ms",
-                  late == 0 && lat.count() > 0,
-                  std::to_string(lat.count()) + " calls, max " + format_duration(lat.max()) +
-                      " (idle: max " + format_duration(idle_lat.max()) + ")" +
-                      (late ? "; " + std::to_string(late) + " late or failed, the first: " +
-                                  first_late
-                            : ""));
+    rep.add_check(
+        name + ": every Version answered within " + std::to_string(b_.version.count()) + " ms",
+        late == 0 && lat.count() > 0,
+        std::to_string(lat.count()) + " calls, max " + format_duration(lat.max()) + " (idle: max " +
+            format_duration(idle_lat.max()) + ")" +
+            (late ? "; " + std::to_string(late) + " late or failed, the first: " + first_late
+                  : ""));
     const std::string seen = "idle " + kib(idle_kib) + ", peak " + kib(peak_kib) +
                              (after_kib >= 0 ? ", after " + kib(after_kib) : "");
     if (b_.peak_kib > 0)
@@ -152,8 +151,7 @@ class watch {
     if (b_.growth_kib > 0 && after_kib >= 0)
       rep.add_check(name + ": the daemon's VmRSS came back to within " +
                         std::to_string(b_.growth_kib) + " KiB of idle",
-                    idle_kib > 0 && after_kib > 0 && after_kib - idle_kib <= b_.growth_kib,
-                    seen);
+                    idle_kib > 0 && after_kib > 0 && after_kib - idle_kib <= b_.growth_kib, seen);
   }
 
   long idle_kib = -1, peak_kib = -1, after_kib = -1;
@@ -164,8 +162,8 @@ class watch {
   asio::awaitable<void> one_version(latency_recorder& lat) {
     asio::steady_timer timer(co_await asio::this_coro::executor, b_.version);
     const auto t0 = clock_type::now();
-    auto r = co_await (observer_.version() ||
-                       timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    auto r =
+        co_await (observer_.version() || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
     const auto ns = since_ns(t0);
     lat.record(ns);
     std::string what;
@@ -263,29 +261,28 @@ asio::awaitable<void> journal_flood(context& ctx, const bounds& b, scenario_repo
       first_wrong = std::move(what);
   };
   co_await w.during(lat, [&]() -> asio::awaitable<void> {
-    co_await run_all(huge_connections + signal_connections,
-                     [&](std::size_t i) -> asio::awaitable<void> {
-                       const bool huge = i < huge_connections;
-                       taskexec::task_executor attacker(ctx.reaper);
-                       pipe_pair out;
-                       auto cmd = ctx.helper(
-                           "journal-flood",
-                           strings(t.d.config.socket, huge ? "huge" : "signal",
-                                   std::to_string(huge ? huge_each : signal_each)));
-                       cmd.stdout_fd = out.write_fd;
-                       if (auto l = co_await attacker.launch(cmd); !l) {
-                         wrong("journal-flood helper: " + l.error().message);
-                         co_return;
-                       }
-                       out.close_write();
-                       const auto said = co_await read_line(ctx.io, out.read_fd);
-                       auto s = co_await attacker.wait();
-                       if (said == "done " + std::to_string(huge ? huge_each : signal_each) && s &&
-                           s->exit_code == 0)
-                         (huge ? refused_right : signalled) += huge ? huge_each : signal_each;
-                       else
-                         wrong(std::string(huge ? "huge Shutdowns: " : "Signals: ") + said);
-                     });
+    co_await run_all(
+        huge_connections + signal_connections, [&](std::size_t i) -> asio::awaitable<void> {
+          const bool huge = i < huge_connections;
+          taskexec::task_executor attacker(ctx.reaper);
+          pipe_pair out;
+          auto cmd =
+              ctx.helper("journal-flood", strings(t.d.config.socket, huge ? "huge" : "signal",
+                                                  std::to_string(huge ? huge_each : signal_each)));
+          cmd.stdout_fd = out.write_fd;
+          if (auto l = co_await attacker.launch(cmd); !l) {
+            wrong("journal-flood helper: " + l.error().message);
+            co_return;
+          }
+          out.close_write();
+          const auto said = co_await read_line(ctx.io, out.read_fd);
+          auto s = co_await attacker.wait();
+          if (said == "done " + std::to_string(huge ? huge_each : signal_each) && s &&
+              s->exit_code == 0)
+            (huge ? refused_right : signalled) += huge ? huge_each : signal_each;
+          else
+            wrong(std::string(huge ? "huge Shutdowns: " : "Signals: ") + said);
+        });
   });
 
   // The whole journal, page by page.
@@ -406,13 +403,14 @@ asio::awaitable<void> long_grace(context& ctx, const bounds& b, scenario_report&
   ::unlink(d->config.socket.c_str());  // if it did not remove it itself
 
   rep.figures["long_grace_exit_ms"] = static_cast<double>(exit_ns) / 1e6;
-  rep.add_check("long grace: the task ignoring SIGTERM got the Shutdown's (grace 3600000 ms) and "
-                "was still in its grace " +
-                    std::to_string(b.hold.count()) + " ms later",
-                ready && got_term && in_grace,
-                std::string(ready ? "ready" : "never said ready") +
-                    (got_term ? ", got SIGTERM" : ", never got SIGTERM") +
-                    (in_grace ? ", still running" : ", already gone"));
+  rep.add_check(
+      "long grace: the task ignoring SIGTERM got the Shutdown's (grace 3600000 ms) and "
+      "was still in its grace " +
+          std::to_string(b.hold.count()) + " ms later",
+      ready && got_term && in_grace,
+      std::string(ready ? "ready" : "never said ready") +
+          (got_term ? ", got SIGTERM" : ", never got SIGTERM") +
+          (in_grace ? ", still running" : ", already gone"));
   rep.add_check("long grace: on SIGTERM the daemon cut the grace short and exited within " +
                     std::to_string(exit_bound.count()) + " s, its task killed",
                 exited && task_gone,
@@ -531,8 +529,8 @@ asio::awaitable<std::string> subscribe_unread(local::socket& s, int n) {
   for (int i = 0; i < n; ++i)
     requests += R"({"jsonrpc":"2.0","id":)" + std::to_string(i + 1) +
                 R"(,"method":"Stats","params":{"interval_ms":)" + std::to_string(10 + i) + "}}\n";
-  auto w = co_await asio::async_write(s, asio::buffer(requests),
-                                      asio::as_tuple(asio::use_awaitable));
+  auto w =
+      co_await asio::async_write(s, asio::buffer(requests), asio::as_tuple(asio::use_awaitable));
   if (std::get<0>(w))
     co_return "write: " + std::get<0>(w).message();
   std::string buf;
@@ -614,8 +612,8 @@ asio::awaitable<void> stats_flood(context& ctx, const bounds& b, scenario_report
 }  // namespace
 
 asio::awaitable<void> run_hostile_cases(context& ctx, const options& opt, scenario_report& rep) {
-  bounds b{ms(opt.num("max-version-ms")), opt.num("max-growth-kib", 0),
-           opt.num("max-peak-kib", 0), ms(opt.num("attack-ms"))};
+  bounds b{ms(opt.num("max-version-ms")), opt.num("max-growth-kib", 0), opt.num("max-peak-kib", 0),
+           ms(opt.num("attack-ms"))};
   std::string stage = "journal flood";
   co_await with_progress(
       ctx, [&] { return "faults: hostile callers: " + stage; },

@@ -70,8 +70,8 @@ result<watchdog> watchdog::start(const std::string& kill_dir,
   ::sigfillset(&all);
   ::posix_spawnattr_setsigmask(&attr, &none);
   ::posix_spawnattr_setsigdefault(&attr, &all);
-  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
+  ::posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
   const int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &attr, argv.data(), envp);
   ::posix_spawn_file_actions_destroy(&fa);

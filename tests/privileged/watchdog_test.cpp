@@ -81,8 +81,9 @@ asio::awaitable<void> sigkill_the_daemon(bool limits, bool with_exec) {
   client c;
   co_await c.connect(d.socket);
   const std::string pids = d.dir / "pids";
-  const std::string script = "sleep 100 & a=$!; sleep 200 & b=$!; setsid sleep 300 & c=$!; echo $$ $a $b $c > " +
-                             pids + ".new; mv " + pids + ".new " + pids + "; wait";
+  const std::string script =
+      "sleep 100 & a=$!; sleep 200 & b=$!; setsid sleep 300 & c=$!; echo $$ $a $b $c > " + pids +
+      ".new; mv " + pids + ".new " + pids + "; wait";
   json::object launch{{"cmd", "/bin/sh"}, {"args", json::array{"-c", script}}};
   if (limits) {
     launch["resource_limits"] = true;
