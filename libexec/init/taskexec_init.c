@@ -227,6 +227,12 @@ static void __attribute__((noreturn)) watchdog(int argc, char** argv) {
   const char* dir = argv[0];
   char byte[64];
   int i, round;
+  /* Nothing of the executor's but the pipe: a descriptor it left open (its
+   * listening socket) must not outlive it here. */
+  if (sys3(__NR_close_range, WATCH_FD + 1, ~0U, 0) != 0) {
+    for (i = WATCH_FD + 1; i < 4096; ++i)
+      sys3(__NR_close, i, 0, 0);
+  }
   /* Wait for EOF: the executor closed its end, or died. Bytes are ignored. */
   for (;;) {
     long n = sys3(__NR_read, WATCH_FD, byte, sizeof byte);

@@ -3,13 +3,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <filesystem>
-#include <thread>
 
 namespace taskexec::cgroup {
 
@@ -69,22 +70,121 @@ bool layout::has_v2(const std::string& controller) const {
   return false;
 }
 
+namespace {
+
+// The v1 controllers of the kernel (cgroup_subsys.h): a stand-in directory
+// named otherwise is a named hierarchy.
+bool is_v1_controller(std::string_view c) {
+  for (std::string_view k :
+       {"cpuset", "cpu", "cpuacct", "io", "blkio", "memory", "devices", "freezer", "net_cls",
+        "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc", "debug"}) {
+    if (c == k)
+      return true;
+  }
+  return false;
+}
+
+bool left_out(const std::vector<std::string>& controllers) {
+  for (const auto& c : controllers) {
+    if (c == "rdma" || c == "misc")
+      return true;
+  }
+  return false;
+}
+
+std::vector<std::string> split(std::string_view text, char sep) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    auto at = text.find(sep);
+    auto part = text.substr(0, at);
+    if (!part.empty())
+      out.emplace_back(part);
+    text = at == std::string_view::npos ? "" : text.substr(at + 1);
+  }
+  return out;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
+        s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Stand-in: every directory below root with a cgroup.procs, by its name.
+std::vector<hierarchy> scan_hierarchies(const std::string& root) {
+  std::vector<hierarchy> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(root, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const auto name = it->path().filename().string();
+    if (name == "unified" || it->is_symlink(ec) || !it->is_directory(ec) ||
+        !exists(join(it->path().string(), "cgroup.procs")))
+      continue;
+    hierarchy h{it->path().string(), split(name, ',')};
+    if (h.controllers.size() == 1 && !is_v1_controller(h.controllers[0]))
+      h.controllers[0] = "name=" + h.controllers[0];
+    if (!left_out(h.controllers))
+      out.push_back(std::move(h));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.dir < y.dir; });
+  return out;
+}
+
+}  // namespace
+
+std::vector<hierarchy> parse_mountinfo(std::string_view text, const std::string& root) {
+  std::vector<hierarchy> out;
+  std::string prefix = root;
+  while (prefix.size() > 1 && prefix.back() == '/')
+    prefix.pop_back();
+  prefix += '/';
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    auto line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? "" : text.substr(nl + 1);
+    // id parent major:minor root mountpoint options [optional...] - fstype source super
+    auto dash = line.find(" - ");
+    if (dash == std::string_view::npos)
+      continue;
+    auto left = split(line.substr(0, dash), ' ');
+    auto right = split(line.substr(dash + 3), ' ');
+    if (left.size() < 5 || right.size() < 3 || right[0] != "cgroup")
+      continue;
+    std::string mount = unescape(left[4]);
+    if (mount.rfind(prefix, 0) != 0)
+      continue;
+    hierarchy h{std::move(mount), {}};
+    for (auto& opt : split(right[2], ',')) {
+      if (is_v1_controller(opt) || opt.rfind("name=", 0) == 0)
+        h.controllers.push_back(std::move(opt));
+    }
+    if (h.controllers.empty() || left_out(h.controllers))
+      continue;
+    bool seen = false;  // one hierarchy mounted twice: the first mount
+    for (const auto& o : out)
+      seen = seen || o.controllers == h.controllers;
+    if (!seen)
+      out.push_back(std::move(h));
+  }
+  return out;
+}
+
 layout detect(const std::string& root) {
   layout l;
   l.root = root;
   auto controllers_of = [](const std::string& dir) {
-    std::vector<std::string> out;
-    if (auto text = read_file(join(dir, "cgroup.controllers"))) {
-      std::string_view rest = *text;
-      while (!rest.empty()) {
-        auto sp = rest.find_first_of(" \n");
-        auto word = rest.substr(0, sp);
-        if (!word.empty())
-          out.emplace_back(word);
-        rest = sp == std::string_view::npos ? "" : rest.substr(sp + 1);
-      }
-    }
-    return out;
+    auto text = read_file(join(dir, "cgroup.controllers")).value_or("");
+    std::replace(text.begin(), text.end(), '\n', ' ');
+    return split(text, ' ');
   };
   if (exists(join(root, "cgroup.controllers"))) {
     l.kind = mode::v2;
@@ -92,21 +192,22 @@ layout detect(const std::string& root) {
     l.v2_controllers = controllers_of(root);
     return l;
   }
-  for (const char* c : {"memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices"}) {
-    auto dir = join(root, c);
-    if (exists(join(dir, "cgroup.procs")))
-      l.v1[c] = dir;
+  if (auto mi = read_file("/proc/self/mountinfo"))
+    l.hierarchies = parse_mountinfo(*mi, root);
+  if (l.hierarchies.empty())
+    l.hierarchies = scan_hierarchies(root);
+  for (const auto& h : l.hierarchies) {
+    for (const auto& c : h.controllers)
+      l.v1.emplace(c, h.dir);
   }
   const auto unified = join(root, "unified");
   const bool has_unified = exists(join(unified, "cgroup.controllers"));
   if (!l.v1.empty()) {
     l.kind = has_unified ? mode::hybrid : mode::v1;
-    if (has_unified) {
-      l.unified = unified;
-      l.v2_controllers = controllers_of(unified);
-    }
   } else if (has_unified) {
     l.kind = mode::v2;
+  }
+  if (has_unified) {
     l.unified = unified;
     l.v2_controllers = controllers_of(unified);
   }
@@ -265,7 +366,7 @@ result<void> apply_v1(const v1_dirs& d, const task_resources& r) {
 }
 
 std::optional<std::string> read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     return std::nullopt;
   std::string out;
@@ -286,7 +387,7 @@ std::optional<std::string> read_file(const std::string& path) {
 
 result<void> write_file(const std::string& path, std::string_view value) {
   // O_TRUNC as a shell's `>` does: harmless on cgroupfs, right on a stand-in.
-  int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     return config_error(errno, "open " + path);
   ssize_t n = ::write(fd, value.data(), value.size());
@@ -366,57 +467,113 @@ std::optional<bool> populated(const std::string& dir) {
   return *v != 0;
 }
 
-result<std::size_t> kill_all(const std::string& dir, bool v2, const std::string& freezer_dir) {
-  if (v2 && exists(join(dir, "cgroup.kill"))) {
-    auto n = procs(dir).size();
-    if (auto w = write_file(join(dir, "cgroup.kill"), "1"); !w)
-      return w.error();
-    return n;
+namespace {
+
+// Freeze (or thaw) the task's cgroups for kill_members; false when there is
+// no freezer. Waits, briefly and bounded, for the freeze to take hold.
+bool set_frozen(const kill_target& t, bool frozen, std::chrono::steady_clock::time_point until) {
+  if (!t.freezer.empty() && exists(join(t.freezer, "freezer.state"))) {
+    const auto state = join(t.freezer, "freezer.state");
+    if (!write_file(state, frozen ? "FROZEN" : "THAWED"))
+      return false;
+    // FREEZING while some task has not stopped yet (one in an uninterruptible
+    // sleep): rounds go on meanwhile, so waiting is only to save a round.
+    while (frozen && std::chrono::steady_clock::now() < until) {
+      auto now = read_file(state);
+      if (!now || now->rfind("FROZEN", 0) == 0)
+        break;
+      ::usleep(200);
+    }
+    return true;
   }
-  // Frozen processes cannot fork while we go through the list; SIGKILL is
-  // delivered to frozen tasks once they are thawed.
-  const bool freeze = !freezer_dir.empty() && exists(join(freezer_dir, "freezer.state"));
-  if (freeze)
-    (void)write_file(join(freezer_dir, "freezer.state"), "FROZEN");
-  std::size_t signalled = 0;
-  for (int pid : procs(dir)) {
-    if (::kill(pid, SIGKILL) == 0)
-      ++signalled;
+  if (!t.v2.empty() && exists(join(t.v2, "cgroup.freeze"))) {
+    if (!write_file(join(t.v2, "cgroup.freeze"), frozen ? "1" : "0"))
+      return false;
+    while (frozen && std::chrono::steady_clock::now() < until) {
+      auto events = read_file(join(t.v2, "cgroup.events"));
+      if (!events || keyed_value(*events, "frozen").value_or(1) == 1)
+        break;
+      ::usleep(200);
+    }
+    return true;
   }
-  if (freeze)
-    (void)write_file(join(freezer_dir, "freezer.state"), "THAWED");
-  return signalled;
+  return false;
 }
 
-result<void> destroy_cgroup(const std::string& path, std::chrono::milliseconds bound) {
+std::vector<int> listed(const kill_target& t) {
+  std::vector<int> out;
+  for (const auto& d : t.dirs) {
+    for (int pid : t.list ? t.list(d) : procs(d)) {
+      if (std::find(out.begin(), out.end(), pid) == out.end())
+        out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::size_t kill_members(const kill_target& t, std::chrono::milliseconds bound) {
+  using clock = std::chrono::steady_clock;
+  const auto until = clock::now() + bound;
+  std::vector<int> signalled;
+  if (!t.v2.empty() && exists(join(t.v2, "cgroup.kill"))) {
+    // The members the kernel's write kills: counted, not signalled again.
+    auto members = t.list ? t.list(t.v2) : procs(t.v2);
+    if (write_file(join(t.v2, "cgroup.kill"), "1"))
+      signalled = std::move(members);
+  }
+  const bool frozen = set_frozen(t, true, clock::now() + bound / 5);
+  for (;;) {
+    std::vector<std::pair<int, int>> opened;  // pid, pidfd
+    for (int pid : listed(t)) {
+      if (std::find(signalled.begin(), signalled.end(), pid) != signalled.end())
+        continue;
+      const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+      if (fd >= 0)
+        opened.emplace_back(pid, fd);
+    }
+    if (opened.empty())
+      break;
+    const auto again = listed(t);
+    for (auto [pid, fd] : opened) {
+      if (std::find(again.begin(), again.end(), pid) != again.end() &&
+          ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0) == 0)
+        signalled.push_back(pid);
+      ::close(fd);
+    }
+    if (clock::now() >= until)
+      break;
+  }
+  if (frozen)
+    (void)set_frozen(t, false, until);
+  return signalled.size();
+}
+
+std::vector<std::string> tree(const std::string& path) {
   std::error_code ec;
-  if (!fs::exists(path, ec))
+  if (!fs::is_directory(fs::symlink_status(path, ec)))
     return {};
-  const auto deadline = std::chrono::steady_clock::now() + bound;
-  // Children first (depth-first), then this one.
   std::vector<std::string> dirs;
   for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::end(it);
        it.increment(ec)) {
-    if (it->is_directory(ec))
+    if (!it->is_symlink(ec) && it->is_directory(ec))
       dirs.push_back(it->path().string());
   }
+  // Reverse order of names puts every directory before its parent.
   std::sort(dirs.begin(), dirs.end(), [](const auto& a, const auto& b) { return a > b; });
   dirs.push_back(path);
-  const bool v2 = exists(join(path, "cgroup.events")) || exists(join(path, "cgroup.kill"));
+  return dirs;
+}
+
+result<void> remove_once(const std::string& path) {
+  const auto dirs = tree(path);
   for (const auto& d : dirs) {
-    for (;;) {
-      if (!procs(d).empty())
-        (void)kill_all(d, v2);
-      if (::rmdir(d.c_str()) == 0 || errno == ENOENT)
-        break;
-      if (errno != EBUSY && errno != EAGAIN)
-        return make_system_error(errno, "rmdir " + d);
-      if (std::chrono::steady_clock::now() >= deadline)
-        return make_system_error(EBUSY, "rmdir " + d + " (processes remain after " +
-                                            std::to_string(bound.count()) + " ms)");
-      // Killed processes leave the cgroup once their parent reaps them.
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    if (::rmdir(d.c_str()) == 0 || errno == ENOENT)
+      continue;
+    if (errno == EBUSY || errno == EAGAIN)
+      return make_error(errc::resource_busy, "rmdir " + d + ": processes are still exiting");
+    return make_system_error(errno, "rmdir " + d);
   }
   return {};
 }

@@ -52,6 +52,8 @@ class category_impl final : public boost::system::error_category {
         return "internal error";
       case errc::limit_reached:
         return "limit reached";
+      case errc::resource_busy:
+        return "resource busy";
     }
     return "unknown taskexec error " + std::to_string(ev);
   }

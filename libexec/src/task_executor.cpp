@@ -188,13 +188,50 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   static asio::awaitable<result<void>> stats_loop(
       std::shared_ptr<impl> self, usage_sampler sampler, std::chrono::milliseconds interval,
       std::function<void(const task_resource_usage&)> on_sample);
-  void teardown() {
+  /// One pass over the strategies' teardown: true when all are done. A
+  /// strategy answering errc::resource_busy (a cgroup whose killed
+  /// processes are still exiting) is called again by the caller later;
+  /// other failures are logged and not retried.
+  bool teardown_once(bool last_try) {
     dog.release();  // it kills what is left of the task (nothing, by now) and exits
+    bool busy = false;
     for (auto& s : strategies) {
-      if (auto r = s->teardown(); !r)
+      auto r = s->teardown();
+      if (r)
+        continue;
+      const bool again = r.error().code == make_error_code(errc::resource_busy);
+      busy = busy || again;
+      if (!again || last_try)
         log(log_level::warning, "teardown " + std::string(s->name()) + ": " + r.error().message);
     }
+    return !busy;
   }
+  /// Teardown, retried every 20 ms up to 2 s while a strategy is busy, on
+  /// timers: the io thread never sleeps for it.
+  static asio::awaitable<void> teardown_async(std::shared_ptr<impl> self) {
+    const auto until = clock::now() + std::chrono::seconds(2);
+    asio::steady_timer timer(self->executor);
+    while (!self->teardown_once(clock::now() >= until)) {
+      if (clock::now() >= until)
+        co_return;
+      timer.expires_after(std::chrono::milliseconds(20));
+      auto waited = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (std::get<0>(waited))
+        co_return;
+    }
+  }
+  /// Teardown without waiting: one pass now, and when that is not all, the
+  /// retries in a coroutine of their own (which keeps the impl alive).
+  void teardown() {
+    if (teardown_once(false) || teardown_retrying)
+      return;
+    teardown_retrying = true;
+    asio::co_spawn(executor, teardown_async(shared_from_this()),
+                   [self = shared_from_this()](const std::exception_ptr&) {
+                     self->teardown_retrying = false;
+                   });
+  }
+  bool teardown_retrying = false;
 };
 
 result<process_state> task_executor::impl::do_launch(exec_command cmd) {
@@ -529,7 +566,8 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
     shutdown_result = make_error(errc::shutdown_incomplete, msg);
   } else {
     set_live(false);
-    teardown();
+    // The shutdown answers once the task's cgroups are gone (or given up on).
+    co_await teardown_async(shared_from_this());
     shutdown_result = result<void>{};
   }
   shutdown_running = false;

@@ -5,6 +5,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <filesystem>
 #include <thread>
 
@@ -69,6 +72,16 @@ BOOST_AUTO_TEST_CASE(limits_are_written_and_the_task_runs_inside) {
                                     "/pids.max") == "64\n"));
       BOOST_TEST((cgroup::read_file(cgroup::detect().v1.at("cpu") + "/taskexec/" + name +
                                     "/cpu.shares") == "512\n"));
+      // Every mounted v1 hierarchy (blkio, name=systemd here), not only
+      // those with limits: "<id>:<controllers>:/taskexec/<name>".
+      BOOST_TEST(cgroup::detect().hierarchies.size() >= 7u);
+      for (const auto& h : cgroup::detect().hierarchies) {
+        std::string list;
+        for (const auto& c : h.controllers)
+          list += (list.empty() ? "" : ",") + c;
+        BOOST_TEST(cgroups.find(":" + list + ":/taskexec/" + name + "\n") != std::string::npos,
+                   list << " in " << cgroups);
+      }
     } else {
       BOOST_TEST((cgroup::read_file(dir + "/memory.max") == "268435456\n"));
     }
@@ -226,15 +239,81 @@ BOOST_AUTO_TEST_CASE(v2_kill_and_cpu_stat_on_the_live_unified_tree) {
     BOOST_TEST((cgroup::populated(dir) == std::optional<bool>(true)));
     BOOST_TEST(cgroup::keyed_value(cgroup::read_file(dir + "/cpu.stat").value_or(""), "usage_usec")
                    .has_value());
-    auto killed = cgroup::kill_all(dir, true);
-    BOOST_REQUIRE(killed);
-    BOOST_TEST(*killed == 1u);
+    BOOST_TEST(cgroup::kill_members({{dir}, dir, {}, {}}) == 1u);
     auto done = co_await t.wait();
     BOOST_TEST(done->signal == SIGKILL);
     BOOST_TEST((cgroup::populated(dir) == std::optional<bool>(false)));
-    BOOST_TEST(cgroup::destroy_cgroup(dir).has_value());
+    BOOST_TEST(cgroup::remove_once(dir).has_value());
     BOOST_TEST(!std::filesystem::exists(dir));
-    BOOST_TEST(cgroup::destroy_cgroup(dir).has_value());  // idempotent
+    BOOST_TEST(cgroup::remove_once(dir).has_value());  // idempotent
+  });
+}
+
+// The cgroups' removal waits on timers, not on the io thread: a cgroup that
+// stays busy (here a process frozen in a child cgroup of the task's freezer
+// cgroup: SIGKILL waits for the thaw) holds the shutdown's answer, not the
+// thread; other timers keep their time, and the removal completes once the
+// process can exit.
+BOOST_AUTO_TEST_CASE(a_busy_cgroup_is_removed_without_blocking_the_io_thread) {
+  TASKEXEC_REQUIRE_ROOT();
+  const auto layout = cgroup::detect();
+  if (!layout.has_v1("freezer")) {
+    BOOST_TEST_MESSAGE("skipped: no v1 freezer on this host (the busy cgroup is made with it)");
+    BOOST_TEST(!in_ci(), "a privileged test skipped in CI");
+    return;
+  }
+  run([]() -> asio::awaitable<void> {
+    const auto id = unique_id("busy");
+    const auto task_dir = cgroup::detect().v1.at("freezer") + "/taskexec/" + cgroup_name_for(id);
+    const auto sub = task_dir + "/held";
+    task_executor t(harness::get().reaper, {.task_id = id});
+    auto cmd = sh("exec sleep 1000");
+    cmd.basic_process_cgroup = true;
+    auto st = co_await t.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+    // A process of ours, frozen in a child cgroup of the task's.
+    task_executor holder(harness::get().reaper);
+    auto held = co_await holder.launch(sh("exec sleep 1000"));
+    BOOST_REQUIRE(held);
+    BOOST_REQUIRE(std::filesystem::create_directory(sub));
+    BOOST_REQUIRE(cgroup::write_file(sub + "/cgroup.procs", std::to_string(held->pid)));
+    BOOST_REQUIRE(cgroup::write_file(sub + "/freezer.state", "FROZEN"));
+
+    // A 20 ms ticker measures the io thread's longest gap; after ten ticks
+    // (the shutdown is waiting on the busy cgroup by then) it thaws.
+    auto ex = co_await asio::this_coro::executor;
+    auto longest = std::make_shared<std::chrono::steady_clock::duration>();
+    auto ticks = std::make_shared<int>(0);
+    auto thawed = std::make_shared<bool>(false);
+    asio::co_spawn(
+        ex,
+        [longest, ticks, thawed, sub]() -> asio::awaitable<void> {
+          asio::steady_timer timer(co_await asio::this_coro::executor);
+          auto last = std::chrono::steady_clock::now();
+          while (!*thawed) {
+            timer.expires_after(20ms);
+            co_await timer.async_wait(asio::use_awaitable);
+            const auto now = std::chrono::steady_clock::now();
+            *longest = std::max(*longest, now - last);
+            last = now;
+            if (++*ticks == 10) {
+              (void)cgroup::write_file(sub + "/freezer.state", "THAWED");
+              *thawed = true;
+            }
+          }
+        },
+        asio::detached);
+    auto down = co_await t.shutdown("SIGKILL", 0ms);
+    BOOST_TEST(down.has_value(), (down ? "" : down.error().message));
+    BOOST_TEST(*thawed);  // the shutdown answered after the thaw: it waited for the removal
+    BOOST_TEST(*ticks >= 10);
+    const auto gap_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*longest).count();
+    BOOST_TEST_MESSAGE("longest io-thread gap during the teardown: " << gap_ms << " ms");
+    BOOST_TEST(gap_ms < 1000);  // old: the whole wait (2 s) in one sleep loop
+    BOOST_TEST(!std::filesystem::exists(task_dir));
+    auto h = co_await holder.wait();  // killed by the teardown, dead once thawed
+    BOOST_REQUIRE(h);
+    BOOST_TEST(h->signal == SIGKILL);
   });
 }
 

@@ -165,6 +165,24 @@ BOOST_AUTO_TEST_CASE(the_watchdog_waits_for_the_daemon) {
     BOOST_REQUIRE(watchdog > 0);
     BOOST_TEST(read_file(dirs[0] + "/cgroup.procs").find(std::to_string(watchdog)) ==
                std::string::npos);
+    // It keeps nothing of the daemon's but its pipe (fd 3): not the
+    // listening socket, which would answer connects after the daemon died.
+    // It closes the rest as it starts: wait (bounded) until it has.
+    const std::string fd_dir = "/proc/" + std::to_string(watchdog) + "/fd";
+    std::string fds;
+    for (int i = 0; i < 500; ++i) {
+      std::set<int> open;
+      for (const auto& e : std::filesystem::directory_iterator(fd_dir))
+        open.insert(std::stoi(e.path().filename().string()));
+      fds.clear();
+      for (int fd : open)
+        fds += std::to_string(fd) + " ";
+      if (fds == "0 1 2 3 ")
+        break;
+      asio::steady_timer pause(co_await asio::this_coro::executor, 10ms);
+      co_await pause.async_wait(asio::use_awaitable);
+    }
+    BOOST_TEST(fds == "0 1 2 3 ");
     BOOST_TEST(alive(task));
     const std::string destroy_method = "Destroy";
     BOOST_TEST((co_await c.call(2, destroy_method)).contains("result"));

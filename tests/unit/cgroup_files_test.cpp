@@ -114,8 +114,7 @@ BOOST_AUTO_TEST_CASE(v2_kill_events_and_pressure) {
            "some avg10=1.50 avg60=0.20 avg300=0.00 total=123\n"
            "full avg10=0.75 avg60=0.10 avg300=0.00 total=45\n");
   const auto dir = (fs.root / "t").string();
-  auto k = cgroup::kill_all(dir, true);
-  BOOST_REQUIRE(k);
+  BOOST_TEST(cgroup::kill_members({{dir}, dir, {}, {}}) == 0u);  // no pids listed
   BOOST_TEST(fs.read("t/cgroup.kill") == "1");
   BOOST_TEST((cgroup::populated(dir) == std::optional<bool>(true)));
   auto events = fs.read("t/memory.events");
@@ -161,6 +160,97 @@ BOOST_AUTO_TEST_CASE(layouts_are_detected) {
 
   stand_in none;
   BOOST_TEST(cgroup::to_string(cgroup::detect(none.root.string()).kind) == "none");
+}
+
+// Every mounted v1 hierarchy is the task's, not seven named ones: blkio and
+// named hierarchies too; rdma and misc never (as Nomad).
+BOOST_AUTO_TEST_CASE(every_v1_hierarchy_from_mountinfo) {
+  const std::string mountinfo =
+      "25 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
+      "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+      "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup "
+      "rw,cpu,cpuacct\n"
+      "34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset\n"
+      "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+      "38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio\n"
+      "39 31 0:36 / /sys/fs/cgroup/rdma rw,relatime - cgroup cgroup rw,rdma\n"
+      "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup "
+      "rw,xattr,name=systemd\n"
+      "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+      "42 31 0:39 / /sys/fs/cgroup/misc rw,relatime - cgroup cgroup rw,misc\n"
+      "43 31 0:40 / /sys/fs/cgroup/net\\040cls rw,relatime - cgroup cgroup rw,net_cls\n"
+      "44 1 0:35 / /mnt/blkio-again rw,relatime - cgroup cgroup rw,blkio\n"
+      "45 31 0:35 / /sys/fs/cgroup/blkio2 rw,relatime - cgroup cgroup rw,blkio\n";
+  auto h = cgroup::parse_mountinfo(mountinfo, "/sys/fs/cgroup/");
+  using H = cgroup::hierarchy;
+  const std::vector<H> want{
+      H{"/sys/fs/cgroup/cpu,cpuacct", {"cpu", "cpuacct"}},
+      H{"/sys/fs/cgroup/cpuset", {"cpuset"}},
+      H{"/sys/fs/cgroup/memory", {"memory"}},
+      H{"/sys/fs/cgroup/blkio", {"blkio"}},
+      H{"/sys/fs/cgroup/systemd", {"name=systemd"}},
+      H{"/sys/fs/cgroup/net cls", {"net_cls"}},
+  };
+  BOOST_TEST_REQUIRE(h.size() == want.size());
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    BOOST_TEST(h[i].dir == want[i].dir);
+    BOOST_TEST(h[i].controllers == want[i].controllers, boost::test_tools::per_element());
+  }
+  BOOST_TEST(cgroup::parse_mountinfo(mountinfo, "/elsewhere").empty());
+}
+
+BOOST_AUTO_TEST_CASE(every_v1_hierarchy_of_a_stand_in) {
+  stand_in fs;
+  for (const char* d : {"cpu,cpuacct", "memory", "blkio", "systemd", "rdma", "misc", "pids"})
+    fs.touch(std::string(d) + "/cgroup.procs");
+  fs::create_directory_symlink(fs.root / "cpu,cpuacct", fs.root / "cpu");
+  fs.touch("unified/cgroup.controllers", "\n");
+  fs.touch("not-a-hierarchy/README");
+  auto l = cgroup::detect(fs.root.string());
+  BOOST_TEST(cgroup::to_string(l.kind) == "hybrid");
+  std::vector<std::string> dirs;
+  for (const auto& h : l.hierarchies)
+    dirs.push_back(fs::path(h.dir).filename().string());
+  BOOST_TEST(
+      dirs == (std::vector<std::string>{"blkio", "cpu,cpuacct", "memory", "pids", "systemd"}),
+      boost::test_tools::per_element());
+  BOOST_TEST(l.v1.at("cpu") == (fs.root / "cpu,cpuacct").string());
+  BOOST_TEST(l.v1.at("cpuacct") == (fs.root / "cpu,cpuacct").string());
+  BOOST_TEST(l.v1.at("name=systemd") == (fs.root / "systemd").string());
+  BOOST_TEST(!l.has_v1("rdma"));
+  BOOST_TEST(!l.has_v1("misc"));
+}
+
+// The task's cgroup files are opened without following a last symlink: a
+// link planted where a cgroup file should be is refused, not written through.
+BOOST_AUTO_TEST_CASE(cgroup_files_do_not_follow_symlinks) {
+  stand_in fs;
+  const auto target = fs.touch("target", "keep\n");
+  fs::create_directories(fs.root / "t");
+  fs::create_symlink(target, fs.root / "t/pids.max");
+  auto w = cgroup::write_file((fs.root / "t/pids.max").string(), "1");
+  BOOST_REQUIRE(!w);
+  BOOST_TEST(w.error().message.find("Too many levels of symbolic links") != std::string::npos,
+             w.error().message);
+  BOOST_TEST(fs.read("target") == "keep\n");
+  BOOST_TEST(!cgroup::read_file((fs.root / "t/pids.max").string()).has_value());
+}
+
+// Removal never waits: a cgroup that still has a member is "busy" at once,
+// and the caller tries again later.
+BOOST_AUTO_TEST_CASE(remove_once_answers_busy_without_waiting) {
+  stand_in fs;
+  fs.touch("t/child/cgroup.procs");
+  const auto dir = (fs.root / "t").string();
+  // A stand-in directory holds files, so rmdir fails ENOTEMPTY: a plain
+  // error naming the directory (a live cgroup answers EBUSY: resource_busy).
+  auto r = cgroup::remove_once(dir);
+  BOOST_REQUIRE(!r);
+  BOOST_TEST(r.error().message == "rmdir " + dir + "/child: Directory not empty");
+  fs::remove(fs.root / "t/child/cgroup.procs");
+  BOOST_TEST(cgroup::remove_once(dir).has_value());
+  BOOST_TEST(!fs::exists(dir));
+  BOOST_TEST(cgroup::remove_once(dir).has_value());  // idempotent
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -41,6 +41,10 @@ enum class errc {
   reattach_refused,        ///< the saved config does not match a live daemon
   internal,                ///< the daemon reported an internal error (-32603)
   limit_reached,  ///< a daemon limit (connections, pending calls, subscriptions, sessions) (-32010)
+  /// A cgroup still had processes finishing their exit: try again (only
+  /// between a strategy's teardown and the executor, which retries; never
+  /// the answer to a client).
+  resource_busy,
 };
 
 const boost::system::error_category& category() noexcept;

@@ -169,18 +169,30 @@ result<void> cgroup_strategy::before_fork(const exec_command& cmd, launch_plan&)
     v2_dir_ = *d;
     v2_limits_ = true;
   } else {
-    for (auto& [controller, member] :
-         {std::pair{"memory", &v1_.memory}, std::pair{"cpu", &v1_.cpu},
-          std::pair{"cpuacct", &v1_.cpuacct}, std::pair{"cpuset", &v1_.cpuset},
-          std::pair{"pids", &v1_.pids}, std::pair{"freezer", &v1_.freezer},
-          std::pair{"devices", &v1_.devices}}) {
-      auto it = layout_.v1.find(controller);
-      if (it == layout_.v1.end())
-        continue;
-      auto d = make_path(it->second, std::string_view(controller) == "cpuset");
+    // Every mounted hierarchy (but rdma and misc): the seven the limits and
+    // stats use by name, the others (blkio, name=systemd, ...) by membership.
+    for (const auto& h : layout_.hierarchies) {
+      bool cpuset = false;
+      for (const auto& c : h.controllers)
+        cpuset = cpuset || c == "cpuset";
+      auto d = make_path(h.dir, cpuset);
       if (!d)
         return fail_setup(d.error());
-      *member = *d;
+      bool named = false;
+      for (const auto& c : h.controllers) {
+        for (auto& [controller, member] :
+             {std::pair{"memory", &v1_.memory}, std::pair{"cpu", &v1_.cpu},
+              std::pair{"cpuacct", &v1_.cpuacct}, std::pair{"cpuset", &v1_.cpuset},
+              std::pair{"pids", &v1_.pids}, std::pair{"freezer", &v1_.freezer},
+              std::pair{"devices", &v1_.devices}}) {
+          if (c == controller) {
+            *member = *d;
+            named = true;
+          }
+        }
+      }
+      if (!named)
+        v1_.others.push_back(*d);
     }
     if (layout_.kind == cgroup::mode::hybrid) {
       auto d = make_path(layout_.unified, false);
@@ -210,11 +222,8 @@ result<void> cgroup_strategy::before_fork(const exec_command& cmd, launch_plan&)
       return fail_setup(applied.error());
   }
 
-  for (const auto* d : {&v2_dir_, &v1_.memory, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset, &v1_.pids,
-                        &v1_.freezer, &v1_.devices}) {
-    if (!d->empty())
-      membership_.procs.push_back(join(*d, "cgroup.procs"));
-  }
+  for (const auto& d : directories())
+    membership_.procs.push_back(join(d, "cgroup.procs"));
   const std::string& pids_dir = !v1_.pids.empty() ? v1_.pids : v2_limits_ ? v2_dir_ : v1_.pids;
   if (!pids_dir.empty() && ::access(join(pids_dir, "pids.max").c_str(), F_OK) == 0) {
     membership_.pids_max = join(pids_dir, "pids.max");
@@ -228,7 +237,7 @@ namespace {
 // A small cgroup file as a number; "max" (no limit) is UINT64_MAX; false
 // when unreadable. Async-signal-safe: a stack buffer, no allocation.
 bool read_count(const char* path, std::uint64_t& out) noexcept {
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     return false;
   char buf[32];
@@ -254,7 +263,7 @@ bool read_count(const char* path, std::uint64_t& out) noexcept {
 bool join_cgroups(const cgroup_membership& m, child_failure& f) noexcept {
   // Reads only: the strings were built before the clone.
   for (const auto& file : m.procs) {
-    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
       return fail_step(f, "open cgroup.procs");
     if (::write(fd, "0", 1) != 1) {
@@ -286,11 +295,8 @@ void cgroup_strategy::launch_failed(const launch_plan&) noexcept {
 
 std::vector<int> cgroup_strategy::members() const {
   std::vector<int> out;
-  for (const auto* d : {&v2_dir_, &v1_.memory, &v1_.pids, &v1_.freezer, &v1_.cpu, &v1_.cpuacct,
-                        &v1_.cpuset, &v1_.devices}) {
-    if (d->empty())
-      continue;
-    for (int pid : cgroup::procs(*d)) {
+  for (const auto& d : directories()) {
+    for (int pid : cgroup::procs(d)) {
       if (std::find(out.begin(), out.end(), pid) == out.end())
         out.push_back(pid);
     }
@@ -299,23 +305,10 @@ std::vector<int> cgroup_strategy::members() const {
 }
 
 std::size_t cgroup_strategy::kill_members() {
-  std::size_t n = 0;
-  if (!v2_dir_.empty()) {
-    if (auto k = cgroup::kill_all(v2_dir_, true))
-      n += *k;
-  }
-  // v1: a process may sit in any of the task's hierarchies (planted in one
-  // only); freeze what the freezer holds so nothing forks meanwhile.
-  const bool freeze = !v1_.freezer.empty();
-  if (freeze)
-    (void)cgroup::write_file(v1_.freezer + "/freezer.state", "FROZEN");
-  for (int pid : members()) {
-    if (::kill(pid, SIGKILL) == 0)
-      ++n;
-  }
-  if (freeze)
-    (void)cgroup::write_file(v1_.freezer + "/freezer.state", "THAWED");
-  return n;
+  // A process may sit in any one of the task's hierarchies (planted there):
+  // every directory is listed; the kill goes through pidfds checked against
+  // a second listing, with the cgroup frozen (cgroup::kill_members).
+  return cgroup::kill_members({directories(), v2_dir_, v1_.freezer, {}});
 }
 
 result<void> cgroup_strategy::update(const task_resources& r) {
@@ -420,8 +413,12 @@ std::vector<std::string> cgroup_strategy::directories() const {
   std::vector<std::string> out;
   for (const auto* d : {&v2_dir_, &v1_.memory, &v1_.cpu, &v1_.cpuacct, &v1_.cpuset, &v1_.pids,
                         &v1_.freezer, &v1_.devices}) {
-    if (!d->empty())
+    if (!d->empty() && std::find(out.begin(), out.end(), *d) == out.end())
       out.push_back(*d);
+  }
+  for (const auto& d : v1_.others) {
+    if (std::find(out.begin(), out.end(), d) == out.end())
+      out.push_back(d);
   }
   return out;
 }
@@ -429,12 +426,31 @@ std::vector<std::string> cgroup_strategy::directories() const {
 result<void> cgroup_strategy::teardown() {
   if (!active_)
     return {};
+  // Whatever is left is killed (frozen, through pidfds) and the directories
+  // go once it has exited; a process still exiting makes this answer
+  // errc::resource_busy and the executor calls again shortly, never
+  // sleeping here.
+  // Child cgroups too (a task running as root may make them).
+  std::vector<std::string> all;
+  for (const auto& d : directories()) {
+    for (auto& t : cgroup::tree(d))
+      all.push_back(std::move(t));
+  }
+  cgroup::kill_target everything{all, v2_dir_, v1_.freezer, {}};
+  for (const auto& d : all) {
+    if (!cgroup::procs(d).empty()) {
+      cgroup::kill_members(everything);
+      break;
+    }
+  }
   result<void> out;
   for (const auto& d : directories()) {
-    if (auto r = cgroup::destroy_cgroup(d, std::chrono::seconds(2)); !r && out)
+    auto r = cgroup::remove_once(d);
+    if (!r && (out || r.error().code == make_error_code(errc::resource_busy)))
       out = r;
   }
-  active_ = false;
+  if (out)
+    active_ = false;
   return out;
 }
 

@@ -423,6 +423,7 @@ rpc_error to_rpc_error(const error& e, task_operation op) {
       case errc::protocol_error:
       case errc::reattach_refused:
       case errc::internal:
+      case errc::resource_busy:
         out.error_code = code::internal_error;
         break;
     }

@@ -3,11 +3,13 @@
 //
 //  - Chosen when exec_command.resource_limits or basic_process_cgroup is set.
 //  - One cgroup per task at <parent>/<task id> in every hierarchy used: on v1
-//    and hybrid hosts the memory, cpu, cpuacct, cpuset, pids and freezer
-//    controllers (limits and stats) and devices (the container strategy's
-//    device rules), and on hybrid hosts the unified tree too
-//    (cgroup.kill, cgroup.events, PSI); on v2 hosts the unified tree with the
-//    controllers enabled along the path.
+//    and hybrid hosts every mounted v1 hierarchy but rdma and misc (the
+//    memory, cpu, cpuacct, cpuset and pids controllers carry limits and
+//    stats, the freezer freezes for kills, devices takes the container
+//    strategy's rules; blkio, name=systemd and the others hold membership),
+//    and on hybrid hosts the unified tree too (cgroup.kill, cgroup.events,
+//    PSI); on v2 hosts the unified tree with the controllers enabled along
+//    the path.
 //  - Processes found in the task's cgroup before the launch are killed first.
 //  - The child moves itself into each cgroup (writes "0" to cgroup.procs)
 //    between clone and exec, before the credential change: the executor is
@@ -17,8 +19,12 @@
 //  - Without root or without cgroupfs the strategy degrades to nothing (a
 //    warning is logged): the task runs with the host strategy alone, and stats
 //    come from /proc.
-//  - Shutdown: kill_members() kills everything in the cgroup (cgroup.kill, or
-//    freeze / SIGKILL / thaw); teardown() removes the cgroups.
+//  - Shutdown: kill_members() kills everything in the cgroup
+//    (cgroup::kill_members: cgroup.kill, freeze, pidfds checked against a
+//    second listing, thaw). teardown() kills what is left (child cgroups
+//    included) and makes one attempt to remove every directory; while a
+//    killed process is still exiting it answers errc::resource_busy and
+//    the caller calls it again later (it never sleeps).
 #pragma once
 
 #include <memory>
@@ -85,7 +91,8 @@ class cgroup_strategy final : public isolation_strategy {
   cgroup::mode mode() const noexcept { return layout_.kind; }
   /// Every pid in the task's cgroup.
   std::vector<int> members() const;
-  /// SIGKILL everything in the task's cgroup. Returns how many were signalled.
+  /// SIGKILL everything in the task's cgroups (see cgroup::kill_members).
+  /// Returns how many were signalled.
   std::size_t kill_members();
   /// Apply new limits to the running task's cgroup.
   result<void> update(const task_resources& r);

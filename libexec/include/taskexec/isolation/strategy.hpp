@@ -67,7 +67,10 @@ class isolation_strategy {
   /// that signal on).
   virtual int signal_target(int pid, int signo) const { return (void)signo, pid; }
 
-  /// After the task and all of its processes are gone. Idempotent.
+  /// After the task and all of its processes are gone. Idempotent, and
+  /// never blocks: when what it removes is not free yet (a cgroup whose
+  /// killed processes are still exiting) it answers errc::resource_busy and
+  /// the executor calls it again later (every 20 ms, for up to 2 s).
   virtual result<void> teardown() { return {}; }
 };
 
