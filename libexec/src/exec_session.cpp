@@ -32,40 +32,45 @@ using detail::wait_on;
 using detail::wake;
 using descriptor = asio::posix::stream_descriptor;
 
-result<started_command> start_command(child_reaper& reaper, strategy_stack& stack,
-                                      const exec_command& c, std::function<void(int)> on_exit) {
-  launch_plan plan;
-  std::size_t prepared = 0;
-  auto fail = [&](const error& e) {
-    for (std::size_t i = 0; i < prepared; ++i)
-      stack[i]->launch_failed(plan);
-    return e;
-  };
+namespace {
+
+// Validate and prepare (before_fork) a launch of `c` through `stack`;
+// on failure, `prepared` strategies need launch_failed.
+result<void> prepare_command(strategy_stack& stack, const exec_command& c, launch_plan& plan,
+                             std::size_t& prepared) {
   for (const auto& s : stack) {
     if (auto v = s->validate(c); !v)
-      return fail(v.error());
+      return v.error();
   }
   for (auto& s : stack) {
     if (auto r = s->before_fork(c, plan); !r)
-      return fail(r.error());
+      return r.error();
     ++prepared;
   }
   plan.seal();
-  int failed_pid = -1;
-  auto spawned = detail::spawn(plan, stack, failed_pid);
-  if (!spawned) {
-    // The child exited after reporting; claim it so it is not counted as an orphan.
-    if (failed_pid > 0)
-      reaper.watch(failed_pid, [](int, int) {});
-    return fail(spawned.error());
-  }
+  return {};
+}
+
+void unprepare_command(strategy_stack& stack, const launch_plan& plan, std::size_t prepared) {
+  for (std::size_t i = 0; i < prepared; ++i)
+    stack[i]->launch_failed(plan);
+}
+
+// The running command: its start time and its exit handed on.
+started_command command_started(child_reaper& reaper, strategy_stack& stack,
+                                const launch_plan& plan, const detail::spawned_child& child,
+                                std::function<void(int)> on_exit) {
   started_command started;
-  started.pid = *spawned;
+  started.pid = child.pid;
   // Read before the reaper can take it: the start time tells it apart from
-  // a later process with the same pid.
-  if (auto st = detail::read_proc_stat(started.pid))
-    started.start_ticks = st->start_ticks;
-  reaper.watch(started.pid, [&stack, on_exit = std::move(on_exit)](int, int status) {
+  // a later process with the same pid. Not when it was reaped while its
+  // launch awaited the report: the pid may be another process's already
+  // (0 then matches no later holder of the pid in kill_tree).
+  if (!child.exit_status) {
+    if (auto st = detail::read_proc_stat(started.pid))
+      started.start_ticks = st->start_ticks;
+  }
+  detail::watch_spawned(reaper, child, [&stack, on_exit = std::move(on_exit)](int, int status) {
     for (auto& s : stack)
       status = s->exit_status(status);
     on_exit(status);
@@ -73,6 +78,26 @@ result<started_command> start_command(child_reaper& reaper, strategy_stack& stac
   for (auto& s : stack)
     s->after_start(plan, started.pid);
   return started;
+}
+
+}  // namespace
+
+asio::awaitable<result<started_command>> start_command(child_reaper& reaper, strategy_stack& stack,
+                                                       const exec_command& c,
+                                                       std::function<void(int)> on_exit,
+                                                       launch_wait wait) {
+  launch_plan plan;
+  std::size_t prepared = 0;
+  if (auto p = prepare_command(stack, c, plan, prepared); !p) {
+    unprepare_command(stack, plan, prepared);
+    co_return p.error();
+  }
+  auto child = co_await detail::spawn(reaper, plan, stack, wait.report_timeout, wait.abort);
+  if (!child) {
+    unprepare_command(stack, plan, prepared);
+    co_return child.error();
+  }
+  co_return command_started(reaper, stack, plan, *child, std::move(on_exit));
 }
 
 namespace {
@@ -491,20 +516,17 @@ void exec_session_access::end_with_task(exec_session::state& s) noexcept {
   s.kill();
 }
 
-result<exec_session> exec_session_access::start(child_reaper& reaper, strategy_stack stack,
-                                                exec_command c, exec_session_options o,
-                                                std::shared_ptr<exec_session::state>& out) {
-  auto st = std::make_shared<exec_session::state>(reaper.get_executor());
-  st->stack = std::move(stack);
-  st->tty = o.tty;
-  st->max_input = std::max<std::size_t>(o.max_queued_input, 1);
-  c.cmd = std::move(o.cmd);
-  c.args = std::move(o.args);
+namespace {
 
-  // Our ends: non-blocking, close-on-exec; the child's: handed to the plan
-  // (which duplicates them) and closed here once it runs, so that EOF and
-  // EPIPE come when the command's side closes.
+// A session's descriptors until the command runs: the child's (handed to
+// the plan, which duplicates them, and closed here once it runs, so that
+// EOF and EPIPE come when the command's side closes) and ours
+// (non-blocking, close-on-exec).
+struct session_stdio {
   fd_closer child_in, child_out, child_err, our_in, our_out, our_err;
+};
+
+result<void> open_stdio(const exec_session_options& o, exec_command& c, session_stdio& io) {
   if (o.tty) {
     fd_closer master{::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC)};
     if (master.fd < 0)
@@ -512,8 +534,8 @@ result<exec_session> exec_session_access::start(child_reaper& reaper, strategy_s
     if (::unlockpt(master.fd) != 0)
       return make_system_error(errno, "unlock the pseudo-terminal");
     // The slave by the master, not by name: no race with another devpts.
-    child_in.fd = ::ioctl(master.fd, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (child_in.fd < 0)
+    io.child_in.fd = ::ioctl(master.fd, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (io.child_in.fd < 0)
       return make_system_error(errno, "open the pseudo-terminal's slave");
     if (o.size.height > 0 && o.size.width > 0) {
       winsize ws{};
@@ -522,50 +544,68 @@ result<exec_session> exec_session_access::start(child_reaper& reaper, strategy_s
       if (::ioctl(master.fd, TIOCSWINSZ, &ws) != 0)
         return make_system_error(errno, "set the terminal's size");
     }
-    our_in.fd = ::fcntl(master.fd, F_DUPFD_CLOEXEC, 3);
-    if (our_in.fd < 0)
+    io.our_in.fd = ::fcntl(master.fd, F_DUPFD_CLOEXEC, 3);
+    if (io.our_in.fd < 0)
       return make_system_error(errno, "dup the pseudo-terminal");
-    our_out.fd = master.release();
-    c.stdin_fd = c.stdout_fd = c.stderr_fd = child_in.fd;
+    io.our_out.fd = master.release();
+    c.stdin_fd = c.stdout_fd = c.stderr_fd = io.child_in.fd;
     c.controlling_tty = true;
   } else {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0)
       return make_system_error(errno, "pipe2");
-    child_in.fd = p[0];
-    our_in.fd = p[1];
+    io.child_in.fd = p[0];
+    io.our_in.fd = p[1];
     if (::pipe2(p, O_CLOEXEC) != 0)
       return make_system_error(errno, "pipe2");
-    our_out.fd = p[0];
-    child_out.fd = p[1];
+    io.our_out.fd = p[0];
+    io.child_out.fd = p[1];
     if (::pipe2(p, O_CLOEXEC) != 0)
       return make_system_error(errno, "pipe2");
-    our_err.fd = p[0];
-    child_err.fd = p[1];
-    c.stdin_fd = child_in.fd;
-    c.stdout_fd = child_out.fd;
-    c.stderr_fd = child_err.fd;
+    io.our_err.fd = p[0];
+    io.child_err.fd = p[1];
+    c.stdin_fd = io.child_in.fd;
+    c.stdout_fd = io.child_out.fd;
+    c.stderr_fd = io.child_err.fd;
     c.controlling_tty = false;
   }
-  for (int fd : {our_in.fd, our_out.fd, our_err.fd}) {
+  for (int fd : {io.our_in.fd, io.our_out.fd, io.our_err.fd}) {
     if (fd >= 0 && set_nonblocking(fd) != 0)
       return make_system_error(errno, "set O_NONBLOCK");
   }
+  return {};
+}
 
-  auto started = start_command(reaper, st->stack, c, [st](int status) { st->on_exit(status); });
+}  // namespace
+
+asio::awaitable<result<exec_session>> exec_session_access::start(
+    child_reaper& reaper, strategy_stack stack, exec_command c, exec_session_options o,
+    std::shared_ptr<exec_session::state>& out, launch_wait wait) {
+  auto st = std::make_shared<exec_session::state>(reaper.get_executor());
+  st->stack = std::move(stack);
+  st->tty = o.tty;
+  st->max_input = std::max<std::size_t>(o.max_queued_input, 1);
+  c.cmd = std::move(o.cmd);
+  c.args = std::move(o.args);
+
+  session_stdio io;
+  if (auto r = open_stdio(o, c, io); !r)
+    co_return r.error();
+  std::function<void(int)> on_exit = [st](int status) { st->on_exit(status); };
+  auto started = co_await start_command(reaper, st->stack, c, std::move(on_exit), wait);
   if (!started)
-    return started.error();
+    co_return started.error();
   st->cmd = *started;
 
   if (o.tty)
-    st->master = our_out.fd;
+    st->master = io.our_out.fd;
   st->sources.emplace_back(st->ex, exec_stream::stdout_stream);
-  st->sources.back().fd.assign(our_out.release());
+  st->sources.back().fd.assign(io.our_out.release());
   if (!o.tty) {
     st->sources.emplace_back(st->ex, exec_stream::stderr_stream);
-    st->sources.back().fd.assign(our_err.release());
+    st->sources.back().fd.assign(io.our_err.release());
   }
-  st->in.emplace(st->ex, our_in.release());
+  st->in.emplace(st->ex, io.our_in.release());
   auto rethrow = [](const std::exception_ptr& e) {
     if (e)
       std::rethrow_exception(e);
@@ -574,7 +614,7 @@ result<exec_session> exec_session_access::start(child_reaper& reaper, strategy_s
     asio::co_spawn(st->ex, exec_session::state::pump(st, s), rethrow);
   asio::co_spawn(st->ex, exec_session::state::feed(st), rethrow);
   out = st;
-  return exec_session(st);
+  co_return exec_session(st);
 }
 
 }  // namespace taskexec

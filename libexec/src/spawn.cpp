@@ -1,7 +1,6 @@
 #include "taskexec/detail/spawn.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -11,11 +10,22 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <variant>
 
 #include "taskexec/detail/clone_launcher.hpp"
+#include "taskexec/detail/coro.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -214,8 +224,10 @@ struct strategy_initializer {
 
 }  // namespace
 
-result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* argv,
-                                           child_setup_fn setup, void* context) {
+result<clone_launcher::started> clone_launcher::clone_and_exec(const char* exe,
+                                                               const char* const* argv,
+                                                               child_setup_fn setup,
+                                                               void* context) {
   failed_pid = -1;
   failure = child_failure{};
   thread_local child_stack stack;
@@ -300,38 +312,41 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
     return make_system_error(clone_errno, "clone");
   }
   pid = child;
-
-  child_failure f{};
   ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
   if (report_fd >= 0) {
     // What the child exec'd holds the write end until it has started what
-    // it starts: wait for its report or for EOF.
-    pollfd p{pipefd[0], POLLIN, 0};
-    int ready;
-    do {
-      ready = ::poll(&p, 1, static_cast<int>(report_timeout.count()));
-    } while (ready < 0 && errno == EINTR);
-    if (ready <= 0) {
-      const int poll_errno = errno;
-      ::close(pipefd[0]);
-      ::kill(child, SIGKILL);  // ours and not reaped yet: the pid is still its own
-      siginfo_t info{};
-      while (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) != 0 &&
-             errno == EINTR) {
-      }
-      failed_pid = child;
-      if (ready < 0)
-        return make_system_error(poll_errno, "poll launch report");
-      return make_error(errc::timed_out, "launch timed out: no report within " +
-                                             std::to_string(report_timeout.count()) +
-                                             " ms after exec");
+    // it starts: the caller waits for its report or EOF, then finish().
+    return started{child, pipefd[0]};
+  }
+  auto r = read_report(child, pipefd[0], exe, false);
+  if (!r)
+    return r.error();
+  return started{child, -1};
+}
+
+result<int> clone_launcher::finish(started s, const std::filesystem::path& exe,
+                                   const error* abandoned, bool child_gone) {
+  if (!abandoned)
+    return read_report(s.pid, s.report, exe.c_str(), child_gone);
+  ::close(s.report);
+  if (!child_gone) {
+    ::kill(s.pid, SIGKILL);  // ours and not reaped yet: the pid is still its own
+    siginfo_t info{};
+    while (::waitid(P_PID, static_cast<id_t>(s.pid), &info, WEXITED | WNOWAIT) != 0 &&
+           errno == EINTR) {
     }
   }
+  failed_pid = s.pid;
+  return *abandoned;
+}
+
+result<int> clone_launcher::read_report(int child, int fd, const char* exe, bool child_gone) {
+  child_failure f{};
   ssize_t n;
   do {
-    n = ::read(pipefd[0], &f, sizeof f);
+    n = ::read(fd, &f, sizeof f);
   } while (n < 0 && errno == EINTR);
-  ::close(pipefd[0]);
+  ::close(fd);
   if (n == 0 || (n < 0 && errno == EAGAIN))
     return child;
   failed_pid = child;
@@ -340,9 +355,9 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   // Return once the child is gone (it has exited, or, after exec, may still
   // be finishing: then it is killed), so that nothing of it is left where
   // the caller cleans up (its cgroup). WNOWAIT: the reaper still reaps it.
-  if (report_fd >= 0)
-    ::kill(child, SIGKILL);
-  {
+  if (!child_gone) {
+    if (report_fd >= 0)
+      ::kill(child, SIGKILL);
     siginfo_t info{};
     while (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) != 0 &&
            errno == EINTR) {
@@ -359,24 +374,135 @@ result<int> clone_launcher::clone_and_exec(const char* exe, const char* const* a
   return make_error(errc::launch_failed, what + ": " + std::strerror(f.error));
 }
 
-result<int> spawn(const launch_plan& plan,
-                  std::span<const std::unique_ptr<isolation_strategy>> strategies,
-                  int& failed_pid) {
-  clone_launcher launcher;
+namespace {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+
+error name_directory(const launch_plan& plan, error e) {
+  if (e.message.rfind("chdir:", 0) == 0) {
+    // Name the directory: the child only knows the step.
+    return make_error(errc::launch_failed, "chdir \"" + plan.cwd + "\"" + e.message.substr(5));
+  }
+  return e;
+}
+
+// The clone (no coroutine: the initializer is a braced temporary).
+result<clone_launcher::started> start_child(
+    clone_launcher& launcher, const launch_plan& plan,
+    std::span<const std::unique_ptr<isolation_strategy>> strategies) {
   launcher.env = plan.envp.data();
   launcher.clone_flags = plan.clone_flags;
   launcher.exec_fd = plan.exec_fd;
   launcher.fd_map = plan.fd_map;
   launcher.report_fd = plan.report_fd;
-  auto r =
-      launcher.launch(plan.executable, plan.argv.data(), strategy_initializer{plan, strategies});
-  failed_pid = launcher.failed_pid;
-  if (!r && r.error().message.rfind("chdir:", 0) == 0) {
-    // Name the directory: the child only knows the step.
-    return make_error(errc::launch_failed,
-                      "chdir \"" + plan.cwd + "\"" + r.error().message.substr(5));
+  return launcher.start(plan.executable, plan.argv.data(), strategy_initializer{plan, strategies});
+}
+
+asio::awaitable<result<spawned_child>> spawn_and_wait(
+    child_reaper& reaper, const launch_plan& plan,
+    std::span<const std::unique_ptr<isolation_strategy>> strategies,
+    std::chrono::milliseconds report_timeout, condition* abort, int* failed_pid) {
+  if (failed_pid)
+    *failed_pid = -1;
+  clone_launcher launcher;
+  auto s = start_child(launcher, plan, strategies);
+  if (!s) {
+    if (launcher.failed_pid > 0) {
+      // The child exited after reporting: claim it, so that it is not
+      // counted as an orphan (the reaper reaps it, the status is dropped).
+      reaper.watch(launcher.failed_pid, [](int, int) {});
+      if (failed_pid)
+        *failed_pid = launcher.failed_pid;
+    }
+    co_return name_directory(plan, s.error());
   }
-  return r;
+  // From now on the reaper may run: claim the child at once. Its status, if
+  // it is reaped before the launch completes, is kept for the caller.
+  auto status = std::make_shared<std::optional<int>>();
+  reaper.watch(s->pid, [status](int, int st) { *status = st; });
+  if (s->report < 0) {
+    spawned_child c;
+    c.pid = s->pid;
+    co_return c;
+  }
+
+  // Wait for the report (or EOF) on the io_context: its readability, raced
+  // against the timeout, the caller's abort and the caller's cancellation.
+  auto ex = co_await asio::this_coro::executor;
+  asio::posix::stream_descriptor report(ex, s->report);
+  asio::steady_timer timer(ex, report_timeout);
+  condition never;
+  condition* stop = abort ? abort : &never;
+  auto readable = report.async_wait(asio::posix::stream_descriptor::wait_read,
+                                    asio::as_tuple(asio::use_awaitable));
+  auto expired = timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  using outcome = std::variant<std::tuple<boost::system::error_code>,
+                               std::tuple<boost::system::error_code>, wake>;
+  outcome first(std::in_place_index<2>, wake::cancelled);
+  // A cancel that came before this wait is not signalled again: look first.
+  auto cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
+  if (cancelled == asio::cancellation_type::none) {
+    first = co_await (std::move(readable) || std::move(expired) ||
+                      wait_on(*stop, std::chrono::steady_clock::time_point::max()));
+    cancelled = (co_await asio::this_coro::cancellation_state).cancelled();
+  }
+  s->report = report.release();
+
+  std::optional<error> abandoned;
+  if (cancelled != asio::cancellation_type::none || first.index() == 2) {
+    abandoned = make_error(errc::operation_canceled, "launch canceled while awaiting its report");
+  } else if (first.index() == 1) {
+    abandoned =
+        make_error(errc::timed_out, "launch timed out: no report within " +
+                                        std::to_string(report_timeout.count()) + " ms after exec");
+  } else if (auto ec = std::get<0>(std::get<0>(first)); ec) {
+    abandoned = make_system_error(ec.value(), "wait for the launch report");
+  }
+  auto r =
+      launcher.finish(*s, plan.executable, abandoned ? &*abandoned : nullptr, status->has_value());
+  if (!r) {
+    if (failed_pid)
+      *failed_pid = launcher.failed_pid;
+    co_return name_directory(plan, r.error());
+  }
+  spawned_child c;
+  c.pid = *r;
+  c.exit_status = *status;
+  co_return c;
+}
+
+}  // namespace
+
+asio::awaitable<result<spawned_child>> spawn(
+    child_reaper& reaper, const launch_plan& plan,
+    std::span<const std::unique_ptr<isolation_strategy>> strategies,
+    std::chrono::milliseconds report_timeout, condition* abort, int* failed_pid) {
+  co_return co_await no_throw_on_cancel(
+      spawn_and_wait(reaper, plan, strategies, report_timeout, abort, failed_pid));
+}
+
+void watch_spawned(child_reaper& reaper, const spawned_child& child,
+                   child_reaper::exit_handler handler) {
+  if (!child.exit_status) {
+    reaper.watch(child.pid, std::move(handler));
+    return;
+  }
+  asio::post(reaper.get_executor(),
+             [pid = child.pid, status = *child.exit_status, h = std::move(handler)] {
+               if (h)
+                 h(pid, status);
+             });
+}
+
+void kill_spawned(const spawned_child& child) noexcept {
+  if (child.exit_status)
+    return;  // reaped: its pid may be another process's now
+  ::kill(child.pid, SIGKILL);
+  siginfo_t info{};
+  while (::waitid(P_PID, static_cast<id_t>(child.pid), &info, WEXITED | WNOWAIT) != 0 &&
+         errno == EINTR) {
+  }
 }
 
 }  // namespace taskexec::detail

@@ -143,7 +143,22 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
     g_live_tasks += live ? 1 : -1;
   }
 
-  result<process_state> do_launch(exec_command cmd);
+  // A launch in progress: from the isolation stack to the running task.
+  struct launch_attempt {
+    strategy_stack stack;
+    launch_plan plan;
+    std::size_t prepared = 0;  // strategies whose before_fork ran
+    exec_command cmd;
+    std::uint64_t launch_ticks = 0;
+  };
+  result<std::unique_ptr<launch_attempt>> prepare_launch(exec_command cmd);
+  error fail_launch(launch_attempt& at, const error& e);
+  result<process_state> complete_launch(launch_attempt& at, const detail::spawned_child& child);
+  static asio::awaitable<result<process_state>> do_launch(std::shared_ptr<impl> self,
+                                                          exec_command cmd);
+  // Notified when launches and Exec starts that await a report must give
+  // up: the executor is destroyed, or the task has exited.
+  condition launch_abort;
   void on_exit(int status);
   std::size_t sweep_once(std::vector<detail::proc_stat>& found);
   asio::awaitable<void> run_shutdown(int signo, std::chrono::milliseconds grace);
@@ -234,7 +249,10 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   bool teardown_retrying = false;
 };
 
-result<process_state> task_executor::impl::do_launch(exec_command cmd) {
+// Before the spawn: admit, isolate, validate, prepare (before_fork) and
+// start the watchdog. Synchronous; on failure everything is undone.
+result<std::unique_ptr<task_executor::impl::launch_attempt>> task_executor::impl::prepare_launch(
+    exec_command cmd) {
   if (auto a = life.admit(task_operation::launch); !a)
     return a.error();
 
@@ -254,73 +272,107 @@ result<process_state> task_executor::impl::do_launch(exec_command cmd) {
   }
 
   life.on(task_event::launch_started);
-  launch_plan plan;
-  std::size_t prepared = 0;
-  auto fail = [&](const error& e) {
-    for (std::size_t i = 0; i < prepared; ++i)
-      (*stack)[i]->launch_failed(plan);
-    if (dog.armed())
-      dog.release();  // it kills nothing (nothing started) and removes the cgroups
-    else if (!guard_dir.empty())
-      ::rmdir(guard_dir.c_str());
-    guard_dir.clear();
-    life.on(task_event::launch_failed);
-    log(log_level::info, "launch failed: " + e.message);
-    return e;
-  };
+  auto at = std::make_unique<launch_attempt>();
+  at->stack = std::move(*stack);
+  at->cmd = std::move(cmd);
   if (opts.watchdog) {
-    if (auto g = guard_launch(*stack); !g)
-      return fail(g.error());
+    if (auto g = guard_launch(at->stack); !g)
+      return fail_launch(*at, g.error());
   }
-  for (auto& s : *stack) {
-    if (auto r = s->before_fork(cmd, plan); !r)
-      return fail(r.error());
-    ++prepared;
+  for (auto& s : at->stack) {
+    if (auto r = s->before_fork(at->cmd, at->plan); !r)
+      return fail_launch(*at, r.error());
+    ++at->prepared;
   }
-  plan.seal();
+  at->plan.seal();
   // Before the task exists: from its first instruction on, a SIGKILL of this
   // process takes its whole tree along.
   if (opts.watchdog) {
-    if (auto w = start_watchdog(*stack); !w)
-      return fail(w.error());
+    if (auto w = start_watchdog(at->stack); !w)
+      return fail_launch(*at, w.error());
   }
+  at->launch_ticks = detail::boot_ticks_now();
+  return at;
+}
 
-  const auto launch_ticks = detail::boot_ticks_now();
-  int failed_pid = -1;
-  auto spawned = detail::spawn(plan, *stack, failed_pid);
-  if (!spawned) {
-    // The child exited after reporting; claim it so it is not counted as an orphan.
-    if (failed_pid > 0)
-      reaper.watch(failed_pid, [](int, int) {});
-    return fail(spawned.error());
+// Undo a launch that did not get its task running. The executor may have
+// been destroyed meanwhile: it then stays destroyed (its teardown released
+// the watchdog already).
+error task_executor::impl::fail_launch(launch_attempt& at, const error& e) {
+  for (std::size_t i = 0; i < at.prepared; ++i)
+    at.stack[i]->launch_failed(at.plan);
+  at.prepared = 0;
+  if (dog.armed())
+    dog.release();  // it kills nothing (nothing started) and removes the cgroups
+  else if (!guard_dir.empty())
+    ::rmdir(guard_dir.c_str());
+  guard_dir.clear();
+  if (life.state() == task_state::launching)
+    life.on(task_event::launch_failed);
+  log(log_level::info, "launch failed: " + e.message);
+  return e;
+}
+
+// After a successful spawn: the task runs.
+result<process_state> task_executor::impl::complete_launch(launch_attempt& at,
+                                                           const detail::spawned_child& child) {
+  if (life.state() == task_state::destroyed) {
+    // Destroyed while the launch awaited its report, which came first.
+    detail::kill_spawned(child);
+    return fail_launch(at, make_error(errc::task_destroyed, "task executor destroyed"));
   }
-  pid = *spawned;
+  pid = child.pid;
   // The main process's start time tells it apart from a later process that
-  // gets the same pid; it is not reaped yet, so /proc still has it.
-  auto st = detail::read_proc_stat(pid);
-  start_ticks = st ? st->start_ticks : launch_ticks;
-  std::weak_ptr<impl> weak = shared_from_this();
-  reaper.watch(pid, [weak](int, int status) {
-    if (auto self = weak.lock())
-      self->on_exit(status);
-  });
-  for (auto& s : *stack)
-    s->after_start(plan, pid);
-  strategies = std::move(*stack);
-  launched = std::move(cmd);
+  // gets the same pid; it is not reaped yet (the launch watches it), so
+  // /proc still has it. Unless it was reaped while the launch awaited its
+  // report: then the pid may be another process's already.
+  auto st = child.exit_status ? std::nullopt : detail::read_proc_stat(pid);
+  start_ticks = st ? st->start_ticks : at.launch_ticks;
+  if (!child.exit_status) {
+    std::weak_ptr<impl> weak = shared_from_this();
+    reaper.watch(pid, [weak](int, int status) {
+      if (auto self = weak.lock())
+        self->on_exit(status);
+    });
+  }
+  for (auto& s : at.stack)
+    s->after_start(at.plan, pid);
+  strategies = std::move(at.stack);
+  launched = std::move(at.cmd);
   // The caller's descriptors (and a terminal of theirs), not ours to keep:
   // an Exec gets its own stdio.
   launched.stdout_fd = launched.stderr_fd = launched.stdin_fd = -1;
   launched.controlling_tty = false;
   life.on(task_event::launch_succeeded);
   set_live(true);
+  // Reaped already: the task has run and exited; nothing may signal the pid.
+  if (child.exit_status)
+    on_exit(*child.exit_status);
   if (detail::log_enabled(log_level::debug)) {
-    log(log_level::debug, "launched pid " + std::to_string(pid) + " exe " + plan.executable);
+    log(log_level::debug, "launched pid " + std::to_string(pid) + " exe " + at.plan.executable);
   }
   process_state ps;
   ps.pid = pid;
   ps.time = std::chrono::system_clock::now();
   return ps;
+}
+
+asio::awaitable<result<process_state>> task_executor::impl::do_launch(std::shared_ptr<impl> self,
+                                                                      exec_command cmd) {
+  auto prepared = self->prepare_launch(std::move(cmd));
+  if (!prepared)
+    co_return prepared.error();
+  // Owned by this frame: the executor may be destroyed while the launch
+  // awaits its report (mark_destroyed then notifies launch_abort).
+  std::unique_ptr<launch_attempt> at = std::move(*prepared);
+  auto child = co_await detail::spawn(self->reaper, at->plan, at->stack,
+                                      self->opts.launch_report_timeout, &self->launch_abort);
+  if (!child) {
+    if (self->life.state() == task_state::destroyed)
+      co_return self->fail_launch(*at, make_error(errc::task_destroyed, "task executor destroyed"));
+    co_return self->fail_launch(*at, child.error());
+  }
+  co_return self->complete_launch(*at, *child);
 }
 
 result<void> task_executor::impl::guard_launch(strategy_stack& stack) {
@@ -386,6 +438,7 @@ void task_executor::impl::on_exit(int status) {
     life.on(task_event::process_exited);
   end_sessions();
   kill_execs();
+  launch_abort.notify_all();  // an Exec awaiting its report gives up
   exit_cond.notify_all();
   if (detail::log_enabled(log_level::debug)) {
     log(log_level::debug, "pid " + std::to_string(pid) + " exited code " +
@@ -627,7 +680,8 @@ void task_executor::impl::mark_destroyed() {
   end_sessions();
   kill_execs();
   set_live(false);
-  teardown();  // idempotent: also after a completed shutdown
+  teardown();                 // idempotent: also after a completed shutdown
+  launch_abort.notify_all();  // a launch or an Exec awaiting its report gives up
   exit_cond.notify_all();
   shutdown_cond.notify_all();
   sweep_cond.notify_all();
@@ -647,14 +701,14 @@ task_executor::~task_executor() {
   s.mark_destroyed();
 }
 
+using detail::no_throw_on_cancel;
+
 asio::awaitable<result<process_state>> task_executor::launch(exec_command cmd) {
-  auto self = impl_;
   // The analyzer counts the parameter's move into the coroutine frame as a
   // first move of `cmd`: this is the only one.
-  co_return self->do_launch(std::move(cmd));  // NOLINT(clang-analyzer-cplusplus.Move)
+  co_return co_await no_throw_on_cancel(
+      impl::do_launch(impl_, std::move(cmd)));  // NOLINT(clang-analyzer-cplusplus.Move)
 }
-
-using detail::no_throw_on_cancel;
 
 asio::awaitable<result<process_state>> task_executor::impl::wait_exit(std::shared_ptr<impl> self) {
   if (auto a = self->life.admit(task_operation::wait); !a)
@@ -709,7 +763,8 @@ using on_started_fn = std::function<void(const started_command&)>;
 asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
                                                     std::shared_ptr<exec_state> st, exec_command c,
                                                     std::chrono::milliseconds timeout,
-                                                    on_started_fn on_started = {});
+                                                    on_started_fn on_started = {},
+                                                    launch_wait wait = {});
 
 // Joins a network namespace (exec_script's netns).
 class netns_join final : public isolation_strategy {
@@ -808,15 +863,27 @@ asio::awaitable<result<exec_result>> task_executor::impl::run_exec(
   auto tracked = std::make_shared<int>(0);
   std::weak_ptr<impl> weak = self;
   on_started_fn on_started = [weak, tracked](const started_command& c) {
-    if (auto s = weak.lock()) {
+    auto s = weak.lock();
+    if (s && s->life.state() == task_state::running) {
       s->running_execs[c.pid] = c.start_ticks;
       *tracked = c.pid;
+    } else {
+      // The task ended while the command awaited its launch report.
+      detail::kill_tree(c.pid, c.start_ticks);
     }
   };
-  result<exec_result> r = co_await run_collecting(self->reaper, std::move(st),
-                                                  std::move(ctx->second), timeout, on_started);
+  launch_wait wait;
+  wait.report_timeout = self->opts.launch_report_timeout;
+  wait.abort = &self->launch_abort;
+  result<exec_result> r = co_await run_collecting(
+      self->reaper, std::move(st), std::move(ctx->second), timeout, on_started, wait);
   if (*tracked > 0)
     self->running_execs.erase(*tracked);
+  if (!r && r.error().code == make_error_code(errc::operation_canceled)) {
+    // Given up because the task ended (launch_abort): say so.
+    if (auto a = self->life.admit(task_operation::exec); !a)
+      co_return a.error();
+  }
   co_return r;
 }
 
@@ -827,7 +894,7 @@ namespace {
 asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
                                                     std::shared_ptr<exec_state> st, exec_command c,
                                                     std::chrono::milliseconds timeout,
-                                                    on_started_fn on_started) {
+                                                    on_started_fn on_started, launch_wait wait) {
   auto ex = co_await asio::this_coro::executor;
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0)
@@ -839,10 +906,11 @@ asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
     ~closer() { ::close(fd); }
   } write_end{pipefd[1]};  // the plan holds its own copies
 
-  auto started = start_command(reaper, st->stack, c, [st](int status) {
+  std::function<void(int)> on_exit = [st](int status) {
     st->status = status;
     st->done.notify_all();
-  });
+  };
+  auto started = co_await start_command(reaper, st->stack, c, std::move(on_exit), wait);
   if (!started)
     co_return started.error();
   const int pid = started->pid;
@@ -914,10 +982,25 @@ asio::awaitable<result<exec_session>> task_executor::exec_streaming(exec_session
   std::shared_ptr<exec_session::state> state;
   options.cmd = std::move(ctx->second.cmd);
   options.args = std::move(ctx->second.args);
-  auto session = exec_session_access::start(self->reaper, std::move(ctx->first),
-                                            std::move(ctx->second), std::move(options), state);
-  if (!session)
+  launch_wait wait;
+  wait.report_timeout = self->opts.launch_report_timeout;
+  wait.abort = &self->launch_abort;
+  auto session = co_await no_throw_on_cancel(
+      exec_session_access::start(self->reaper, std::move(ctx->first), std::move(ctx->second),
+                                 std::move(options), state, wait));
+  if (!session) {
+    if (session.error().code == make_error_code(errc::operation_canceled)) {
+      // Given up because the task ended (launch_abort): say so.
+      if (auto a = self->life.admit(task_operation::exec); !a)
+        co_return a.error();
+    }
     co_return session.error();
+  }
+  if (self->life.state() != task_state::running) {
+    // The task ended while the command awaited its launch report.
+    exec_session_access::end_with_task(*state);
+    co_return self->life.admit(task_operation::exec).error();
+  }
   self->sessions.push_back(state);
   co_return std::move(*session);
 }

@@ -74,22 +74,20 @@ asio::awaitable<error> child_error_after(const exec_command& cmd, const std::str
   plan.seal();
   int failed = -1;
   const auto reaped = harness::get().reaper.total_reaped();
-  auto pid = detail::spawn(plan, *stack, failed);
+  auto child = co_await detail::spawn(harness::get().reaper, plan, *stack,
+                                      detail::default_report_timeout, nullptr, &failed);
   for (auto& s : *stack)
     s->launch_failed(plan);
   for (auto& s : *stack)
     (void)s->teardown();
-  if (pid) {
-    ::kill(*pid, SIGKILL);
-    harness::get().reaper.watch(*pid, [](int, int) {});
+  if (child) {
+    detail::kill_spawned(*child);
     co_await wait_total_reaped(reaped + 1);
     BOOST_FAIL("the child started");
   }
-  if (failed > 0) {
-    harness::get().reaper.watch(failed, [](int, int) {});
+  if (failed > 0)  // claimed by the launch: reaped as nobody's
     BOOST_TEST(co_await wait_total_reaped(reaped + 1));
-  }
-  co_return pid.error();
+  co_return child.error();
 }
 
 }  // namespace

@@ -665,10 +665,10 @@ asio::awaitable<spawned> spawn_with(std::vector<std::unique_ptr<isolation_strate
     BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
   }
   plan.seal();
-  int failed = -1;
-  auto pid = detail::spawn(plan, stack, failed);
-  BOOST_REQUIRE_MESSAGE(pid, (pid ? "" : pid.error().message));
-  harness::get().reaper.watch(*pid, [&stack, &status, &done](int, int st) {
+  auto child = co_await detail::spawn(harness::get().reaper, plan, stack);
+  BOOST_REQUIRE_MESSAGE(child, (child ? "" : child.error().message));
+  const int pid = child->pid;
+  detail::watch_spawned(harness::get().reaper, *child, [&stack, &status, &done](int, int st) {
     for (auto& s : stack)
       st = s->exit_status(st);
     status = st;
@@ -677,10 +677,10 @@ asio::awaitable<spawned> spawn_with(std::vector<std::unique_ptr<isolation_strate
     // pending is lost. An expiry in the past also completes later waits.
     done.expires_at(asio::steady_timer::time_point::min());
   });
-  spawned child(*pid);
+  spawned running(pid);
   for (auto& s : stack)
-    s->after_start(plan, *pid);
-  co_return child;
+    s->after_start(plan, pid);
+  co_return running;
 }
 
 BOOST_AUTO_TEST_CASE(a_process_started_later_enters_the_running_task) {

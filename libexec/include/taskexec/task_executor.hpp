@@ -11,7 +11,10 @@
 //   errc::task_destroyed   "task executor destroyed"
 //
 // Lifetime: the task_executor may be destroyed while operations are pending;
-// they then complete with errc::task_destroyed. Its destructor SIGKILLs a
+// they then complete with errc::task_destroyed (a launch awaiting its report
+// kills its child first; its coroutine keeps the executor's state alive
+// until it completes, on a later turn of the io_context, so the child_reaper
+// must still exist then). Its destructor SIGKILLs a
 // still-running task and its process group (it cannot wait: call shutdown()
 // first for an orderly end). The child_reaper must outlive it. Launch from a
 // thread that lives as long as the task: the kernel sends the task its
@@ -22,8 +25,14 @@
 // `||`): the cancelled call returns errc::operation_canceled and changes
 // nothing. A shutdown runs in a coroutine of its own, so cancelling one
 // caller never abandons it half-way: it goes on, bounded, and later callers
-// share its result. launch(), signal() and version() complete without
-// suspending.
+// share its result. launch(), exec() and exec_streaming() of a container
+// suspend while they await taskexec-init's report that the command runs
+// (the io thread goes on with everything else); cancelled then, they kill
+// the child, undo the launch and return errc::operation_canceled. signal()
+// and version() complete without suspending.
+//
+// No operation blocks the io thread for longer than a few system calls:
+// the clone holds it only until the child has exec'd (CLONE_VFORK).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -73,6 +82,12 @@ struct task_executor_options {
   /// turns it on; off by default (one more process per task, and an
   /// embedding program may have its own way to clean up).
   bool watchdog = false;
+  /// How long a container launch (and an Exec in a container) waits for
+  /// taskexec-init's report that the command runs: then it fails with
+  /// errc::timed_out ("launch timed out: no report within N ms after exec")
+  /// and the child is killed. The wait suspends the launch; it never blocks
+  /// the io thread.
+  std::chrono::milliseconds launch_report_timeout{30000};
 };
 
 /// The result of an Exec (Nomad's Exec and ExecScript).
@@ -119,7 +134,12 @@ class task_executor {
   /// invalid_argument / unsupported (validation), binary_not_found,
   /// user_not_found, a system error (opening stdout, fork), or launch_failed
   /// naming the child step and errno ("chdir /x: No such file or directory").
-  /// Completes without suspending.
+  /// A container launch suspends until taskexec-init reports that the task
+  /// runs: errc::timed_out after options.launch_report_timeout;
+  /// errc::task_destroyed when the executor is destroyed meanwhile;
+  /// errc::operation_canceled when the awaiting coroutine is cancelled (the
+  /// child is killed, and the executor can launch again). Other launches
+  /// complete without suspending.
   boost::asio::awaitable<result<process_state>> launch(exec_command cmd);
 
   /// Wait until the task exits; every concurrent waiter gets the same state.
@@ -176,8 +196,8 @@ class task_executor {
   /// and reaped, and the result has timed_out set. Many execs may run at
   /// once. Errors: not_launched, task_exited, task_destroyed;
   /// invalid_argument for an empty cmd; the launch errors (binary_not_found,
-  /// launch_failed, ...); operation_canceled when the awaiting coroutine is
-  /// cancelled (the command is killed first).
+  /// launch_failed, timed_out: see launch()); operation_canceled when the
+  /// awaiting coroutine is cancelled (the command is killed first).
   boost::asio::awaitable<result<exec_result>> exec(std::string cmd, std::vector<std::string> args,
                                                    std::chrono::milliseconds timeout);
 
@@ -186,7 +206,8 @@ class task_executor {
   /// pipes, or a new pseudo-terminal with `options.tty`. The session ends
   /// with the task (its command is killed when the task exits or this
   /// executor is destroyed). Errors: those of exec(); a system error when
-  /// no pipe or pseudo-terminal can be made. Completes without suspending.
+  /// no pipe or pseudo-terminal can be made. Suspends only in a container,
+  /// while taskexec-init's report is awaited (as launch() does).
   boost::asio::awaitable<result<exec_session>> exec_streaming(exec_session_options options);
 
   /// "2.0.0".

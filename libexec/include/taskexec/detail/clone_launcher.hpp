@@ -40,7 +40,6 @@
 #include <boost/process/v2/posix/default_launcher.hpp>
 // clang-format on
 
-#include <chrono>
 #include <filesystem>
 #include <tuple>
 #include <utility>
@@ -70,20 +69,56 @@ class clone_launcher : public boost::process::v2::posix::default_launcher {
   /// `from` must be above every `to`.
   std::vector<std::pair<int, int>> fd_map;
   /// When >= 0: the error pipe is also passed through exec at this number,
-  /// and the launch waits (up to report_timeout) until every copy of its
-  /// write end is closed; a report written there (by a program the child
-  /// execs, such as taskexec-init for the process it starts) fails the
-  /// launch like a child-side failure. The process that holds it must make
-  /// it close-on-exec for what it execs in turn.
+  /// and the launch is not complete until every copy of its write end is
+  /// closed; a report written there (by a program the child execs, such as
+  /// taskexec-init for the process it starts) fails the launch like a
+  /// child-side failure. The process that holds it must make it
+  /// close-on-exec for what it execs in turn. Such a launch is made in two
+  /// steps, start() and finish(), so that the wait for the report in between
+  /// never blocks a thread (spawn() in spawn.hpp waits on an io_context);
+  /// launch() refuses it.
   int report_fd = -1;
-  std::chrono::milliseconds report_timeout{30000};
 
   /// Launch `exe` with `argv` (nullptr-terminated, argv[0] included) and the
   /// environment `env` (a default_launcher member; an initializer such as
   /// process_environment may set it). Returns the pid, or an error naming the
-  /// step ("setgid: Operation not permitted", "exec \"/x\": ...").
+  /// step ("setgid: Operation not permitted", "exec \"/x\": ...).
+  /// report_fd must be < 0 (errc::invalid_argument otherwise): use start()
+  /// and finish().
   template <class... Inits>
   result<int> launch(const std::filesystem::path& exe, const char* const* argv, Inits&&... inits);
+
+  /// A child that start() launched: its pid and, when a report is awaited
+  /// (report_fd >= 0), the read end of the report pipe (non-blocking,
+  /// close-on-exec), which finish() reads and closes.
+  struct started {
+    int pid = -1;
+    int report = -1;
+  };
+
+  /// The first step of a launch: the clone, with the initializers' hooks as
+  /// launch() runs them. It returns once the child has exec'd or failed
+  /// (CLONE_VFORK): with report_fd < 0 the launch is then complete (the
+  /// child's failure is this call's error, and `report` is -1); with
+  /// report_fd >= 0 the report is still due: wait until `report` is
+  /// readable (a record or EOF) without blocking, and call finish().
+  /// on_success means "exec'd"; a failure that finish() reads later reaches
+  /// no initializer.
+  template <class... Inits>
+  result<started> start(const std::filesystem::path& exe, const char* const* argv,
+                        Inits&&... inits);
+
+  /// The second step of a launch with a report. `abandoned` null: `s.report`
+  /// is readable; its EOF returns the pid, a record the child's failure (as
+  /// launch() words it). `abandoned` set: the wait ended without a report
+  /// (a timeout, a cancel) and that error is returned. Either way the pipe
+  /// is closed, and on failure the child is SIGKILLed and waited for
+  /// (WNOWAIT: it stays for the reaper; `failed_pid` names it), so nothing
+  /// of it is left where the caller cleans up. `child_gone`: the child was
+  /// reaped meanwhile; its pid may be another process's now, so it is
+  /// neither signalled nor waited for.
+  result<int> finish(started s, const std::filesystem::path& exe, const error* abandoned,
+                     bool child_gone);
 
   /// The stock fork-based entry points of default_launcher are hidden.
   template <class... Args>
@@ -91,8 +126,11 @@ class clone_launcher : public boost::process::v2::posix::default_launcher {
 
  private:
   using child_setup_fn = bool (*)(void* context) noexcept;
-  result<int> clone_and_exec(const char* exe, const char* const* argv, child_setup_fn setup,
-                             void* context);
+  result<started> clone_and_exec(const char* exe, const char* const* argv, child_setup_fn setup,
+                                 void* context);
+  /// Read the child's report from `fd` (closing it): EOF, or nothing while
+  /// report_fd < 0, is success.
+  result<int> read_report(int child, int fd, const char* exe, bool child_gone);
 
   template <class Init>
   static bool exec_setup_one(clone_launcher& l, const std::filesystem::path& exe,
@@ -120,6 +158,19 @@ class clone_launcher : public boost::process::v2::posix::default_launcher {
 template <class... Inits>
 result<int> clone_launcher::launch(const std::filesystem::path& exe, const char* const* argv,
                                    Inits&&... inits) {
+  if (report_fd >= 0) {
+    return make_error(errc::invalid_argument,
+                      "a launch that awaits a report: use start() and finish()");
+  }
+  auto s = start(exe, argv, std::forward<Inits>(inits)...);
+  if (!s)
+    return s.error();
+  return s->pid;
+}
+
+template <class... Inits>
+result<clone_launcher::started> clone_launcher::start(const std::filesystem::path& exe,
+                                                      const char* const* argv, Inits&&... inits) {
   const char* const* args = argv;
   boost::system::error_code ec;
   auto setup_one = [&](auto& init) {
