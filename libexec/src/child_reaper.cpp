@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,7 +32,7 @@ struct child_reaper::impl {
   asio::any_io_executor executor;
   asio::posix::stream_descriptor sfd;
   std::unordered_map<int, exit_handler> watchers;
-  std::map<std::uint64_t, reap_listener> listeners;
+  std::map<std::uint64_t, reap_usage_listener> listeners;
   std::uint64_t next_listener = 1;
   std::uint64_t orphans = 0;
   std::uint64_t total = 0;
@@ -46,7 +47,8 @@ struct child_reaper::impl {
   void reap() {
     for (;;) {
       int status = 0;
-      int pid = ::waitpid(-1, &status, WNOHANG | __WALL);
+      struct rusage ru {};
+      int pid = ::wait4(-1, &status, WNOHANG | __WALL, &ru);
       if (pid <= 0)
         break;  // 0: children left but none exited; -1/ECHILD: none at all
       ++total;
@@ -71,6 +73,15 @@ struct child_reaper::impl {
         }
       }
       if (!listeners.empty()) {
+        reaped_child child;
+        child.pid = pid;
+        child.wait_status = status;
+        child.claimed = claimed;
+        auto us = [](const timeval& tv) {
+          return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
+        };
+        child.user = us(ru.ru_utime);
+        child.system = us(ru.ru_stime);
         // Listeners may end subscriptions (theirs or others) while we iterate.
         std::vector<std::uint64_t> ids;
         ids.reserve(listeners.size());
@@ -82,7 +93,7 @@ struct child_reaper::impl {
             continue;
           auto l = it->second;
           try {
-            l(pid, status, claimed);
+            l(child);
           } catch (const std::exception& e) {
             detail::log(log_level::error, "reaper", "", "",
                         std::string("reap listener threw: ") + e.what());
@@ -179,6 +190,13 @@ bool child_reaper::watching(int pid) const noexcept {
 }
 
 child_reaper::subscription child_reaper::subscribe(reap_listener listener) {
+  return subscribe_usage([l = std::move(listener)](const reaped_child& c) {
+    if (l)
+      l(c.pid, c.wait_status, c.claimed);
+  });
+}
+
+child_reaper::subscription child_reaper::subscribe_usage(reap_usage_listener listener) {
   auto id = impl_->next_listener++;
   impl_->listeners.emplace(id, std::move(listener));
   return subscription(impl_, id);

@@ -57,16 +57,28 @@ double core_mhz() {
   return mhz;
 }
 
-usage_sampler::usage_sampler(members_fn members, cgroup_fn cgroup)
-    : members_(std::move(members)), cgroup_(std::move(cgroup)) {}
+cpu_time tree_cpu(const std::vector<detail::proc_stat>& members, cpu_time reaped) {
+  cpu_time t = reaped;
+  for (const auto& st : members) {
+    t.user_ns += ticks_to_ns(st.utime_ticks + st.cutime_ticks);
+    t.system_ns += ticks_to_ns(st.stime_ticks + st.cstime_ticks);
+  }
+  return t;
+}
 
-usage_reading usage_sampler::read() const {
+usage_sampler::usage_sampler(members_fn members, cgroup_fn cgroup, reaped_fn reaped)
+    : members_(std::move(members)), cgroup_(std::move(cgroup)), reaped_(std::move(reaped)) {}
+
+usage_reading usage_sampler::read() {
   usage_reading r;
   r.timestamp = std::chrono::system_clock::now();
   r.at = std::chrono::steady_clock::now();
   static const long page = ::sysconf(_SC_PAGESIZE);
-  std::uint64_t sum_user = 0, sum_system = 0;
-  for (const auto& st : members_ ? members_() : std::vector<detail::proc_stat>{}) {
+  const auto members = members_ ? members_() : std::vector<detail::proc_stat>{};
+  // Right after the members, with no reap in between: a process reaped by
+  // this one is either among the members or in the reaped total, never both.
+  const auto tree = tree_cpu(members, reaped_ ? reaped_() : cpu_time{});
+  for (const auto& st : members) {
     if (st.state == 'Z')
       continue;
     usage_reading::process p;
@@ -75,15 +87,20 @@ usage_reading usage_sampler::read() const {
     p.swap = swap_bytes(st.pid);
     p.user_ns = ticks_to_ns(st.utime_ticks);
     p.system_ns = ticks_to_ns(st.stime_ticks);
-    sum_user += p.user_ns;
-    sum_system += p.system_ns;
     r.processes.push_back(p);
   }
   std::sort(r.processes.begin(), r.processes.end(),
             [](const auto& a, const auto& b) { return a.pid < b.pid; });
   r.cgroup = cgroup_ ? cgroup_() : std::nullopt;
-  r.user_ns = r.cgroup ? r.cgroup->user_ns : sum_user;
-  r.system_ns = r.cgroup ? r.cgroup->system_ns : sum_system;
+  // Monotonic: a child counted twice or missed in the window of its parent's
+  // wait (see the header), or a process leaving the task's membership, must
+  // not make a later interval's rate negative (nor let the next one count
+  // the dip again).
+  high_water_.user_ns = std::max(high_water_.user_ns, r.cgroup ? r.cgroup->user_ns : tree.user_ns);
+  high_water_.system_ns =
+      std::max(high_water_.system_ns, r.cgroup ? r.cgroup->system_ns : tree.system_ns);
+  r.user_ns = high_water_.user_ns;
+  r.system_ns = high_water_.system_ns;
   return r;
 }
 

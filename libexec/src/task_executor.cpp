@@ -122,8 +122,24 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   condition sweep_cond;  // a reap happened (or the executor was destroyed)
   std::optional<result<void>> shutdown_result;
 
-  // Orphans (children re-parented to us) attributed to this task.
+  // Processes of the task seen by the last sweep or Stats reading (live or
+  // zombie): orphans among them (children re-parented to us) stay the
+  // task's, and their CPU counts for it when we reap them.
   std::set<std::pair<int, std::uint64_t>> known_members;
+  bool known_member_pid(int p) const {
+    auto it = known_members.lower_bound({p, 0});
+    return it != known_members.end() && it->first == p;
+  }
+  /// Our unclaimed children that are the task's: every one while this is
+  /// the one live task of the process, else those it is known to own.
+  std::vector<int> adopted_children(const std::vector<detail::proc_stat>& table) const;
+
+  // /proc mode: the CPU of the task's processes that we reaped (the main
+  // process, its orphans), from wait4().
+  cpu_time reaped_cpu;
+  bool main_cpu_counted = false;
+  child_reaper::subscription reap_usage;
+  void on_reaped(const child_reaper::reaped_child& c);
 
   // opts.watchdog: the watchdog, and the kill-only cgroup of a task that has
   // no cgroup of its own (empty otherwise).
@@ -328,8 +344,12 @@ result<process_state> task_executor::impl::complete_launch(launch_attempt& at,
   // report: then the pid may be another process's already.
   auto st = child.exit_status ? std::nullopt : detail::read_proc_stat(pid);
   start_ticks = st ? st->start_ticks : at.launch_ticks;
+  std::weak_ptr<impl> weak = shared_from_this();
+  reap_usage = reaper.subscribe_usage([weak](const child_reaper::reaped_child& c) {
+    if (auto self = weak.lock())
+      self->on_reaped(c);
+  });
   if (!child.exit_status) {
-    std::weak_ptr<impl> weak = shared_from_this();
     reaper.watch(pid, [weak](int, int status) {
       if (auto self = weak.lock())
         self->on_exit(status);
@@ -447,11 +467,8 @@ void task_executor::impl::on_exit(int status) {
   }
 }
 
-// Find every process of the task and SIGKILL it; returns how many exist
-// (alive or zombie). Kills go through a pidfd opened and then checked against
-// the start time seen in the scan, so a recycled pid is never hit.
-std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& found) {
-  auto table = detail::scan_processes();
+std::vector<int> task_executor::impl::adopted_children(
+    const std::vector<detail::proc_stat>& table) const {
   const int me = ::getpid();
   std::vector<int> adopted;
   for (const auto& p : table) {
@@ -461,7 +478,37 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
     if ((counted_live && g_live_tasks == 1) || known_members.contains({p.pid, p.start_ticks}))
       adopted.push_back(p.pid);
   }
-  found = detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted);
+  return adopted;
+}
+
+void task_executor::impl::on_reaped(const child_reaper::reaped_child& c) {
+  // The main process: its exit handler (on_exit) ran just before. Other
+  // children of ours: the task's when adopted_children() would have said
+  // so. Their start time is gone with them: a known member's pid is taken
+  // for it (the kernel recycles pids after the whole range, not within a
+  // sampling interval).
+  bool member = false;
+  if (c.pid == pid) {
+    member = c.claimed && !main_cpu_counted;
+    main_cpu_counted = main_cpu_counted || member;
+  } else if (!c.claimed) {
+    member = (counted_live && g_live_tasks == 1) || known_member_pid(c.pid);
+  }
+  if (!member)
+    return;
+  reaped_cpu.user_ns += static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(c.user).count());
+  reaped_cpu.system_ns += static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(c.system).count());
+}
+
+// Find every process of the task and SIGKILL it; returns how many exist
+// (alive or zombie). Kills go through a pidfd opened and then checked against
+// the start time seen in the scan, so a recycled pid is never hit.
+std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& found) {
+  auto table = detail::scan_processes();
+  const int me = ::getpid();
+  found = detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted_children(table));
   // Execs still running in the task's context, and what they started: they
   // are the task's too (its cgroup holds them when it has one; without one
   // only this finds them).
@@ -642,15 +689,29 @@ std::vector<detail::proc_stat> task_executor::impl::member_stats() {
   // at a cost in proportion to that tree (in a daemon, one task's; embedded,
   // every task of the process), not to the machine's process count (a node
   // with a thousand daemons samples each task every second).
+  // Orphans re-parented to us are adopted as the sweep does (the one live
+  // task's, or members seen before), so a daemonised process (setsid, its
+  // parent gone) is sampled while it lives and its CPU counted once reaped.
   const int me = ::getpid();
   auto descendants = detail::scan_descendants(me);
   auto table = descendants ? std::move(*descendants) : detail::scan_processes();
-  std::vector<int> adopted;
-  for (const auto& p : table) {
-    if (p.ppid == me && known_members.contains({p.pid, p.start_ticks}))
-      adopted.push_back(p.pid);
+  auto members =
+      detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted_children(table));
+  // Remember them, as long as they exist: a member missing from this walk
+  // (the kernel's children lists are no snapshot) is kept while its pid
+  // still has its start time.
+  std::set<std::pair<int, std::uint64_t>> known;
+  for (const auto& m : members)
+    known.insert({m.pid, m.start_ticks});
+  // (An Exec's process that the sweep found stays so too.)
+  for (const auto& k : known_members) {
+    if (known.contains(k))
+      continue;
+    if (auto st = detail::read_proc_stat(k.first); st && st->start_ticks == k.second)
+      known.insert(k);
   }
-  return detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted);
+  known_members = std::move(known);
+  return members;
 }
 
 // A shutdown is running and another call arrives: it shares that run, and
@@ -1043,6 +1104,10 @@ result<usage_sampler> task_executor::sampler() {
         if (!cg)
           return std::nullopt;
         return cg->read();
+      },
+      [weak]() -> cpu_time {
+        auto s = weak.lock();
+        return s ? s->reaped_cpu : cpu_time{};
       });
 }
 

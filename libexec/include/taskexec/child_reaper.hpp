@@ -6,8 +6,8 @@
 //  - makes the process a child subreaper (PR_SET_CHILD_SUBREAPER), so orphans
 //    of a task (daemonised grandchildren) are re-parented to us, not to init;
 //  - opens a signalfd for SIGCHLD and starts a coroutine that, on each
-//    wake-up, drains waitpid(-1, WNOHANG) (signals coalesce: one SIGCHLD may
-//    stand for many exits).
+//    wake-up, drains wait4(-1, WNOHANG) (signals coalesce: one SIGCHLD may
+//    stand for many exits), keeping each child's resource use.
 //
 // Requirements on an embedding program:
 //  - Block SIGCHLD in every thread. Threads inherit the creating thread's
@@ -29,6 +29,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -42,6 +43,17 @@ class child_reaper {
   using exit_handler = std::function<void(int pid, int wait_status)>;
   /// Called after every reaped child, claimed or not.
   using reap_listener = std::function<void(int pid, int wait_status, bool claimed)>;
+
+  /// A reaped child with the CPU time wait4() reported for it: its own and
+  /// that of the children it waited for (its cutime and cstime), in full,
+  /// since its start (rusage's ru_utime and ru_stime, microseconds).
+  struct reaped_child {
+    int pid = 0;
+    int wait_status = 0;
+    bool claimed = false;  ///< an exit handler (watch) took it
+    std::chrono::microseconds user{0}, system{0};
+  };
+  using reap_usage_listener = std::function<void(const reaped_child&)>;
 
   /// Throws std::system_error when the signalfd cannot be created, and
   /// std::logic_error when another reaper exists in this process.
@@ -88,6 +100,11 @@ class child_reaper {
   /// Call `listener` after every reap, until the subscription ends. The
   /// listener may end subscriptions (its own too) while it runs.
   [[nodiscard]] subscription subscribe(reap_listener listener);
+  /// The same, with each child's CPU time. Listeners run in the order they
+  /// subscribed, after the child's exit handler (if any), before the next
+  /// child is reaped: on the io_context's thread nothing can look at the
+  /// process table in between (the child has left /proc by then).
+  [[nodiscard]] subscription subscribe_usage(reap_usage_listener listener);
 
   /// Children reaped that nobody watched (re-parented orphans, mostly).
   std::uint64_t orphans_reaped() const noexcept;

@@ -12,9 +12,23 @@
 //    Throttled Time, Percent.
 //  - cgroup v2: memory RSS (anon), Cache (file), Swap, Usage; the same CPU.
 //  - no cgroup: the task's processes from /proc: RSS and Swap; System Mode,
-//    User Mode, Percent.
+//    User Mode, Percent. The CPU counts the whole tree, also what has ended:
+//    for every process of the task, live or zombie, its own time and that of
+//    the children it waited for (utime + cutime, stime + cstime of
+//    /proc/<pid>/stat), plus the CPU of the task's processes this process
+//    reaped itself (the main process, orphans re-parented to it: their
+//    wait4() rusage, which holds what they waited for in turn). A process
+//    reaped by a parent in the task moves from its own line to the parent's
+//    cutime; one whose parent ignores SIGCHLD (the kernel reaps it, nobody
+//    waits) takes its CPU along, as does one a parent outside the task
+//    reaps. Between the parent's wait and the child leaving /proc lies a
+//    window of microseconds in which a reading may count that child twice or
+//    miss it: the total is made monotonic (never below an earlier reading of
+//    the sampler), so a miss shows as a slower interval and an extra count
+//    as a faster one, and the sum over intervals stays true.
 // Per-pid entries (every live process of the task) always come from /proc:
-// RSS and Swap; System Mode, User Mode, Percent.
+// RSS and Swap; System Mode, User Mode, Percent: each process's own CPU,
+// without its children's.
 //
 // CPU percent = delta of CPU time / delta of wall time x 100 (one full core
 // = 100), 0 without an earlier reading. total_ticks = percent / 100 x one
@@ -33,6 +47,18 @@
 
 namespace taskexec {
 
+/// CPU time, nanoseconds.
+struct cpu_time {
+  std::uint64_t user_ns = 0, system_ns = 0;
+  friend bool operator==(const cpu_time&, const cpu_time&) = default;
+};
+
+/// The CPU time of a task's processes as /proc shows it: for each of
+/// `members` (zombies too, whose times stay in /proc until they are reaped),
+/// utime + cutime and stime + cstime, plus `reaped` (what the task's
+/// processes reaped by this process had used).
+cpu_time tree_cpu(const std::vector<detail::proc_stat>& members, cpu_time reaped);
+
 /// The raw counters of a task at one instant.
 struct usage_reading {
   std::chrono::system_clock::time_point timestamp;  ///< the sample's timestamp
@@ -44,7 +70,9 @@ struct usage_reading {
   };
   std::vector<process> processes;  ///< live (not zombies), by increasing pid
   std::optional<cgroup_counters> cgroup;
-  /// CPU time of the whole task: the cgroup's, else the processes' sum.
+  /// CPU time of the whole task: the cgroup's, else tree_cpu() of the
+  /// processes and the reaped total; never below the sampler's earlier
+  /// readings (each of the two on its own).
   std::uint64_t user_ns = 0, system_ns = 0;
 };
 
@@ -59,19 +87,28 @@ class usage_sampler {
   /// (the sampler takes RSS and CPU times from it, not reading it again).
   using members_fn = std::function<std::vector<detail::proc_stat>()>;
   using cgroup_fn = std::function<std::optional<cgroup_counters>()>;
+  /// The CPU of the task's processes that this process reaped, so far.
+  using reaped_fn = std::function<cpu_time()>;
 
-  /// `members` lists the task's live processes; `cgroup` reads its cgroup, or
-  /// returns nullopt (or is empty) for /proc mode.
-  usage_sampler(members_fn members, cgroup_fn cgroup);
+  /// `members` lists the task's processes (zombies too: they count for the
+  /// CPU in /proc mode, not as per-pid entries); `cgroup` reads its cgroup,
+  /// or returns nullopt (or is empty) for /proc mode; `reaped` (may be
+  /// empty: nothing reaped) is called after `members`, with no reap in
+  /// between (both on the io_context's thread).
+  usage_sampler(members_fn members, cgroup_fn cgroup, reaped_fn reaped = {});
 
-  /// The counters now (the reads: /proc and the cgroup's files).
-  usage_reading read() const;
+  /// The counters now (the reads: /proc and the cgroup's files). Keeps the
+  /// CPU totals' high-water mark: a total never goes below an earlier
+  /// reading's, so a rate between two readings is never negative.
+  usage_reading read();
   /// read(), with rates since the previous sample() of this sampler.
   task_resource_usage sample();
 
  private:
   members_fn members_;
   cgroup_fn cgroup_;
+  reaped_fn reaped_;
+  cpu_time high_water_;
   std::optional<usage_reading> previous_;
 };
 

@@ -169,7 +169,11 @@ class task_executor {
   boost::asio::awaitable<result<void>> destroy();
 
   /// A sampler of the task's resource usage (stats.hpp): its cgroup when it
-  /// has one, else its processes in /proc. Fails not_launched /
+  /// has one, else its processes in /proc (orphans re-parented to this
+  /// process included), with the CPU of those that ended (waited for by the
+  /// task's processes, or reaped by this one). Use it on the io_context's
+  /// thread, the reaper's: a reap between its reads would count a process
+  /// twice or not at all. Fails not_launched /
   /// task_exited / task_destroyed (lifecycle.hpp) when there is no task.
   result<usage_sampler> sampler();
 
