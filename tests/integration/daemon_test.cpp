@@ -527,9 +527,19 @@ BOOST_AUTO_TEST_CASE(a_daemon_killed_with_sigkill_takes_its_task) {
     auto l = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
     const int task_pid = static_cast<int>(l.at("result").at("pid").as_int64());
     BOOST_REQUIRE(alive(task_pid));
+    // As root the daemon has a watchdog per task (docs/security.md).
+    int watchdog = 0;
+    for (const auto& p : taskexec::detail::scan_processes())
+      if (p.ppid == d.task.pid() && p.comm == "taskexec-watch")
+        watchdog = p.pid;
     BOOST_TEST((co_await d.task.signal(SIGKILL)).has_value());
     BOOST_TEST((co_await d.task.wait())->signal == SIGKILL);
     BOOST_TEST(co_await wait_gone(task_pid));  // PR_SET_PDEATHSIG
+    // The watchdog removes the task's guard cgroup and exits on its own;
+    // the shutdown's sweep below would kill it (it descends from the
+    // daemon) and leave the cgroup behind if it came first.
+    if (watchdog > 0)
+      BOOST_TEST(co_await wait_gone(watchdog));
     BOOST_TEST((co_await d.task.shutdown("SIGKILL", 0ms)).has_value());
     BOOST_TEST(zombie_children().empty());
   });
