@@ -1,3 +1,6 @@
+// One client's connection (see connection.hpp): the reader (framing,
+// limits, backpressure), the writer, and how a request goes to the method
+// table and its answer comes back.
 #include "connection.hpp"
 
 #include <poll.h>
