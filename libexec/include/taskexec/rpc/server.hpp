@@ -64,11 +64,13 @@ class server : public std::enable_shared_from_this<server> {
   std::size_t connection_count() const noexcept;
   const server_options& options() const noexcept { return options_; }
 
-  struct connection;  // opaque
+  // Opaque: defined in the library's sources (one client's connection; what
+  // the server's parts share).
+  struct connection;
+  struct state;
 
  private:
   boost::asio::awaitable<void> accept_loop();
-  struct state;
   std::shared_ptr<state> state_;
   server_options options_;
 };

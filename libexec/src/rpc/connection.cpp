@@ -1,0 +1,270 @@
+// One client's connection (see connection.hpp): the reader (framing,
+// limits, backpressure), the writer, and how a request goes to the method
+// table and its answer comes back.
+#include "connection.hpp"
+
+#include <poll.h>
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <span>
+
+#include "methods.hpp"
+
+namespace taskexec::rpc {
+
+bool server::connection::hung_up() {
+  pollfd p{socket.native_handle(), 0, 0};
+  return socket.is_open() && ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
+asio::awaitable<bool> server::connection::wait_hangup() {
+  while (socket.is_open() && !closing) {
+    auto [ec] =
+        co_await socket.async_wait(local::socket::wait_error, asio::as_tuple(asio::use_awaitable));
+    if (ec)
+      co_return false;
+    if (hung_up())
+      co_return true;
+  }
+  co_return false;
+}
+
+asio::awaitable<void> server::connection::writer() {
+  auto self = shared_from_this();
+  for (;;) {
+    while (!out.empty()) {
+      // Several queued messages in one write (a session's output comes in
+      // many small notifications), taken out of the queue first: nothing
+      // (force_close) can free them while the write is under way.
+      std::vector<std::string> batch;
+      std::size_t bytes = 0;
+      while (!out.empty() && batch.size() < 64 && bytes < 256 * 1024) {
+        bytes += out.front().size();
+        batch.push_back(std::move(out.front()));
+        out.pop_front();
+      }
+      std::array<asio::const_buffer, 64> bufs;
+      for (std::size_t i = 0; i < batch.size(); ++i)
+        bufs[i] = asio::buffer(batch[i]);
+      writing_bytes = bytes;
+      auto [ec, n] = co_await asio::async_write(socket, std::span(bufs.data(), batch.size()),
+                                                asio::as_tuple(asio::use_awaitable));
+      (void)n;
+      out_bytes -= std::min(out_bytes, writing_bytes);
+      writing_bytes = 0;
+      if (ec) {
+        closing = true;
+        out.clear();
+        out_bytes = 0;
+        resume.cancel();
+        break;
+      }
+      resume.cancel();
+      if (out_bytes <= max_out_bytes)
+        drained.notify_all();
+    }
+    if (pending == 0)
+      st->note_idle();
+    if (closing)
+      break;
+    co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    wake.expires_at(std::chrono::steady_clock::time_point::max());
+  }
+  boost::system::error_code ignored;
+  socket.shutdown(local::socket::shutdown_both, ignored);
+  socket.close(ignored);
+  disconnected();
+  st->connection_closed(this);
+}
+
+asio::awaitable<void> server::connection::reader() {
+  auto self = shared_from_this();
+  std::array<char, 65536> buf;
+  while (!closing) {
+    // Messages already received are taken one at a time, and only while
+    // the connection is below its limits.
+    while (!closing && !saturated()) {
+      auto line = framer.next();
+      if (!line)
+        break;
+      if (waiting >= max_pending) {
+        // Calls this read started are only posted yet: let those that
+        // complete at once (a Launch refused, ...) finish before the limit
+        // judges this one.
+        co_await asio::post(socket.get_executor(), asio::use_awaitable);
+        if (closing)
+          break;
+      }
+      handle(*line);
+    }
+    if (framer.overflowed()) {
+      send(make_error(
+          nullptr, {code::invalid_request,
+                    "message larger than " + std::to_string(framer.max_message_bytes()) + " bytes",
+                    {}}));
+      // No more input will be read: sessions could never get any.
+      end_subscriptions();
+      break;
+    }
+    if (closing)
+      break;
+    if (saturated()) {
+      // Paused (backpressure), yet a client that vanishes is noticed.
+      using namespace asio::experimental::awaitable_operators;
+      auto woke =
+          co_await (resume.async_wait(asio::as_tuple(asio::use_awaitable)) || wait_hangup());
+      resume.expires_at(std::chrono::steady_clock::time_point::max());
+      if (woke.index() == 1 && std::get<1>(woke)) {
+        disconnected();
+        break;
+      }
+      continue;
+    }
+    auto [ec, n] =
+        co_await socket.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+    if (ec)
+      break;
+    st->churn += n;
+    framer.feed(std::string_view(buf.data(), n));
+  }
+  // End of input (or an error). A peer that only half-closed still gets
+  // the answers to what it sent, and its sessions' output; a peer that is
+  // gone entirely (POLLHUP) gets nothing more, so what it left pending is
+  // cancelled and its sessions' commands are killed.
+  const bool gone = hung_up();
+  if (gone)
+    disconnected();
+  close_when_idle = true;
+  if (idle())
+    close_after_flush();
+  if (!gone && !closing && co_await wait_hangup())
+    disconnected();
+}
+
+void server::connection::handle(const std::string& line) {
+  auto m = parse_message(line);
+  if (!m.batch) {
+    auto& it = m.items.front();
+    if (auto* bad = std::get_if<invalid>(&it)) {
+      send(make_error(bad->id, bad->error));
+      return;
+    }
+    run_one(std::get<request>(std::move(it)));
+    return;
+  }
+  run_batch(std::move(m.items));
+}
+
+void server::connection::run_one(request r) {
+  const bool counted = method_may_wait(r.method);
+  if (counted && waiting >= max_pending) {
+    if (r.id)
+      send(make_error(*r.id,
+                      limit_error("too many requests pending on this connection", max_pending)));
+    return;
+  }
+  auto self = shared_from_this();
+  ++pending;
+  waiting += counted ? 1 : 0;
+  auto cancel = cancels.emplace(cancels.end());
+  auto request_id = r.id;
+  asio::co_spawn(socket.get_executor(), dispatch(*st, std::move(r), self),
+                 asio::bind_cancellation_slot(
+                     cancel->slot(), [self, cancel, counted, id = std::move(request_id)](
+                                         const std::exception_ptr& e, outcome o) {
+                       // Answer (below), then close if this was the last one pending.
+                       struct done_guard {
+                         connection& c;
+                         std::list<asio::cancellation_signal>::iterator it;
+                         bool counted;
+                         ~done_guard() {
+                           c.cancels.erase(it);
+                           c.waiting -= counted ? 1 : 0;
+                           c.request_done();
+                         }
+                       } done{*self, cancel, counted};
+                       if (e)
+                         o = rpc_error{code::internal_error, "internal error", {}};
+                       if (!id)
+                         return;  // a notification: no response
+                       if (auto* err = std::get_if<rpc_error>(&o))
+                         self->send(make_error(*id, *err));
+                       else
+                         self->send(make_result(*id, std::get<json::value>(std::move(o))));
+                       self->answered(id);
+                     }));
+}
+
+void server::connection::run_batch(std::vector<item> items) {
+  if (items.size() > max_batch) {
+    send(make_error(nullptr, {code::invalid_request,
+                              "batch larger than " + std::to_string(max_batch) + " requests",
+                              {}}));
+    return;
+  }
+  auto self = shared_from_this();
+  struct batch_state {
+    json::array responses;
+    std::size_t left;
+  };
+  auto b = std::make_shared<batch_state>();
+  b->left = items.size();
+  // The batch is answered as one array once its last member is done; each
+  // member counts as a request in flight until then.
+  auto ids = std::make_shared<std::vector<std::optional<json::value>>>();
+  auto done_one = [self, b, ids] {
+    if (--b->left == 0) {
+      if (!b->responses.empty())
+        self->send(std::move(b->responses));
+      for (const auto& id : *ids)
+        self->answered(id);
+    }
+  };
+  for (auto& it : items) {
+    if (auto* bad = std::get_if<invalid>(&it)) {
+      b->responses.push_back(make_error(bad->id, bad->error));
+      done_one();
+      continue;
+    }
+    auto r = std::get<request>(std::move(it));
+    const bool counted = method_may_wait(r.method);
+    if (counted && waiting >= max_pending) {
+      if (r.id)
+        b->responses.push_back(make_error(
+            *r.id, limit_error("too many requests pending on this connection", max_pending)));
+      done_one();
+      continue;
+    }
+    auto request_id = r.id;
+    ids->push_back(r.id);
+    ++pending;
+    waiting += counted ? 1 : 0;
+    auto cancel = cancels.emplace(cancels.end());
+    asio::co_spawn(
+        socket.get_executor(), dispatch(*st, std::move(r), self),
+        asio::bind_cancellation_slot(
+            cancel->slot(), [self, b, done_one, cancel, counted, id = std::move(request_id)](
+                                const std::exception_ptr& e, outcome o) {
+              if (e)
+                o = rpc_error{code::internal_error, "internal error", {}};
+              if (id) {
+                if (auto* err = std::get_if<rpc_error>(&o))
+                  b->responses.push_back(make_error(*id, *err));
+                else
+                  b->responses.push_back(make_result(*id, std::get<json::value>(std::move(o))));
+              }
+              done_one();
+              self->cancels.erase(cancel);
+              self->waiting -= counted ? 1 : 0;
+              self->request_done();
+            }));
+  }
+}
+
+}  // namespace taskexec::rpc
