@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   taskexec::log_level lvl = taskexec::log_level::info;
   if (const char* l = std::getenv("TASKEXEC_LOG_LEVEL"))
     taskexec::parse_log_level(l, lvl);
-  taskexec::configure_logging({.level = lvl});
+  taskexec::set_logger({.level = lvl});  // the library logs to stderr; see logging.hpp
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());  // before any thread starts
 

@@ -259,7 +259,7 @@ int main(int argc, char** argv) {
     ::setrlimit(RLIMIT_NOFILE, &nofile);
   }
   ::signal(SIGPIPE, SIG_IGN);
-  taskexec::configure_logging({.level = taskexec::log_level::error});
+  taskexec::set_logger({.level = taskexec::log_level::error});
 
   const std::string run_id = std::to_string(::getpid()) + "-" + std::to_string(std::time(nullptr));
   const std::string marker = "TASKEXEC_STRESS_RUN=" + run_id;

@@ -25,8 +25,8 @@
 #include <memory>
 #include <string>
 
+#include "daemon_logging.hpp"
 #include "taskexec/child_reaper.hpp"
-#include "taskexec/logging.hpp"
 #include "taskexec/rpc/server.hpp"
 #include "taskexec/task_executor.hpp"
 #include "taskexec/version.hpp"

@@ -1,27 +1,50 @@
 #include "taskexec/logging.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
-#include <boost/core/null_deleter.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 #include <boost/json/value.hpp>
-#include <boost/log/attributes/constant.hpp>
-#include <boost/log/attributes/value_extraction.hpp>
-#include <boost/log/core.hpp>
-#include <boost/log/expressions/keyword.hpp>
-#include <boost/log/sinks/sync_frontend.hpp>
-#include <boost/log/sinks/text_ostream_backend.hpp>
-#include <boost/log/utility/formatting_ostream.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <ctime>
-#include <iostream>
+#include <memory>
+#include <mutex>
+#include <ostream>
 
 namespace taskexec {
-namespace logging = boost::log;
 
 namespace {
-std::atomic<int> g_threshold{static_cast<int>(log_level::info)};
+// The installed logger. The threshold is copied out so a filtered record
+// costs one relaxed load; the logger itself is swapped under the mutex and
+// shared, so a sink being called keeps its logger alive.
+std::atomic<int> g_threshold{static_cast<int>(log_level::warning)};
+std::mutex g_logger_mutex;
+std::shared_ptr<const logger>& installed() {
+  // Never destroyed: a thread may log while the program exits.
+  static auto* l = new std::shared_ptr<const logger>(std::make_shared<const logger>());
+  return *l;
+}
+
+// The default sink: a line on stderr, in one write(2) so concurrent lines
+// do not interleave.
+void stderr_sink(const log_record& r) {
+  std::string line = format_log_line(r, log_format::text);
+  line += '\n';
+  const char* p = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    const ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return;
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
 
 std::string timestamp(std::chrono::system_clock::time_point tp) {
   auto t = std::chrono::system_clock::to_time_t(tp);
@@ -182,51 +205,69 @@ bool parse_log_format(std::string_view s, log_format& out) noexcept {
   return true;
 }
 
-void configure_logging(const log_options& options) {
-  g_threshold = static_cast<int>(options.level);
-  auto core = logging::core::get();
-  core->remove_all_sinks();
-  if (options.level == log_level::off) {
-    core->set_logging_enabled(false);
-    return;
-  }
-  core->set_logging_enabled(true);
-  using backend_t = logging::sinks::text_ostream_backend;
-  auto backend = boost::make_shared<backend_t>();
-  std::ostream* os = options.stream ? options.stream : &std::clog;
-  backend->add_stream(boost::shared_ptr<std::ostream>(os, boost::null_deleter()));
-  backend->auto_flush(true);
-  auto sink = boost::make_shared<logging::sinks::synchronous_sink<backend_t>>(backend);
-  const log_format format = options.format;
-  sink->set_formatter([format](const logging::record_view& rec, logging::formatting_ostream& strm) {
-    auto level = logging::extract_or_default<log_level>("Severity", rec, log_level::info);
-    auto ts = logging::extract_or_default<std::chrono::system_clock::time_point>(
-        "TimeStamp", rec, std::chrono::system_clock::now());
-    auto component = logging::extract_or_default<std::string>("Component", rec, std::string());
-    auto task = logging::extract<std::string>("TaskID", rec);
-    auto request = logging::extract<std::string>("RequestID", rec);
-    auto msg = logging::extract_or_default<std::string>("Message", rec, std::string());
-    if (format == log_format::json) {
-      strm << "{\"ts\":\"" << timestamp(ts) << "\",\"level\":\"" << to_string(level)
-           << "\",\"component\":" << json_quote(component);
-      if (task)
-        strm << ",\"task_id\":" << json_quote(*task);
-      if (request)
-        strm << ",\"request_id\":" << json_quote(*request);
-      strm << ",\"msg\":" << json_quote(msg) << '}';
-    } else {
-      // One record, one line, whatever a client put in the fields.
-      std::string lvl(to_string(level));
-      lvl.resize(5, ' ');
-      strm << timestamp(ts) << ' ' << lvl << " [" << escape_log_text(component) << ']';
-      if (task)
-        strm << " task=" << escape_log_text(*task);
-      if (request)
-        strm << " req=" << escape_log_text(*request);
-      strm << ' ' << escape_log_text(msg);
+std::string format_log_line(const log_record& r, log_format format) {
+  std::string out;
+  if (format == log_format::json) {
+    out.reserve(96 + r.message.size());
+    out += "{\"ts\":\"";
+    out += timestamp(r.time);
+    out += "\",\"level\":\"";
+    out += to_string(r.level);
+    out += "\",\"component\":";
+    out += json_quote(r.component);
+    if (!r.task_id.empty()) {
+      out += ",\"task_id\":";
+      out += json_quote(r.task_id);
     }
-  });
-  core->add_sink(sink);
+    if (!r.request_id.empty()) {
+      out += ",\"request_id\":";
+      out += json_quote(r.request_id);
+    }
+    out += ",\"msg\":";
+    out += json_quote(r.message);
+    out += '}';
+    return out;
+  }
+  // One record, one line, whatever a client put in the fields.
+  std::string lvl(to_string(r.level));
+  lvl.resize(5, ' ');
+  out.reserve(64 + r.message.size());
+  out += timestamp(r.time);
+  out += ' ';
+  out += lvl;
+  out += " [";
+  out += escape_log_text(r.component);
+  out += ']';
+  if (!r.task_id.empty()) {
+    out += " task=";
+    out += escape_log_text(r.task_id);
+  }
+  if (!r.request_id.empty()) {
+    out += " req=";
+    out += escape_log_text(r.request_id);
+  }
+  out += ' ';
+  out += escape_log_text(r.message);
+  return out;
+}
+
+logger::sink_type stream_sink(std::ostream& os, log_format format) {
+  auto mutex = std::make_shared<std::mutex>();
+  return [&os, format, mutex](const log_record& r) {
+    std::string line = format_log_line(r, format);
+    line += '\n';
+    std::lock_guard lock(*mutex);
+    os << line;
+    os.flush();
+  };
+}
+
+void set_logger(logger l) {
+  auto next = std::make_shared<const logger>(std::move(l));
+  std::lock_guard lock(g_logger_mutex);
+  g_threshold.store(static_cast<int>(next->level), std::memory_order_relaxed);
+  installed().swap(next);
+  // The old logger is released here, or by the last record still using it.
 }
 
 namespace detail {
@@ -240,21 +281,25 @@ void log(log_level level, std::string_view component, std::string_view task_id,
          std::string_view request_id, std::string_view message) {
   if (!log_enabled(level))
     return;
-  namespace attrs = logging::attributes;
-  logging::attribute_set set;
-  set.insert("Severity", attrs::constant<log_level>(level));
-  set.insert("TimeStamp", attrs::constant<std::chrono::system_clock::time_point>(
-                              std::chrono::system_clock::now()));
-  set.insert("Component", attrs::constant<std::string>(std::string(component)));
-  set.insert("Message", attrs::constant<std::string>(std::string(message)));
-  if (!task_id.empty())
-    set.insert("TaskID", attrs::constant<std::string>(std::string(task_id)));
-  if (!request_id.empty())
-    set.insert("RequestID", attrs::constant<std::string>(std::string(request_id)));
-  auto core = logging::core::get();
-  logging::record rec = core->open_record(set);
-  if (rec)
-    core->push_record(std::move(rec));
+  std::shared_ptr<const logger> l;
+  {
+    std::lock_guard lock(g_logger_mutex);
+    l = installed();
+  }
+  // Checked again against the logger taken: set_logger may have raised the
+  // level since the first check.
+  if (level == log_level::off || static_cast<int>(level) < static_cast<int>(l->level))
+    return;
+  const log_record r{.level = level,
+                     .time = std::chrono::system_clock::now(),
+                     .component = component,
+                     .task_id = task_id,
+                     .request_id = request_id,
+                     .message = message};
+  if (l->sink)
+    l->sink(r);
+  else
+    stderr_sink(r);
 }
 
 }  // namespace detail

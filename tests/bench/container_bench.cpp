@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
   }
   if (iterations < rounds)
     rounds = 1;
-  taskexec::configure_logging({.level = taskexec::log_level::warning});
+  taskexec::set_logger({.level = taskexec::log_level::warning});
 
   char tmpl[] = "/tmp/taskexec-bench-XXXXXX";
   if (!::mkdtemp(tmpl))

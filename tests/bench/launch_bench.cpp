@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   }
   if (iterations < rounds)
     rounds = 1;
-  taskexec::configure_logging({.level = taskexec::log_level::warning});
+  taskexec::set_logger({.level = taskexec::log_level::warning});
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());
 

@@ -299,7 +299,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  taskexec::configure_logging({.level = taskexec::log_level::warning});
+  taskexec::set_logger({.level = taskexec::log_level::warning});
   char tmpl[] = "/tmp/taskexec-bench-XXXXXX";
   if (!::mkdtemp(tmpl))
     return 1;

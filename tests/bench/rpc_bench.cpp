@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  taskexec::configure_logging({.level = taskexec::log_level::warning});
+  taskexec::set_logger({.level = taskexec::log_level::warning});
   char dir_template[] = "/tmp/taskexec-bench-XXXXXX";
   if (!::mkdtemp(dir_template))
     return 1;

@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  taskexec::configure_logging({.level = taskexec::log_level::error});
+  taskexec::set_logger({.level = taskexec::log_level::error});
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());
   const bool root = ::geteuid() == 0;

@@ -52,7 +52,7 @@ struct global_setup {
     taskexec::log_level lvl = taskexec::log_level::warning;
     if (const char* l = std::getenv("TASKEXEC_LOG_LEVEL"))
       taskexec::parse_log_level(l, lvl);
-    taskexec::configure_logging({.level = lvl});
+    taskexec::set_logger({.level = lvl});
     harness::get();
   }
 };

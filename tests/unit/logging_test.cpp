@@ -1,10 +1,20 @@
+#include <boost/core/null_deleter.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/log/attributes/value_extraction.hpp>
+#include <boost/log/core.hpp>
+#include <boost/log/sinks/sync_frontend.hpp>
+#include <boost/log/sinks/text_ostream_backend.hpp>
+#include <boost/log/sources/logger.hpp>
+#include <boost/log/sources/record_ostream.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <sstream>
+#include <vector>
 
+#include "daemon_logging.hpp"
 #include "taskexec/logging.hpp"
 
 using namespace taskexec;
@@ -121,6 +131,99 @@ BOOST_AUTO_TEST_CASE(off_disables) {
   BOOST_TEST(!detail::log_enabled(log_level::error));
   detail::log(log_level::error, "x", "", "", "nothing");
   BOOST_TEST(out.str().empty());
+}
+
+// What a sink of the program's keeps of a record (the views die with the call).
+struct kept_record {
+  log_level level;
+  std::string component, task_id, request_id, message;
+  std::chrono::system_clock::time_point time;
+};
+
+// An embedding program has its own Boost.Log sink on the global core before
+// it uses the library. Setting up the library's logging does not take it
+// away, and the library's records do not land in it: the library never
+// touches the global core.
+BOOST_AUTO_TEST_CASE(an_embedders_boost_log_sink_keeps_its_records) {
+  restore_logging guard;
+  namespace bl = boost::log;
+  auto core = bl::core::get();
+  core->set_logging_enabled(true);  // as in a program that never disabled it
+  auto agent_out = boost::make_shared<std::ostringstream>();
+  using backend_t = bl::sinks::text_ostream_backend;
+  auto backend = boost::make_shared<backend_t>();
+  backend->add_stream(agent_out);
+  auto agent_sink = boost::make_shared<bl::sinks::synchronous_sink<backend_t>>(backend);
+  agent_sink->set_formatter([](const bl::record_view& rec, bl::formatting_ostream& strm) {
+    strm << bl::extract_or_default<std::string>("Message", rec, std::string("?"));
+  });
+  core->add_sink(agent_sink);
+
+  // The library's logging, set up the way an embedder does, then used.
+  std::ostringstream library_out;
+  set_logger({.level = log_level::info, .sink = stream_sink(library_out)});
+  detail::log(log_level::warning, "executor", "t1", "", "from the library");
+  bl::sources::logger agent_logger;
+  BOOST_LOG(agent_logger) << "from the agent";
+
+  core->remove_sink(agent_sink);
+  BOOST_TEST(agent_out->str() == "from the agent\n");
+  const auto ls = lines(library_out.str());
+  BOOST_REQUIRE_EQUAL(ls.size(), 1u);
+  BOOST_TEST(ls[0].substr(24) == " warn  [executor] task=t1 from the library");
+}
+
+// An injected sink gets every record at or above its level, with its fields.
+BOOST_AUTO_TEST_CASE(an_injected_sink_receives_the_librarys_records) {
+  restore_logging guard;
+  std::mutex m;
+  std::vector<kept_record> got;
+  set_logger({.level = log_level::info, .sink = [&](const log_record& r) {
+                std::lock_guard lock(m);
+                got.push_back({r.level, std::string(r.component), std::string(r.task_id),
+                               std::string(r.request_id), std::string(r.message), r.time});
+              }});
+  const auto before = std::chrono::system_clock::now();
+  BOOST_TEST(!detail::log_enabled(log_level::debug));
+  BOOST_TEST(detail::log_enabled(log_level::info));
+  detail::log(log_level::debug, "reaper", "", "", "below the level");
+  detail::log(log_level::info, "executor", "t7", "", "launched pid=42");
+  detail::log(log_level::error, "rpc", "", "9", "bad request");
+  const auto after = std::chrono::system_clock::now();
+  BOOST_REQUIRE_EQUAL(got.size(), 2u);
+  BOOST_TEST((got[0].level == log_level::info));
+  BOOST_TEST(got[0].component == "executor");
+  BOOST_TEST(got[0].task_id == "t7");
+  BOOST_TEST(got[0].request_id == "");
+  BOOST_TEST(got[0].message == "launched pid=42");
+  BOOST_TEST((got[0].time >= before && got[0].time <= after));
+  BOOST_TEST((got[1].level == log_level::error));
+  BOOST_TEST(got[1].component == "rpc");
+  BOOST_TEST(got[1].task_id == "");
+  BOOST_TEST(got[1].request_id == "9");
+  BOOST_TEST(got[1].message == "bad request");
+
+  // A logger installed later replaces it; `off` silences the library.
+  set_logger({.level = log_level::off});
+  BOOST_TEST(!detail::log_enabled(log_level::error));
+  detail::log(log_level::error, "rpc", "", "", "nobody hears this");
+  BOOST_TEST(got.size() == 2u);
+}
+
+// The line formats, without any sink: the library's default (stderr) and
+// the daemon's Boost.Log sink both write these.
+BOOST_AUTO_TEST_CASE(format_log_line_text_and_json) {
+  const log_record r{.level = log_level::error,
+                     .time = std::chrono::system_clock::time_point{} + std::chrono::hours(24 * 365),
+                     .component = "rpc",
+                     .task_id = "",
+                     .request_id = "3\n",
+                     .message = "a\x1b"};
+  BOOST_TEST(format_log_line(r, log_format::text) ==
+             "1971-01-01T00:00:00.000Z error [rpc] req=3\\n a\\x1b");
+  BOOST_TEST(format_log_line(r, log_format::json) ==
+             "{\"ts\":\"1971-01-01T00:00:00.000Z\",\"level\":\"error\",\"component\":\"rpc\","
+             "\"request_id\":\"3\\n\",\"msg\":\"a\\u001b\"}");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

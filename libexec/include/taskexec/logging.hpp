@@ -1,18 +1,25 @@
-// Logging through Boost.Log.
+// Logging: the library logs through a logger the program installs.
 //
-// The library emits records to the global Boost.Log core with these
-// attributes, so an embedding program can add its own sink (and filter or
-// format on them) with boost::log::core::get()->add_sink(...):
-//   "Severity"  taskexec::log_level
-//   "Component" std::string  ("reaper", "executor", "isolation.host", ...)
-//   "TaskID"    std::string  (absent when the record is not about one task)
-//   "RequestID" std::string  (absent outside a request)
-// Without any sink, Boost.Log's default prints everything to stderr; a
-// program that wants silence calls configure_logging with level `off`.
+// The library never touches Boost.Log (nor any global logging framework):
+// every record goes to the sink of the `logger` installed with set_logger().
+// Until a program installs one, records of level `warning` and above are
+// written to stderr as text lines (format_log_line). A program that wants
+// silence installs `logger{.level = log_level::off}`; one that has its own
+// logging (Boost.Log, spdlog, ...) installs a sink that forwards records to it.
+//
+//   taskexec::set_logger({.level = taskexec::log_level::info,
+//                         .sink = [](const taskexec::log_record& r) {
+//                           BOOST_LOG_SEV(lg, to_mine(r.level)) << r.component << ": "
+//                                                                << r.message;
+//                         }});
+//
+// The daemon (taskexecd) installs a sink that feeds Boost.Log's core; that
+// configuration lives with the daemon (apps/common/daemon_logging.hpp), not here.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <optional>
@@ -29,21 +36,52 @@ std::string_view to_string(log_level l) noexcept;
 bool parse_log_level(std::string_view s, log_level& out) noexcept;
 bool parse_log_format(std::string_view s, log_format& out) noexcept;
 
-struct log_options {
+/// One record, as the library hands it to the sink. The views are valid only
+/// during the sink call: copy what you keep.
+struct log_record {
   log_level level = log_level::info;
-  log_format format = log_format::text;
-  /// Where records go; nullptr means std::clog. Must outlive the sink.
-  std::ostream* stream = nullptr;
+  std::chrono::system_clock::time_point time;
+  std::string_view component;   ///< "reaper", "executor", "isolation.host", "rpc", ...
+  std::string_view task_id;     ///< empty when the record is not about one task
+  std::string_view request_id;  ///< empty outside a request
+  std::string_view message;
 };
 
-/// Replace every sink of the global core with one formatted per `options`.
+/// What the library logs through: records below `level` are dropped before
+/// any formatting (a relaxed atomic load); the others go to `sink`.
+///
+/// The sink is called on whichever thread does the library's work (an
+/// io_context thread of the program's, the daemon's watchdog), possibly on
+/// several threads at once: it must be thread-safe. It is never called
+/// between fork and exec. It may call set_logger (the library holds no lock
+/// while calling it). It should not throw: an exception from it propagates
+/// out of the library operation that logged.
+struct logger {
+  using sink_type = std::function<void(const log_record&)>;
+  log_level level = log_level::warning;
+  /// Empty: text lines (format_log_line) on stderr, one write per line.
+  sink_type sink{};
+};
+
+/// Install `l` for the whole process (every executor, reaper, server and
+/// client of the library); replaces the previous one. Thread-safe: a record
+/// being logged concurrently goes to the old or the new logger, whole.
+/// Default, until called: `logger{}` (warning and above, text on stderr).
+void set_logger(logger l);
+
+/// A sink writing format_log_line(record, format) and a newline to `os`,
+/// flushed, under a mutex of its own. `os` must outlive every use of the sink.
+logger::sink_type stream_sink(std::ostream& os, log_format format = log_format::text);
+
+/// The record as one line (no newline at its end):
 /// Text lines: `2026-11-27T20:45:47.123Z info  [executor] task=t1 req=7 launched pid=42`
 /// JSON lines: {"ts":"...","level":"info","component":"executor","task_id":"t1",
 ///             "request_id":"7","msg":"launched pid=42"}
 /// A record is always one line: in text lines every field goes through
 /// escape_log_text (records carry what clients sent: a command name, a
-/// path); JSON lines quote every string.
-void configure_logging(const log_options& options);
+/// path); JSON lines quote every string. task_id and request_id appear only
+/// when not empty.
+std::string format_log_line(const log_record& record, log_format format);
 
 /// `s` with nothing that could end a line, forge one or drive a terminal:
 /// `\` becomes `\\`; newline, carriage return and tab become `\n`, `\r`,
@@ -79,7 +117,8 @@ class log_throttle {
 };
 
 namespace detail {
-/// Emit one record (used by the library; cheap when filtered out).
+/// Emit one record to the installed logger (used by the library; cheap when
+/// filtered out).
 void log(log_level level, std::string_view component, std::string_view task_id,
          std::string_view request_id, std::string_view message);
 bool log_enabled(log_level level) noexcept;
