@@ -56,8 +56,7 @@ void configure_logging(const log_options& options) {
     const auto component =
         logging::extract_or_default<std::string>("Component", rec, std::string());
     const auto task = logging::extract_or_default<std::string>("TaskID", rec, std::string());
-    const auto request =
-        logging::extract_or_default<std::string>("RequestID", rec, std::string());
+    const auto request = logging::extract_or_default<std::string>("RequestID", rec, std::string());
     const auto msg = logging::extract_or_default<std::string>("Message", rec, std::string());
     const log_record r{
         .level = logging::extract_or_default<log_level>("Severity", rec, log_level::info),

@@ -40,10 +40,10 @@ asio::awaitable<void> run_true(taskexec::child_reaper& reaper, int& code) {
 int main() {
 #ifdef CONSUMER_BOOST_LOG
   // The program's own Boost.Log, and the library's records forwarded to it.
-  taskexec::set_logger({.level = taskexec::log_level::warning,
-                        .sink = [](const taskexec::log_record& r) {
-                          BOOST_LOG_TRIVIAL(warning) << r.component << ": " << r.message;
-                        }});
+  taskexec::set_logger(
+      {.level = taskexec::log_level::warning, .sink = [](const taskexec::log_record& r) {
+         BOOST_LOG_TRIVIAL(warning) << r.component << ": " << r.message;
+       }});
   BOOST_LOG_TRIVIAL(info) << "consumer with Boost.Log";
 #endif
   asio::io_context io;
