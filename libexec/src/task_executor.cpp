@@ -272,10 +272,14 @@ result<std::unique_ptr<task_executor::impl::launch_attempt>> task_executor::impl
   if (auto a = life.admit(task_operation::launch); !a)
     return a.error();
 
-  auto stack = make_isolation(
-      cmd, {opts.task_id, opts.cgroups, opts.hostname.empty() ? opts.task_id : opts.hostname});
+  const isolation_context ctx{opts.task_id, opts.cgroups,
+                              opts.hostname.empty() ? opts.task_id : opts.hostname};
+  auto stack = opts.isolation ? opts.isolation(cmd, ctx) : make_isolation(cmd, ctx);
   if (!stack)
     return stack.error();
+  if (stack->empty() || std::find(stack->begin(), stack->end(), nullptr) != stack->end())
+    return make_error(errc::invalid_argument,
+                      "the isolation factory returned no strategy, or a null one");
   isolation_features features = 0;
   for (const auto& s : *stack)
     features |= s->features();

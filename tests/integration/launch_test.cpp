@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "harness.hpp"
+#include "taskexec/isolation/host.hpp"
 
 using namespace test_support;
 using namespace taskexec;
@@ -21,9 +22,110 @@ asio::awaitable<process_state> run_to_exit(exec_command cmd) {
   co_return *st;
 }
 
+// An embedder's own strategy: the host strategy, wrapped, recording each
+// hook the executor calls on it (parent side only: the child may write
+// nothing), and an environment variable it adds to every task.
+class recording_strategy final : public isolation_strategy {
+ public:
+  explicit recording_strategy(std::shared_ptr<std::vector<std::string>> log)
+      : log_(std::move(log)) {}
+  std::string_view name() const noexcept override { return "recording"; }
+  isolation_features features() const noexcept override { return host_.features(); }
+  result<void> validate(const exec_command& cmd) const override {
+    log_->push_back("validate " + cmd.cmd);
+    return host_.validate(cmd);
+  }
+  result<void> before_fork(const exec_command& cmd, launch_plan& plan) override {
+    log_->push_back("before_fork");
+    exec_command mine = cmd;
+    mine.env.push_back("ISOLATED_BY=recording");
+    return host_.before_fork(mine, plan);
+  }
+  bool in_child(const launch_plan& plan, child_failure& f) const noexcept override {
+    return host_.in_child(plan, f);
+  }
+  void after_start(const launch_plan& plan, int pid) override {
+    log_->push_back("after_start " + std::to_string(pid));
+    host_.after_start(plan, pid);
+  }
+  void launch_failed(const launch_plan& plan) noexcept override {
+    log_->push_back("launch_failed");
+    host_.launch_failed(plan);
+  }
+  result<void> teardown() override {
+    log_->push_back("teardown");
+    return host_.teardown();
+  }
+
+ private:
+  std::shared_ptr<std::vector<std::string>> log_;
+  host_strategy host_;
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(launch)
+
+// The stack comes from the embedder's factory, not from a name: its own
+// strategy object runs the task, each hook in order, teardown last.
+BOOST_AUTO_TEST_CASE(an_injected_strategy_runs_the_task) {
+  run([]() -> asio::awaitable<void> {
+    auto log = std::make_shared<std::vector<std::string>>();
+    auto seen = std::make_shared<std::string>();
+    task_executor_options o;
+    o.task_id = "injected";
+    o.isolation = [log, seen](const exec_command& cmd,
+                              const isolation_context& ctx) -> result<isolation_stack> {
+      *seen = ctx.task_id + " " + cmd.isolation;
+      isolation_stack s;
+      s.push_back(std::make_unique<recording_strategy>(log));
+      return s;
+    };
+    task_executor t(harness::get().reaper, o);
+    pipe_reader out;
+    auto cmd = sh("echo $ISOLATED_BY; exit 3");
+    cmd.isolation = "anything-the-factory-reads";
+    cmd.stdout_fd = out.write_fd();
+    auto st = co_await t.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+    out.close_write();
+    BOOST_TEST(co_await out.line() == "recording");
+    auto done = co_await t.wait();
+    BOOST_REQUIRE(done);
+    BOOST_TEST(done->exit_code == 3);
+    BOOST_TEST((co_await t.shutdown("SIGTERM", 1s)).has_value());
+    BOOST_TEST(*seen == "injected anything-the-factory-reads");
+    // (No braced list in a coroutine: GCC 12.)
+    std::vector<std::string> want;
+    want.push_back("validate /bin/sh");
+    want.push_back("before_fork");
+    want.push_back("after_start " + std::to_string(st->pid));
+    want.push_back("teardown");
+    BOOST_TEST(*log == want, boost::test_tools::per_element());
+  });
+}
+
+// A factory's error fails the launch with it; an empty stack is refused.
+BOOST_AUTO_TEST_CASE(an_injected_factory_that_fails_fails_the_launch) {
+  run([]() -> asio::awaitable<void> {
+    task_executor_options o;
+    o.isolation = [](const exec_command&, const isolation_context&) -> result<isolation_stack> {
+      return make_error(errc::unsupported, "no such sandbox here");
+    };
+    task_executor t(harness::get().reaper, o);
+    auto st = co_await t.launch(sh("exit 0"));
+    BOOST_REQUIRE(!st);
+    BOOST_TEST(st.error().message == "no such sandbox here");
+    task_executor_options empty;
+    empty.isolation = [](const exec_command&, const isolation_context&) -> result<isolation_stack> {
+      return isolation_stack{};
+    };
+    task_executor e(harness::get().reaper, empty);
+    auto none = co_await e.launch(sh("exit 0"));
+    BOOST_REQUIRE(!none);
+    BOOST_TEST((none.error().code == make_error_code(errc::invalid_argument)));
+  });
+}
 
 BOOST_AUTO_TEST_CASE(missing_binary_fails_cleanly) {
   run([]() -> asio::awaitable<void> {

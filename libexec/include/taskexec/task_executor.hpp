@@ -48,6 +48,7 @@
 #include "taskexec/error.hpp"
 #include "taskexec/exec_session.hpp"
 #include "taskexec/isolation/cgroup.hpp"
+#include "taskexec/isolation/registry.hpp"
 #include "taskexec/lifecycle.hpp"
 #include "taskexec/stats.hpp"
 #include "taskexec/types.hpp"
@@ -88,6 +89,16 @@ struct task_executor_options {
   /// and the child is killed. The wait suspends the launch; it never blocks
   /// the io thread.
   std::chrono::milliseconds launch_report_timeout{30000};
+  /// The task's isolation. Empty: by `exec_command::isolation` through the
+  /// registry (make_isolation: "host", "container"). Set: this factory
+  /// builds the stack instead, with strategy objects of the embedder's own
+  /// (isolation/registry.hpp); `exec_command::isolation` is then the
+  /// factory's to read. A field of the command that no strategy of the
+  /// stack honours (isolation_strategy::features) is still refused.
+  /// Execs in the task's context run as for host isolation: the host
+  /// strategy, joined to the task's cgroup when its stack has the cgroup
+  /// strategy; a container strategy in the stack is entered instead.
+  isolation_factory isolation{};
 };
 
 /// The result of an Exec (Nomad's Exec and ExecScript).

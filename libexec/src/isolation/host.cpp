@@ -599,8 +599,7 @@ bool host_strategy::in_child(const launch_plan& plan, child_failure& f) const no
   return child_parent_death(plan, f, true);
 }
 
-result<std::vector<std::unique_ptr<isolation_strategy>>> make_isolation(
-    const exec_command& cmd, const isolation_context& ctx) {
+result<isolation_stack> make_isolation(const exec_command& cmd, const isolation_context& ctx) {
   std::vector<std::unique_ptr<isolation_strategy>> stack;
   if (cmd.isolation.empty() || cmd.isolation == "host") {
     // First: the child joins its cgroup while it still has the rights to.

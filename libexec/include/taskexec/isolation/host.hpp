@@ -38,6 +38,7 @@
 #include <optional>
 
 #include "taskexec/isolation/cgroup.hpp"
+#include "taskexec/isolation/registry.hpp"
 #include "taskexec/isolation/strategy.hpp"
 
 namespace taskexec {
@@ -75,19 +76,5 @@ result<user_identity> lookup_user(std::string_view user);
 result<std::string> lookup_binary(std::string_view cmd, std::string_view task_dir,
                                   std::string_view path_env,
                                   std::optional<uid_t> task_uid = std::nullopt);
-
-/// What the strategies need to know of the executor.
-struct isolation_context {
-  std::string task_id;
-  cgroup_options cgroups;
-  std::string hostname;  ///< of a container task
-};
-
-/// The stack of strategies for `cmd.isolation` ("" and "host": host only),
-/// with the cgroup strategy first when resource_limits or
-/// basic_process_cgroup is set. errc::unsupported for an isolation this
-/// build does not have.
-result<std::vector<std::unique_ptr<isolation_strategy>>> make_isolation(
-    const exec_command& cmd, const isolation_context& ctx);
 
 }  // namespace taskexec
