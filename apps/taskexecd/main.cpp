@@ -8,6 +8,9 @@
 //   {"protocol":"taskexec-jsonrpc","version":"2.0.0","socket":"PATH","pid":N}
 // SIGTERM or SIGINT: the task is shut down (SIGTERM, then SIGKILL after the
 // kill grace), pending calls are answered, the socket is removed, exit 0.
+// SIGHUP: the log file is reopened (logrotate's convention: it was renamed,
+// the daemon writes on into a new file of the same name); the daemon and
+// its task go on. SIGPIPE is ignored.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -21,6 +24,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -112,15 +116,17 @@ int main(int argc, char** argv) {
   if (opts.socket_path.empty())
     return usage("--socket is required");
 
-  std::ofstream log_stream;
+  auto log_stream = std::make_unique<std::ofstream>();
   if (!log_file.empty()) {
-    log_stream.open(log_file, std::ios::app);
-    if (!log_stream)
+    log_stream->open(log_file, std::ios::app);
+    if (!*log_stream)
       return usage("cannot open log file \"" + log_file + "\"");
-    log.stream = &log_stream;
+    log.stream = log_stream.get();
   }
   taskexec::configure_logging(log);
   ::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is an error code, not a death
+  // Until the io_context waits for it, SIGHUP must not end the daemon.
+  ::signal(SIGHUP, SIG_IGN);
 
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());
@@ -176,6 +182,35 @@ int main(int argc, char** argv) {
             std::rethrow_exception(e);
         });
   });
+
+  // SIGHUP: reopen the log file. One thread: no record is being written
+  // while the sink is swapped, so none is lost; the old file is closed.
+  asio::signal_set hangup(io, SIGHUP);
+  std::function<void()> await_hangup = [&] {
+    hangup.async_wait([&](boost::system::error_code ec, int) {
+      if (ec)
+        return;
+      if (log_file.empty()) {
+        taskexec::detail::log(taskexec::log_level::info, "daemon", "", "",
+                              "SIGHUP: no log file to reopen");
+      } else {
+        auto fresh = std::make_unique<std::ofstream>(log_file, std::ios::app);
+        if (!*fresh) {
+          taskexec::detail::log(
+              taskexec::log_level::error, "daemon", "", "",
+              "SIGHUP: cannot reopen log file \"" + log_file + "\"; logging on to the old one");
+        } else {
+          log.stream = fresh.get();
+          taskexec::configure_logging(log);
+          log_stream = std::move(fresh);  // the old file is closed here
+          taskexec::detail::log(taskexec::log_level::info, "daemon", "", "",
+                                "SIGHUP: log file reopened");
+        }
+      }
+      await_hangup();
+    });
+  };
+  await_hangup();
 
   server->start();
   boost::json::object hello{{"protocol", "taskexec-jsonrpc"},

@@ -397,11 +397,17 @@ BOOST_AUTO_TEST_CASE(inputs_to_sessions_that_never_read_hold_bounded_memory) {
     BOOST_TEST_MESSAGE("input flood: daemon RSS " << rss_before << " KiB before, peak " << peak
                                                   << " KiB; sender done: " << sent);
     BOOST_TEST(!sent);  // backpressure: the daemon stopped reading
-    // 4 MiB of input held, one message of 4 MiB being handled (its text, the
-    // parsed request and the decoded data exist at once for a moment), and
-    // slack for the allocator: well under what one round of 3 MiB to each
-    // session took before (48 MiB).
+                        // 4 MiB of input held, one message of 4 MiB being handled (its text, the
+                        // parsed request and the decoded data exist at once for a moment), and
+                        // slack for the allocator: well under what one round of 3 MiB to each
+                        // session took before (48 MiB).
+#ifndef TASKEXEC_SANITIZED
     BOOST_TEST(peak < rss_before + 32 * 1024);
+#else
+    BOOST_TEST_MESSAGE(
+        "sanitizer build: the peak bound is checked in the plain build only "
+        "(freed memory sits in the allocator's quarantine)");
+#endif
     // Another connection is served meanwhile.
     client other;
     co_await other.connect(d.socket);

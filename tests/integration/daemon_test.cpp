@@ -518,6 +518,62 @@ BOOST_AUTO_TEST_CASE(events_tell_a_returning_agent_what_happened) {
   });
 }
 
+// SIGHUP reopens the log file (logrotate renamed it): the daemon and its
+// task go on, new lines go to a new file of the same name, the renamed one
+// is closed and keeps what was written before.
+BOOST_AUTO_TEST_CASE(sighup_reopens_the_log_file_and_ends_nothing) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    temp_dir logs;
+    const std::string file = logs / "taskexecd.log";
+    const std::string rotated = file + ".1";
+    std::vector<std::string> extra;
+    extra.push_back("--log-file");
+    extra.push_back(file);
+    extra.push_back("--log-level");
+    extra.push_back("info");
+    co_await d.start(extra);
+    client c;
+    co_await c.connect(d.socket);
+    auto l = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+    BOOST_REQUIRE_MESSAGE(l.contains("result"), json::serialize(l));
+    const int task_pid = static_cast<int>(l.at("result").at("pid").as_int64());
+    BOOST_REQUIRE(std::filesystem::exists(file));
+    std::filesystem::rename(file, rotated);
+    BOOST_TEST((co_await d.task.signal(SIGHUP)).has_value());
+    // The new file appears with the reopen's line (bounded wait).
+    std::string fresh;
+    for (int i = 0; i < 500 && fresh.find("SIGHUP: log file reopened") == std::string::npos; ++i) {
+      asio::steady_timer pause(co_await asio::this_coro::executor, 10ms);
+      co_await pause.async_wait(asio::use_awaitable);
+      std::ifstream in(file);
+      fresh.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    BOOST_TEST(fresh.find("SIGHUP: log file reopened") != std::string::npos, fresh);
+    // Still serving, the task still running.
+    auto v = co_await c.call(2, "Version");
+    BOOST_TEST(v.contains("result"), json::serialize(v));
+    BOOST_TEST(alive(task_pid));
+    BOOST_TEST((d.task.state() == taskexec::task_state::running));
+    // The renamed file is no longer open in the daemon.
+    int still_open = 0;
+    const std::string fd_dir = "/proc/" + std::to_string(d.task.pid()) + "/fd";
+    for (const auto& e : std::filesystem::directory_iterator(fd_dir)) {
+      std::error_code ec;
+      if (std::filesystem::read_symlink(e.path(), ec).string() == rotated)
+        ++still_open;
+    }
+    BOOST_TEST(still_open == 0);
+    std::ifstream old(rotated);
+    BOOST_TEST(old.good());
+    auto destroyed = co_await c.call(3, "Destroy");
+    BOOST_TEST(destroyed.contains("result"));
+    auto exited = co_await d.task.wait();
+    BOOST_REQUIRE(exited.has_value());
+    BOOST_TEST(exited->exit_code == 0);
+  });
+}
+
 BOOST_AUTO_TEST_CASE(a_daemon_killed_with_sigkill_takes_its_task) {
   run([]() -> asio::awaitable<void> {
     daemon_process d;
@@ -781,13 +837,20 @@ BOOST_AUTO_TEST_CASE(huge_unknown_signal_names_leave_the_journal_and_the_daemon_
     BOOST_REQUIRE_EQUAL(events.size(), 1u);
     BOOST_TEST(events[0].at("type").as_string() == "launched");
     // 160 MiB went through; what the daemon keeps is back within 20 MiB of
-    // where it was (freed memory is given back once it is idle).
+    // where it was (freed memory is given back once it is idle). Not in a
+    // sanitizer build: its allocator keeps freed memory in quarantine, so
+    // RSS says nothing there (the leak checks do).
+#ifndef TASKEXEC_SANITIZED
     std::size_t after = 0;
     BOOST_TEST(co_await eventually([&] {
                  after = vm_rss_kib(pid);
                  return after < before + 20 * 1024;
                }),
                "VmRSS " << after << " KiB after the flood, " << before << " KiB before");
+#else
+    BOOST_TEST_MESSAGE("sanitizer build: the RSS bound is checked in the plain build only ("
+                       << before << " KiB before)");
+#endif
     BOOST_TEST((co_await c.call(3, "Version")).contains("result"));
     BOOST_TEST((co_await c.call(4, "Destroy")).contains("result"));
     BOOST_TEST((co_await d.task.wait())->exit_code == 0);

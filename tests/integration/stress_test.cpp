@@ -152,9 +152,16 @@ BOOST_AUTO_TEST_CASE(faults_leave_the_task_and_daemon_right) {
       BOOST_TEST(lat.at(name).at("count").to_number<std::uint64_t>() > 0u);
     }
     BOOST_TEST(lat.at("idle Version (journal)").at("count").to_number<std::uint64_t>() == 200u);
+#ifndef TASKEXEC_SANITIZED
     BOOST_TEST(checks_of(r, "journal flood: ").size() == 6u);
     BOOST_TEST(checks_of(r, "long grace: ").size() == 5u);
     BOOST_TEST(checks_of(r, "stats flood: ").size() == 5u);
+#else
+    // run_stress turns the RSS bounds off (quarantine): no peak or growth checks.
+    BOOST_TEST(checks_of(r, "journal flood: ").size() == 4u);
+    BOOST_TEST(checks_of(r, "long grace: ").size() == 4u);
+    BOOST_TEST(checks_of(r, "stats flood: ").size() == 3u);
+#endif
     // As root the directory of nobody's and the impostor socket too; else
     // the report says they were skipped.
     BOOST_TEST(checks_of(r, "impostor: ").size() == (::geteuid() == 0 ? 5u : 2u));
