@@ -247,11 +247,23 @@ BOOST_AUTO_TEST_CASE(a_flood_of_subscriptions_shares_one_sample_per_tick) {
     // not a reading of 51 processes (before: ~2 ms each).
     const double cpu_seconds =
         static_cast<double>(cpu1 - cpu0) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-    BOOST_TEST(cpu_share < 0.75);
     BOOST_TEST(delivered > 0u);
+#ifndef TASKEXEC_SANITIZED
+    BOOST_TEST(cpu_share < 0.75);
     BOOST_TEST(cpu_seconds * 1000 / static_cast<double>(std::max<std::uint64_t>(delivered, 1)) <
                0.25);  // ms per sample
     BOOST_TEST(p50 < 50.0);
+#else
+    // A sanitizer multiplies the cost of sending by 5 to 15: the readings
+    // bound above is what proves the sharing there; CPU and latency are
+    // checked in the plain build.
+    BOOST_TEST_MESSAGE("sanitizer build: CPU "
+                       << cpu_share * 100 << "%, "
+                       << cpu_seconds * 1000 /
+                              static_cast<double>(std::max<std::uint64_t>(delivered, 1))
+                       << " ms per sample, Version p50 " << p50
+                       << " ms are checked in the plain build only");
+#endif
     for (auto& r : readers)
       r->sock.close();
     BOOST_TEST((co_await c.call(2, "Destroy")).contains("result"));
