@@ -155,6 +155,13 @@ void duplicate_mode(const std::uint8_t* data, std::size_t size) {
   const json::value v = json::parse(text, ec, {}, opts);  // no duplicates: parse kept one of each
   if (ec)
     return;
+  // A number too large for a double parses as infinity, which Boost.JSON
+  // (1.81) writes back as "Infinity": not JSON. Such a value cannot be
+  // written again with a duplicate, so the mode has nothing to compare.
+  boost::system::error_code again;
+  (void)json::parse(json::serialize(v), again, {}, opts);
+  if (again)
+    return;
   dup_writer w;
   w.which = data[1];
   w.key_pick = data[2];
