@@ -130,6 +130,7 @@ int main(int argc, char** argv) {
 
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor());
+  opts.reaper = &reaper;
   taskexec::task_executor_options task_opts;
   // The task's name in logs and its cgroup: the socket's absolute path, the
   // one thing no other live daemon shares.

@@ -133,6 +133,9 @@ class remote_executor {
   /// New limits for the running task's cgroup (UpdateResources).
   boost::asio::awaitable<result<void>> update_resources(task_resources resources);
   boost::asio::awaitable<result<std::string>> version();
+  /// The daemon's counters (Metrics, docs/protocol.md), as the daemon sent
+  /// them; openmetrics::from_daemon_metrics turns them into text.
+  boost::asio::awaitable<result<boost::json::object>> metrics();
   /// One page of the journal from `since` on (0: from the oldest kept): at
   /// most `limit` events (0: the daemon's default, 256; at most 1024) and
   /// 64 KiB of them. While `more`, ask again from `next`.

@@ -705,6 +705,15 @@ asio::awaitable<result<std::string>> remote_executor::version() {
   co_return std::string(v->as_string());
 }
 
+asio::awaitable<result<json::object>> remote_executor::metrics() {
+  auto r = co_await call("Metrics");
+  if (!r)
+    co_return r.error();
+  if (!r->is_object())
+    co_return make_error(errc::protocol_error, "Metrics result is not an object");
+  co_return std::move(r->as_object());
+}
+
 asio::awaitable<result<event_page>> remote_executor::events(std::uint64_t since,
                                                             std::size_t limit) {
   json::object params{{"since", since}};

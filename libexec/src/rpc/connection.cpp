@@ -104,6 +104,7 @@ asio::awaitable<void> server::connection::reader() {
       handle(*line);
     }
     if (framer.overflowed()) {
+      st->metrics.note_limit("message_bytes");
       send(make_error(
           nullptr, {code::invalid_request,
                     "message larger than " + std::to_string(framer.max_message_bytes()) + " bytes",
@@ -152,6 +153,7 @@ void server::connection::handle(const std::string& line) {
   if (!m.batch) {
     auto& it = m.items.front();
     if (auto* bad = std::get_if<invalid>(&it)) {
+      st->metrics.note_invalid();
       send(make_error(bad->id, bad->error));
       return;
     }
@@ -164,9 +166,11 @@ void server::connection::handle(const std::string& line) {
 void server::connection::run_one(request r) {
   const bool counted = method_may_wait(r.method);
   if (counted && waiting >= max_pending) {
+    st->metrics.note_refused(r.method);
     if (r.id)
-      send(make_error(*r.id,
-                      limit_error("too many requests pending on this connection", max_pending)));
+      send(make_error(
+          *r.id, limit_error(st->metrics, "pending", "too many requests pending on this connection",
+                             max_pending)));
     return;
   }
   auto self = shared_from_this();
@@ -203,6 +207,7 @@ void server::connection::run_one(request r) {
 
 void server::connection::run_batch(std::vector<item> items) {
   if (items.size() > max_batch) {
+    st->metrics.note_limit("batch");
     send(make_error(nullptr, {code::invalid_request,
                               "batch larger than " + std::to_string(max_batch) + " requests",
                               {}}));
@@ -228,6 +233,7 @@ void server::connection::run_batch(std::vector<item> items) {
   };
   for (auto& it : items) {
     if (auto* bad = std::get_if<invalid>(&it)) {
+      st->metrics.note_invalid();
       b->responses.push_back(make_error(bad->id, bad->error));
       done_one();
       continue;
@@ -235,9 +241,11 @@ void server::connection::run_batch(std::vector<item> items) {
     auto r = std::get<request>(std::move(it));
     const bool counted = method_may_wait(r.method);
     if (counted && waiting >= max_pending) {
+      st->metrics.note_refused(r.method);
       if (r.id)
         b->responses.push_back(make_error(
-            *r.id, limit_error("too many requests pending on this connection", max_pending)));
+            *r.id, limit_error(st->metrics, "pending",
+                               "too many requests pending on this connection", max_pending)));
       done_one();
       continue;
     }

@@ -80,7 +80,7 @@ asio::awaitable<outcome> exec_streaming_start(server::state& srv, method_call ca
   if (!c)
     co_return rpc_error{code::internal_error, "connection gone", {}};
   if (c->sessions.size() >= server::connection::max_sessions)
-    co_return limit_error("too many exec sessions on this connection",
+    co_return limit_error(srv.metrics, "exec_sessions", "too many exec sessions on this connection",
                           server::connection::max_sessions);
   if (!call.r.id)
     co_return params_error("",

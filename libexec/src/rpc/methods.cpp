@@ -10,7 +10,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/value_from.hpp>
 
+#include "connection.hpp"
 #include "taskexec/base64.hpp"
+#include "taskexec/child_reaper.hpp"
 #include "taskexec/codec.hpp"
 #include "taskexec/detail/condition.hpp"
 #include "taskexec/task_executor.hpp"
@@ -185,6 +187,42 @@ asio::awaitable<outcome> on_destroy(server::state& srv, method_call, no_params) 
   co_return json::object{};
 }
 
+asio::awaitable<outcome> on_metrics(server::state& srv, method_call, no_params) {
+  const auto& m = srv.metrics;
+  json::object out;
+  out["uptime_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - m.started)
+                         .count();
+  out["connections"] = {{"open", srv.connections.size()},
+                        {"total", m.connections_total},
+                        {"refused", m.connections_refused}};
+  json::object requests;
+  for (const auto& [name, n] : m.requests)
+    requests[name] = {{"calls", n.calls}, {"errors", n.errors}};
+  out["requests"] = std::move(requests);
+  json::object limits;
+  for (const auto& [name, n] : m.limits_hit)
+    limits[name] = n;
+  out["limits_hit"] = std::move(limits);
+  out["journal"] = {{"events", srv.journal.size()},
+                    {"bytes", srv.journal.bytes()},
+                    {"dropped", srv.journal.evicted()},
+                    {"next_seq", srv.journal.next_seq()}};
+  std::size_t subscriptions = 0;
+  for (const auto& [c, conn] : srv.connections)
+    subscriptions += conn->subscriptions.size();
+  out["stats"] = {
+      {"subscriptions", subscriptions},       {"intervals", srv.schedules.size()},
+      {"samples_sent", m.stats_samples_sent}, {"samples_dropped", m.stats_samples_dropped},
+      {"ticks_late", m.stats_ticks_late},     {"ticks_deferred", m.stats_ticks_deferred}};
+  if (const auto* r = srv.options->reaper) {
+    out["reaper"] = {{"reaped", r->total_reaped()},
+                     {"orphans", r->orphans_reaped()},
+                     {"watched", r->watched_count()}};
+  }
+  co_return json::value(std::move(out));
+}
+
 asio::awaitable<outcome> on_events(server::state& srv, method_call, events_params d) {
   co_return srv.journal.since(d.since, d.limit);
 }
@@ -210,7 +248,10 @@ asio::awaitable<outcome> on_exec(server::state& srv, method_call, exec_params d)
   co_return json::value(std::move(out));
 }
 
-asio::awaitable<outcome> method_not_found(std::string m) {
+asio::awaitable<outcome> method_not_found(server::state& srv, std::string m) {
+  auto& n = srv.metrics.requests["(unknown)"];
+  ++n.calls;
+  ++n.errors;
   co_return rpc_error{code::method_not_found, "method not found: \"" + m + "\"", {}};
 }
 
@@ -230,8 +271,9 @@ struct method {
   asio::awaitable<outcome> (*call)(server::state&, method_call);
 };
 
-constexpr std::array<method, 14> methods = {{
+constexpr std::array<method, 15> methods = {{
     {"Version", false, decoded<decode_no_params, on_version>},
+    {"Metrics", false, decoded<decode_no_params, on_metrics>},
     {"Launch", true, decoded<decode_launch, on_launch>},
     {"Wait", true, decoded<decode_wait, on_wait>},
     {"Signal", false, decoded<decode_signal, on_signal>},
@@ -255,6 +297,18 @@ const method* find_method(std::string_view name) {
   return nullptr;
 }
 
+// A call, counted in Metrics: its method's calls, and its errors (an
+// answer that is an error object).
+asio::awaitable<outcome> counted(server::state& srv, const method* m, method_call c) {
+  auto& n = srv.metrics.requests[std::string(m->name)];  // a map node: stable
+  ++n.calls;
+  auto call = m->call(srv, std::move(c));
+  outcome o = co_await std::move(call);
+  if (std::holds_alternative<rpc_error>(o))
+    ++n.errors;
+  co_return o;
+}
+
 }  // namespace
 
 bool method_may_wait(std::string_view method) {
@@ -266,8 +320,8 @@ asio::awaitable<outcome> dispatch(server::state& srv, request r,
                                   std::weak_ptr<server::connection> conn) {
   const auto* m = find_method(r.method);
   if (!m)
-    return method_not_found(std::move(r.method));
-  return m->call(srv, method_call{std::move(r), std::move(conn)});
+    return method_not_found(srv, std::move(r.method));
+  return counted(srv, m, method_call{std::move(r), std::move(conn)});
 }
 
 }  // namespace taskexec::rpc

@@ -24,7 +24,7 @@ struct method_call {
 
 /// Whether `method` may wait (for the task, a command, a shutdown, room in a
 /// session's stdin): only these count against connection::max_pending.
-/// Every other call (Version, Signal, Events, Stats, Stats.Cancel,
+/// Every other call (Version, Metrics, Signal, Events, Stats, Stats.Cancel,
 /// UpdateResources, ExecStreaming.Cancel, an unknown method) completes
 /// without suspending.
 bool method_may_wait(std::string_view method);

@@ -20,7 +20,9 @@
 
 namespace taskexec::rpc {
 
-rpc_error limit_error(std::string what, std::size_t limit) {
+rpc_error limit_error(server_metrics& m, std::string_view name, std::string what,
+                      std::size_t limit) {
+  m.note_limit(name);
   rpc_error e{code::limit_exceeded, std::move(what) + " (limit " + std::to_string(limit) + ")", {}};
   e.data["limit"] = limit;
   return e;
@@ -146,6 +148,7 @@ asio::awaitable<void> server::accept_loop() {
       st->accept_failures = 0;
     }
     auto c = std::make_shared<connection>(st, std::move(sock), options_.max_message_bytes);
+    ++st->metrics.connections_total;
     st->connections.emplace(c.get(), c);
     asio::co_spawn(st->ex, c->writer(), connection_guard(c));
 
@@ -170,11 +173,14 @@ asio::awaitable<void> server::accept_loop() {
                                    "permission denied: uid " + std::to_string(cred.uid) +
                                        " may not call this daemon",
                                    {}}));
+      ++st->metrics.connections_refused;
       c->close_after_flush();
       continue;
     }
     if (st->connections.size() > options_.max_connections) {
-      c->send(make_error(nullptr, limit_error("too many connections", options_.max_connections)));
+      c->send(make_error(nullptr, limit_error(st->metrics, "connections", "too many connections",
+                                              options_.max_connections)));
+      ++st->metrics.connections_refused;
       c->close_after_flush();
       continue;
     }

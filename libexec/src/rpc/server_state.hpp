@@ -41,8 +41,44 @@ inline void log(log_level l, const std::string& msg) {
 /// A method's answer: its result, or the error to send.
 using outcome = std::variant<json::value, rpc_error>;
 
+/// What the Metrics method reports (docs/protocol.md "Metrics"): counters
+/// since the server started, kept on the io_context's thread.
+struct server_metrics {
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::uint64_t connections_total = 0;    // accepted (refused ones too)
+  std::uint64_t connections_refused = 0;  // peer not allowed, or too many
+  struct method_counts {
+    std::uint64_t calls = 0, errors = 0;
+  };
+  // By method name: the table's names only, plus "(unknown)" for a method
+  // the daemon has not and "(invalid)" for what was not a request; a client
+  // cannot grow it.
+  std::map<std::string, method_counts, std::less<>> requests;
+  // By limit ("connections", "pending", "exec_sessions", "stats_subscriptions",
+  // "stats_intervals", "message_bytes", "batch").
+  std::map<std::string, std::uint64_t, std::less<>> limits_hit;
+  std::uint64_t stats_samples_sent = 0;
+  std::uint64_t stats_samples_dropped = 0;  // to a client that did not read
+  std::uint64_t stats_ticks_late = 0;       // a tick later than an interval
+  std::uint64_t stats_ticks_deferred = 0;   // waited for a fresher reading
+  void note_limit(std::string_view limit) { ++limits_hit[std::string(limit)]; }
+  // A request of a method that may wait, refused by the pending limit.
+  void note_refused(std::string_view method) {
+    auto& n = requests[std::string(method)];
+    ++n.calls;
+    ++n.errors;
+  }
+  void note_invalid() {
+    auto& n = requests["(invalid)"];
+    ++n.calls;
+    ++n.errors;
+  }
+};
+
 /// -32010: a limit of the daemon was reached; data.limit is the limit.
-rpc_error limit_error(std::string what, std::size_t limit);
+/// `name` is the limit's key in Metrics.limits_hit, counted in `m`.
+rpc_error limit_error(server_metrics& m, std::string_view name, std::string what,
+                      std::size_t limit);
 
 // An exec session served on a connection; its pump's cancellation ends it.
 struct session_entry {
@@ -62,6 +98,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
   std::optional<server_options> options;  // a copy: outlives the server while calls run
   std::function<void()> on_drained;
   event_journal journal;
+  server_metrics metrics;
   // Lines a peer can cause at will are rate limited: a refused peer is
   // logged once a minute per uid, a failing accept (EMFILE) once a minute
   // per errno, each with how many were not logged.

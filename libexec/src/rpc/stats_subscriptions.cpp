@@ -45,7 +45,8 @@ struct server::state::stats_schedule {
 namespace {
 // A Stats.Sample, by hand: the usage is serialized once for every
 // subscriber of a tick.
-void send_sample(server::connection& c, const std::string& id, const std::string& usage);
+void send_sample(server::connection& c, const std::string& id, const std::string& usage,
+                 server_metrics& m);
 void send_end(server::connection& c, const std::string& id);
 }  // namespace
 
@@ -130,7 +131,7 @@ void server::state::start_subscription(const std::weak_ptr<connection>& conn, co
   auto r = reading();
   if (!it->second->previous)
     it->second->previous = r;
-  send_sample(*c, id, json::serialize(json::value_from(usage_between(nullptr, *r))));
+  send_sample(*c, id, json::serialize(json::value_from(usage_between(nullptr, *r))), metrics);
 }
 
 asio::awaitable<void> server::state::run_schedule(std::shared_ptr<state> self,
@@ -172,6 +173,7 @@ asio::awaitable<void> server::state::run_schedule(std::shared_ptr<state> self,
       // last reading: the sample waits for the next one rather than reading
       // the task once more.
       wake = r->at + min_reading_gap;
+      ++self->metrics.stats_ticks_deferred;
       continue;
     }
     const auto usage = json::serialize(json::value_from(usage_between(s->previous.get(), *r)));
@@ -181,7 +183,7 @@ asio::awaitable<void> server::state::run_schedule(std::shared_ptr<state> self,
       if (!c || c->closing)
         return true;  // gone (its end removes it too)
       if (sub.started)
-        send_sample(*c, sub.id, usage);
+        send_sample(*c, sub.id, usage, self->metrics);
       return false;
     });
     if (s->subscribers.empty()) {
@@ -192,18 +194,23 @@ asio::awaitable<void> server::state::run_schedule(std::shared_ptr<state> self,
       break;
     }
     due += interval;
-    if (auto now = asio::steady_timer::clock_type::now(); due < now)
+    if (auto now = asio::steady_timer::clock_type::now(); due < now) {
       due = now + interval;
+      ++self->metrics.stats_ticks_late;
+    }
     wake = due;
   }
 }
 
 namespace {
-void send_sample(server::connection& c, const std::string& id, const std::string& usage) {
+void send_sample(server::connection& c, const std::string& id, const std::string& usage,
+                 server_metrics& m) {
   if (c.out_bytes > server::connection::max_out_bytes) {
     ++c.samples_dropped;  // a client that does not read gets no backlog
+    ++m.stats_samples_dropped;
     return;
   }
+  ++m.stats_samples_sent;
   std::string line;
   line.reserve(usage.size() + id.size() + 96);
   line += R"({"jsonrpc":"2.0","method":"Stats.Sample","params":{"subscription":")";
@@ -229,7 +236,8 @@ asio::awaitable<outcome> stats_subscribe(server::state& srv, method_call call, s
   if (!c)
     co_return rpc_error{code::internal_error, "connection gone", {}};
   if (c->subscriptions.size() >= server::connection::max_subscriptions)
-    co_return limit_error("too many Stats subscriptions on this connection",
+    co_return limit_error(srv.metrics, "stats_subscriptions",
+                          "too many Stats subscriptions on this connection",
                           server::connection::max_subscriptions);
   auto task_sampler = srv.task.sampler();
   if (!task_sampler)
@@ -237,7 +245,8 @@ asio::awaitable<outcome> stats_subscribe(server::state& srv, method_call call, s
   if (call.r.id && c->after_answer.contains(json::serialize(*call.r.id)))
     co_return rpc_error{code::invalid_request, "a request with this id is still pending", {}};
   if (!srv.schedules.contains(interval) && srv.schedules.size() >= server::state::max_schedules)
-    co_return limit_error("too many distinct Stats intervals in use", server::state::max_schedules);
+    co_return limit_error(srv.metrics, "stats_intervals",
+                          "too many distinct Stats intervals in use", server::state::max_schedules);
   if (!srv.sampler)
     srv.sampler.emplace(std::move(*task_sampler));
   std::string id = "stats-" + std::to_string(srv.next_subscription++);

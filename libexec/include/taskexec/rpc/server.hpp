@@ -27,7 +27,8 @@
 
 namespace taskexec {
 class task_executor;
-}
+class child_reaper;
+}  // namespace taskexec
 
 namespace taskexec::rpc {
 
@@ -43,6 +44,9 @@ struct server_options {
   std::chrono::milliseconds drain_timeout{5000};
   /// Called once the task is destroyed (Destroy): the daemon exits.
   std::function<void()> on_destroyed;
+  /// The process's reaper, whose counters Metrics reports ("reaper"); none
+  /// when null. It must outlive the server.
+  const child_reaper* reaper = nullptr;
 };
 
 class server : public std::enable_shared_from_this<server> {
