@@ -170,11 +170,11 @@ struct duplicate_finder {
     std::string inner;  // the part below the request's first member
     for (std::size_t i = request; i + 1 < stack.size(); ++i) {
       const auto& f = stack[i];
-      std::string seg = f.object ? (path.empty() ? "" : ".") + shown_key(f.key)
-                                 : "[" + std::to_string(f.index) + "]";
-      path += seg;
+      const std::string name = f.object ? shown_key(f.key) : "[" + std::to_string(f.index) + "]";
+      // An empty key is a segment too: "a..b" for {"a":{"":{"b":...}}}.
+      path += f.object && i > request ? "." + name : name;
       if (i > request)
-        inner += inner.empty() && f.object ? seg.substr(1) : seg;
+        inner += f.object && !inner.empty() ? "." + name : name;
     }
     const std::string last = shown_key(k);
     d.path = path.empty() ? last : path + "." + last;
