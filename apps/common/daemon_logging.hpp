@@ -11,9 +11,23 @@
 //   "TaskID"    std::string  (absent when the record is not about one task)
 //   "RequestID" std::string  (absent outside a request)
 //   "Message"   std::string
+//   "Fields"    taskexec::owned_log_fields (absent without fields)
+//
+// --log-format journald: when the journal's socket (options.journal_socket,
+// /run/systemd/journal/socket) takes a datagram at configure time, each
+// record is sent there as native journal fields: MESSAGE (the text line
+// without time and priority), PRIORITY (syslog_priority), SYSLOG_IDENTIFIER
+// ("taskexecd"), TASKEXEC_COMPONENT, TASKEXEC_TASK_ID, TASKEXEC_REQUEST_ID,
+// and each field of the record by its key in upper case (pid -> PID: the
+// task's pid; the journal's own _PID is the daemon's). A record the socket
+// refuses goes to the stream instead. Without the socket: `<N>`-prefixed
+// lines on the stream (what systemd reads from a service's stderr).
 #pragma once
 
 #include <iosfwd>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "taskexec/logging.hpp"
 
@@ -24,7 +38,23 @@ struct log_options {
   log_format format = log_format::text;
   /// Where records go; nullptr means std::clog. Must outlive the sink.
   std::ostream* stream = nullptr;
+  /// journald format: the journal's native socket.
+  std::string journal_socket = "/run/systemd/journal/socket";
 };
+
+/// A record's fields, copied (Boost.Log keeps attribute values).
+struct owned_log_fields {
+  struct field {
+    std::string key, value;
+    bool number = false;
+  };
+  std::vector<field> fields;
+};
+
+/// The native journal datagram of a record (the protocol of
+/// systemd.journal-fields(7) / sd_journal_sendv: KEY=value lines; a value
+/// holding a newline as KEY, newline, 64-bit little-endian length, value).
+std::string journal_datagram(const log_record& r);
 
 /// Replace every sink of Boost.Log's global core with one writing
 /// format_log_line(record, options.format) lines to options.stream, and

@@ -1,6 +1,7 @@
 // taskexecd: owns one task and serves it as JSON-RPC 2.0 over a Unix socket.
 //
-//   taskexecd --socket PATH [--log-file F] [--log-level L] [--log-format text|json]
+//   taskexecd --socket PATH [--log-file F] [--log-level L] [--log-format text|json|journald]
+//             [--journal-socket PATH]
 //             [--kill-grace-ms N] [--max-message-bytes N] [--allow-uid N]...
 //             [--hostname NAME] [--max-connections N]
 //
@@ -40,12 +41,12 @@ namespace asio = boost::asio;
 namespace {
 
 int usage(const std::string& why) {
-  std::cerr
-      << "taskexecd: " << why << "\n"
-      << "usage: taskexecd --socket PATH [--log-file F] [--log-level "
-         "trace|debug|info|warn|error|off]\n"
-      << "                 [--log-format text|json] [--kill-grace-ms N] [--max-message-bytes N]\n"
-      << "                 [--allow-uid N]... [--hostname NAME] [--max-connections N]\n";
+  std::cerr << "taskexecd: " << why << "\n"
+            << "usage: taskexecd --socket PATH [--log-file F] [--log-level "
+               "trace|debug|info|warn|error|off]\n"
+            << "                 [--log-format text|json|journald] [--journal-socket PATH]\n"
+            << "                 [--kill-grace-ms N] [--max-message-bytes N]\n"
+            << "                 [--allow-uid N]... [--hostname NAME] [--max-connections N]\n";
   return 2;
 }
 
@@ -83,7 +84,10 @@ int main(int argc, char** argv) {
         return usage("--log-level must be trace, debug, info, warn, error or off");
     } else if (a == "--log-format") {
       if (!value(v) || !taskexec::parse_log_format(v, log.format))
-        return usage("--log-format must be text or json");
+        return usage("--log-format must be text, json or journald");
+    } else if (a == "--journal-socket") {
+      if (!value(log.journal_socket))
+        return usage("--journal-socket needs a path");
     } else if (a == "--kill-grace-ms") {
       long long ms = 0;
       // The grace of a shutdown is capped at an hour (max_shutdown_grace).

@@ -200,6 +200,8 @@ bool parse_log_format(std::string_view s, log_format& out) noexcept {
     out = log_format::text;
   else if (s == "json")
     out = log_format::json;
+  else if (s == "journald")
+    out = log_format::journald;
   else
     return false;
   return true;
@@ -223,19 +225,31 @@ std::string format_log_line(const log_record& r, log_format format) {
       out += ",\"request_id\":";
       out += json_quote(r.request_id);
     }
+    for (const auto& f : r.fields) {
+      out += ',';
+      out += json_quote(f.key);
+      out += ':';
+      out += f.number ? std::string(f.value) : json_quote(f.value);
+    }
     out += ",\"msg\":";
     out += json_quote(r.message);
     out += '}';
     return out;
   }
   // One record, one line, whatever a client put in the fields.
-  std::string lvl(to_string(r.level));
-  lvl.resize(5, ' ');
   out.reserve(64 + r.message.size());
-  out += timestamp(r.time);
-  out += ' ';
-  out += lvl;
-  out += " [";
+  if (format == log_format::journald) {
+    out += '<';
+    out += static_cast<char>('0' + syslog_priority(r.level));
+    out += "> [";
+  } else {
+    std::string lvl(to_string(r.level));
+    lvl.resize(5, ' ');
+    out += timestamp(r.time);
+    out += ' ';
+    out += lvl;
+    out += " [";
+  }
   out += escape_log_text(r.component);
   out += ']';
   if (!r.task_id.empty()) {
@@ -248,7 +262,37 @@ std::string format_log_line(const log_record& r, log_format format) {
   }
   out += ' ';
   out += escape_log_text(r.message);
+  for (const auto& f : r.fields) {
+    out += ' ';
+    out += escape_log_text(f.key);
+    out += '=';
+    if (f.value.find_first_of(" \"=") == std::string_view::npos && !f.value.empty()) {
+      out += escape_log_text(f.value);
+    } else {
+      std::string v = escape_log_text(f.value);
+      out += '"';
+      for (const char c : v) {
+        if (c == '"')
+          out += '\\';
+        out += c;
+      }
+      out += '"';
+    }
+  }
   return out;
+}
+
+int syslog_priority(log_level l) noexcept {
+  switch (l) {
+    case log_level::error:
+      return 3;
+    case log_level::warning:
+      return 4;
+    case log_level::info:
+      return 6;
+    default:
+      return 7;
+  }
 }
 
 logger::sink_type stream_sink(std::ostream& os, log_format format) {
@@ -277,8 +321,30 @@ bool log_enabled(log_level level) noexcept {
          static_cast<int>(level) >= g_threshold.load(std::memory_order_relaxed);
 }
 
+log_fields& log_fields::add(std::string_view key, std::string_view value) {
+  owned_.push_back(owned{std::string(key), std::string(value), false});
+  return *this;
+}
+
+log_fields& log_fields::add(std::string_view key, std::int64_t value) {
+  owned_.push_back(owned{std::string(key), std::to_string(value), true});
+  return *this;
+}
+
+log_fields& log_fields::add(std::string_view key, bool value) {
+  owned_.push_back(owned{std::string(key), value ? "true" : "false", true});
+  return *this;
+}
+
+std::span<const log_field> log_fields::view() {
+  view_.clear();
+  for (const auto& o : owned_)
+    view_.push_back(log_field{o.key, o.value, o.number});
+  return view_;
+}
+
 void log(log_level level, std::string_view component, std::string_view task_id,
-         std::string_view request_id, std::string_view message) {
+         std::string_view request_id, std::string_view message, std::span<const log_field> fields) {
   if (!log_enabled(level))
     return;
   std::shared_ptr<const logger> l;
@@ -295,7 +361,8 @@ void log(log_level level, std::string_view component, std::string_view task_id,
                      .component = component,
                      .task_id = task_id,
                      .request_id = request_id,
-                     .message = message};
+                     .message = message,
+                     .fields = fields};
   if (l->sink)
     l->sink(r);
   else

@@ -216,8 +216,8 @@ result<std::string> from_usage(const task_resource_usage& u, const std::vector<l
     w.sample(c.throttled_periods);
   }
   if (has(c.measured, "Throttled Time")) {
-    w.family("taskexec_task_cpu_throttled_seconds", type::counter,
-             "Time the task was throttled.", "seconds");
+    w.family("taskexec_task_cpu_throttled_seconds", type::counter, "Time the task was throttled.",
+             "seconds");
     w.sample(static_cast<double>(c.throttled_time) / 1e9);
   }
 
@@ -249,8 +249,7 @@ result<std::optional<std::uint64_t>> count(const json::object& o, std::string_vi
   if (const auto* i = v->if_int64(); i && *i >= 0)
     return std::optional<std::uint64_t>{static_cast<std::uint64_t>(*i)};
   return make_error(errc::invalid_argument,
-                    std::string(where) + "." + std::string(key) +
-                        " is not a non-negative integer");
+                    std::string(where) + "." + std::string(key) + " is not a non-negative integer");
 }
 
 result<const json::object*> section(const json::object& o, std::string_view key) {
@@ -296,19 +295,18 @@ result<std::string> from_daemon_metrics(const json::object& m, const std::vector
   if (auto up = count(m, "uptime_ms", "Metrics"); !up) {
     return up.error();
   } else if (*up) {
-    w.family("taskexecd_uptime_seconds", type::gauge, "Time since the daemon started.",
-             "seconds");
+    w.family("taskexecd_uptime_seconds", type::gauge, "Time since the daemon started.", "seconds");
     w.sample(static_cast<double>(**up) / 1000.0);
   }
   auto conns = section(m, "connections");
   if (!conns)
     return conns.error();
-  if (auto r = figures(
-          *conns, "connections",
-          {{"open", "taskexecd_connections_open", type::gauge, "Connections open now."},
-           {"total", "taskexecd_connections", type::counter, "Connections accepted."},
-           {"refused", "taskexecd_connections_refused", type::counter,
-            "Connections refused (peer not allowed, or too many)."}});
+  if (auto r =
+          figures(*conns, "connections",
+                  {{"open", "taskexecd_connections_open", type::gauge, "Connections open now."},
+                   {"total", "taskexecd_connections", type::counter, "Connections accepted."},
+                   {"refused", "taskexecd_connections_refused", type::counter,
+                    "Connections refused (peer not allowed, or too many)."}});
       !r)
     return r.error();
 
@@ -321,9 +319,8 @@ result<std::string> from_daemon_metrics(const json::object& m, const std::vector
       return {};
     for (const auto& [k, v] : **s) {
       if (!v.is_uint64() && !(v.is_int64() && v.get_int64() >= 0))
-        return make_error(errc::invalid_argument,
-                          std::string(key) + "." + std::string(k) +
-                              " is not a non-negative integer");
+        return make_error(errc::invalid_argument, std::string(key) + "." + std::string(k) +
+                                                      " is not a non-negative integer");
     }
     w.family("taskexecd_limits_hit", type::counter,
              "Requests or connections refused by a limit of the daemon.");
@@ -363,13 +360,13 @@ result<std::string> from_daemon_metrics(const json::object& m, const std::vector
   auto journal = section(m, "journal");
   if (!journal)
     return journal.error();
-  if (auto r = figures(*journal, "journal",
-                       {{"events", "taskexecd_journal_events", type::gauge,
-                         "Events kept in the journal."},
-                        {"bytes", "taskexecd_journal_bytes", type::gauge,
-                         "Bytes of the events kept in the journal."},
-                        {"dropped", "taskexecd_journal_dropped", type::counter,
-                         "Events evicted from the journal by its bounds."}});
+  if (auto r = figures(
+          *journal, "journal",
+          {{"events", "taskexecd_journal_events", type::gauge, "Events kept in the journal."},
+           {"bytes", "taskexecd_journal_bytes", type::gauge,
+            "Bytes of the events kept in the journal."},
+           {"dropped", "taskexecd_journal_dropped", type::counter,
+            "Events evicted from the journal by its bounds."}});
       !r)
     return r.error();
   auto stats = section(m, "stats");
@@ -391,13 +388,13 @@ result<std::string> from_daemon_metrics(const json::object& m, const std::vector
   auto reaper = section(m, "reaper");
   if (!reaper)
     return reaper.error();
-  if (auto r = figures(*reaper, "reaper",
-                       {{"reaped", "taskexecd_reaper_reaped", type::counter,
-                         "Child processes reaped."},
-                        {"orphans", "taskexecd_reaper_orphans", type::counter,
-                         "Children reaped that no one watched (re-parented orphans)."},
-                        {"watched", "taskexecd_reaper_watched", type::gauge,
-                         "Children watched now (the task, running Exec commands, its watchdog)."}});
+  if (auto r =
+          figures(*reaper, "reaper",
+                  {{"reaped", "taskexecd_reaper_reaped", type::counter, "Child processes reaped."},
+                   {"orphans", "taskexecd_reaper_orphans", type::counter,
+                    "Children reaped that no one watched (re-parented orphans)."},
+                   {"watched", "taskexecd_reaper_watched", type::gauge,
+                    "Children watched now (the task, running Exec commands, its watchdog)."}});
       !r)
     return r.error();
   return w.finish();

@@ -148,9 +148,11 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   result<void> guard_launch(strategy_stack& stack);
   result<void> start_watchdog(const strategy_stack& stack);
 
-  void log(log_level l, const std::string& msg) const {
-    detail::log(l, "executor", opts.task_id, "", msg);
+  void log(log_level l, const std::string& msg, std::span<const log_field> fields = {}) const {
+    detail::log(l, "executor", opts.task_id, "", msg, fields);
   }
+  // When the task was launched: an exit's duration_ms in the log.
+  std::chrono::steady_clock::time_point launched_at{};
 
   void set_live(bool live) {
     if (live == counted_live)
@@ -372,8 +374,11 @@ result<process_state> task_executor::impl::complete_launch(launch_attempt& at,
   // Reaped already: the task has run and exited; nothing may signal the pid.
   if (child.exit_status)
     on_exit(*child.exit_status);
-  if (detail::log_enabled(log_level::debug)) {
-    log(log_level::debug, "launched pid " + std::to_string(pid) + " exe " + at.plan.executable);
+  launched_at = std::chrono::steady_clock::now();
+  if (detail::log_enabled(log_level::info)) {
+    detail::log_fields f;
+    f.add("pid", pid).add("exe", at.plan.executable);
+    log(log_level::info, "launched", f.view());
   }
   process_state ps;
   ps.pid = pid;
@@ -464,10 +469,20 @@ void task_executor::impl::on_exit(int status) {
   kill_execs();
   launch_abort.notify_all();  // an Exec awaiting its report gives up
   exit_cond.notify_all();
-  if (detail::log_enabled(log_level::debug)) {
-    log(log_level::debug, "pid " + std::to_string(pid) + " exited code " +
-                              std::to_string(exited->exit_code) +
-                              (exited->signal ? " signal " + signal_name(exited->signal) : ""));
+  if (detail::log_enabled(log_level::info)) {
+    detail::log_fields f;
+    f.add("pid", pid).add("exit_code", exited->exit_code);
+    if (exited->signal)
+      f.add("signal", signal_name(exited->signal));
+    f.add("oom_killed", exited->oom_killed);
+    if (launched_at != std::chrono::steady_clock::time_point{}) {
+      f.add("duration_ms",
+            static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::steady_clock::now() - launched_at)
+                                          .count()));
+    }
+    log(exited->oom_killed ? log_level::warning : log_level::info,
+        exited->oom_killed ? "exited: killed by the OOM killer" : "exited", f.view());
   }
 }
 
@@ -615,6 +630,11 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
         if (!exited) {
           sent_sigkill = true;
           ::kill(pid, SIGKILL);
+          if (detail::log_enabled(log_level::info)) {
+            detail::log_fields f;
+            f.add("pid", pid).add("signal", "SIGKILL");
+            log(log_level::info, "shutdown: grace over", f.view());
+          }
         }
         act = machine.resume(exited ? fsm::event::task_exited : fsm::event::step_done);
         break;
@@ -1089,6 +1109,11 @@ asio::awaitable<result<void>> task_executor::signal(int signo) {
     co_return make_system_error(
         errno, "signal " + signal_name(signo) + " to pid " + std::to_string(target));
   }
+  if (signo != 0 && detail::log_enabled(log_level::info)) {
+    detail::log_fields f;
+    f.add("pid", target).add("signal", signal_name(signo));
+    self->log(log_level::info, "signalled", f.view());
+  }
   co_return result<void>{};
 }
 
@@ -1184,8 +1209,13 @@ asio::awaitable<result<void>> task_executor::impl::stop(std::shared_ptr<impl> se
   } else {
     self->shutdown_running = true;
     self->shutdown_result.reset();
-    self->log(log_level::debug, "shutdown " + signal_name(*signo) + " grace " +
-                                    std::to_string(grace.count()) + " ms");
+    if (detail::log_enabled(log_level::info)) {
+      detail::log_fields f;
+      f.add("pid", self->pid)
+          .add("signal", signal_name(*signo))
+          .add("grace_ms", static_cast<std::int64_t>(grace.count()));
+      self->log(log_level::info, "shutdown", f.view());
+    }
     // Its own coroutine: a caller that is cancelled stops waiting, the
     // shutdown goes on (bounded) for everyone else.
     asio::co_spawn(

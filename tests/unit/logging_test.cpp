@@ -218,12 +218,78 @@ BOOST_AUTO_TEST_CASE(format_log_line_text_and_json) {
                      .component = "rpc",
                      .task_id = "",
                      .request_id = "3\n",
-                     .message = "a\x1b"};
+                     .message = "a\x1b",
+                     .fields = {}};
   BOOST_TEST(format_log_line(r, log_format::text) ==
              "1971-01-01T00:00:00.000Z error [rpc] req=3\\n a\\x1b");
   BOOST_TEST(format_log_line(r, log_format::json) ==
              "{\"ts\":\"1971-01-01T00:00:00.000Z\",\"level\":\"error\",\"component\":\"rpc\","
              "\"request_id\":\"3\\n\",\"msg\":\"a\\u001b\"}");
+}
+
+// Fields: separate keys in JSON (numbers unquoted), key=value in text
+// (quoted when the value has a space, a quote or '='), `<N>` lines for
+// journald, and the native journal datagram.
+BOOST_AUTO_TEST_CASE(fields_are_keys_of_their_own) {
+  const log_field fields[] = {{"pid", "42", true},
+                              {"exe", "/bin/my prog", false},
+                              {"signal", "SIGKILL", false},
+                              {"note", "a\"b\nc", false}};
+  const log_record r{.level = log_level::info,
+                     .time = std::chrono::system_clock::time_point{} + std::chrono::hours(24 * 365),
+                     .component = "executor",
+                     .task_id = "t1",
+                     .request_id = "",
+                     .message = "exited",
+                     .fields = fields};
+  BOOST_TEST(format_log_line(r, log_format::text) ==
+             "1971-01-01T00:00:00.000Z info  [executor] task=t1 exited pid=42 "
+             "exe=\"/bin/my prog\" signal=SIGKILL note=\"a\\\"b\\nc\"");
+  BOOST_TEST(format_log_line(r, log_format::json) ==
+             "{\"ts\":\"1971-01-01T00:00:00.000Z\",\"level\":\"info\",\"component\":\"executor\","
+             "\"task_id\":\"t1\",\"pid\":42,\"exe\":\"/bin/my prog\",\"signal\":\"SIGKILL\","
+             "\"note\":\"a\\\"b\\nc\",\"msg\":\"exited\"}");
+  auto parsed = boost::json::parse(format_log_line(r, log_format::json)).as_object();
+  BOOST_TEST(parsed.at("pid").as_int64() == 42);
+  BOOST_TEST(parsed.at("note").as_string() == "a\"b\nc");
+  BOOST_TEST(format_log_line(r, log_format::journald) ==
+             "<6> [executor] task=t1 exited pid=42 exe=\"/bin/my prog\" signal=SIGKILL "
+             "note=\"a\\\"b\\nc\"");
+  log_format f{};
+  BOOST_TEST(parse_log_format("journald", f));
+  BOOST_TEST((f == log_format::journald));
+  BOOST_TEST(syslog_priority(log_level::error) == 3);
+  BOOST_TEST(syslog_priority(log_level::warning) == 4);
+  BOOST_TEST(syslog_priority(log_level::debug) == 7);
+
+  const std::string d = journal_datagram(r);
+  BOOST_TEST(d.starts_with("MESSAGE=[executor] task=t1 exited pid=42 "));
+  BOOST_TEST(d.find("\nPRIORITY=6\n") != std::string::npos);
+  BOOST_TEST(d.find("\nSYSLOG_IDENTIFIER=taskexecd\n") != std::string::npos);
+  BOOST_TEST(d.find("\nTASKEXEC_COMPONENT=executor\n") != std::string::npos);
+  BOOST_TEST(d.find("\nTASKEXEC_TASK_ID=t1\n") != std::string::npos);
+  BOOST_TEST(d.find("\nPID=42\n") != std::string::npos);
+  BOOST_TEST(d.find("\nEXE=/bin/my prog\n") != std::string::npos);
+  // A value with a newline: KEY, newline, its length as 8 bytes little endian.
+  const std::string binary =
+      std::string("\nNOTE\n") + std::string("\x05\0\0\0\0\0\0\0", 8) + "a\"b\nc\n";
+  BOOST_TEST(d.ends_with(binary));
+}
+
+BOOST_AUTO_TEST_CASE(the_library_fields_reach_a_json_sink) {
+  restore_logging guard;
+  std::ostringstream out;
+  configure_logging({.level = log_level::info, .format = log_format::json, .stream = &out});
+  detail::log_fields f;
+  f.add("pid", 7).add("exe", "/bin/true").add("oom_killed", false);
+  detail::log(log_level::info, "executor", "t", "", "launched", f.view());
+  auto ls = lines(out.str());
+  BOOST_REQUIRE_EQUAL(ls.size(), 1u);
+  auto o = boost::json::parse(ls[0]).as_object();
+  BOOST_TEST(o.at("pid").as_int64() == 7);
+  BOOST_TEST(o.at("exe").as_string() == "/bin/true");
+  BOOST_TEST(o.at("oom_killed").as_bool() == false);
+  BOOST_TEST(o.at("msg").as_string() == "launched");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -33,30 +33,50 @@ BOOST_AUTO_TEST_CASE(a_usage_sample_writes_what_was_measured_and_nothing_else) {
       "# TYPE taskexec_task_memory_rss_bytes gauge\n"
       "# UNIT taskexec_task_memory_rss_bytes bytes\n"
       "# HELP taskexec_task_memory_rss_bytes Resident set size of the task.\n"
-      "taskexec_task_memory_rss_bytes{" + l + "} 4096\n"
+      "taskexec_task_memory_rss_bytes{" +
+      l +
+      "} 4096\n"
       "# TYPE taskexec_task_memory_swap_bytes gauge\n"
       "# UNIT taskexec_task_memory_swap_bytes bytes\n"
       "# HELP taskexec_task_memory_swap_bytes Swap used by the task.\n"
-      "taskexec_task_memory_swap_bytes{" + l + "} 0\n"
+      "taskexec_task_memory_swap_bytes{" +
+      l +
+      "} 0\n"
       "# TYPE taskexec_task_cpu_percent gauge\n"
-      "# HELP taskexec_task_cpu_percent CPU of the task over the last interval, percent of one core.\n"
-      "taskexec_task_cpu_percent{" + l + "} 12.5\n"
+      "# HELP taskexec_task_cpu_percent CPU of the task over the last interval, percent of one "
+      "core.\n"
+      "taskexec_task_cpu_percent{" +
+      l +
+      "} 12.5\n"
       "# TYPE taskexec_task_cpu_user_percent gauge\n"
-      "# HELP taskexec_task_cpu_user_percent User-mode CPU of the task over the last interval, percent of one core.\n"
-      "taskexec_task_cpu_user_percent{" + l + "} 10\n"
+      "# HELP taskexec_task_cpu_user_percent User-mode CPU of the task over the last interval, "
+      "percent of one core.\n"
+      "taskexec_task_cpu_user_percent{" +
+      l +
+      "} 10\n"
       "# TYPE taskexec_task_cpu_system_percent gauge\n"
-      "# HELP taskexec_task_cpu_system_percent Kernel-mode CPU of the task over the last interval, percent of one core.\n"
-      "taskexec_task_cpu_system_percent{" + l + "} 2.5\n"
+      "# HELP taskexec_task_cpu_system_percent Kernel-mode CPU of the task over the last interval, "
+      "percent of one core.\n"
+      "taskexec_task_cpu_system_percent{" +
+      l +
+      "} 2.5\n"
       "# TYPE taskexec_task_processes gauge\n"
       "# HELP taskexec_task_processes Live processes of the task.\n"
-      "taskexec_task_processes{" + l + "} 1\n"
+      "taskexec_task_processes{" +
+      l +
+      "} 1\n"
       "# TYPE taskexec_process_memory_rss_bytes gauge\n"
       "# UNIT taskexec_process_memory_rss_bytes bytes\n"
       "# HELP taskexec_process_memory_rss_bytes Resident set size of one process of the task.\n"
-      "taskexec_process_memory_rss_bytes{" + l + ",pid=\"42\"} 4096\n"
+      "taskexec_process_memory_rss_bytes{" +
+      l +
+      ",pid=\"42\"} 4096\n"
       "# TYPE taskexec_process_cpu_percent gauge\n"
-      "# HELP taskexec_process_cpu_percent CPU of one process of the task over the last interval, percent of one core.\n"
-      "taskexec_process_cpu_percent{" + l + ",pid=\"42\"} 12.5\n"
+      "# HELP taskexec_process_cpu_percent CPU of one process of the task over the last interval, "
+      "percent of one core.\n"
+      "taskexec_process_cpu_percent{" +
+      l +
+      ",pid=\"42\"} 12.5\n"
       "# EOF\n";
   BOOST_TEST(*text == expected);
 }
@@ -69,9 +89,11 @@ BOOST_AUTO_TEST_CASE(counters_end_in_total_and_cgroup_figures_appear_when_measur
   u.total.memory.events_oom_kill = 2;
   auto text = openmetrics::from_usage(u);
   BOOST_REQUIRE(text.has_value());
-  BOOST_TEST(text->find("# TYPE taskexec_task_cpu_throttled_periods counter\n") != std::string::npos);
+  BOOST_TEST(text->find("# TYPE taskexec_task_cpu_throttled_periods counter\n") !=
+             std::string::npos);
   BOOST_TEST(text->find("\ntaskexec_task_cpu_throttled_periods_total 7\n") != std::string::npos);
-  BOOST_TEST(text->find("# UNIT taskexec_task_cpu_throttled_seconds seconds\n") != std::string::npos);
+  BOOST_TEST(text->find("# UNIT taskexec_task_cpu_throttled_seconds seconds\n") !=
+             std::string::npos);
   BOOST_TEST(text->find("\ntaskexec_task_cpu_throttled_seconds_total 1.5\n") != std::string::npos);
   BOOST_TEST(text->find("\ntaskexec_task_memory_oom_kills_total 2\n") != std::string::npos);
   BOOST_TEST(text->find("taskexec_task_processes 0\n") != std::string::npos);
@@ -128,7 +150,8 @@ BOOST_AUTO_TEST_CASE(a_metrics_answer_becomes_families) {
   BOOST_TEST(text->find("future") == std::string::npos);
   BOOST_TEST(text->ends_with("\n# EOF\n"));
 
-  auto bad = openmetrics::from_daemon_metrics(json::parse(R"({"connections":{"open":-1}})").as_object());
+  auto bad =
+      openmetrics::from_daemon_metrics(json::parse(R"({"connections":{"open":-1}})").as_object());
   BOOST_REQUIRE(!bad.has_value());
   BOOST_TEST(bad.error().message == "connections.open is not a non-negative integer");
 }

@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/json/value_from.hpp>
 
 #include "connection.hpp"
@@ -297,15 +298,47 @@ const method* find_method(std::string_view name) {
   return nullptr;
 }
 
+// Requests that act on the task are logged at info (the others at debug),
+// each once answered: method, request_id (the client's id, cut to 64
+// bytes), ok or the error code, duration_ms.
+bool acts_on_task(std::string_view m) {
+  return m == "Launch" || m == "Signal" || m == "Shutdown" || m == "Destroy" ||
+         m == "UpdateResources" || m == "Exec" || m == "ExecStreaming.Start";
+}
+
+void log_request(std::string_view method, const std::optional<json::value>& id, const outcome& o,
+                 std::chrono::steady_clock::duration took) {
+  const auto level = acts_on_task(method) ? log_level::info : log_level::debug;
+  if (!detail::log_enabled(level))
+    return;
+  std::string request_id;
+  if (id) {
+    request_id = id->is_string() ? std::string(id->get_string()) : json::serialize(*id);
+    if (request_id.size() > 64)
+      request_id = request_id.substr(0, 64) + "...";
+  }
+  detail::log_fields f;
+  f.add("method", method);
+  if (const auto* e = std::get_if<rpc_error>(&o))
+    f.add("error_code", static_cast<int>(e->error_code));
+  f.add("duration_ms", static_cast<std::int64_t>(
+                           std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  detail::log(level, "rpc", "", request_id,
+              std::holds_alternative<rpc_error>(o) ? "request failed" : "request", f.view());
+}
+
 // A call, counted in Metrics: its method's calls, and its errors (an
-// answer that is an error object).
+// answer that is an error object); logged once answered.
 asio::awaitable<outcome> counted(server::state& srv, const method* m, method_call c) {
   auto& n = srv.metrics.requests[std::string(m->name)];  // a map node: stable
   ++n.calls;
+  const auto started = std::chrono::steady_clock::now();
+  std::optional<json::value> id = c.r.id;
   auto call = m->call(srv, std::move(c));
   outcome o = co_await std::move(call);
   if (std::holds_alternative<rpc_error>(o))
     ++n.errors;
+  log_request(m->name, id, o, std::chrono::steady_clock::now() - started);
   co_return o;
 }
 

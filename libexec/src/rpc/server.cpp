@@ -20,6 +20,20 @@
 
 namespace taskexec::rpc {
 
+void server_metrics::note_limit(std::string_view limit) {
+  const auto n = ++limits_hit[std::string(limit)];
+  if (!detail::log_enabled(log_level::info))
+    return;
+  if (auto suppressed =
+          limit_lines.admit(std::hash<std::string_view>{}(limit), log_throttle::clock::now())) {
+    detail::log_fields f;
+    f.add("limit", limit)
+        .add("times", static_cast<std::int64_t>(n))
+        .add("not_logged", static_cast<std::int64_t>(*suppressed));
+    detail::log(log_level::info, "rpc", "", "", "limit reached", f.view());
+  }
+}
+
 rpc_error limit_error(server_metrics& m, std::string_view name, std::string what,
                       std::size_t limit) {
   m.note_limit(name);

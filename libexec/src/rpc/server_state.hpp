@@ -61,7 +61,10 @@ struct server_metrics {
   std::uint64_t stats_samples_dropped = 0;  // to a client that did not read
   std::uint64_t stats_ticks_late = 0;       // a tick later than an interval
   std::uint64_t stats_ticks_deferred = 0;   // waited for a fresher reading
-  void note_limit(std::string_view limit) { ++limits_hit[std::string(limit)]; }
+  // Logged at info with the limit as a field, at most once a minute per
+  // limit (a client can hit one at will), saying how many were not logged.
+  log_throttle limit_lines{std::chrono::minutes(1)};
+  void note_limit(std::string_view limit);
   // A request of a method that may wait, refused by the pending limit.
   void note_refused(std::string_view method) {
     auto& n = requests[std::string(method)];
