@@ -72,8 +72,8 @@ BOOST_AUTO_TEST_CASE(launch_signal_and_exit_are_json_lines_with_fields_at_the_de
     co_await d.start(argv_of("--log-level", "info", "--log-format", "json", "--log-file", log));
     client c;
     co_await c.connect(d.socket);
-    auto launched = co_await c.call(
-        41, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+    auto launched =
+        co_await c.call(41, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
     BOOST_REQUIRE(launched.contains("result"));
     const auto pid = launched.at("result").at("pid").as_int64();
     json::object usr1;
@@ -134,8 +134,8 @@ BOOST_AUTO_TEST_CASE(journald_format_sends_native_fields_to_the_journal_socket) 
     const std::string journal = d.dir / "journal.sock";
     using dgram = asio::local::datagram_protocol;
     dgram::socket sink(harness::get().io, dgram::endpoint(journal));
-    co_await d.start(argv_of("--log-level", "info", "--log-format", "journald",
-                             "--journal-socket", journal));
+    co_await d.start(
+        argv_of("--log-level", "info", "--log-format", "journald", "--journal-socket", journal));
     client c;
     co_await c.connect(d.socket);
     auto launched = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/true"})"));
@@ -150,7 +150,8 @@ BOOST_AUTO_TEST_CASE(journald_format_sends_native_fields_to_the_journal_socket) 
     while (sink.available() > 0) {
       const auto n = sink.receive(asio::buffer(buf));
       auto f = journal_fields(std::string(buf.data(), n));
-      if (f["TASKEXEC_COMPONENT"] == "executor" && f["MESSAGE"].find(" exited pid=") != std::string::npos)
+      if (f["TASKEXEC_COMPONENT"] == "executor" &&
+          f["MESSAGE"].find(" exited pid=") != std::string::npos)
         exited = f;
       if (f["TASKEXEC_COMPONENT"] == "executor" &&
           f["MESSAGE"].find(" launched pid=") != std::string::npos)
@@ -177,9 +178,8 @@ BOOST_AUTO_TEST_CASE(journald_format_without_a_journal_writes_priority_prefixed_
   run([]() -> asio::awaitable<void> {
     daemon_process d;
     const std::string log = d.dir / "daemon.log";
-    co_await d.start(argv_of("--log-level", "info", "--log-format", "journald",
-                             "--journal-socket", std::string(d.dir / "no-journal.sock"),
-                             "--log-file", log));
+    co_await d.start(argv_of("--log-level", "info", "--log-format", "journald", "--journal-socket",
+                             std::string(d.dir / "no-journal.sock"), "--log-file", log));
     client c;
     co_await c.connect(d.socket);
     auto launched = co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/true"})"));
@@ -190,8 +190,9 @@ BOOST_AUTO_TEST_CASE(journald_format_without_a_journal_writes_priority_prefixed_
     bool exited = false;
     for (std::string l; std::getline(in, l);) {
       BOOST_TEST((l.starts_with("<6> [") || l.starts_with("<4> [") || l.starts_with("<7> [")), l);
-      exited = exited || (l.starts_with("<6> [executor]") && l.find(" exited pid=") != std::string::npos &&
-                          l.find(" exit_code=0") != std::string::npos);
+      exited = exited ||
+               (l.starts_with("<6> [executor]") && l.find(" exited pid=") != std::string::npos &&
+                l.find(" exit_code=0") != std::string::npos);
     }
     BOOST_TEST(exited);
     auto destroyed = co_await c.call(3, "Destroy");
