@@ -29,12 +29,17 @@ fi
 if [[ $what == all || $what == tidy ]]; then
   echo "static: clang-tidy on ${#sources[@]} files, $jobs at a time"
   out=$(mktemp)
-  trap 'rm -f "$out"' EXIT
-  # GCC-only flags in the compile commands are dropped for clang.
+  each=$(mktemp -d)
+  trap 'rm -rf "$out" "$each"' EXIT
+  # GCC-only flags in the compile commands are dropped for clang. Each file's
+  # report goes to a file of its own: reports of parallel runs written to one
+  # file interleave mid-line, and a diagnostic split that way went uncounted.
   printf '%s\n' "${sources[@]}" |
-    xargs -P "$jobs" -n 1 clang-tidy-14 -p "$build" --quiet \
-      --extra-arg=-Wno-unknown-warning-option --extra-arg=-Wno-unused-command-line-argument \
-      >"$out" 2>/dev/null || true
+    EACH=$each BUILD=$build xargs -P "$jobs" -n 1 sh -c \
+      'clang-tidy-14 -p "$BUILD" --quiet --extra-arg=-Wno-unknown-warning-option \
+         --extra-arg=-Wno-unused-command-line-argument "$1" \
+         >"$EACH/$(printf %s "$1" | tr / _).txt" 2>/dev/null || true' sh
+  cat "$each"/*.txt >"$out"
   diag='^[^ :]+:[0-9]+:[0-9]+: (warning|error):'
   # Reports located inside Boost are the analyzer not seeing Boost's own
   # invariants (coroutine frames, type-erased executors; .clang-tidy says

@@ -92,12 +92,13 @@ class watch {
         }
         done = true;
       } else if (i == 1) {
-        while (!done) {
+        // `done` is set by the attack's coroutine while these wait.
+        while (!done) {  // NOLINT(bugprone-infinite-loop)
           peak_kib = std::max(peak_kib, read_vm_rss("/proc", pid_));
           co_await pause(ms(10));
         }
       } else {
-        while (!done) {
+        while (!done) {  // NOLINT(bugprone-infinite-loop)
           co_await one_version(lat);
           co_await pause(ms(2));
         }
@@ -318,8 +319,8 @@ asio::awaitable<void> journal_flood(context& ctx, const bounds& b, scenario_repo
                     " Shutdowns naming 1-4 MiB signals refused (-32602, a short message), " +
                     std::to_string(signal_connections * signal_each) + " Signals journaled",
                 first_wrong.empty() &&
-                    refused_right == static_cast<std::uint64_t>(huge_connections * huge_each) &&
-                    signalled == static_cast<std::uint64_t>(signal_connections * signal_each),
+                    refused_right == static_cast<std::uint64_t>(huge_connections) * huge_each &&
+                    signalled == static_cast<std::uint64_t>(signal_connections) * signal_each,
                 std::to_string(refused_right) + " refused, " + std::to_string(signalled) +
                     " signalled" + (first_wrong.empty() ? "" : "; " + first_wrong));
   rep.add_check(

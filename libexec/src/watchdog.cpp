@@ -49,6 +49,7 @@ result<watchdog> watchdog::start(const std::string& kill_dir,
   std::vector<std::string> args{"taskexec-watch", "-w", kill_dir};
   args.insert(args.end(), remove_dirs.begin(), remove_dirs.end());
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args)
     argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -272,7 +272,8 @@ asio::awaitable<outcome> stats_subscribe(server::state& srv, method_call call, s
     start();  // a notification: no answer to wait for
   json::object out;
   out["subscription"] = id;
-  co_return json::value(std::move(out));
+  // The analyzer takes the coroutine frame for a loop around this line.
+  co_return json::value(std::move(out));  // NOLINT(clang-analyzer-cplusplus.Move)
 }
 
 asio::awaitable<outcome> stats_cancel(server::state&, method_call call, stats_cancel_params d) {
