@@ -308,9 +308,9 @@ result<clone_launcher::started> clone_launcher::clone_and_exec(const char* exe,
   // it by pidfd alone (waitid P_PIDFD), with no window in which it is ours
   // and has no descriptor.
   int new_pidfd = -1;
-  int child = ::clone(child_main, stack.top(),
-                      shared_vm | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | clone_flags, &args,
-                      &new_pidfd);
+  int child =
+      ::clone(child_main, stack.top(),
+              shared_vm | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | clone_flags, &args, &new_pidfd);
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(pipefd[1]);

@@ -10,14 +10,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <map>
@@ -112,6 +113,9 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   lifecycle life;
   std::vector<std::unique_ptr<isolation_strategy>> strategies;
   int pid = 0;
+  // The pid while it runs unreaped (0 otherwise): what the destructor
+  // SIGKILLs from whatever thread it runs on.
+  std::atomic<int> live_pid{0};
   std::uint64_t start_ticks = 0;
   std::optional<std::uint64_t> reaped_ticks;  // when the main process was reaped
   std::optional<process_state> exited;
@@ -369,6 +373,7 @@ result<process_state> task_executor::impl::complete_launch(launch_attempt& at,
       self->on_reaped(c);
   });
   if (!child.exit_status) {
+    live_pid = pid;
     reaper.watch(pid, [weak](int, int status) {
       if (auto self = weak.lock())
         self->on_exit(status);
@@ -466,6 +471,7 @@ result<void> task_executor::impl::start_watchdog(const strategy_stack& stack) {
 }
 
 void task_executor::impl::on_exit(int status) {
+  live_pid = 0;
   reaped_ticks = detail::boot_ticks_now();
   for (auto& s : strategies)
     status = s->exit_status(status);
@@ -806,17 +812,16 @@ task_executor::task_executor(child_reaper& reaper, task_executor_options options
     : impl_(std::make_shared<impl>(reaper, std::move(options))) {}
 
 task_executor::~task_executor() {
-  auto end = [self = impl_] {
-    auto& s = *self;
-    if (s.pid > 0 && !s.exited && s.life.state() != task_state::destroyed) {
-      // No waiting in a destructor: SIGKILL the task and its group (the pid
-      // is not reaped yet, so neither it nor its group id can have been
-      // reused).
-      ::kill(-s.pid, SIGKILL);
-      ::kill(s.pid, SIGKILL);
-    }
-    s.mark_destroyed();
-  };
+  // No waiting in a destructor: SIGKILL the task and its group now, from
+  // this thread (the strand may never run again: a program ending). The
+  // pid is not reaped yet, so neither it nor its group id can have been
+  // reused (its reap on the strand, if it comes meanwhile, is microseconds
+  // of a race against the recycling of a whole pid range).
+  if (const int p = impl_->live_pid.load(); p > 0) {
+    ::kill(-p, SIGKILL);
+    ::kill(p, SIGKILL);
+  }
+  auto end = [self = impl_] { self->mark_destroyed(); };
   // The state lives on the strand: end it there (at once when we are on
   // it, or when nothing runs the io_context any more).
   try {

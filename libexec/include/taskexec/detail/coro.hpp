@@ -50,8 +50,11 @@ template <class T>
 boost::asio::awaitable<std::optional<T>> as_optional(boost::asio::awaitable<T> op) {
   namespace this_coro = boost::asio::this_coro;
   co_await this_coro::throw_if_cancelled(false);
+  // Named, not a temporary spanning the co_await (GCC 12 destroys such
+  // temporaries twice).
+  T v = co_await std::move(op);
   std::optional<T> r;
-  r.emplace(co_await std::move(op));
+  r.emplace(std::move(v));
   co_return r;
 }
 
@@ -71,7 +74,8 @@ boost::asio::awaitable<T> on_strand(boost::asio::any_io_executor strand,
   const asio::any_io_executor here = co_await this_coro::executor;
   std::optional<T> r;
   if (here == strand) {
-    r.emplace(co_await std::move(op));
+    T v = co_await std::move(op);
+    r.emplace(std::move(v));
   } else {
     std::optional<T> got =
         co_await asio::co_spawn(strand, as_optional(std::move(op)), asio::use_awaitable);
