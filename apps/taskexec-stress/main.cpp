@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
   }
 
   asio::io_context io;
-  taskexec::child_reaper reaper(io.get_executor());
+  taskexec::child_reaper reaper(io.get_executor(), taskexec::reaper_mode::adopt_orphans);
   context ctx{io,
               reaper,
               run_id,

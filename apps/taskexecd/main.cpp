@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
   ::signal(SIGHUP, SIG_IGN);
 
   asio::io_context io;
-  taskexec::child_reaper reaper(io.get_executor());
+  taskexec::child_reaper reaper(io.get_executor(), taskexec::reaper_mode::adopt_orphans);
   opts.reaper = &reaper;
   taskexec::task_executor_options task_opts;
   // The task's name in logs and its cgroup: the socket's absolute path, the

@@ -12,7 +12,10 @@
 
 #include <array>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <deque>
 #include <optional>
 
@@ -358,24 +361,39 @@ exec_session::~exec_session() {
   end();
 }
 
+namespace {
+template <class F>
+void on_session_strand(const asio::any_io_executor& ex, F f) noexcept {
+  try {
+    detail::run_on_strand(ex, std::move(f));
+  } catch (...) {
+    // post allocates: nothing more can be done in a destructor
+  }
+}
+}  // namespace
+
 void exec_session::end() noexcept {
   if (!state_)
     return;
-  auto& s = *state_;
-  s.kill();
-  s.abandoned = true;
-  s.queue.clear();
-  s.queued_bytes = 0;
-  s.space.notify_all();
-  s.ended.notify_all();
-  s.in_ready.notify_all();
-  s.readable.notify_all();
+  std::shared_ptr<state> st = std::move(state_);
   state_.reset();
+  const asio::any_io_executor ex = st->ex;
+  on_session_strand(ex, [st = std::move(st)] {
+    auto& s = *st;
+    s.kill();
+    s.abandoned = true;
+    s.queue.clear();
+    s.queued_bytes = 0;
+    s.space.notify_all();
+    s.ended.notify_all();
+    s.in_ready.notify_all();
+    s.readable.notify_all();
+  });
 }
 
 void exec_session::kill() noexcept {
   if (state_)
-    state_->kill();
+    on_session_strand(state_->ex, [st = state_] { st->kill(); });
 }
 int exec_session::pid() const noexcept {
   return state_ ? state_->cmd.pid : 0;
@@ -471,27 +489,29 @@ asio::awaitable<result<void>> queue_input(std::shared_ptr<exec_session::state> s
 asio::awaitable<result<exec_event>> exec_session::read() {
   if (!state_)
     co_return make_error(errc::invalid_argument, "exec session moved from");
-  co_return co_await detail::no_throw_on_cancel(next_event(state_));
+  co_return co_await detail::on_strand(state_->ex, next_event(state_));
 }
 
 asio::awaitable<result<void>> exec_session::write(std::string data) {
   if (!state_)
     co_return make_error(errc::invalid_argument, "exec session moved from");
-  co_return co_await detail::no_throw_on_cancel(queue_input(state_, std::move(data)));
+  co_return co_await detail::on_strand(state_->ex, queue_input(state_, std::move(data)));
 }
 
 result<void> exec_session::close_stdin() {
   if (!state_)
     return make_error(errc::invalid_argument, "exec session moved from");
-  auto& s = *state_;
-  if (s.in_close_requested || s.close_at)
-    return {};
-  if (s.next_ticket != s.turn) {
-    s.close_at = s.next_ticket;  // after the writes still waiting
-    return {};
-  }
-  s.in_close_requested = true;
-  s.in_ready.notify_all();
+  on_session_strand(state_->ex, [st = state_] {
+    auto& s = *st;
+    if (s.in_close_requested || s.close_at)
+      return;
+    if (s.next_ticket != s.turn) {
+      s.close_at = s.next_ticket;  // after the writes still waiting
+      return;
+    }
+    s.in_close_requested = true;
+    s.in_ready.notify_all();
+  });
   return {};
 }
 

@@ -230,6 +230,9 @@ result<clone_launcher::started> clone_launcher::clone_and_exec(const char* exe,
                                                                void* context) {
   failed_pid = -1;
   failure = child_failure{};
+  if (child_pidfd >= 0)
+    ::close(child_pidfd);
+  child_pidfd = -1;
   thread_local child_stack stack;
   if (!stack.top())
     return make_system_error(ENOMEM, "mmap child stack");
@@ -301,8 +304,13 @@ result<clone_launcher::started> clone_launcher::clone_and_exec(const char* exe,
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  // CLONE_PIDFD: the pidfd is made with the child, so the reaper can reap
+  // it by pidfd alone (waitid P_PIDFD), with no window in which it is ours
+  // and has no descriptor.
+  int new_pidfd = -1;
   int child =
-      ::clone(child_main, stack.top(), shared_vm | CLONE_VFORK | SIGCHLD | clone_flags, &args);
+      ::clone(child_main, stack.top(),
+              shared_vm | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | clone_flags, &args, &new_pidfd);
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(pipefd[1]);
@@ -312,6 +320,7 @@ result<clone_launcher::started> clone_launcher::clone_and_exec(const char* exe,
     return make_system_error(clone_errno, "clone");
   }
   pid = child;
+  child_pidfd = new_pidfd;
   ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
   if (report_fd >= 0) {
     // What the child exec'd holds the write end until it has started what
@@ -322,6 +331,11 @@ result<clone_launcher::started> clone_launcher::clone_and_exec(const char* exe,
   if (!r)
     return r.error();
   return started{child, -1};
+}
+
+clone_launcher::~clone_launcher() {
+  if (child_pidfd >= 0)
+    ::close(child_pidfd);
 }
 
 result<int> clone_launcher::finish(started s, const std::filesystem::path& exe,
@@ -406,21 +420,26 @@ asio::awaitable<result<spawned_child>> spawn_and_wait(
   if (failed_pid)
     *failed_pid = -1;
   clone_launcher launcher;
+  // adopt_orphans: the reaper's waitpid(-1) waits from the clone to the
+  // watch (we may be on a thread other than the reaper's strand's).
+  std::optional<child_reaper::launch_guard> guard(reaper.guard_launch());
   auto s = start_child(launcher, plan, strategies);
   if (!s) {
     if (launcher.failed_pid > 0) {
       // The child exited after reporting: claim it, so that it is not
       // counted as an orphan (the reaper reaps it, the status is dropped).
-      reaper.watch(launcher.failed_pid, [](int, int) {});
+      reaper.watch(launcher.failed_pid, launcher.take_pidfd(), [](int, int) {});
       if (failed_pid)
         *failed_pid = launcher.failed_pid;
     }
+    guard.reset();
     co_return name_directory(plan, s.error());
   }
   // From now on the reaper may run: claim the child at once. Its status, if
   // it is reaped before the launch completes, is kept for the caller.
   auto status = std::make_shared<std::optional<int>>();
-  reaper.watch(s->pid, [status](int, int st) { *status = st; });
+  reaper.watch(s->pid, launcher.take_pidfd(), [status](int, int st) { *status = st; });
+  guard.reset();
   if (s->report < 0) {
     spawned_child c;
     c.pid = s->pid;

@@ -10,11 +10,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <map>
@@ -67,10 +71,16 @@ process_state decode_status(int pid, int status) {
 
 clock::time_point add_capped(clock::time_point now, std::chrono::milliseconds d,
                              clock::time_point cap) {
+  if (cap <= now)
+    return cap;
   if (d >= std::chrono::duration_cast<std::chrono::milliseconds>(cap - now))
     return cap;
   return now + d;
 }
+
+// How often a shutdown's sweep looks again while members it killed are
+// still there and no reap of ours came.
+constexpr std::chrono::milliseconds sweep_poll{50};
 
 }  // namespace
 
@@ -103,6 +113,9 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   lifecycle life;
   std::vector<std::unique_ptr<isolation_strategy>> strategies;
   int pid = 0;
+  // The pid while it runs unreaped (0 otherwise): what the destructor
+  // SIGKILLs from whatever thread it runs on.
+  std::atomic<int> live_pid{0};
   std::uint64_t start_ticks = 0;
   std::optional<std::uint64_t> reaped_ticks;  // when the main process was reaped
   std::optional<process_state> exited;
@@ -181,6 +194,10 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   std::size_t sweep_once(std::vector<detail::proc_stat>& found);
   asio::awaitable<void> run_shutdown(int signo, std::chrono::milliseconds grace);
   static asio::awaitable<result<process_state>> wait_exit(std::shared_ptr<impl> self);
+  static asio::awaitable<result<void>> send_signal(std::shared_ptr<impl> self, int signo);
+  static asio::awaitable<result<void>> destroy_now(std::shared_ptr<impl> self);
+  static asio::awaitable<result<exec_session>> start_session(std::shared_ptr<impl> self,
+                                                             exec_session_options options);
   static asio::awaitable<result<void>> stop(std::shared_ptr<impl> self, std::string signal_name,
                                             std::chrono::milliseconds grace);
   void mark_destroyed();
@@ -356,6 +373,7 @@ result<process_state> task_executor::impl::complete_launch(launch_attempt& at,
       self->on_reaped(c);
   });
   if (!child.exit_status) {
+    live_pid = pid;
     reaper.watch(pid, [weak](int, int status) {
       if (auto self = weak.lock())
         self->on_exit(status);
@@ -453,6 +471,7 @@ result<void> task_executor::impl::start_watchdog(const strategy_stack& stack) {
 }
 
 void task_executor::impl::on_exit(int status) {
+  live_pid = 0;
   reaped_ticks = detail::boot_ticks_now();
   for (auto& s : strategies)
     status = s->exit_status(status);
@@ -489,12 +508,24 @@ void task_executor::impl::on_exit(int status) {
 std::vector<int> task_executor::impl::adopted_children(
     const std::vector<detail::proc_stat>& table) const {
   const int me = ::getpid();
+  const int my_session = ::getsid(0);
+  const bool orphans_come_to_us = reaper.mode() == reaper_mode::adopt_orphans;
   std::vector<int> adopted;
   for (const auto& p : table) {
     if (p.ppid != me || p.pid == pid || reaper.watching(p.pid))
       continue;
-    // Every unclaimed child is ours only while we are the one live task.
-    if ((counted_live && g_live_tasks == 1) || known_members.contains({p.pid, p.start_ticks}))
+    // Our own session's processes are the program's (std::system, popen, a
+    // fork of its own): a task leads a session of its own, and no process
+    // of it can join ours.
+    if (p.session == my_session)
+      continue;
+    // A process seen as the task's before it was re-parented stays its own.
+    // Beyond those, only a subreaper's orphans may be the task's: while we
+    // are the one live task, every unclaimed child outside our session is.
+    // In exact mode nothing is re-parented to us, so an unclaimed child is
+    // the program's.
+    if ((orphans_come_to_us && counted_live && g_live_tasks == 1) ||
+        known_members.contains({p.pid, p.start_ticks}))
       adopted.push_back(p.pid);
   }
   return adopted;
@@ -511,6 +542,7 @@ void task_executor::impl::on_reaped(const child_reaper::reaped_child& c) {
     member = c.claimed && !main_cpu_counted;
     main_cpu_counted = main_cpu_counted || member;
   } else if (!c.claimed) {
+    // (Unclaimed reaps happen in adopt_orphans mode only.)
     member = (counted_live && g_live_tasks == 1) || known_member_pid(c.pid);
   }
   if (!member)
@@ -663,10 +695,14 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
         break;
       case fsm::action_type::wait_sweep: {
         // A reap since the scan may already have happened: only wait if not.
+        // Members that are not our children (exact mode: nothing is
+        // re-parented to us; or a subreaper inside the task) are reaped by
+        // others: look again every sweep_poll as well.
+        const auto poll_at = add_capped(clock::now(), sweep_poll, bound_deadline);
         if (reaped_cond.generation == reaps_seen)
-          co_await wait_on(reaped_cond, bound_deadline);
-        act = machine.resume(reaped_cond.generation != reaps_seen ? fsm::event::step_done
-                                                                  : fsm::event::deadline_passed);
+          co_await wait_on(reaped_cond, poll_at);
+        const bool again = reaped_cond.generation != reaps_seen || clock::now() < bound_deadline;
+        act = machine.resume(again ? fsm::event::step_done : fsm::event::deadline_passed);
         break;
       }
       case fsm::action_type::done:
@@ -776,14 +812,23 @@ task_executor::task_executor(child_reaper& reaper, task_executor_options options
     : impl_(std::make_shared<impl>(reaper, std::move(options))) {}
 
 task_executor::~task_executor() {
-  auto& s = *impl_;
-  if (s.pid > 0 && !s.exited && s.life.state() != task_state::destroyed) {
-    // No waiting in a destructor: SIGKILL the task and its group (the pid is
-    // not reaped yet, so neither it nor its group id can have been reused).
-    ::kill(-s.pid, SIGKILL);
-    ::kill(s.pid, SIGKILL);
+  // No waiting in a destructor: SIGKILL the task and its group now, from
+  // this thread (the strand may never run again: a program ending). The
+  // pid is not reaped yet, so neither it nor its group id can have been
+  // reused (its reap on the strand, if it comes meanwhile, is microseconds
+  // of a race against the recycling of a whole pid range).
+  if (const int p = impl_->live_pid.load(); p > 0) {
+    ::kill(-p, SIGKILL);
+    ::kill(p, SIGKILL);
   }
-  s.mark_destroyed();
+  auto end = [self = impl_] { self->mark_destroyed(); };
+  // The state lives on the strand: end it there (at once when we are on
+  // it, or when nothing runs the io_context any more).
+  try {
+    detail::run_on_strand(impl_->executor, std::move(end));
+  } catch (...) {
+    // post allocates: nothing more can be done in a destructor
+  }
 }
 
 using detail::no_throw_on_cancel;
@@ -791,7 +836,8 @@ using detail::no_throw_on_cancel;
 asio::awaitable<result<process_state>> task_executor::launch(exec_command cmd) {
   // The analyzer counts the parameter's move into the coroutine frame as a
   // first move of `cmd`: this is the only one.
-  co_return co_await no_throw_on_cancel(
+  co_return co_await detail::on_strand(
+      impl_->executor,
       impl::do_launch(impl_, std::move(cmd)));  // NOLINT(clang-analyzer-cplusplus.Move)
 }
 
@@ -883,7 +929,8 @@ class netns_join final : public isolation_strategy {
 
 }  // namespace
 
-asio::awaitable<result<exec_result>> exec_script(child_reaper& reaper, script_options o) {
+namespace {
+asio::awaitable<result<exec_result>> run_script(child_reaper& reaper, script_options o) {
   if (o.name.empty())
     co_return make_error(errc::invalid_argument, "name is empty");
   auto st = std::make_shared<exec_state>(co_await asio::this_coro::executor);
@@ -900,6 +947,12 @@ asio::awaitable<result<exec_result>> exec_script(child_reaper& reaper, script_op
     co_return v.error();
   co_return co_await no_throw_on_cancel(
       run_collecting(reaper, std::move(st), std::move(c), o.timeout));
+}
+
+}  // namespace
+
+asio::awaitable<result<exec_result>> exec_script(child_reaper& reaper, script_options o) {
+  co_return co_await detail::on_strand(reaper.get_executor(), run_script(reaper, std::move(o)));
 }
 
 result<std::pair<strategy_stack, exec_command>> task_executor::impl::exec_context(
@@ -1053,12 +1106,17 @@ asio::awaitable<result<exec_result>> run_collecting(child_reaper& reaper,
 asio::awaitable<result<exec_result>> task_executor::exec(std::string cmd,
                                                          std::vector<std::string> args,
                                                          std::chrono::milliseconds timeout) {
-  co_return co_await no_throw_on_cancel(
-      impl::run_exec(impl_, std::move(cmd), std::move(args), timeout));
+  co_return co_await detail::on_strand(
+      impl_->executor, impl::run_exec(impl_, std::move(cmd), std::move(args), timeout));
 }
 
 asio::awaitable<result<exec_session>> task_executor::exec_streaming(exec_session_options options) {
-  auto self = impl_;
+  co_return co_await detail::on_strand(impl_->executor,
+                                       impl::start_session(impl_, std::move(options)));
+}
+
+asio::awaitable<result<exec_session>> task_executor::impl::start_session(
+    std::shared_ptr<impl> self, exec_session_options options) {
   auto ctx = self->exec_context(std::move(options.cmd), std::move(options.args));
   if (!ctx)
     co_return ctx.error();
@@ -1091,11 +1149,15 @@ asio::awaitable<result<exec_session>> task_executor::exec_streaming(exec_session
 }
 
 asio::awaitable<result<process_state>> task_executor::wait() {
-  co_return co_await no_throw_on_cancel(impl::wait_exit(impl_));
+  co_return co_await detail::on_strand(impl_->executor, impl::wait_exit(impl_));
 }
 
 asio::awaitable<result<void>> task_executor::signal(int signo) {
-  auto self = impl_;
+  co_return co_await detail::on_strand(impl_->executor, impl::send_signal(impl_, signo));
+}
+
+asio::awaitable<result<void>> task_executor::impl::send_signal(std::shared_ptr<impl> self,
+                                                               int signo) {
   if (!valid_signal_number(signo)) {
     co_return make_error(errc::invalid_argument, "invalid signal number " + std::to_string(signo));
   }
@@ -1147,8 +1209,8 @@ asio::awaitable<result<void>> task_executor::stats(
   auto s = sampler();
   if (!s)
     co_return s.error();
-  co_return co_await no_throw_on_cancel(
-      impl::stats_loop(impl_, std::move(*s), interval, std::move(on_sample)));
+  co_return co_await detail::on_strand(
+      impl_->executor, impl::stats_loop(impl_, std::move(*s), interval, std::move(on_sample)));
 }
 
 asio::awaitable<result<void>> task_executor::impl::stats_loop(
@@ -1189,7 +1251,8 @@ result<void> task_executor::update_resources(const task_resources& r) {
 
 asio::awaitable<result<void>> task_executor::shutdown(std::string_view signal_name,
                                                       std::chrono::milliseconds grace) {
-  co_return co_await no_throw_on_cancel(impl::stop(impl_, std::string(signal_name), grace));
+  co_return co_await detail::on_strand(impl_->executor,
+                                       impl::stop(impl_, std::string(signal_name), grace));
 }
 
 asio::awaitable<result<void>> task_executor::impl::stop(std::shared_ptr<impl> self,
@@ -1245,7 +1308,10 @@ asio::awaitable<result<void>> task_executor::impl::stop(std::shared_ptr<impl> se
 }
 
 asio::awaitable<result<void>> task_executor::destroy() {
-  auto self = impl_;
+  co_return co_await detail::on_strand(impl_->executor, impl::destroy_now(impl_));
+}
+
+asio::awaitable<result<void>> task_executor::impl::destroy_now(std::shared_ptr<impl> self) {
   if (auto a = self->life.admit(task_operation::destroy); !a)
     co_return a.error();
   result<void> r;

@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
     std::printf("runc not installed (scripts/bench.sh installs it): comparison skipped\n");
 
   asio::io_context io;
-  taskexec::child_reaper reaper(io.get_executor());
+  taskexec::child_reaper reaper(io.get_executor(), taskexec::reaper_mode::adopt_orphans);
   std::vector<double> raw, ours, theirs;
   const int per_round = iterations / rounds;
   int seq = 0;

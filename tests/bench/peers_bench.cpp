@@ -316,7 +316,7 @@ int main(int argc, char** argv) {
   }
 
   asio::io_context io;
-  taskexec::child_reaper reaper(io.get_executor());
+  taskexec::child_reaper reaper(io.get_executor(), taskexec::reaper_mode::adopt_orphans);
   figures ours, conmon, s6, sup;
   ours.name = "taskexecd";
   conmon.name = "conmon";

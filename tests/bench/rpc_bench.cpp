@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
     return 1;
   const std::string dir = dir_template;
   asio::io_context io;
-  taskexec::child_reaper reaper(io.get_executor());
+  taskexec::child_reaper reaper(io.get_executor(), taskexec::reaper_mode::adopt_orphans);
 
   auto run = [&](auto make) { bench::run_to_end(io, make); };
 

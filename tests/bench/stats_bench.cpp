@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
   }
   taskexec::set_logger({.level = taskexec::log_level::error});
   asio::io_context io;
-  taskexec::child_reaper reaper(io.get_executor());
+  taskexec::child_reaper reaper(io.get_executor(), taskexec::reaper_mode::adopt_orphans);
   const bool root = ::geteuid() == 0;
 
   std::printf("CPU time per Stats sample, %d samples each (microseconds)\n", samples);

@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   boost::asio::io_context io;
-  taskexec::child_reaper reaper(io.get_executor());
+  taskexec::child_reaper reaper(io.get_executor(), taskexec::reaper_mode::adopt_orphans);
   taskexec::task_executor task(reaper);
   taskexec::exec_command cmd;
   cmd.cmd = "/bin/sh";

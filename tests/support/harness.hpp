@@ -38,7 +38,7 @@ using namespace std::chrono_literals;
 
 struct harness {
   asio::io_context io;
-  taskexec::child_reaper reaper{io.get_executor()};
+  taskexec::child_reaper reaper{io.get_executor(), taskexec::reaper_mode::adopt_orphans};
 
   static harness& get() {
     static harness h;

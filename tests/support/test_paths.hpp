@@ -9,6 +9,7 @@ extern const char* const test_helper;  ///< taskexec-test-helper
 extern const char* const taskexecd;    ///< the daemon
 extern const char* const cli;          ///< taskexec
 extern const char* const stress;       ///< taskexec-stress
+extern const char* const embed_check;  ///< taskexec-embed-check
 extern const char* const source_dir;   ///< the source tree's root
 }  // namespace taskexec::test_paths
 
@@ -17,4 +18,5 @@ extern const char* const source_dir;   ///< the source tree's root
 #define BENCH_TASKEXECD ::taskexec::test_paths::taskexecd
 #define TASKEXEC_CLI ::taskexec::test_paths::cli
 #define TASKEXEC_STRESS ::taskexec::test_paths::stress
+#define TASKEXEC_EMBED_CHECK ::taskexec::test_paths::embed_check
 #define TASKEXEC_SOURCE_DIR ::taskexec::test_paths::source_dir

@@ -33,8 +33,15 @@
 //
 // Cancellation: read() and write() support terminal cancellation through
 // the awaiting coroutine's cancellation slot; they then return
-// errc::operation_canceled and the session goes on. Use from the thread
-// running the io_context; nothing here is thread-safe.
+// errc::operation_canceled and the session goes on.
+//
+// Threads: the session's state lives on the child_reaper's strand. read()
+// and write() may be awaited from any thread of the io_context (their work
+// runs on the strand, the caller resumes on its own executor); kill(),
+// close_stdin() and the destructor post their work to the strand (or do it
+// at once when called on it). resize() acts at once: call it on the strand
+// or from one thread at a time with no other call in flight. One
+// exec_session object is not to be used from two threads at once.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>

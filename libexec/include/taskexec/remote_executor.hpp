@@ -285,9 +285,10 @@ struct created_executor {
 /// is then killed), plus connect()'s errors.
 ///
 /// The daemon is a grandchild: the intermediate process exits at once. In a
-/// process with a child_reaper (a subreaper), the daemon is re-parented to
-/// this process; it is then watched by that reaper, so it is reaped when it
-/// exits and never taken for a task's orphan. Call from the reaper's thread.
+/// process with a child_reaper in adopt_orphans mode (a subreaper), the
+/// daemon is re-parented to this process; it is then watched by that
+/// reaper, so it is reaped when it exits and never taken for a task's
+/// orphan. With an exact-mode reaper (or none) the daemon goes to init.
 boost::asio::awaitable<result<created_executor>> create_executor(boost::asio::any_io_executor ex,
                                                                  create_options options);
 

@@ -1,7 +1,15 @@
 // task_executor: launches one task and supervises it until it is gone.
 //
-// All operations are coroutines on the executor's io_context and must be
-// started from the thread running it. They return result<T>: expected
+// All operations are coroutines. Threads: io_context::run() may run on any
+// number of threads, and an operation may be awaited from any coroutine of
+// that io_context (or of another executor): its work runs on the
+// child_reaper's strand (get_executor(), where the executor's state lives,
+// shared with the reaper and every executor and exec session of the
+// process), and the awaiting coroutine resumes on its own executor. 1, 2 or
+// 8 threads give the same results. The synchronous members (state(), pid(),
+// exit_state(), sampler(), update_resources()) read that state: call them
+// on the strand, or while no operation of this executor is in flight (a
+// coroutine that awaited the last one may). They return result<T>: expected
 // failures (bad input, wrong state, a missing binary) are values, never
 // exceptions. Each checks the lifecycle first and fails with a distinct code
 // when it does not apply (see lifecycle.hpp):
@@ -14,11 +22,13 @@
 // they then complete with errc::task_destroyed (a launch awaiting its report
 // kills its child first; its coroutine keeps the executor's state alive
 // until it completes, on a later turn of the io_context, so the child_reaper
-// must still exist then). Its destructor SIGKILLs a
-// still-running task and its process group (it cannot wait: call shutdown()
-// first for an orderly end). The child_reaper must outlive it. Launch from a
-// thread that lives as long as the task: the kernel sends the task its
-// parent-death SIGKILL when the launching thread exits.
+// must still exist then). Its destructor, on any thread, SIGKILLs a
+// still-running task and its process group at once (it cannot wait: call
+// shutdown() first for an orderly end); the rest of its end runs on the
+// strand. The child_reaper must outlive it. Every thread that runs the
+// io_context must live as long as the tasks: a launch runs on whichever of
+// them runs the strand then, and the kernel sends the task its parent-death
+// SIGKILL when that thread exits.
 //
 // Cancellation: wait() and shutdown() support terminal cancellation through
 // the awaiting coroutine's cancellation slot (e.g. asio awaitable_operators
@@ -27,11 +37,14 @@
 // caller never abandons it half-way: it goes on, bounded, and later callers
 // share its result. launch(), exec() and exec_streaming() of a container
 // suspend while they await taskexec-init's report that the command runs
-// (the io thread goes on with everything else); cancelled then, they kill
+// (the io threads go on with everything else); cancelled then, they kill
 // the child, undo the launch and return errc::operation_canceled. signal()
 // and version() complete without suspending.
 //
-// No operation blocks the io thread for longer than a few system calls:
+// Cancellation reaches the work on the strand (co_spawn forwards it there);
+// a cancel emitted before the operation reached the strand is not seen.
+//
+// No operation blocks an io thread for longer than a few system calls:
 // the clone holds it only until the child has exec'd (CLONE_VFORK).
 #pragma once
 
@@ -182,9 +195,9 @@ class task_executor {
   /// A sampler of the task's resource usage (stats.hpp): its cgroup when it
   /// has one, else its processes in /proc (orphans re-parented to this
   /// process included), with the CPU of those that ended (waited for by the
-  /// task's processes, or reaped by this one). Use it on the io_context's
-  /// thread, the reaper's: a reap between its reads would count a process
-  /// twice or not at all. Fails not_launched /
+  /// task's processes, or reaped by this one). Sample on the reaper's
+  /// strand (get_executor(); stats() does): a reap between its reads would
+  /// count a process twice or not at all. Fails not_launched /
   /// task_exited / task_destroyed (lifecycle.hpp) when there is no task.
   result<usage_sampler> sampler();
 
@@ -234,6 +247,7 @@ class task_executor {
   /// The exit state once exited.
   std::optional<process_state> exit_state() const;
   const std::string& task_id() const noexcept;
+  /// The child_reaper's strand, where this executor's state lives.
   boost::asio::any_io_executor get_executor() const;
 
  private:

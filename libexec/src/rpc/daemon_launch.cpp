@@ -6,8 +6,10 @@
 // Both clones are raw clone(2) without CLONE_VM (fork without glibc's atfork
 // handlers: the caller may be multi-threaded, and between fork and exec only
 // async-signal-safe calls are made). The intermediate is reaped through a
-// pidfd (no pid-reuse race) unless this process has a child_reaper, which
-// then reaps it and, as the subreaper, the daemon too.
+// pidfd (no pid-reuse race) unless this process has a child_reaper in
+// adopt_orphans mode, which then reaps it and, as the subreaper, the daemon
+// too. (An exact-mode reaper reaps only what it watches, and the daemon,
+// re-parented to init, is not ours.)
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <signal.h>
@@ -24,6 +26,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/detail/proc.hpp"
@@ -238,6 +241,13 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
                   exec_errno->second.get()};
 
   auto* reaper = child_reaper::current();
+  if (reaper && reaper->mode() != reaper_mode::adopt_orphans)
+    reaper = nullptr;
+  // adopt_orphans: its waitpid(-1) waits until both children are watched
+  // (the reaper may run on another thread).
+  std::optional<child_reaper::launch_guard> guard;
+  if (reaper)
+    guard.emplace(reaper->guard_launch());
   int mid_pidfd = -1;
   // Every signal blocked across the clone: the children must not run the
   // caller's handlers (asio's would write to a pipe the caller shares).
@@ -253,7 +263,8 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
     return make_system_error(clone_errno, "clone for taskexecd");
   unique_fd mid_fd(mid_pidfd);
   if (reaper)
-    reaper->watch(static_cast<int>(mid), [](int, int) {});
+    reaper->watch(static_cast<int>(mid), ::fcntl(mid_fd.get(), F_DUPFD_CLOEXEC, 3),
+                  [](int, int) {});
   out->second.reset();
   err->second.reset();
   info->second.reset();
@@ -280,6 +291,7 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
   // has died, which it does not do this early but on a startup error.
   if (reaper)
     reaper->watch(d.pid, [](int, int) {});
+  guard.reset();
   d.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, d.pid, 0)));
   d.out = std::move(out->first);
   d.err = std::move(err->first);

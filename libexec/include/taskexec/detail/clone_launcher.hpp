@@ -10,8 +10,9 @@
 //  - default dispositions for every signal and an empty mask before exec;
 //  - a failure in an initializer's on_exec_setup, or in exec, is reported
 //    through a CLOEXEC pipe as {errno, step};
-//  - the pid is returned as it is: no basic_process (and no pidfd) is made,
-//    because the child_reaper does all waiting.
+//  - the pid is returned as it is: no basic_process is made, because the
+//    child_reaper does all waiting; the clone makes a pidfd (CLONE_PIDFD),
+//    kept in `child_pidfd` for the caller to hand to child_reaper::watch.
 //
 // Hooks, as in Boost.Process v2: on_setup (parent, before the clone; may
 // allocate; the place to add to `env` or `fd_whitelist`), on_exec_setup
@@ -57,6 +58,17 @@ class clone_launcher : public boost::process::v2::posix::default_launcher {
   /// After a child-side failure: the pid of the child, which has exited and
   /// must still be reaped (claim it from the child_reaper).
   int failed_pid = -1;
+  /// The pidfd of the last child (CLONE_PIDFD, close-on-exec), or -1: the
+  /// caller takes it (std::exchange) for child_reaper::watch; a launcher
+  /// destroyed with one closes it.
+  int child_pidfd = -1;
+
+  clone_launcher() = default;
+  clone_launcher(const clone_launcher&) = delete;
+  clone_launcher& operator=(const clone_launcher&) = delete;
+  ~clone_launcher();
+  /// The pidfd, taken over by the caller.
+  int take_pidfd() noexcept { return std::exchange(child_pidfd, -1); }
 
   /// Extra clone(2) flags for the child: namespaces (CLONE_NEWNS, NEWPID,
   /// NEWUTS, NEWIPC). CLONE_VM | CLONE_VFORK | SIGCHLD are always set.

@@ -1,8 +1,17 @@
 // Coroutine helpers shared by the executors. Internal.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <optional>
+#include <utility>
 
 namespace taskexec::detail {
 
@@ -17,6 +26,63 @@ boost::asio::awaitable<T> no_throw_on_cancel(boost::asio::awaitable<T> op) {
   T r = co_await std::move(op);
   co_await this_coro::throw_if_cancelled(previous);
   co_return r;
+}
+
+/// Run `f` on `strand` (the child_reaper's): at once when the calling
+/// thread is on it or when nothing runs its io_context any more (stopped),
+/// else posted. For destructors and other synchronous entry points.
+template <class F>
+void run_on_strand(const boost::asio::any_io_executor& strand, F f) {
+  namespace asio = boost::asio;
+  const auto* s = strand.target<asio::strand<asio::any_io_executor>>();
+  bool now = s == nullptr || s->running_in_this_thread();
+  if (!now) {
+    const auto* io = s->get_inner_executor().target<asio::io_context::executor_type>();
+    now = io != nullptr && io->context().stopped();
+  }
+  if (now)
+    f();
+  else
+    asio::post(strand, std::move(f));
+}
+
+template <class T>
+boost::asio::awaitable<std::optional<T>> as_optional(boost::asio::awaitable<T> op) {
+  namespace this_coro = boost::asio::this_coro;
+  co_await this_coro::throw_if_cancelled(false);
+  // Named, not a temporary spanning the co_await (GCC 12 destroys such
+  // temporaries twice).
+  T v = co_await std::move(op);
+  std::optional<T> r;
+  r.emplace(std::move(v));
+  co_return r;
+}
+
+/// Run `op` on `strand` (the child_reaper's, where the executors' state
+/// lives) and resume the caller on its own executor, whatever thread runs
+/// it: the caller's cancellation reaches `op` (co_spawn forwards it, on the
+/// strand), an exception of `op` is rethrown here, and, like
+/// no_throw_on_cancel, a cancel never throws. Already on the strand: `op`
+/// is awaited in place.
+template <class T>
+boost::asio::awaitable<T> on_strand(boost::asio::any_io_executor strand,
+                                    boost::asio::awaitable<T> op) {
+  namespace asio = boost::asio;
+  namespace this_coro = boost::asio::this_coro;
+  const bool previous = co_await this_coro::throw_if_cancelled();
+  co_await this_coro::throw_if_cancelled(false);
+  const asio::any_io_executor here = co_await this_coro::executor;
+  std::optional<T> r;
+  if (here == strand) {
+    T v = co_await std::move(op);
+    r.emplace(std::move(v));
+  } else {
+    std::optional<T> got =
+        co_await asio::co_spawn(strand, as_optional(std::move(op)), asio::use_awaitable);
+    r.emplace(std::move(*got));
+  }
+  co_await this_coro::throw_if_cancelled(previous);
+  co_return std::move(*r);
 }
 
 }  // namespace taskexec::detail
