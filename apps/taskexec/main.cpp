@@ -821,7 +821,7 @@ asio::awaitable<int> dispatch(const cli_args& c, asio::signal_set& signals, bool
     if (!launched)
       throw failure{launched.error(),
                     launch_exit_code(launched.error(), exit_code_of(launched.error()))};
-    auto st = std::move(*launched);
+    auto st = *launched;
     if (c.json_out)
       print_json(json::value_from(st));
     else
