@@ -254,6 +254,8 @@ int main(int argc, char** argv) {
     auto outcome = taskexec::cli::parse(app, argc, argv, "taskexec-stress");
     if (outcome.exit_code)
       return *outcome.exit_code;
+    if (outcome.usage_error.starts_with("unknown command "))
+      return usage("unknown scenario " + outcome.usage_error.substr(16) + " (--list shows them)");
     if (!outcome.usage_error.empty())
       return usage(outcome.usage_error);
     if (completion) {
