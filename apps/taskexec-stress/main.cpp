@@ -4,7 +4,7 @@
 //
 //   taskexec-stress SCENARIO [--OPTION VALUE]... [--json FILE] [--quiet]
 //   taskexec-stress all [--short] [--json FILE]
-//   taskexec-stress --list
+//   taskexec-stress --list | --help | SCENARIO --help | --version
 //
 // Exit: 0 when every check passed, 1 when one failed, 2 on a usage error.
 #include <signal.h>
@@ -27,6 +27,7 @@
 #include <iostream>
 #include <optional>
 
+#include "cli_common.hpp"
 #include "stress.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/task_executor.hpp"
@@ -99,21 +100,29 @@ namespace {
 using namespace stress;
 
 int usage(const std::string& why) {
-  if (!why.empty())
-    std::cerr << "taskexec-stress: " << why << "\n";
-  std::cerr << "usage: taskexec-stress SCENARIO [--OPTION VALUE]... [common options]\n"
-               "       taskexec-stress all [--short] [common options]\n"
-               "       taskexec-stress --list\n"
-               "common options:\n"
-               "  --json FILE          every figure, check and leak, as JSON\n"
-               "  --short              small counts, a few seconds (as the test suite runs)\n"
-               "  --quiet              no progress line\n"
-               "  --time-limit S       stop a scenario's work after S seconds (default 300)\n"
-               "  --run-dir DIR        sockets and files go under DIR (default: a new /tmp dir)\n"
-               "  --taskexecd PATH     the daemon (default: beside this program)\n"
-               "  --plant-leak KIND    leak on purpose (process, socket or cgroup) to see the\n"
-               "                       leak check catch it; the run then fails\n";
+  std::cerr << "taskexec-stress: " << why << "\n(see taskexec-stress --help)\n";
   return 2;
+}
+
+// A scenario option's value: a whole number; in an option counted in
+// milliseconds (-ms) or seconds (seconds, time-limit) also a duration such
+// as 5s or 2m, stored as that many of its unit.
+std::string scenario_value(const std::string& key, const std::string& v) {
+  const bool ms = key.ends_with("-ms");
+  const bool secs = key == "seconds" || key == "time-limit";
+  if (ms || secs) {
+    auto d = taskexec::cli::parse_duration_ms(v, ms ? 1 : 1000);
+    if (!d || (secs && *d % 1000 != 0))
+      throw taskexec::cli::usage_error{"--" + key + " needs a whole number of " +
+                                       (ms ? "milliseconds" : "seconds") +
+                                       " or a duration (5s, 2m), not \"" + v + "\""};
+    return std::to_string(ms ? *d : *d / 1000);
+  }
+  long long n = -1;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc{} || p != v.data() + v.size() || n < 0)
+    throw taskexec::cli::usage_error{"--" + key + " needs a whole number, not \"" + v + "\""};
+  return v;
 }
 
 void list() {
@@ -178,78 +187,88 @@ asio::awaitable<std::string> plant(context& ctx, const std::string& kind) {
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "--helper")
     return run_helper(argc, argv);
-  if (argc < 2)
-    return usage("");
-  std::string name = argv[1];
-  if (name == "--list") {
-    list();
-    return 0;
-  }
-  if (name == "--help" || name == "-h")
-    return usage("");
-
-  std::vector<const scenario*> chosen;
-  for (auto& s : scenarios())
-    if (name == "all" || s.name == name)
-      chosen.push_back(&s);
-  if (chosen.empty())
-    return usage("unknown scenario \"" + name + "\" (--list shows them)");
-
   std::string json_path, run_dir, daemon_path, plant_kind;
   bool quiet = false, short_mode = false;
   long long time_limit = 300;
   std::map<std::string, std::string> given;
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) != 0)
-      return usage("unexpected argument \"" + a + "\"");
-    std::string key = a.substr(2);
-    auto value = [&](std::string& out) {
-      if (i + 1 >= argc)
-        return false;
-      out = argv[++i];
-      return true;
-    };
-    std::string v;
-    if (key == "json") {
-      if (!value(json_path))
-        return usage("--json needs a file");
-    } else if (key == "run-dir") {
-      if (!value(run_dir))
-        return usage("--run-dir needs a directory");
-    } else if (key == "taskexecd") {
-      if (!value(daemon_path))
-        return usage("--taskexecd needs a path");
-    } else if (key == "plant-leak") {
-      if (!value(plant_kind) ||
-          (plant_kind != "process" && plant_kind != "socket" && plant_kind != "cgroup"))
-        return usage("--plant-leak needs process, socket or cgroup");
-    } else if (key == "quiet") {
-      quiet = true;
-    } else if (key == "short") {
-      short_mode = true;
-    } else if (key == "time-limit") {
-      if (!value(v) || (time_limit = std::atoll(v.c_str())) < 1)
-        return usage("--time-limit needs a number of seconds");
-    } else {
-      if (name == "all")
-        return usage("\"all\" takes only the common options, not --" + key);
-      auto& specs = chosen.front()->specs;
-      auto spec = std::find_if(specs.begin(), specs.end(), [&](auto& s) { return s.name == key; });
-      if (spec == specs.end())
-        return usage(name + " has no option --" + key + " (--list shows them)");
-      if (spec->flag) {
-        given[key] = "1";
-      } else {
-        if (!value(v))
-          return usage("--" + key + " needs a value");
-        long long n = -1;
-        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-        if (ec != std::errc{} || p != v.data() + v.size() || n < 0)
-          return usage("--" + key + " needs a whole number, not \"" + v + "\"");
-        given[key] = v;
+  std::vector<const scenario*> chosen;
+  {
+    CLI::App app;
+    taskexec::cli::configure(app, "taskexec-stress");
+    app.description(
+        "taskexec-stress: the load generator (docs/stress.md).\n"
+        "  taskexec-stress SCENARIO [OPTIONS]     (taskexec-stress SCENARIO --help)\n"
+        "  taskexec-stress all [--short] [OPTIONS]\n"
+        "  taskexec-stress --list");
+    app.footer("\nExit status: 0 when every check passed, 1 when one failed, 2 on a usage error.");
+    bool list_them = false, completion = false;
+    app.add_flag("--list", list_them, "the scenarios and their options");
+    app.add_flag("--bash-completion", completion, "print a bash completion script")->group("");
+    app.add_option("--json", json_path, "every figure, check and leak, as JSON")->type_name("FILE");
+    app.add_flag("--short", short_mode, "small counts, a few seconds (as the test suite runs)");
+    app.add_flag("--quiet", quiet, "no progress line");
+    app.add_option_function<std::string>(
+           "--time-limit",
+           [&](const std::string& v) {
+             time_limit = std::stoll(scenario_value("time-limit", v));
+             if (time_limit < 1)
+               throw taskexec::cli::usage_error{"--time-limit needs at least 1 s"};
+           },
+           "stop a scenario's work after this long (default 300 s; 5m)")
+        ->type_name("S|DURATION");
+    app.add_option("--run-dir", run_dir, "sockets and files go under DIR (default: a new /tmp dir)")
+        ->type_name("DIR");
+    app.add_option("--taskexecd", daemon_path, "the daemon (default: beside this program)")
+        ->type_name("PATH");
+    app.add_option("--plant-leak", plant_kind,
+                   "leak on purpose to see the leak check catch it; the run then fails")
+        ->type_name("process|socket|cgroup")
+        ->check(CLI::IsMember({"process", "socket", "cgroup"}));
+    for (const auto& sc : scenarios()) {
+      auto* sub = app.add_subcommand(sc.name, sc.help);
+      sub->fallthrough();
+      sub->footer("\nThe common options (taskexec-stress --help) go here too.");
+      sub->callback([&chosen, &sc] { chosen.push_back(&sc); });
+      for (const auto& spec : sc.specs) {
+        const std::string key = spec.name;
+        if (spec.flag) {
+          sub->add_flag_callback(
+              "--" + key, [&given, key] { given[key] = "1"; }, spec.help);
+        } else {
+          sub->add_option_function<std::string>(
+                 "--" + key,
+                 [&given, key](const std::string& v) { given[key] = scenario_value(key, v); },
+                 spec.help + " (default " + spec.fallback + ")")
+              ->type_name(key.ends_with("-ms") ? "MS|DURATION"
+                          : key == "seconds"   ? "S|DURATION"
+                                               : "N");
+        }
       }
     }
+    app.add_subcommand("all", "every scenario, one after the other")
+        ->fallthrough()
+        ->callback([&chosen] {
+          for (const auto& sc : scenarios())
+            chosen.push_back(&sc);
+        });
+    auto outcome = taskexec::cli::parse(app, argc, argv, "taskexec-stress");
+    if (outcome.exit_code)
+      return *outcome.exit_code;
+    if (outcome.usage_error.starts_with("unknown command "))
+      return usage("unknown scenario " + outcome.usage_error.substr(16) + " (--list shows them)");
+    if (!outcome.usage_error.empty())
+      return usage(outcome.usage_error);
+    if (completion) {
+      std::cout << taskexec::cli::bash_completion(app, "taskexec-stress",
+                                                  {{"--plant-leak", "process socket cgroup"}});
+      return 0;
+    }
+    if (list_them) {
+      list();
+      return 0;
+    }
+    if (chosen.empty())
+      return usage("no scenario given (--list shows them)");
   }
 
   // Room for a fleet's connections and pidfds.

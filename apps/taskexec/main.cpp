@@ -1,10 +1,12 @@
-// taskexec: the command line of taskexecd. See `taskexec --help`.
+// taskexec: the command line of taskexecd. See `taskexec --help`; the
+// options of each command are in options.cpp.
 //
-// Exit status: 0 on success; 1 when the daemon or the call failed; 2 on a
-// usage error. `run` exits with the task's own exit code (128+N when killed
-// by signal N), or 125 when the daemon failed, 126 when the task could not be
-// launched, 127 when its binary was not found. `exec` exits with the
-// command's exit code.
+// Exit status (docs/client.md has the table): 0 on success; 1 when the call
+// failed; 2 on a usage error; 3 when no daemon can be reached; 124 when a
+// --timeout expired; for run 125 when the daemon failed; for run, launch and
+// exec 126 when the command could not be launched, 127 when its binary was
+// not found; run and exec otherwise exit with the command's code (128+N when
+// killed by signal N). Under --json an error is a JSON object on stderr.
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -38,9 +40,13 @@
 #include <thread>
 #include <vector>
 
+#include "cli_common.hpp"
+#include "options.hpp"
 #include "taskexec/base64.hpp"
 #include "taskexec/codec.hpp"
+#include "taskexec/openmetrics.hpp"
 #include "taskexec/remote_executor.hpp"
+#include "taskexec/rpc/message.hpp"
 #include "taskexec/signals.hpp"
 
 namespace asio = boost::asio;
@@ -50,301 +56,26 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr const char* usage_text = R"(usage: taskexec [--json] COMMAND [OPTIONS]
-
-Commands that start a daemon:
-  run    [--socket PATH] [LAUNCH OPTIONS] -- CMD [ARG...]
-         start taskexecd, launch CMD (its output on ours), wait, destroy;
-         exit with CMD's exit code. Ctrl-C shuts the task down.
-  start  --socket PATH [--log-file F] [--log-level L] [--kill-grace-ms N]
-         [--allow-uid N]... [--hostname NAME]
-         start taskexecd and print its reattach config (JSON)
-
-Commands for a running daemon (name it with --socket PATH, $TASKEXEC_SOCKET,
-or --reattach CONFIG, a config as printed by `start` or a file holding one):
-  launch [LAUNCH OPTIONS] -- CMD [ARG...]
-  wait     [--timeout-ms N]
-  signal   SIGNAL                      (a name such as SIGUSR1, or a number)
-  shutdown [--signal S] [--grace-ms N] (default SIGINT, 5000 ms)
-  stats    [--interval-ms N] [--count N]
-  update   [--memory-mb N] [--memory-max-mb N] [--cpu-shares N] [--cpu-quota-us N]
-           [--cpu-period-us N] [--cpuset-cpus LIST] [--pids-max N]
-                                       (new limits for a task launched with limits)
-  exec     [--timeout-ms N] -- CMD [ARG...]
-                                       (its output once it exits: the last 4096 bytes)
-  exec     -i|-t|-it -- CMD [ARG...]   an interactive session, as docker exec:
-                                       -i sends our stdin to CMD; -t gives CMD a
-                                       terminal (ours in raw mode, its size sent at
-                                       the start and on every resize); output as it
-                                       comes; exit with CMD's code
-  events   [--since N]
-  version
-  destroy
-
-Launch options:
-  --env K=V (repeatable)  --user U  --task-dir D  --work-dir D
-  --stdout F  --stderr F  --isolation host|container
-  --limits                enforce the resource options below (a cgroup, as root)
-  --memory-mb N  --memory-max-mb N  --cpu-shares N  --cpu-quota-us N
-  --cpu-period-us N  --cpuset-cpus LIST  --pids-max N
-  Container isolation (as root; the task dir becomes the root):
-  --mount HOST:TASK[:ro]  a bind mount (repeatable)
-  --device HOST[:TASK[:PERMS]]  a device node, PERMS of rwm (repeatable)
-  --cap NAME              a capability for a task that is not root (repeatable;
-                          default: the standard set)
-  --pid-mode private|host  --ipc-mode private|host  --netns PATH
-  --no-pivot-root         chroot instead of pivot_root (ramdisk roots)
-  --hostname NAME         (run, start) the task's hostname; default: the
-                          daemon's socket path
-  --spec FILE             an ExecCommand as JSON (docs/protocol.md); the
-                          options above and CMD override its fields
-
-Global options:
-  --json                  print results as JSON (one object per line)
-  --daemon PATH           taskexecd to start (default: beside taskexec, or $PATH)
-  --expect-uid N          a daemon may run as uid N (besides root and us): the
-                          socket's server is checked before anything is sent
-  -h, --help
-)";
-
-struct usage_error {
-  std::string what;
-};
-
-struct cli {
-  bool json_out = false;
-  std::string command;
-  std::string socket;
-  std::string reattach;
-  std::string daemon;
-  connect_options trust;  // --expect-uid
-  // launch
-  exec_command cmd;
-  std::string spec_file;
-  bool have_cmd = false;
-  bool have_resources = false;
-  // start
-  std::string log_file, log_level = "info";
-  long long kill_grace_ms = 5000;
-  std::string hostname;  // a container task's (taskexecd --hostname)
-  std::vector<unsigned> allowed_uids;
-  // other commands
-  std::optional<long long> timeout_ms;
-  bool interactive = false;  // exec -i
-  bool tty = false;          // exec -t
-  std::string signal_arg = "";
-  std::string shutdown_signal = "SIGINT";
-  long long grace_ms = 5000;
-  long long interval_ms = 1000;
-  long long count = 0;  // 0: until interrupted
-  unsigned long long since = 0;
-};
-
-long long number(const std::string& flag, const std::string& v, long long min, long long max) {
-  long long n = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc{} || p != v.data() + v.size() || n < min || n > max)
-    throw usage_error{flag + " needs a number from " + std::to_string(min) + " to " +
-                      std::to_string(max) + ", not \"" + v + "\""};
-  return n;
-}
-
-cli parse(int argc, char** argv) {
-  cli c;
-  std::vector<std::string> rest;
-  int i = 1;
-  auto value = [&](const std::string& flag) -> std::string {
-    if (i + 1 >= argc)
-      throw usage_error{flag + " needs a value"};
-    return argv[++i];
-  };
-  for (; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--") {
-      for (++i; i < argc; ++i)
-        c.cmd.args.push_back(argv[i]);
-      c.have_cmd = true;
-      break;
-    }
-    if (a == "-h" || a == "--help") {
-      std::cout << usage_text;
-      std::exit(0);
-    } else if (a == "--json") {
-      c.json_out = true;
-    } else if (a == "--socket") {
-      c.socket = value(a);
-    } else if (a == "--reattach") {
-      c.reattach = value(a);
-    } else if (a == "--daemon") {
-      c.daemon = value(a);
-    } else if (a == "--expect-uid") {
-      c.trust.expect_uid = static_cast<unsigned>(number(a, value(a), 0, 0xfffffffe));
-    } else if (a == "--env") {
-      auto kv = value(a);
-      if (kv.find('=') == std::string::npos || kv.front() == '=')
-        throw usage_error{"--env needs K=V, not \"" + kv + "\""};
-      c.cmd.env.push_back(kv);
-    } else if (a == "--user") {
-      c.cmd.user = value(a);
-    } else if (a == "--task-dir") {
-      c.cmd.task_dir = value(a);
-    } else if (a == "--work-dir") {
-      c.cmd.work_dir = value(a);
-    } else if (a == "--stdout") {
-      c.cmd.stdout_path = value(a);
-    } else if (a == "--stderr") {
-      c.cmd.stderr_path = value(a);
-    } else if (a == "--isolation") {
-      c.cmd.isolation = value(a);
-    } else if (a == "--limits") {
-      c.cmd.resource_limits = true;
-    } else if (a == "--mount") {
-      // HOST:TASK[:ro]
-      auto v = value(a);
-      auto colon = v.find(':');
-      if (colon == std::string::npos || colon == 0 || colon + 1 == v.size())
-        throw usage_error{"--mount needs HOST:TASK[:ro], not \"" + v + "\""};
-      mount_config m;
-      m.host_path = v.substr(0, colon);
-      m.task_path = v.substr(colon + 1);
-      if (m.task_path.ends_with(":ro")) {
-        m.readonly = true;
-        m.task_path.resize(m.task_path.size() - 3);
-      }
-      c.cmd.mounts.push_back(m);
-    } else if (a == "--device") {
-      // HOST[:TASK[:PERMS]]
-      auto v = value(a);
-      device_config d;
-      auto colon = v.find(':');
-      d.host_path = v.substr(0, colon);
-      if (colon != std::string::npos) {
-        auto spec = v.substr(colon + 1);
-        auto second = spec.find(':');
-        d.task_path = spec.substr(0, second);
-        if (second != std::string::npos)
-          d.cgroup_permissions = spec.substr(second + 1);
-      }
-      if (d.host_path.empty())
-        throw usage_error{"--device needs HOST[:TASK[:PERMS]], not \"" + v + "\""};
-      c.cmd.devices.push_back(d);
-    } else if (a == "--cap") {
-      c.cmd.capabilities.push_back(value(a));
-    } else if (a == "--pid-mode") {
-      c.cmd.default_pid_mode = value(a);
-    } else if (a == "--ipc-mode") {
-      c.cmd.default_ipc_mode = value(a);
-    } else if (a == "--netns") {
-      c.cmd.network_isolation = network_isolation_spec{"group", value(a)};
-    } else if (a == "--no-pivot-root") {
-      c.cmd.no_pivot_root = true;
-    } else if (a == "--memory-mb") {
-      c.cmd.resources.memory_mb = number(a, value(a), 0, 1'000'000'000);
-      c.have_resources = true;
-    } else if (a == "--memory-max-mb") {
-      c.cmd.resources.memory_max_mb = number(a, value(a), -1, 1'000'000'000);
-      c.have_resources = true;
-    } else if (a == "--cpu-shares") {
-      c.cmd.resources.cpu_shares = number(a, value(a), 0, 262144);
-      c.have_resources = true;
-    } else if (a == "--cpu-quota-us") {
-      c.cmd.resources.cpu_quota_us = number(a, value(a), 0, 1'000'000'000'000);
-      c.have_resources = true;
-    } else if (a == "--cpu-period-us") {
-      c.cmd.resources.cpu_period_us = number(a, value(a), 0, 1'000'000);
-      c.have_resources = true;
-    } else if (a == "--cpuset-cpus") {
-      c.cmd.resources.cpuset_cpus = value(a);
-      c.have_resources = true;
-    } else if (a == "--pids-max") {
-      c.cmd.resources.pids_max = number(a, value(a), 0, 1'000'000'000);
-      c.have_resources = true;
-    } else if (a == "--spec") {
-      c.spec_file = value(a);
-    } else if (a == "--log-file") {
-      c.log_file = value(a);
-    } else if (a == "--log-level") {
-      c.log_level = value(a);
-    } else if (a == "--kill-grace-ms") {
-      c.kill_grace_ms = number(a, value(a), 0, 3'600'000);
-    } else if (a == "--hostname") {
-      c.hostname = value(a);
-    } else if (a == "--allow-uid") {
-      c.allowed_uids.push_back(static_cast<unsigned>(number(a, value(a), 0, 0xfffffffe)));
-    } else if (a == "-i" || a == "--interactive") {
-      c.interactive = true;
-    } else if (a == "-t" || a == "--tty") {
-      c.tty = true;
-    } else if (a == "-it" || a == "-ti") {
-      c.interactive = c.tty = true;
-    } else if (a == "--timeout-ms") {
-      c.timeout_ms = number(a, value(a), 0, 1'000'000'000'000);
-    } else if (a == "--signal") {
-      c.shutdown_signal = value(a);
-    } else if (a == "--grace-ms") {
-      c.grace_ms = number(a, value(a), 0, 1'000'000'000'000);
-    } else if (a == "--interval-ms") {
-      c.interval_ms = number(a, value(a), 1, 1'000'000'000'000);
-    } else if (a == "--count") {
-      c.count = number(a, value(a), 1, 1'000'000'000);
-    } else if (a == "--since") {
-      c.since = static_cast<unsigned long long>(number(a, value(a), 0, INT64_MAX));
-    } else if (a.size() > 1 && a[0] == '-' && !(c.command == "signal" && c.signal_arg.empty())) {
-      throw usage_error{"unknown option \"" + a + "\""};
-    } else {
-      rest.push_back(a);
-    }
-    if (c.command.empty() && !rest.empty()) {
-      c.command = rest.front();
-      rest.erase(rest.begin());
-    } else if (c.command == "signal" && !rest.empty() && c.signal_arg.empty()) {
-      c.signal_arg = rest.front();
-      rest.erase(rest.begin());
-    }
-  }
-  if (c.command.empty())
-    throw usage_error{"no command given"};
-  static const std::vector<std::string> known{"run",    "start",    "launch",  "wait",
-                                              "signal", "shutdown", "stats",   "exec",
-                                              "events", "version",  "destroy", "update"};
-  if (std::find(known.begin(), known.end(), c.command) == known.end())
-    throw usage_error{"unknown command \"" + c.command + "\""};
-  if (!rest.empty())
-    throw usage_error{"unexpected argument \"" + rest.front() + "\" (a command goes after --)"};
-  const bool takes_cmd = c.command == "run" || c.command == "launch" || c.command == "exec";
-  if (takes_cmd && c.cmd.args.empty())
-    throw usage_error{c.command + " needs a command after --"};
-  if (!takes_cmd && c.have_cmd)
-    throw usage_error{c.command + " takes no command after --"};
-  if ((c.interactive || c.tty) && c.command != "exec")
-    throw usage_error{"-i and -t are options of exec"};
-  if ((c.interactive || c.tty) && (c.timeout_ms || c.json_out))
-    throw usage_error{"exec -i/-t streams a session: it takes neither --timeout-ms nor --json"};
-  if (c.command == "update" && !c.have_resources)
-    throw usage_error{"update needs at least one resource option (--memory-mb N, ...)"};
-  if (c.command == "signal" && c.signal_arg.empty())
-    throw usage_error{"signal needs a SIGNAL"};
-  // $TASKEXEC_SOCKET names a running daemon: never the one run or start makes.
-  if (c.command != "run" && c.command != "start" && c.socket.empty()) {
-    if (const char* s = std::getenv("TASKEXEC_SOCKET"))
-      c.socket = s;
-  }
-  if (c.command == "start" && c.socket.empty())
-    throw usage_error{"start needs --socket PATH"};
-  if (c.command != "run" && c.command != "start" && c.socket.empty() && c.reattach.empty())
-    throw usage_error{c.command + " needs --socket PATH, $TASKEXEC_SOCKET or --reattach CONFIG"};
-  if (takes_cmd) {
-    c.cmd.cmd = c.cmd.args.front();
-    c.cmd.args.erase(c.cmd.args.begin());
-  }
-  return c;
-}
+using cli_args = taskexec_cli::options;
 
 // ------------------------------------------------------------------ output
 
+// The exit code of an error (the table above): the daemon unreachable, a
+// timeout, or a failed call.
+int exit_code_of(const error& e) {
+  if (e.code == make_error_code(errc::connection_failed) ||
+      e.code == make_error_code(errc::reattach_refused))
+    return cli::exit_unreachable;
+  if (e.code == make_error_code(errc::timed_out))
+    return cli::exit_timeout;
+  return cli::exit_failed;
+}
+
 struct failure {
+  failure(error err) : e(std::move(err)), exit_code(exit_code_of(e)) {}  // NOLINT: implicit
+  failure(error err, int code) : e(std::move(err)), exit_code(code) {}
   error e;
-  int exit_code = 1;
+  int exit_code;
 };
 
 std::string read_text(const std::string& path) {
@@ -502,6 +233,18 @@ json::object version_object(const std::string& v) {  // not in a coroutine: GCC 
   return o;
 }
 
+// A launch (of the task, or of an Exec command) that failed: 127 when its
+// binary was not found, else `otherwise`. The daemon says -32004 for every
+// launch failure; its message tells a missing binary apart.
+int launch_exit_code(const error& e, int otherwise) {
+  if (e.code != make_error_code(errc::launch_failed))
+    return otherwise;
+  const auto& m = e.message;
+  const bool not_found = (m.starts_with("binary \"") && m.ends_with("\" could not be found")) ||
+                         (m.starts_with("file ") && m.find(" not found under path ") != m.npos);
+  return not_found ? cli::exit_not_found : cli::exit_cannot_launch;
+}
+
 template <class T>
 T check(result<T> r) {
   if (!r)
@@ -513,7 +256,7 @@ void check(const result<void>& r) {
     throw failure{r.error()};
 }
 
-exec_command launch_spec(const cli& c) {
+exec_command launch_spec(const cli_args& c) {
   exec_command cmd;
   if (!c.spec_file.empty()) {
     boost::system::error_code ec;
@@ -554,7 +297,7 @@ exec_command launch_spec(const cli& c) {
   return cmd;
 }
 
-asio::awaitable<remote_executor> connect(const cli& c) {
+asio::awaitable<remote_executor> connect(const cli_args& c) {
   auto ex = co_await asio::this_coro::executor;
   if (!c.reattach.empty()) {
     std::string text = c.reattach;
@@ -565,7 +308,7 @@ asio::awaitable<remote_executor> connect(const cli& c) {
   co_return check(co_await remote_executor::connect(ex, c.socket, c.trust));
 }
 
-create_options daemon_options(const cli& c, const std::string& socket) {
+create_options daemon_options(const cli_args& c, const std::string& socket) {
   create_options o;
   o.socket_path = socket;
   o.daemon_path = c.daemon;
@@ -577,7 +320,7 @@ create_options daemon_options(const cli& c, const std::string& socket) {
   return o;
 }
 
-asio::awaitable<int> cmd_start(const cli& c) {
+asio::awaitable<int> cmd_start(const cli_args& c) {
   auto created = check(
       co_await create_executor(co_await asio::this_coro::executor, daemon_options(c, c.socket)));
   std::cout << to_json(created.config) << std::endl;
@@ -585,7 +328,7 @@ asio::awaitable<int> cmd_start(const cli& c) {
 }
 
 // run: a daemon of our own in a private directory, the task's output on ours.
-asio::awaitable<int> cmd_run(const cli& c, asio::signal_set& signals) {
+asio::awaitable<int> cmd_run(const cli_args& c, asio::signal_set& signals) {
   auto ex = co_await asio::this_coro::executor;
   std::string dir;
   std::string socket = c.socket;
@@ -593,7 +336,7 @@ asio::awaitable<int> cmd_run(const cli& c, asio::signal_set& signals) {
     const char* base = std::getenv("XDG_RUNTIME_DIR");
     std::string tmpl = std::string(base && *base ? base : "/tmp") + "/taskexec-run.XXXXXX";
     if (!::mkdtemp(tmpl.data()))
-      throw failure{make_system_error(errno, "mkdtemp " + tmpl), 125};
+      throw failure{make_system_error(errno, "mkdtemp " + tmpl), cli::exit_daemon_failed};
     dir = tmpl;
     socket = dir + "/taskexecd.sock";
   }
@@ -610,7 +353,7 @@ asio::awaitable<int> cmd_run(const cli& c, asio::signal_set& signals) {
   auto cmd = launch_spec(c);  // a bad spec fails before any daemon exists
   auto created = co_await create_executor(ex, daemon_options(c, socket));
   if (!created)
-    throw failure{created.error(), 125};
+    throw failure{created.error(), cli::exit_daemon_failed};
   auto& exe = created->client;
   const std::string me = "/proc/" + std::to_string(::getpid()) + "/fd/";
   if (cmd.stdout_path.empty())
@@ -620,38 +363,74 @@ asio::awaitable<int> cmd_run(const cli& c, asio::signal_set& signals) {
   auto launched = co_await exe.launch(cmd);
   if (!launched) {
     (void)co_await exe.destroy();
-    // The daemon says -32004 for every launch failure; its message tells a
-    // missing binary apart.
-    const auto& m = launched.error().message;
-    const bool not_found = (m.starts_with("binary \"") && m.ends_with("\" could not be found")) ||
-                           (m.starts_with("file ") && m.find(" not found under path ") != m.npos);
-    throw failure{launched.error(), not_found ? 127 : 126};
+    const int code = exit_code_of(launched.error()) == cli::exit_unreachable
+                         ? cli::exit_daemon_failed
+                         : cli::exit_cannot_launch;
+    throw failure{launched.error(), launch_exit_code(launched.error(), code)};
   }
-  // Ctrl-C or SIGTERM: stop the task in order; a second one: SIGKILL it.
-  bool stopping = false;
-  std::function<void(boost::system::error_code, int)> on_signal;
-  on_signal = [&](boost::system::error_code ec, int) {
-    if (ec)
-      return;
+  // Calls made on the side (signals, the timeout's shutdown): each is
+  // answered before we leave, as they use `exe`.
+  struct side_calls {
+    explicit side_calls(const asio::any_io_executor& e) : idle(e) {}
+    int in_flight = 0;
+    asio::steady_timer idle;
+  } side(ex);
+  auto on_side = [&](std::function<asio::awaitable<void>()> call) {
+    ++side.in_flight;
     asio::co_spawn(
         ex,
-        [&exe, &stopping, &c]() -> asio::awaitable<void> {
-          if (!stopping) {
-            stopping = true;
-            (void)co_await exe.shutdown("SIGTERM", milliseconds(c.kill_grace_ms));
-          } else {
-            (void)co_await exe.signal(SIGKILL);
-          }
+        [&side, call = std::move(call)]() -> asio::awaitable<void> {
+          co_await call();
+          if (--side.in_flight == 0)
+            side.idle.cancel();
         },
         asio::detached);
+  };
+  const auto grace = milliseconds(c.kill_grace_ms);
+  // Signals, as docker's signal proxy: each goes to the task as it is. A
+  // second SIGINT or SIGTERM (Ctrl-C again) shuts the task down (SIGTERM,
+  // then SIGKILL after the kill grace); a third kills it.
+  int stops = 0;
+  std::function<void(boost::system::error_code, int)> on_signal;
+  on_signal = [&](boost::system::error_code ec, int signo) {
+    if (ec)
+      return;
+    const int level = (signo == SIGINT || signo == SIGTERM) ? stops++ : 0;
+    on_side([&exe, signo, level, grace]() -> asio::awaitable<void> {
+      if (level == 0)
+        (void)co_await exe.signal(signo);
+      else if (level == 1)
+        (void)co_await exe.shutdown("SIGTERM", grace);
+      else
+        (void)co_await exe.signal(SIGKILL);
+    });
     signals.async_wait(on_signal);
   };
   signals.async_wait(on_signal);
+  // --timeout: shut the task down when it runs past it (as timeout(1)).
+  bool timed_out = false;
+  asio::steady_timer deadline(ex);
+  if (c.timeout_ms) {
+    deadline.expires_after(milliseconds(*c.timeout_ms));
+    deadline.async_wait([&](boost::system::error_code ec) {
+      if (ec)
+        return;
+      timed_out = true;
+      on_side([&exe, grace]() -> asio::awaitable<void> {
+        (void)co_await exe.shutdown("SIGTERM", grace);
+      });
+    });
+  }
   auto st = co_await exe.wait();
   signals.cancel();
+  deadline.cancel();
+  while (side.in_flight > 0) {
+    side.idle.expires_at(asio::steady_timer::time_point::max());
+    co_await side.idle.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
   if (!st) {
     (void)co_await exe.destroy();
-    throw failure{st.error(), 125};
+    throw failure{st.error(), cli::exit_daemon_failed};
   }
   auto d = co_await exe.destroy();
   // The task appended to the files behind our stdout and stderr through
@@ -666,14 +445,114 @@ asio::awaitable<int> cmd_run(const cli& c, asio::signal_set& signals) {
   if (c.json_out)
     print_json(json::value_from(*st));
   if (!d)
-    throw failure{d.error(), 125};
+    throw failure{d.error(), cli::exit_daemon_failed};
+  if (timed_out)
+    throw failure{
+        make_error(errc::timed_out, "the task ran past its timeout of " +
+                                        std::to_string(*c.timeout_ms) + " ms and was shut down"),
+        cli::exit_timeout};
   co_return st->exit_code;
 }
 
-asio::awaitable<int> cmd_stats(const cli& c, remote_executor& exe) {
+// A Stats sample as the daemon sends it (codec.hpp writes it) back into a
+// task_resource_usage, for openmetrics::from_usage. A member missing or of
+// another type reads as not measured (0).
+std::uint64_t u64_at(const json::object& o, std::string_view k) {
+  const auto* v = o.if_contains(k);
+  if (v && v->is_uint64())
+    return v->get_uint64();
+  if (v && v->is_int64() && v->get_int64() >= 0)
+    return static_cast<std::uint64_t>(v->get_int64());
+  return 0;
+}
+double double_at(const json::object& o, std::string_view k) {
+  const auto* v = o.if_contains(k);
+  return v && v->is_number() ? v->to_number<double>() : 0.0;
+}
+std::vector<std::string> names_at(const json::object& o, std::string_view k) {
+  std::vector<std::string> out;
+  const auto* v = o.if_contains(k);
+  if (v && v->is_array()) {
+    for (const auto& n : v->get_array()) {
+      if (n.is_string())
+        out.emplace_back(n.get_string());
+    }
+  }
+  return out;
+}
+const json::object& object_at(const json::object& o, std::string_view k) {
+  static const json::object empty;
+  const auto* v = o.if_contains(k);
+  return v && v->is_object() ? v->get_object() : empty;
+}
+
+resource_usage usage_from_json(const json::object& ru) {
+  resource_usage u;
+  const auto& m = object_at(ru, "memory_stats");
+  u.memory.rss = u64_at(m, "rss");
+  u.memory.cache = u64_at(m, "cache");
+  u.memory.swap = u64_at(m, "swap");
+  u.memory.usage = u64_at(m, "usage");
+  u.memory.max_usage = u64_at(m, "max_usage");
+  u.memory.kernel_usage = u64_at(m, "kernel_usage");
+  u.memory.kernel_max_usage = u64_at(m, "kernel_max_usage");
+  u.memory.measured = names_at(m, "measured");
+  const auto& pressure = object_at(m, "pressure");
+  if (pressure.contains("some_avg10"))
+    u.memory.pressure_some_avg10 = double_at(pressure, "some_avg10");
+  if (pressure.contains("full_avg10"))
+    u.memory.pressure_full_avg10 = double_at(pressure, "full_avg10");
+  const auto& events = object_at(m, "events");
+  if (events.contains("high"))
+    u.memory.events_high = u64_at(events, "high");
+  if (events.contains("max"))
+    u.memory.events_max = u64_at(events, "max");
+  if (events.contains("oom_kill"))
+    u.memory.events_oom_kill = u64_at(events, "oom_kill");
+  const auto& cpu = object_at(ru, "cpu_stats");
+  u.cpu.system_mode = double_at(cpu, "system_mode");
+  u.cpu.user_mode = double_at(cpu, "user_mode");
+  u.cpu.total_ticks = double_at(cpu, "total_ticks");
+  u.cpu.percent = double_at(cpu, "percent");
+  u.cpu.throttled_periods = u64_at(cpu, "throttled_periods");
+  u.cpu.throttled_time = u64_at(cpu, "throttled_time");
+  u.cpu.measured = names_at(cpu, "measured");
+  return u;
+}
+
+task_resource_usage sample_from_json(const json::object& sample) {
+  task_resource_usage u;
+  u.total = usage_from_json(object_at(sample, "resource_usage"));
+  for (const auto& [pid, ru] : object_at(sample, "pids")) {
+    int n = 0;
+    auto [p, ec] = std::from_chars(pid.data(), pid.data() + pid.size(), n);
+    if (ec == std::errc{} && p == pid.data() + pid.size() && ru.is_object())
+      u.pids[n] = usage_from_json(ru.get_object());
+  }
+  u.timestamp = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(
+          static_cast<std::int64_t>(u64_at(sample, "timestamp_unix_nano")))));
+  return u;
+}
+
+std::vector<openmetrics::label> metrics_labels(const cli_args& c) {
+  std::vector<openmetrics::label> out;
+  out.reserve(c.labels.size());
+  for (const auto& kv : c.labels) {
+    auto eq = kv.find('=');
+    out.push_back({kv.substr(0, eq), kv.substr(eq + 1)});
+  }
+  return out;
+}
+
+asio::awaitable<int> cmd_stats(const cli_args& c, remote_executor& exe) {
   auto stream = check(co_await exe.stats(milliseconds(c.interval_ms)));
-  const bool refresh = !c.json_out && ::isatty(1);
-  for (long long n = 0; c.count == 0 || n < c.count; ++n) {
+  const bool as_openmetrics = c.format == "openmetrics";
+  const bool refresh = !c.json_out && !as_openmetrics && ::isatty(1);
+  // OpenMetrics: one sample unless --count says more (a textfile collector
+  // reads one document).
+  const long long count = as_openmetrics && c.count == 0 ? 1 : c.count;
+  for (long long n = 0; count == 0 || n < count; ++n) {
     auto next = co_await stream.next();
     if (!next && next.error().code == make_error_code(errc::task_exited)) {
       if (!c.json_out)
@@ -681,13 +560,17 @@ asio::awaitable<int> cmd_stats(const cli& c, remote_executor& exe) {
       co_return 0;  // the stream is over, as the task is
     }
     auto usage = check(std::move(next));
-    print_stats(usage, c.json_out, refresh, stream.dropped());
+    if (as_openmetrics)
+      std::cout << check(openmetrics::from_usage(sample_from_json(usage), metrics_labels(c)))
+                << std::flush;
+    else
+      print_stats(usage, c.json_out, refresh, stream.dropped());
   }
   (void)co_await stream.cancel();
   co_return 0;
 }
 
-asio::awaitable<int> cmd_exec(const cli& c, remote_executor& exe) {
+asio::awaitable<int> cmd_exec(const cli_args& c, remote_executor& exe) {
   json::object params;
   params["cmd"] = c.cmd.cmd;
   json::array args;
@@ -696,7 +579,10 @@ asio::awaitable<int> cmd_exec(const cli& c, remote_executor& exe) {
   params["args"] = std::move(args);
   if (c.timeout_ms)
     params["timeout_ms"] = *c.timeout_ms;
-  auto r = check(co_await exe.call("Exec", std::move(params)));
+  auto called = co_await exe.call("Exec", std::move(params));
+  if (!called)
+    throw failure{called.error(), launch_exit_code(called.error(), exit_code_of(called.error()))};
+  auto r = std::move(*called);
   if (c.json_out) {
     print_json(r);
     co_return 0;
@@ -882,7 +768,7 @@ asio::awaitable<void> forward_resizes(std::shared_ptr<session_ctx> ctx) {
 }
 
 // exec -i / -t: an ExecStreaming session, as `docker exec` does it.
-asio::awaitable<int> cmd_exec_session(const cli& c, remote_executor& exe, bool& stdin_thread) {
+asio::awaitable<int> cmd_exec_session(const cli_args& c, remote_executor& exe, bool& stdin_thread) {
   auto ex = co_await asio::this_coro::executor;
   exec_session_options o;
   o.cmd = c.cmd.cmd;
@@ -895,7 +781,11 @@ asio::awaitable<int> cmd_exec_session(const cli& c, remote_executor& exe, bool& 
     if (auto size = terminal_size())
       o.size = *size;
   }
-  ctx->session.emplace(check(co_await exe.exec_streaming(std::move(o))));
+  auto started = co_await exe.exec_streaming(std::move(o));
+  if (!started)
+    throw failure{started.error(),
+                  launch_exit_code(started.error(), exit_code_of(started.error()))};
+  ctx->session.emplace(std::move(*started));
   raw_terminal raw;
   if (c.tty && ::isatty(0))
     raw.enter(0);
@@ -919,7 +809,7 @@ asio::awaitable<int> cmd_exec_session(const cli& c, remote_executor& exe, bool& 
   co_return co_await pump_session_output(*ctx->session);
 }
 
-asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals, bool& stdin_thread) {
+asio::awaitable<int> dispatch(const cli_args& c, asio::signal_set& signals, bool& stdin_thread) {
   if (c.command == "start")
     co_return co_await cmd_start(c);
   if (c.command == "run")
@@ -927,7 +817,11 @@ asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals, bool& std
   auto exe = co_await connect(c);
   const auto& cmd = c.command;
   if (cmd == "launch") {
-    auto st = check(co_await exe.launch(launch_spec(c)));
+    auto launched = co_await exe.launch(launch_spec(c));
+    if (!launched)
+      throw failure{launched.error(),
+                    launch_exit_code(launched.error(), exit_code_of(launched.error()))};
+    auto st = *launched;
     if (c.json_out)
       print_json(json::value_from(st));
     else
@@ -945,15 +839,18 @@ asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals, bool& std
     else
       std::cout << describe(st) << std::endl;
   } else if (cmd == "signal") {
+    // 9, -9 (as kill), KILL, SIGKILL.
+    std::string_view arg = c.signal_arg;
+    if (arg.size() > 1 && arg.front() == '-')
+      arg.remove_prefix(1);
     int signo = 0;
-    auto [p, ec] =
-        std::from_chars(c.signal_arg.data(), c.signal_arg.data() + c.signal_arg.size(), signo);
-    const bool numeric = ec == std::errc{} && p == c.signal_arg.data() + c.signal_arg.size();
+    auto [p, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), signo);
+    const bool numeric = ec == std::errc{} && p == arg.data() + arg.size();
     result<void> r;
     if (numeric)
       r = co_await exe.signal(signo);
     else
-      r = co_await exe.signal(c.signal_arg);
+      r = co_await exe.signal(std::string(arg));
     check(r);
     if (c.json_out)
       print_json(json::object{});
@@ -993,6 +890,12 @@ asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals, bool& std
       print_json(json::object{});
     else
       std::cout << "resources updated" << std::endl;
+  } else if (cmd == "metrics") {
+    auto m = check(co_await exe.metrics());
+    if (c.json_out)
+      print_json(m);
+    else
+      std::cout << check(openmetrics::from_daemon_metrics(m, metrics_labels(c))) << std::flush;
   } else if (cmd == "destroy") {
     check(co_await exe.destroy());
     if (c.json_out)
@@ -1003,22 +906,65 @@ asio::awaitable<int> dispatch(const cli& c, asio::signal_set& signals, bool& std
   co_return 0;
 }
 
+// An error as --json prints it: {"error": {"code", "message"}, "exit_code"}.
+// `code` is the protocol's (docs/protocol.md, Errors) for what the daemon
+// refused; null for what never reached it (no daemon, a usage error).
+json::object error_object(const error& e, int exit_code) {
+  json::value code = nullptr;
+  if (e.code.category() == taskexec::category()) {
+    switch (static_cast<errc>(e.code.value())) {
+      case errc::connection_failed:
+      case errc::reattach_refused:
+      case errc::protocol_error:
+      case errc::operation_canceled:
+      case errc::success:
+        break;
+      default:
+        code = static_cast<int>(rpc::to_rpc_error(e, task_operation::launch).error_code);
+    }
+  }
+  json::object err;
+  err["code"] = code;
+  err["message"] = e.message;
+  json::object o;
+  o["error"] = std::move(err);
+  o["exit_code"] = exit_code;
+  return o;
+}
+
+void print_error(bool as_json, const error& e, int exit_code) {
+  std::cout.flush();
+  if (as_json)
+    std::cerr << json::serialize(error_object(e, exit_code)) << std::endl;
+  else
+    std::cerr << "taskexec: " << e.message << std::endl;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  cli c;
-  try {
-    c = parse(argc, argv);
-  } catch (const usage_error& e) {
-    std::cerr << "taskexec: " << e.what << "\n(see taskexec --help)\n";
-    return 2;
+  auto parsed = taskexec_cli::parse_command_line(argc, argv);
+  if (parsed.exit_code) {
+    if (!parsed.usage_error.empty()) {
+      bool as_json = false;
+      for (int i = 1; i < argc; ++i)
+        as_json = as_json || std::string_view(argv[i]) == "--json";
+      if (as_json)
+        print_error(true, make_error(errc::invalid_argument, parsed.usage_error),
+                    *parsed.exit_code);
+      else
+        std::cerr << "taskexec: " << parsed.usage_error << "\n(see " << parsed.help << ")\n";
+    }
+    return *parsed.exit_code;
   }
+  const cli_args& c = parsed.opts;
   ::signal(SIGPIPE, SIG_IGN);
   asio::io_context io;
   asio::signal_set signals(io);
   if (c.command == "run") {
-    signals.add(SIGINT);
-    signals.add(SIGTERM);
+    // Passed on to the task (cmd_run); SIGINT and SIGTERM escalate.
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
+      signals.add(s);
   }
   int code = 1;
   bool stdin_thread = false;
@@ -1031,11 +977,11 @@ int main(int argc, char** argv) {
     try {
       std::rethrow_exception(e);
     } catch (const failure& f) {
-      std::cerr << "taskexec: " << f.e.message << "\n";
+      print_error(c.json_out, f.e, f.exit_code);
       code = f.exit_code;
     } catch (const std::exception& x) {
-      std::cerr << "taskexec: " << x.what() << "\n";
-      code = 1;
+      print_error(c.json_out, make_error(errc::internal, x.what()), cli::exit_failed);
+      code = cli::exit_failed;
     }
   });
   io.run();

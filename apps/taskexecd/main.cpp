@@ -2,8 +2,9 @@
 //
 //   taskexecd --socket PATH [--log-file F] [--log-level L] [--log-format text|json|journald]
 //             [--journal-socket PATH]
-//             [--kill-grace-ms N] [--max-message-bytes N] [--allow-uid N]...
-//             [--hostname NAME] [--max-connections N]
+//             [--kill-grace-ms N | --kill-grace DURATION] [--max-message-bytes N]
+//             [--allow-uid N]... [--hostname NAME] [--max-connections N]
+//   taskexecd --help | --version
 //
 // Once listening it prints one line on stdout and never writes stdout again:
 //   {"protocol":"taskexec-jsonrpc","version":"2.0.0","socket":"PATH","pid":N}
@@ -22,6 +23,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +32,7 @@
 #include <memory>
 #include <string>
 
+#include "cli_common.hpp"
 #include "daemon_logging.hpp"
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/rpc/server.hpp"
@@ -40,83 +43,125 @@ namespace asio = boost::asio;
 
 namespace {
 
-int usage(const std::string& why) {
-  std::cerr << "taskexecd: " << why << "\n"
-            << "usage: taskexecd --socket PATH [--log-file F] [--log-level "
-               "trace|debug|info|warn|error|off]\n"
-            << "                 [--log-format text|json|journald] [--journal-socket PATH]\n"
-            << "                 [--kill-grace-ms N] [--max-message-bytes N]\n"
-            << "                 [--allow-uid N]... [--hostname NAME] [--max-connections N]\n";
-  return 2;
+const char* const description =
+    "taskexecd: owns one task and serves it as JSON-RPC 2.0 over a Unix socket\n"
+    "(docs/protocol.md). Once listening it prints one line on stdout:\n"
+    "  {\"protocol\":\"taskexec-jsonrpc\",\"version\":\"2.0.0\",\"socket\":\"PATH\",\"pid\":N}\n"
+    "SIGTERM, SIGINT: shut the task down and exit 0. SIGHUP: reopen the log file.";
+
+// The daemon's command line. An option is added here (CLI11; the helpers
+// of cli_common.hpp check values in the project's words) and its value
+// lands in `daemon_args`.
+struct daemon_args {
+  taskexec::rpc::server_options opts;
+  taskexec::log_options log;
+  std::string log_file;
+  std::string hostname;
+};
+
+void build(CLI::App& app, daemon_args& d) {
+  using taskexec::cli::usage_error;
+  app.description(description);
+  app.footer(
+      "\nExit status: 0 after a shutdown, 1 when the daemon could not serve, 2 on a "
+      "usage error.");
+  app.add_option("--socket", d.opts.socket_path, "the socket to serve (required)")
+      ->type_name("PATH");
+  app.add_option("--log-file", d.log_file, "log here (appended; default stderr)")
+      ->type_name("FILE");
+  app.add_option_function<std::string>(
+         "--log-level",
+         [&d](const std::string& v) {
+           if (!taskexec::parse_log_level(v, d.log.level))
+             throw usage_error{"--log-level must be trace, debug, info, warn, error or off"};
+         },
+         "default info")
+      ->type_name("trace|debug|info|warn|error|off");
+  app.add_option_function<std::string>(
+         "--log-format",
+         [&d](const std::string& v) {
+           if (!taskexec::parse_log_format(v, d.log.format))
+             throw usage_error{"--log-format must be text, json or journald"};
+         },
+         "default text")
+      ->type_name("text|json|journald");
+  app.add_option("--journal-socket", d.log.journal_socket,
+                 "journald format: the journal's socket (default /run/systemd/journal/socket)")
+      ->type_name("PATH");
+  // The grace of a shutdown is capped at an hour (max_shutdown_grace).
+  auto set_grace = [&d](long long ms) { d.opts.kill_grace = std::chrono::milliseconds(ms); };
+  auto* grace_ms = taskexec::cli::add_duration(
+      app, "--kill-grace-ms", set_grace, 1, 0, 3'600'000,
+      "between SIGTERM and SIGKILL when the task is shut down (default 5000)");
+  auto* grace = taskexec::cli::add_duration(app, "--kill-grace", set_grace, 0, 0, 3'600'000,
+                                            "the same as a duration (5s)");
+  grace_ms->excludes(grace);
+  app.add_option_function<std::string>(
+         "--hostname",
+         [&d](const std::string& v) {
+           if (v.empty() || v.size() > 64)
+             throw usage_error{"--hostname needs a name of 1 to 64 bytes"};
+           d.hostname = v;
+         },
+         "a container task's hostname (default: the socket's path)")
+      ->type_name("NAME");
+  taskexec::cli::add_integer(
+      app, "--max-message-bytes",
+      [&d](long long n) { d.opts.max_message_bytes = static_cast<std::size_t>(n); }, 64, INT64_MAX,
+      "the largest message a client may send");
+  taskexec::cli::add_integer(
+      app, "--max-connections",
+      [&d](long long n) { d.opts.max_connections = static_cast<std::size_t>(n); }, 1, 65536,
+      "connections open at once");
+  app.add_option_function<std::vector<std::string>>(
+         "--allow-uid",
+         [&d](const std::vector<std::string>& uids) {
+           for (const auto& v : uids) {
+             unsigned uid = 0;
+             auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), uid);
+             if (ec != std::errc{} || p != v.data() + v.size())
+               throw usage_error{"--allow-uid needs a numeric uid, not \"" + v + "\""};
+             d.opts.allowed_uids.push_back(uid);
+           }
+         },
+         "a uid served besides root and the daemon's own (repeatable)")
+      ->type_name("UID")
+      ->allow_extra_args(false);
 }
 
-template <class T>
-bool parse_number(const std::string& s, T& out) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && p == s.data() + s.size();
+int usage(const std::string& why) {
+  std::cerr << "taskexecd: " << why << "\n(see taskexecd --help)\n";
+  return taskexec::cli::exit_usage;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  taskexec::rpc::server_options opts;
-  taskexec::log_options log;
-  log.level = taskexec::log_level::info;
-  std::string log_file;
-  std::string hostname;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](std::string& out) {
-      if (i + 1 >= argc)
-        return false;
-      out = argv[++i];
-      return true;
-    };
-    std::string v;
-    if (a == "--socket") {
-      if (!value(opts.socket_path))
-        return usage("--socket needs a path");
-    } else if (a == "--log-file") {
-      if (!value(log_file))
-        return usage("--log-file needs a path");
-    } else if (a == "--log-level") {
-      if (!value(v) || !taskexec::parse_log_level(v, log.level))
-        return usage("--log-level must be trace, debug, info, warn, error or off");
-    } else if (a == "--log-format") {
-      if (!value(v) || !taskexec::parse_log_format(v, log.format))
-        return usage("--log-format must be text, json or journald");
-    } else if (a == "--journal-socket") {
-      if (!value(log.journal_socket))
-        return usage("--journal-socket needs a path");
-    } else if (a == "--kill-grace-ms") {
-      long long ms = 0;
-      // The grace of a shutdown is capped at an hour (max_shutdown_grace).
-      if (!value(v) || !parse_number(v, ms) || ms < 0 || ms > 3'600'000)
-        return usage("--kill-grace-ms needs a number from 0 to 3600000 (one hour)");
-      opts.kill_grace = std::chrono::milliseconds(ms);
-    } else if (a == "--hostname") {
-      if (!value(v) || v.empty() || v.size() > 64)
-        return usage("--hostname needs a name of 1 to 64 bytes");
-      hostname = v;
-    } else if (a == "--max-message-bytes") {
-      std::size_t n = 0;
-      if (!value(v) || !parse_number(v, n) || n < 64)
-        return usage("--max-message-bytes needs a number of at least 64");
-      opts.max_message_bytes = n;
-    } else if (a == "--max-connections") {
-      std::size_t n = 0;
-      if (!value(v) || !parse_number(v, n) || n < 1 || n > 65536)
-        return usage("--max-connections needs a number from 1 to 65536");
-      opts.max_connections = n;
-    } else if (a == "--allow-uid") {
-      unsigned uid = 0;
-      if (!value(v) || !parse_number(v, uid))
-        return usage("--allow-uid needs a numeric uid");
-      opts.allowed_uids.push_back(uid);
-    } else {
-      return usage("unknown argument \"" + a + "\"");
+  daemon_args args;
+  args.log.level = taskexec::log_level::info;
+  {
+    CLI::App app;
+    taskexec::cli::configure(app, "taskexecd");
+    bool completion = false;
+    app.add_flag("--bash-completion", completion, "print a bash completion script")->group("");
+    build(app, args);
+    auto outcome = taskexec::cli::parse(app, argc, argv, "taskexecd");
+    if (outcome.exit_code)
+      return *outcome.exit_code;
+    if (!outcome.usage_error.empty())
+      return usage(outcome.usage_error);
+    if (completion) {
+      std::vector<std::pair<std::string, std::string>> choices{
+          {"--log-level", "trace debug info warn error off"},
+          {"--log-format", "text json journald"}};
+      std::cout << taskexec::cli::bash_completion(app, "taskexecd", choices);
+      return 0;
     }
   }
+  auto& opts = args.opts;
+  auto& log = args.log;
+  auto& log_file = args.log_file;
+  auto& hostname = args.hostname;
   if (opts.socket_path.empty())
     return usage("--socket is required");
 

@@ -2,6 +2,7 @@
 // caused them at the default level (info), each figure a key of its own in
 // JSON lines; journald's native fields on a journal socket, and `<N>` lines
 // without one.
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -197,6 +198,90 @@ BOOST_AUTO_TEST_CASE(journald_format_without_a_journal_writes_priority_prefixed_
     BOOST_TEST(exited);
     auto destroyed = co_await c.call(3, "Destroy");
     BOOST_TEST(destroyed.contains("result"));
+    auto daemon_exit = co_await d.task.wait();
+    BOOST_TEST(daemon_exit->exit_code == 0);
+  });
+}
+
+// SIGHUP under load, logrotate's way (rename, then SIGHUP), twice while a
+// client keeps Signal requests in flight: every request's line is in exactly
+// one of the three files, none lost or doubled; each new file starts with
+// the reopen's line; the renamed files are closed; the daemon, its task and
+// its socket go on.
+BOOST_AUTO_TEST_CASE(sighup_under_load_with_a_rotated_log_file_loses_no_line) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    const std::string log = d.dir / "daemon.log";
+    co_await d.start(argv_of("--log-level", "info", "--log-format", "json", "--log-file", log));
+    const int daemon_pid = d.task.pid();
+    client c;
+    co_await c.connect(d.socket);
+    auto launched =
+        co_await c.call(1, "Launch", json::parse(R"({"cmd":"/bin/sleep","args":["1000"]})"));
+    BOOST_REQUIRE(launched.contains("result"));
+    const int task_pid = static_cast<int>(launched.at("result").at("pid").as_int64());
+
+    // Rounds of 100 Signal requests (SIGWINCH: sleep ignores it) written at
+    // once; after rounds 3 and 7 the file is renamed and SIGHUP sent while
+    // that round's requests are still being answered.
+    constexpr int rounds = 10, per_round = 100, first_id = 100;
+    int id = first_id;
+    for (int r = 0; r < rounds; ++r) {
+      std::string batch;
+      for (int i = 0; i < per_round; ++i)
+        batch += R"({"jsonrpc":"2.0","id":)" + std::to_string(id + i) +
+                 R"(,"method":"Signal","params":{"signal":"SIGWINCH"}})" + "\n";
+      co_await c.send_raw(batch);
+      if (r == 3 || r == 7) {
+        std::filesystem::rename(log, log + (r == 3 ? ".1" : ".2"));
+        BOOST_REQUIRE(::kill(daemon_pid, SIGHUP) == 0);
+      }
+      for (int i = 0; i < per_round; ++i) {
+        auto answer = co_await c.response(id + i);
+        BOOST_REQUIRE_MESSAGE(answer.contains("result"), json::serialize(answer));
+      }
+      id += per_round;
+    }
+    // Every request answered; its line was written before its answer.
+    std::map<std::string, int> seen;  // request_id -> lines
+    std::vector<std::vector<json::object>> files;
+    for (const auto& f : {log + ".1", log + ".2", log})
+      files.push_back(json_lines(f));
+    for (const auto& lines : files) {
+      for (const auto& x : lines) {
+        if (x.at("component").as_string() == "rpc" && x.at("msg").as_string() == "request" &&
+            x.at("method").as_string() == "Signal")
+          ++seen[std::string(x.at("request_id").as_string())];
+      }
+    }
+    BOOST_TEST(seen.size() == std::size_t(rounds * per_round));
+    int once = 0;
+    for (int i = first_id; i < first_id + rounds * per_round; ++i)
+      once += seen[std::to_string(i)] == 1 ? 1 : 0;
+    BOOST_TEST(once == rounds * per_round);
+    // The second and third files begin with the reopen.
+    for (std::size_t f = 1; f < files.size(); ++f) {
+      BOOST_REQUIRE(!files[f].empty());
+      BOOST_TEST(files[f].front().at("msg").as_string() == "SIGHUP: log file reopened");
+    }
+    BOOST_TEST(files[0].front().at("msg").as_string() != "SIGHUP: log file reopened");
+    // The renamed files are closed: no descriptor of the daemon's points at them.
+    int still_open = 0;
+    for (const auto& e :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(daemon_pid) + "/fd")) {
+      std::error_code ec;
+      const auto target = std::filesystem::read_symlink(e.path(), ec).string();
+      if (target == log + ".1" || target == log + ".2")
+        ++still_open;
+    }
+    BOOST_TEST(still_open == 0);
+    // The daemon and its task go on; the socket still serves a new client.
+    BOOST_TEST(alive(daemon_pid));
+    BOOST_TEST(alive(task_pid));
+    client fresh;
+    co_await fresh.connect(d.socket);
+    BOOST_TEST((co_await fresh.call(1, "Version")).contains("result"));
+    BOOST_TEST((co_await c.call(2, "Destroy")).contains("result"));
     auto daemon_exit = co_await d.task.wait();
     BOOST_TEST(daemon_exit->exit_code == 0);
   });

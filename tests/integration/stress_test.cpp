@@ -235,7 +235,8 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_and_say_why) {
     BOOST_TEST(bad.err.find("unknown scenario \"bogus\"") != std::string::npos);
     auto opt = co_await run_stress(argv_of("churn", "--nope", "1"));
     BOOST_TEST(opt.code == 2);
-    BOOST_TEST(opt.err.find("churn has no option --nope") != std::string::npos);
+    // Since issue 19 (CLI11): the option named as every program names it.
+    BOOST_TEST(opt.err.find("unknown option \"--nope\"") != std::string::npos, opt.err);
     auto num = co_await run_stress(argv_of("churn", "--count", "many"));
     BOOST_TEST(num.code == 2);
     BOOST_TEST(num.err.find("--count needs a whole number, not \"many\"") != std::string::npos);

@@ -34,6 +34,13 @@ fi
 for p in taskexecd taskexec; do
   [[ -x $prefix/bin/$p ]] || fail "$p not installed in bin/"
 done
+# Bash completion for each program, where bash-completion looks; each
+# script defines its function and registers it.
+for p in taskexecd taskexec taskexec-stress; do
+  f=$prefix/share/bash-completion/completions/$p
+  [[ -f $f ]] || fail "no bash completion for $p in share/bash-completion/completions/"
+  bash -c "source '$f' && complete -p $p" >/dev/null || fail "$f does not register a completion for $p"
+done
 
 # The exported targets: no absolute path, no definition or link option
 # forced on the consumer, the library's own version.
