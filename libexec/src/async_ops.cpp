@@ -114,10 +114,18 @@ void start_op(const asio::any_io_executor& ex, Make make, async_handler<T> h, di
   asio::co_spawn(
       ex,
       [make = std::move(make), out, honoured]() mutable -> asio::awaitable<void> {
-        // Only the types this operation honours reach it; a cancelled
-        // operation completes with errc::operation_canceled, not a throw.
+        // Only the types this operation honours reach it, and they reach
+        // it as terminal: what each operation leaves behind when cancelled
+        // (documented per operation) meets the guarantee of every type it
+        // honours, and the coroutines below it (awaitable_operators, their
+        // co_spawned halves) let only terminal cancellation through. A
+        // cancelled operation completes with errc::operation_canceled, not
+        // a throw.
         co_await asio::this_coro::reset_cancellation_state(
-            [honoured](asio::cancellation_type_t t) { return t & honoured; });
+            [honoured](asio::cancellation_type_t t) { return t & honoured; },
+            [](asio::cancellation_type_t t) {
+              return t == asio::cancellation_type::none ? t : asio::cancellation_type::terminal;
+            });
         co_await asio::this_coro::throw_if_cancelled(false);
         auto r = co_await make();
         out->emplace(std::move(r));
