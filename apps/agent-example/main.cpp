@@ -32,7 +32,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+// Boost 1.81's Process v2 headers use boost::optional, boost::decay and
+// boost::is_convertible without including them.
+#include <boost/optional.hpp>
+#include <boost/type_traits/decay.hpp>
+#include <boost/type_traits/is_convertible.hpp>
+// clang-format off
 #include <boost/process/v2/process.hpp>
+// clang-format on
 
 #include <sys/wait.h>
 
@@ -63,7 +70,7 @@ namespace {
 
 struct report {
   int tasks = 0;
-  std::atomic<int> waited{0};          // task waits completed
+  std::atomic<int> waited{0};         // task waits completed
   std::atomic<int> discrepancies{0};  // anything wrong
   int by_token[5] = {};
   int heartbeats = 0;
@@ -125,8 +132,8 @@ foreign_results run_foreign_children() {
 
 void check_foreign(report& r, const foreign_results& f, bool strict) {
   // std::system: "exit 7" must come back as exit status 7.
-  const bool system_exact = f.system_status != -1 && WIFEXITED(f.system_status) &&
-                            WEXITSTATUS(f.system_status) == 7;
+  const bool system_exact =
+      f.system_status != -1 && WIFEXITED(f.system_status) && WEXITSTATUS(f.system_status) == 7;
   const bool system_lost = f.system_status == -1 && f.system_errno == ECHILD;
   const bool system_killed =
       f.system_status != -1 && WIFSIGNALED(f.system_status) && WTERMSIG(f.system_status) == SIGKILL;
@@ -145,7 +152,8 @@ void check_foreign(report& r, const foreign_results& f, bool strict) {
     r.fail("Boost.Process child: " + f.process_error);
   } else if (f.process_ec || f.process_code != 11) {
     const bool lost = f.process_ec == error_code(ECHILD, boost::system::system_category());
-    const bool killed = !f.process_ec && (f.process_code == SIGKILL || f.process_code == 128 + SIGKILL);
+    const bool killed =
+        !f.process_ec && (f.process_code == SIGKILL || f.process_code == 128 + SIGKILL);
     if (!strict && (lost || killed)) {
       ++r.foreign_tolerated;
       std::fprintf(stderr, "tolerated: the Boost.Process child %s (reaper without exact mode)\n",
@@ -194,8 +202,8 @@ asio::awaitable<void> agent(asio::io_context& io, taskexec::child_reaper& reaper
     tasks.push_back(std::make_unique<taskexec::task_executor>(
         reaper, taskexec::task_executor_options{.task_id = "agent-" + std::to_string(i)}));
     taskexec::diagnostics diag;
-    auto launched = co_await tasks.back()->async_launch(task_command(i), diag,
-                                                        asio::as_tuple(asio::deferred));
+    auto launched =
+        co_await tasks.back()->async_launch(task_command(i), diag, asio::as_tuple(asio::deferred));
     if (std::get<0>(launched))
       r.fail("task " + std::to_string(i) + ": launch failed: " + diag.message());
   }
@@ -336,7 +344,8 @@ int main(int argc, char** argv) {
     } else if (a == "--strict-foreign-children") {
       strict = true;
     } else {
-      std::fprintf(stderr, "usage: taskexec-agent-example [--tasks N] [--strict-foreign-children]\n");
+      std::fprintf(stderr,
+                   "usage: taskexec-agent-example [--tasks N] [--strict-foreign-children]\n");
       return 2;
     }
   }

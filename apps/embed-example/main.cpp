@@ -49,7 +49,8 @@ asio::awaitable<int> supervise(taskexec::child_reaper& reaper, taskexec::exec_co
                          timer.async_wait(asio::use_awaitable));
   if (first.index() == 1) {
     std::cout << "still running after " << timeout.count() << " ms: shutting down\n";
-    auto down = co_await task.async_shutdown("SIGTERM", grace, diag, asio::as_tuple(asio::deferred));
+    auto down =
+        co_await task.async_shutdown("SIGTERM", grace, diag, asio::as_tuple(asio::deferred));
     if (std::get<0>(down))
       std::cerr << "shutdown: " << diag.message() << '\n';
   }
@@ -62,7 +63,8 @@ asio::awaitable<int> supervise(taskexec::child_reaper& reaper, taskexec::exec_co
   const taskexec::process_state state = std::get<1>(waited);
   std::cout << "exited: code " << state.exit_code << ", signal " << state.signal << '\n';
   // Also kill whatever the task left behind (its group, daemonised children).
-  auto cleanup = co_await task.async_shutdown("SIGTERM", grace, diag, asio::as_tuple(asio::deferred));
+  auto cleanup =
+      co_await task.async_shutdown("SIGTERM", grace, diag, asio::as_tuple(asio::deferred));
   if (std::get<0>(cleanup))
     std::cerr << "cleanup: " << diag.message() << '\n';
   co_return state.exit_code;

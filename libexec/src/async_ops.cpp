@@ -37,9 +37,9 @@ using boost::system::error_code;
 constexpr asio::cancellation_type_t cancel_none = asio::cancellation_type::none;
 constexpr asio::cancellation_type_t cancel_partial =
     asio::cancellation_type::terminal | asio::cancellation_type::partial;
-constexpr asio::cancellation_type_t cancel_total =
-    asio::cancellation_type::terminal | asio::cancellation_type::partial |
-    asio::cancellation_type::total;
+constexpr asio::cancellation_type_t cancel_total = asio::cancellation_type::terminal |
+                                                   asio::cancellation_type::partial |
+                                                   asio::cancellation_type::total;
 
 template <class T>
 using outcome = std::shared_ptr<std::optional<result<T>>>;
@@ -146,7 +146,8 @@ using detail::cancel_total;
 void task_executor::async_launch_impl(exec_command cmd, detail::async_handler<process_state> h,
                                       diagnostics* diag) {
   detail::start_op<process_state>(
-      get_executor(), [self = this, cmd = std::move(cmd)]() mutable { return self->launch(std::move(cmd)); },
+      get_executor(),
+      [self = this, cmd = std::move(cmd)]() mutable { return self->launch(std::move(cmd)); },
       std::move(h), diag, cancel_partial);
 }
 
@@ -204,7 +205,9 @@ void task_executor::async_exec_streaming_impl(exec_session_options options,
                                               diagnostics* diag) {
   detail::start_op<exec_session>(
       get_executor(),
-      [self = this, o = std::move(options)]() mutable { return self->exec_streaming(std::move(o)); },
+      [self = this, o = std::move(options)]() mutable {
+        return self->exec_streaming(std::move(o));
+      },
       std::move(h), diag, cancel_partial);
 }
 
@@ -240,142 +243,182 @@ void remote_executor::async_connect_impl(boost::asio::any_io_executor ex, std::s
   auto run_on = ex;
   detail::start_op<remote_executor>(
       run_on,
-      [ex = std::move(ex), p = std::move(socket_path), o = std::move(options)]() mutable {
-        return connect(std::move(ex), std::move(p), std::move(o));
+      [ex = std::move(ex), p = std::move(socket_path), options]() mutable {
+        return connect(std::move(ex), std::move(p), options);
       },
       std::move(h), diag, cancel_partial);
 }
 
-void remote_executor::async_launch_impl(exec_command cmd, detail::async_handler<process_state> h, diagnostics* diag) {
+void remote_executor::async_launch_impl(exec_command cmd, detail::async_handler<process_state> h,
+                                        diagnostics* diag) {
   detail::start_op<process_state>(
-      get_executor(), [self = this, cmd = std::move(cmd)]() mutable { return self->launch(std::move(cmd)); },
+      get_executor(),
+      [self = this, cmd = std::move(cmd)]() mutable { return self->launch(std::move(cmd)); },
       std::move(h), diag, cancel_partial);
 }
 
 void remote_executor::async_wait_impl(detail::async_handler<process_state> h, diagnostics* diag) {
   detail::start_op<process_state>(
-      get_executor(), [self = this]() mutable { return self->wait(); },
-      std::move(h), diag, cancel_total);
+      get_executor(), [self = this]() mutable { return self->wait(); }, std::move(h), diag,
+      cancel_total);
 }
 
-void remote_executor::async_wait_for_impl(std::chrono::milliseconds timeout, detail::async_handler<process_state> h, diagnostics* diag) {
+void remote_executor::async_wait_for_impl(std::chrono::milliseconds timeout,
+                                          detail::async_handler<process_state> h,
+                                          diagnostics* diag) {
   detail::start_op<process_state>(
       get_executor(), [self = this, timeout]() mutable { return self->wait_for(timeout); },
       std::move(h), diag, cancel_total);
 }
 
-void remote_executor::async_signal_impl(int signo, detail::async_handler<void> h, diagnostics* diag) {
+void remote_executor::async_signal_impl(int signo, detail::async_handler<void> h,
+                                        diagnostics* diag) {
   detail::start_op<void>(
-      get_executor(), [self = this, signo]() mutable { return self->signal(signo); },
+      get_executor(), [self = this, signo]() mutable { return self->signal(signo); }, std::move(h),
+      diag, cancel_partial);
+}
+
+void remote_executor::async_signal_impl(std::string signal_name, detail::async_handler<void> h,
+                                        diagnostics* diag) {
+  detail::start_op<void>(
+      get_executor(),
+      [self = this, signal_name = std::move(signal_name)]() mutable {
+        return self->signal(std::move(signal_name));
+      },
       std::move(h), diag, cancel_partial);
 }
 
-void remote_executor::async_signal_impl(std::string signal_name, detail::async_handler<void> h, diagnostics* diag) {
+void remote_executor::async_shutdown_impl(std::string signal_name, std::chrono::milliseconds grace,
+                                          detail::async_handler<void> h, diagnostics* diag) {
   detail::start_op<void>(
-      get_executor(), [self = this, signal_name = std::move(signal_name)]() mutable { return self->signal(std::move(signal_name)); },
-      std::move(h), diag, cancel_partial);
-}
-
-void remote_executor::async_shutdown_impl(std::string signal_name, std::chrono::milliseconds grace, detail::async_handler<void> h, diagnostics* diag) {
-  detail::start_op<void>(
-      get_executor(), [self = this, signal_name = std::move(signal_name), grace]() mutable { return self->shutdown(std::move(signal_name), grace); },
+      get_executor(),
+      [self = this, signal_name = std::move(signal_name), grace]() mutable {
+        return self->shutdown(std::move(signal_name), grace);
+      },
       std::move(h), diag, cancel_partial);
 }
 
 void remote_executor::async_destroy_impl(detail::async_handler<void> h, diagnostics* diag) {
   detail::start_op<void>(
-      get_executor(), [self = this]() mutable { return self->destroy(); },
-      std::move(h), diag, cancel_partial);
+      get_executor(), [self = this]() mutable { return self->destroy(); }, std::move(h), diag,
+      cancel_partial);
 }
 
-void remote_executor::async_update_resources_impl(task_resources resources, detail::async_handler<void> h, diagnostics* diag) {
+void remote_executor::async_update_resources_impl(task_resources resources,
+                                                  detail::async_handler<void> h,
+                                                  diagnostics* diag) {
   detail::start_op<void>(
-      get_executor(), [self = this, resources = std::move(resources)]() mutable { return self->update_resources(std::move(resources)); },
+      get_executor(),
+      [self = this, resources = std::move(resources)]() mutable {
+        return self->update_resources(std::move(resources));
+      },
       std::move(h), diag, cancel_partial);
 }
 
 void remote_executor::async_version_impl(detail::async_handler<std::string> h, diagnostics* diag) {
   detail::start_op<std::string>(
-      get_executor(), [self = this]() mutable { return self->version(); },
-      std::move(h), diag, cancel_total);
+      get_executor(), [self = this]() mutable { return self->version(); }, std::move(h), diag,
+      cancel_total);
 }
 
-void remote_executor::async_metrics_impl(detail::async_handler<boost::json::object> h, diagnostics* diag) {
+void remote_executor::async_metrics_impl(detail::async_handler<boost::json::object> h,
+                                         diagnostics* diag) {
   detail::start_op<boost::json::object>(
-      get_executor(), [self = this]() mutable { return self->metrics(); },
-      std::move(h), diag, cancel_total);
+      get_executor(), [self = this]() mutable { return self->metrics(); }, std::move(h), diag,
+      cancel_total);
 }
 
-void remote_executor::async_events_impl(std::uint64_t since, std::size_t limit, detail::async_handler<event_page> h, diagnostics* diag) {
+void remote_executor::async_events_impl(std::uint64_t since, std::size_t limit,
+                                        detail::async_handler<event_page> h, diagnostics* diag) {
   detail::start_op<event_page>(
       get_executor(), [self = this, since, limit]() mutable { return self->events(since, limit); },
       std::move(h), diag, cancel_total);
 }
 
-void remote_executor::async_stats_impl(std::chrono::milliseconds interval, detail::async_handler<stats_stream> h, diagnostics* diag) {
+void remote_executor::async_stats_impl(std::chrono::milliseconds interval,
+                                       detail::async_handler<stats_stream> h, diagnostics* diag) {
   detail::start_op<stats_stream>(
       get_executor(), [self = this, interval]() mutable { return self->stats(interval); },
       std::move(h), diag, cancel_partial);
 }
 
-void remote_executor::async_exec_impl(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout, detail::async_handler<exec_result> h, diagnostics* diag) {
+void remote_executor::async_exec_impl(std::string cmd, std::vector<std::string> args,
+                                      std::chrono::milliseconds timeout,
+                                      detail::async_handler<exec_result> h, diagnostics* diag) {
   detail::start_op<exec_result>(
-      get_executor(), [self = this, cmd = std::move(cmd), args = std::move(args), timeout]() mutable { return self->exec(std::move(cmd), std::move(args), timeout); },
+      get_executor(),
+      [self = this, cmd = std::move(cmd), args = std::move(args), timeout]() mutable {
+        return self->exec(std::move(cmd), std::move(args), timeout);
+      },
       std::move(h), diag, cancel_partial);
 }
 
-void remote_executor::async_exec_streaming_impl(exec_session_options options, detail::async_handler<remote_exec_session> h, diagnostics* diag) {
+void remote_executor::async_exec_streaming_impl(exec_session_options options,
+                                                detail::async_handler<remote_exec_session> h,
+                                                diagnostics* diag) {
   detail::start_op<remote_exec_session>(
-      get_executor(), [self = this, options = std::move(options)]() mutable { return self->exec_streaming(std::move(options)); },
+      get_executor(),
+      [self = this, options = std::move(options)]() mutable {
+        return self->exec_streaming(std::move(options));
+      },
       std::move(h), diag, cancel_partial);
 }
 
-void remote_executor::async_call_impl(std::string method, boost::json::value params, detail::async_handler<boost::json::value> h, diagnostics* diag) {
+void remote_executor::async_call_impl(std::string method, boost::json::value params,
+                                      detail::async_handler<boost::json::value> h,
+                                      diagnostics* diag) {
   detail::start_op<boost::json::value>(
-      get_executor(), [self = this, method = std::move(method), params = std::move(params)]() mutable { return self->call(std::move(method), std::move(params)); },
+      get_executor(),
+      [self = this, method = std::move(method), params = std::move(params)]() mutable {
+        return self->call(std::move(method), std::move(params));
+      },
       std::move(h), diag, cancel_partial);
 }
 
 void remote_exec_session::async_read_impl(detail::async_handler<exec_event> h, diagnostics* diag) {
   detail::start_op<exec_event>(
-      get_executor(), [self = this]() mutable { return self->read(); },
-      std::move(h), diag, cancel_total);
+      get_executor(), [self = this]() mutable { return self->read(); }, std::move(h), diag,
+      cancel_total);
 }
 
-void remote_exec_session::async_write_impl(std::string data, detail::async_handler<void> h, diagnostics* diag) {
+void remote_exec_session::async_write_impl(std::string data, detail::async_handler<void> h,
+                                           diagnostics* diag) {
   detail::start_op<void>(
-      get_executor(), [self = this, data = std::move(data)]() mutable { return self->write(std::move(data)); },
+      get_executor(),
+      [self = this, data = std::move(data)]() mutable { return self->write(std::move(data)); },
       std::move(h), diag, cancel_partial);
 }
 
 void remote_exec_session::async_close_stdin_impl(detail::async_handler<void> h, diagnostics* diag) {
   detail::start_op<void>(
-      get_executor(), [self = this]() mutable { return self->close_stdin(); },
-      std::move(h), diag, cancel_partial);
+      get_executor(), [self = this]() mutable { return self->close_stdin(); }, std::move(h), diag,
+      cancel_partial);
 }
 
-void remote_exec_session::async_resize_impl(tty_size size, detail::async_handler<void> h, diagnostics* diag) {
+void remote_exec_session::async_resize_impl(tty_size size, detail::async_handler<void> h,
+                                            diagnostics* diag) {
   detail::start_op<void>(
-      get_executor(), [self = this, size]() mutable { return self->resize(size); },
-      std::move(h), diag, cancel_partial);
+      get_executor(), [self = this, size]() mutable { return self->resize(size); }, std::move(h),
+      diag, cancel_partial);
 }
 
 void remote_exec_session::async_kill_impl(detail::async_handler<void> h, diagnostics* diag) {
   detail::start_op<void>(
-      get_executor(), [self = this]() mutable { return self->kill(); },
-      std::move(h), diag, cancel_partial);
+      get_executor(), [self = this]() mutable { return self->kill(); }, std::move(h), diag,
+      cancel_partial);
 }
 
-void stats_stream::async_next_impl(detail::async_handler<boost::json::object> h, diagnostics* diag) {
+void stats_stream::async_next_impl(detail::async_handler<boost::json::object> h,
+                                   diagnostics* diag) {
   detail::start_op<boost::json::object>(
-      get_executor(), [self = this]() mutable { return self->next(); },
-      std::move(h), diag, cancel_total);
+      get_executor(), [self = this]() mutable { return self->next(); }, std::move(h), diag,
+      cancel_total);
 }
 
 void stats_stream::async_cancel_impl(detail::async_handler<void> h, diagnostics* diag) {
   detail::start_op<void>(
-      get_executor(), [self = this]() mutable { return self->cancel(); },
-      std::move(h), diag, cancel_partial);
+      get_executor(), [self = this]() mutable { return self->cancel(); }, std::move(h), diag,
+      cancel_partial);
 }
 
 void async_create_executor_impl(boost::asio::any_io_executor ex, create_options options,
@@ -395,8 +438,8 @@ void async_reattach_to_executor_impl(boost::asio::any_io_executor ex, reattach_c
   auto run_on = ex;
   detail::start_op<remote_executor>(
       run_on,
-      [ex = std::move(ex), c = std::move(config), o = std::move(options)]() mutable {
-        return reattach_to_executor(std::move(ex), std::move(c), std::move(o));
+      [ex = std::move(ex), c = std::move(config), options]() mutable {
+        return reattach_to_executor(std::move(ex), std::move(c), options);
       },
       std::move(h), diag, cancel_partial);
 }

@@ -16,18 +16,18 @@
 
 #include <algorithm>
 #include <atomic>
-#include <boost/asio/post.hpp>
-#include <functional>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
-#include <memory>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_common.hpp"
@@ -187,7 +187,8 @@ int main(int argc, char** argv) {
     else if (a == "--threads" && i + 1 < argc)
       threads = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_launch [--iterations N] [--rounds R] [--binary PATH] "
+      std::fprintf(stderr,
+                   "usage: bench_launch [--iterations N] [--rounds R] [--binary PATH] "
                    "[--threads N]\n");
       return 2;
     }
@@ -243,7 +244,8 @@ int main(int argc, char** argv) {
   bench::table_row("launch-to-exit, tokens callback (p50)", c.p50, "us", "raw posix_spawn+waitpid",
                    a.p50, "<= 1.2x");
   if (threads > 1)
-    bench::table_row("launch-to-exit, tokens callback " + std::to_string(threads) + " threads (p50)",
-                     p.p50, "us", "raw posix_spawn+waitpid", a.p50, "<= 1.2x");
+    bench::table_row(
+        "launch-to-exit, tokens callback " + std::to_string(threads) + " threads (p50)", p.p50,
+        "us", "raw posix_spawn+waitpid", a.p50, "<= 1.2x");
   return 0;
 }

@@ -275,8 +275,9 @@ BOOST_AUTO_TEST_CASE(use_future_from_another_thread_drives_every_operation) {
   down.get();
   auto late = t.async_signal(SIGTERM, asio::use_future);
   BOOST_REQUIRE(ready(late));
-  BOOST_CHECK_EXCEPTION(late.get(), boost::system::system_error,
-                        [](const auto& e) { return e.code() == make_error_code(errc::task_exited); });
+  BOOST_CHECK_EXCEPTION(late.get(), boost::system::system_error, [](const auto& e) {
+    return e.code() == make_error_code(errc::task_exited);
+  });
 }
 
 BOOST_AUTO_TEST_CASE(parallel_group_drives_every_operation) {
@@ -285,10 +286,9 @@ BOOST_AUTO_TEST_CASE(parallel_group_drives_every_operation) {
     auto& reaper = harness::get().reaper;
     task_executor a(reaper), b(reaper);
     auto cmd = sh("exec sleep 30");
-    auto launched =
-        co_await x::make_parallel_group(a.async_launch(cmd, asio::deferred),
-                                        b.async_launch(cmd, asio::deferred))
-            .async_wait(x::wait_for_all(), asio::use_awaitable);
+    auto launched = co_await x::make_parallel_group(a.async_launch(cmd, asio::deferred),
+                                                    b.async_launch(cmd, asio::deferred))
+                        .async_wait(x::wait_for_all(), asio::use_awaitable);
     BOOST_REQUIRE(!std::get<1>(launched));
     BOOST_REQUIRE(!std::get<3>(launched));
     BOOST_TEST(alive(a.pid()));
@@ -296,10 +296,11 @@ BOOST_AUTO_TEST_CASE(parallel_group_drives_every_operation) {
 
     auto args2 = argv_of("-c", "exit 2");
     auto args3 = argv_of("-c", "exit 3");
-    auto execs = co_await x::make_parallel_group(a.async_exec("/bin/sh", args2, 10s, asio::deferred),
-                                                 b.async_exec("/bin/sh", args3, 10s, asio::deferred),
-                                                 a.async_signal(SIGKILL, asio::deferred))
-                     .async_wait(x::wait_for_all(), asio::use_awaitable);
+    auto execs =
+        co_await x::make_parallel_group(a.async_exec("/bin/sh", args2, 10s, asio::deferred),
+                                        b.async_exec("/bin/sh", args3, 10s, asio::deferred),
+                                        a.async_signal(SIGKILL, asio::deferred))
+            .async_wait(x::wait_for_all(), asio::use_awaitable);
     BOOST_TEST(!std::get<1>(execs));
     BOOST_TEST(std::get<2>(execs).exit_code == 2);
     BOOST_TEST(!std::get<3>(execs));
@@ -432,9 +433,9 @@ BOOST_AUTO_TEST_CASE(a_cancelled_exec_kills_the_command_only) {
       auto args = argv_of("-c", "sleep 30 & echo $! > " + file + "; wait");
       asio::cancellation_signal sig;
       std::optional<error_code> got;
-      t.async_exec("/bin/sh", args, 0ms,
-                   asio::bind_cancellation_slot(sig.slot(),
-                                                [&](error_code ec, exec_result) { got = ec; }));
+      t.async_exec(
+          "/bin/sh", args, 0ms,
+          asio::bind_cancellation_slot(sig.slot(), [&](error_code ec, exec_result) { got = ec; }));
       const int grandchild = co_await pid_from_file(file);
       BOOST_TEST(!got.has_value());
       sig.emit(type);
@@ -448,9 +449,9 @@ BOOST_AUTO_TEST_CASE(a_cancelled_exec_kills_the_command_only) {
     }
     cancel_after c(50ms, asio::cancellation_type::total);
     auto args = argv_of("-c", "sleep 0.3; exit 4");
-    auto r = co_await t.async_exec("/bin/sh", args, 0ms,
-                                   asio::bind_cancellation_slot(
-                                       c.slot(), asio::as_tuple(asio::use_awaitable)));
+    auto r = co_await t.async_exec(
+        "/bin/sh", args, 0ms,
+        asio::bind_cancellation_slot(c.slot(), asio::as_tuple(asio::use_awaitable)));
     BOOST_TEST(!std::get<0>(r));
     BOOST_TEST(std::get<1>(r).exit_code == 4);
     co_await t.async_shutdown("SIGKILL", 0ms);
@@ -508,8 +509,8 @@ BOOST_AUTO_TEST_CASE(a_cancelled_launch_is_undone) {
       std::optional<error_code> got;
       diagnostics diag;
       t.async_launch(cmd, diag,
-                     asio::bind_cancellation_slot(
-                         sig.slot(), [&](error_code ec, process_state) { got = ec; }));
+                     asio::bind_cancellation_slot(sig.slot(),
+                                                  [&](error_code ec, process_state) { got = ec; }));
       const int child = co_await pid_from_file(file);
       BOOST_TEST(!got.has_value());  // awaiting its report
       sig.emit(type);
@@ -532,12 +533,10 @@ BOOST_AUTO_TEST_CASE(a_cancelled_launch_is_undone) {
     cancel_after c(50ms, asio::cancellation_type::total);
     auto cmd = sh("exec sleep 30");
     diagnostics diag;
-    auto r = co_await t.async_launch(cmd, diag,
-                                     asio::bind_cancellation_slot(
-                                         c.slot(), asio::as_tuple(asio::use_awaitable)));
+    auto r = co_await t.async_launch(
+        cmd, diag, asio::bind_cancellation_slot(c.slot(), asio::as_tuple(asio::use_awaitable)));
     BOOST_TEST(std::get<0>(r) == make_error_code(errc::timed_out));
-    BOOST_TEST(diag.message().find("no report within 500 ms") != std::string::npos,
-               diag.message());
+    BOOST_TEST(diag.message().find("no report within 500 ms") != std::string::npos, diag.message());
     BOOST_TEST((t.state() == task_state::not_launched));
   });
 }
@@ -549,17 +548,16 @@ BOOST_AUTO_TEST_CASE(operations_that_do_not_suspend_ignore_cancellation) {
     asio::cancellation_signal sig;
     std::optional<error_code> launched, signalled;
     t.async_launch(sh("exec sleep 30"),
-                   asio::bind_cancellation_slot(sig.slot(),
-                                                [&](error_code ec, process_state) { launched = ec; }));
+                   asio::bind_cancellation_slot(
+                       sig.slot(), [&](error_code ec, process_state) { launched = ec; }));
     sig.emit(asio::cancellation_type::terminal);
     co_await pause(1ms);
     BOOST_REQUIRE(launched.has_value());
     BOOST_TEST(!*launched);
     BOOST_TEST((t.state() == task_state::running));
     asio::cancellation_signal sig2;
-    t.async_signal(SIGKILL, asio::bind_cancellation_slot(sig2.slot(), [&](error_code ec) {
-                     signalled = ec;
-                   }));
+    t.async_signal(
+        SIGKILL, asio::bind_cancellation_slot(sig2.slot(), [&](error_code ec) { signalled = ec; }));
     sig2.emit(asio::cancellation_type::terminal);
     auto done = co_await t.async_wait();
     BOOST_REQUIRE(signalled.has_value());
@@ -620,9 +618,9 @@ BOOST_AUTO_TEST_CASE(exec_script_through_tokens) {
       ::unlink(file.c_str());
       asio::cancellation_signal sig;
       std::optional<error_code> got;
-      async_exec_script(reaper, o,
-                        asio::bind_cancellation_slot(
-                            sig.slot(), [&](error_code ec, exec_result) { got = ec; }));
+      async_exec_script(
+          reaper, o,
+          asio::bind_cancellation_slot(sig.slot(), [&](error_code ec, exec_result) { got = ec; }));
       const int pid = co_await pid_from_file(file);
       sig.emit(type);
       BOOST_TEST(co_await wait_gone(pid));
@@ -636,8 +634,7 @@ BOOST_AUTO_TEST_CASE(exec_script_through_tokens) {
     diagnostics diag;
     auto m = co_await async_exec_script(reaper, missing, diag, asio::as_tuple(asio::deferred));
     BOOST_TEST(std::get<0>(m) == make_error_code(errc::binary_not_found));
-    BOOST_TEST(diag.message().find("no-such-binary-anywhere") != std::string::npos,
-               diag.message());
+    BOOST_TEST(diag.message().find("no-such-binary-anywhere") != std::string::npos, diag.message());
   });
 }
 

@@ -90,7 +90,8 @@ BOOST_AUTO_TEST_CASE(callback_completes_later_with_the_code_and_diagnostics) {
   taskexec::exec_session_options so;
   so.cmd = "/bin/true";
   task.async_exec_streaming(so, cb);
-  task.async_stats(10ms, [](const taskexec::task_resource_usage&) {}, cb);
+  task.async_stats(
+      10ms, [](const taskexec::task_resource_usage&) {}, cb);
   BOOST_TEST(done == 0);
   run_until([&] { return done == 5; });
   for (const auto& ec : codes)
@@ -156,8 +157,8 @@ BOOST_AUTO_TEST_CASE(use_future_from_another_thread) {
   // Initiated from this thread: the work runs on the io thread.
   auto f = task.async_wait(asio::use_future);
   auto g = task.async_destroy(asio::use_future);
-  const bool ready = f.wait_for(30s) == std::future_status::ready &&
-                     g.wait_for(30s) == std::future_status::ready;
+  const bool ready =
+      f.wait_for(30s) == std::future_status::ready && g.wait_for(30s) == std::future_status::ready;
   stop = true;
   runner.join();
   BOOST_REQUIRE(ready);
@@ -197,13 +198,12 @@ BOOST_AUTO_TEST_CASE(parallel_group_of_operations) {
   error_code a, b;
   asio::experimental::make_parallel_group(task.async_wait(asio::deferred),
                                           task.async_signal(SIGTERM, asio::deferred))
-      .async_wait(asio::experimental::wait_for_all(),
-                  [&](std::array<std::size_t, 2>, error_code ea, taskexec::process_state,
-                      error_code eb) {
-                    a = ea;
-                    b = eb;
-                    finished = true;
-                  });
+      .async_wait(asio::experimental::wait_for_all(), [&](std::array<std::size_t, 2>, error_code ea,
+                                                          taskexec::process_state, error_code eb) {
+        a = ea;
+        b = eb;
+        finished = true;
+      });
   run_until([&] { return finished; });
   BOOST_TEST(a == make_error_code(errc::not_launched));
   BOOST_TEST(b == make_error_code(errc::not_launched));

@@ -131,7 +131,7 @@ class exec_session {
   // write cancelled after its turn came may have queued a first part of its
   // data (which is then written), the rest is dropped; the session goes on.
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_read(Token&& token = {}) {
     return detail::async_initiate_erased<exec_event>(
         std::forward<Token>(token),
@@ -145,7 +145,7 @@ class exec_session {
         });
   }
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_write(std::string data, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),

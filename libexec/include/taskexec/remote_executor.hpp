@@ -186,25 +186,30 @@ class remote_executor {
   // cancellation; those that only read (wait, wait_for, version, metrics,
   // events) honour terminal, partial and total.
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
-  static auto async_connect(boost::asio::any_io_executor ex, std::string socket_path, connect_options options, Token&& token = {}) {
+  requires detail::async_token<Token>
+  static auto async_connect(boost::asio::any_io_executor ex, std::string socket_path,
+                            connect_options options, Token&& token = {}) {
     return detail::async_initiate_erased<remote_executor>(
         std::forward<Token>(token),
-        [ex_ = std::move(ex), socket_path_ = std::move(socket_path), options_ = std::move(options)](detail::async_handler<remote_executor> h) mutable {
-          async_connect_impl(std::move(ex_), std::move(socket_path_), std::move(options_), std::move(h), nullptr);
+        [ex_ = std::move(ex), socket_path_ = std::move(socket_path),
+         options_ = options](detail::async_handler<remote_executor> h) mutable {
+          async_connect_impl(std::move(ex_), std::move(socket_path_), options_, std::move(h),
+                             nullptr);
         });
   }
   template <class Token = default_completion_token>
-  static auto async_connect(boost::asio::any_io_executor ex, std::string socket_path, connect_options options, diagnostics& diag, Token&& token = {}) {
+  static auto async_connect(boost::asio::any_io_executor ex, std::string socket_path,
+                            connect_options options, diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<remote_executor>(
         std::forward<Token>(token),
-        [ex_ = std::move(ex), socket_path_ = std::move(socket_path), options_ = std::move(options), d = &diag](detail::async_handler<remote_executor> h) mutable {
-          async_connect_impl(std::move(ex_), std::move(socket_path_), std::move(options_), std::move(h), d);
+        [ex_ = std::move(ex), socket_path_ = std::move(socket_path), options_ = options,
+         d = &diag](detail::async_handler<remote_executor> h) mutable {
+          async_connect_impl(std::move(ex_), std::move(socket_path_), options_, std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_launch(exec_command cmd, Token&& token = {}) {
     return detail::async_initiate_erased<process_state>(
         std::forward<Token>(token),
@@ -222,25 +227,22 @@ class remote_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_wait(Token&& token = {}) {
     return detail::async_initiate_erased<process_state>(
         std::forward<Token>(token),
-        [this](detail::async_handler<process_state> h) {
-          async_wait_impl(std::move(h), nullptr);
-        });
+        [this](detail::async_handler<process_state> h) { async_wait_impl(std::move(h), nullptr); });
   }
   template <class Token = default_completion_token>
   auto async_wait(diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<process_state>(
-        std::forward<Token>(token),
-        [this, d = &diag](detail::async_handler<process_state> h) {
+        std::forward<Token>(token), [this, d = &diag](detail::async_handler<process_state> h) {
           async_wait_impl(std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_wait_for(std::chrono::milliseconds timeout, Token&& token = {}) {
     return detail::async_initiate_erased<process_state>(
         std::forward<Token>(token),
@@ -258,11 +260,10 @@ class remote_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_signal(int signo, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, signo_ = signo](detail::async_handler<void> h) {
+        std::forward<Token>(token), [this, signo_ = signo](detail::async_handler<void> h) {
           async_signal_impl(signo_, std::move(h), nullptr);
         });
   }
@@ -276,7 +277,7 @@ class remote_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_signal(std::string signal_name, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
@@ -287,50 +288,48 @@ class remote_executor {
   template <class Token = default_completion_token>
   auto async_signal(std::string signal_name, diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, signal_name_ = std::move(signal_name), d = &diag](detail::async_handler<void> h) mutable {
+        std::forward<Token>(token), [this, signal_name_ = std::move(signal_name),
+                                     d = &diag](detail::async_handler<void> h) mutable {
           async_signal_impl(std::move(signal_name_), std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
-  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace, Token&& token = {}) {
+  requires detail::async_token<Token>
+  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace,
+                      Token&& token = {}) {
     return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, signal_name_ = std::move(signal_name), grace_ = grace](detail::async_handler<void> h) mutable {
+        std::forward<Token>(token), [this, signal_name_ = std::move(signal_name),
+                                     grace_ = grace](detail::async_handler<void> h) mutable {
           async_shutdown_impl(std::move(signal_name_), grace_, std::move(h), nullptr);
         });
   }
   template <class Token = default_completion_token>
-  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace, diagnostics& diag, Token&& token = {}) {
+  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace, diagnostics& diag,
+                      Token&& token = {}) {
     return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, signal_name_ = std::move(signal_name), grace_ = grace, d = &diag](detail::async_handler<void> h) mutable {
+        std::forward<Token>(token), [this, signal_name_ = std::move(signal_name), grace_ = grace,
+                                     d = &diag](detail::async_handler<void> h) mutable {
           async_shutdown_impl(std::move(signal_name_), grace_, std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_destroy(Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
-        [this](detail::async_handler<void> h) {
-          async_destroy_impl(std::move(h), nullptr);
-        });
+        [this](detail::async_handler<void> h) { async_destroy_impl(std::move(h), nullptr); });
   }
   template <class Token = default_completion_token>
   auto async_destroy(diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
-        [this, d = &diag](detail::async_handler<void> h) {
-          async_destroy_impl(std::move(h), d);
-        });
+        [this, d = &diag](detail::async_handler<void> h) { async_destroy_impl(std::move(h), d); });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_update_resources(task_resources resources, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
@@ -341,36 +340,33 @@ class remote_executor {
   template <class Token = default_completion_token>
   auto async_update_resources(task_resources resources, diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, resources_ = std::move(resources), d = &diag](detail::async_handler<void> h) mutable {
+        std::forward<Token>(token), [this, resources_ = std::move(resources),
+                                     d = &diag](detail::async_handler<void> h) mutable {
           async_update_resources_impl(std::move(resources_), std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_version(Token&& token = {}) {
-    return detail::async_initiate_erased<std::string>(
-        std::forward<Token>(token),
-        [this](detail::async_handler<std::string> h) {
-          async_version_impl(std::move(h), nullptr);
-        });
+    return detail::async_initiate_erased<std::string>(std::forward<Token>(token),
+                                                      [this](detail::async_handler<std::string> h) {
+                                                        async_version_impl(std::move(h), nullptr);
+                                                      });
   }
   template <class Token = default_completion_token>
   auto async_version(diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<std::string>(
-        std::forward<Token>(token),
-        [this, d = &diag](detail::async_handler<std::string> h) {
+        std::forward<Token>(token), [this, d = &diag](detail::async_handler<std::string> h) {
           async_version_impl(std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_metrics(Token&& token = {}) {
     return detail::async_initiate_erased<boost::json::object>(
-        std::forward<Token>(token),
-        [this](detail::async_handler<boost::json::object> h) {
+        std::forward<Token>(token), [this](detail::async_handler<boost::json::object> h) {
           async_metrics_impl(std::move(h), nullptr);
         });
   }
@@ -384,7 +380,7 @@ class remote_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_events(std::uint64_t since, std::size_t limit, Token&& token = {}) {
     return detail::async_initiate_erased<event_page>(
         std::forward<Token>(token),
@@ -402,7 +398,7 @@ class remote_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_stats(std::chrono::milliseconds interval, Token&& token = {}) {
     return detail::async_initiate_erased<stats_stream>(
         std::forward<Token>(token),
@@ -420,55 +416,62 @@ class remote_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
-  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout, Token&& token = {}) {
+  requires detail::async_token<Token>
+  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout,
+                  Token&& token = {}) {
     return detail::async_initiate_erased<exec_result>(
         std::forward<Token>(token),
-        [this, cmd_ = std::move(cmd), args_ = std::move(args), timeout_ = timeout](detail::async_handler<exec_result> h) mutable {
+        [this, cmd_ = std::move(cmd), args_ = std::move(args),
+         timeout_ = timeout](detail::async_handler<exec_result> h) mutable {
           async_exec_impl(std::move(cmd_), std::move(args_), timeout_, std::move(h), nullptr);
         });
   }
   template <class Token = default_completion_token>
-  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout, diagnostics& diag, Token&& token = {}) {
+  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout,
+                  diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<exec_result>(
         std::forward<Token>(token),
-        [this, cmd_ = std::move(cmd), args_ = std::move(args), timeout_ = timeout, d = &diag](detail::async_handler<exec_result> h) mutable {
+        [this, cmd_ = std::move(cmd), args_ = std::move(args), timeout_ = timeout,
+         d = &diag](detail::async_handler<exec_result> h) mutable {
           async_exec_impl(std::move(cmd_), std::move(args_), timeout_, std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_exec_streaming(exec_session_options options, Token&& token = {}) {
     return detail::async_initiate_erased<remote_exec_session>(
-        std::forward<Token>(token),
-        [this, options_ = std::move(options)](detail::async_handler<remote_exec_session> h) mutable {
+        std::forward<Token>(token), [this, options_ = std::move(options)](
+                                        detail::async_handler<remote_exec_session> h) mutable {
           async_exec_streaming_impl(std::move(options_), std::move(h), nullptr);
         });
   }
   template <class Token = default_completion_token>
   auto async_exec_streaming(exec_session_options options, diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<remote_exec_session>(
-        std::forward<Token>(token),
-        [this, options_ = std::move(options), d = &diag](detail::async_handler<remote_exec_session> h) mutable {
+        std::forward<Token>(token), [this, options_ = std::move(options), d = &diag](
+                                        detail::async_handler<remote_exec_session> h) mutable {
           async_exec_streaming_impl(std::move(options_), std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_call(std::string method, boost::json::value params, Token&& token = {}) {
     return detail::async_initiate_erased<boost::json::value>(
         std::forward<Token>(token),
-        [this, method_ = std::move(method), params_ = std::move(params)](detail::async_handler<boost::json::value> h) mutable {
+        [this, method_ = std::move(method),
+         params_ = std::move(params)](detail::async_handler<boost::json::value> h) mutable {
           async_call_impl(std::move(method_), std::move(params_), std::move(h), nullptr);
         });
   }
   template <class Token = default_completion_token>
-  auto async_call(std::string method, boost::json::value params, diagnostics& diag, Token&& token = {}) {
+  auto async_call(std::string method, boost::json::value params, diagnostics& diag,
+                  Token&& token = {}) {
     return detail::async_initiate_erased<boost::json::value>(
         std::forward<Token>(token),
-        [this, method_ = std::move(method), params_ = std::move(params), d = &diag](detail::async_handler<boost::json::value> h) mutable {
+        [this, method_ = std::move(method), params_ = std::move(params),
+         d = &diag](detail::async_handler<boost::json::value> h) mutable {
           async_call_impl(std::move(method_), std::move(params_), std::move(h), d);
         });
   }
@@ -478,22 +481,34 @@ class remote_executor {
  private:
   explicit remote_executor(std::shared_ptr<impl> p);
   // Compiled in async_ops.cpp.
-  static void async_connect_impl(boost::asio::any_io_executor ex, std::string socket_path, connect_options options, detail::async_handler<remote_executor> h, diagnostics* diag);
-  void async_launch_impl(exec_command cmd, detail::async_handler<process_state> h, diagnostics* diag);
+  static void async_connect_impl(boost::asio::any_io_executor ex, std::string socket_path,
+                                 connect_options options, detail::async_handler<remote_executor> h,
+                                 diagnostics* diag);
+  void async_launch_impl(exec_command cmd, detail::async_handler<process_state> h,
+                         diagnostics* diag);
   void async_wait_impl(detail::async_handler<process_state> h, diagnostics* diag);
-  void async_wait_for_impl(std::chrono::milliseconds timeout, detail::async_handler<process_state> h, diagnostics* diag);
+  void async_wait_for_impl(std::chrono::milliseconds timeout,
+                           detail::async_handler<process_state> h, diagnostics* diag);
   void async_signal_impl(int signo, detail::async_handler<void> h, diagnostics* diag);
   void async_signal_impl(std::string signal_name, detail::async_handler<void> h, diagnostics* diag);
-  void async_shutdown_impl(std::string signal_name, std::chrono::milliseconds grace, detail::async_handler<void> h, diagnostics* diag);
+  void async_shutdown_impl(std::string signal_name, std::chrono::milliseconds grace,
+                           detail::async_handler<void> h, diagnostics* diag);
   void async_destroy_impl(detail::async_handler<void> h, diagnostics* diag);
-  void async_update_resources_impl(task_resources resources, detail::async_handler<void> h, diagnostics* diag);
+  void async_update_resources_impl(task_resources resources, detail::async_handler<void> h,
+                                   diagnostics* diag);
   void async_version_impl(detail::async_handler<std::string> h, diagnostics* diag);
   void async_metrics_impl(detail::async_handler<boost::json::object> h, diagnostics* diag);
-  void async_events_impl(std::uint64_t since, std::size_t limit, detail::async_handler<event_page> h, diagnostics* diag);
-  void async_stats_impl(std::chrono::milliseconds interval, detail::async_handler<stats_stream> h, diagnostics* diag);
-  void async_exec_impl(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout, detail::async_handler<exec_result> h, diagnostics* diag);
-  void async_exec_streaming_impl(exec_session_options options, detail::async_handler<remote_exec_session> h, diagnostics* diag);
-  void async_call_impl(std::string method, boost::json::value params, detail::async_handler<boost::json::value> h, diagnostics* diag);
+  void async_events_impl(std::uint64_t since, std::size_t limit,
+                         detail::async_handler<event_page> h, diagnostics* diag);
+  void async_stats_impl(std::chrono::milliseconds interval, detail::async_handler<stats_stream> h,
+                        diagnostics* diag);
+  void async_exec_impl(std::string cmd, std::vector<std::string> args,
+                       std::chrono::milliseconds timeout, detail::async_handler<exec_result> h,
+                       diagnostics* diag);
+  void async_exec_streaming_impl(exec_session_options options,
+                                 detail::async_handler<remote_exec_session> h, diagnostics* diag);
+  void async_call_impl(std::string method, boost::json::value params,
+                       detail::async_handler<boost::json::value> h, diagnostics* diag);
   std::shared_ptr<impl> impl_;
   friend class stats_stream;
   friend class taskexec::remote_exec_session;
@@ -545,25 +560,22 @@ class remote_exec_session {
   // cancellation (no event is consumed); the others terminal and partial
   // (what was sent is carried out by the daemon).
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_read(Token&& token = {}) {
     return detail::async_initiate_erased<exec_event>(
         std::forward<Token>(token),
-        [this](detail::async_handler<exec_event> h) {
-          async_read_impl(std::move(h), nullptr);
-        });
+        [this](detail::async_handler<exec_event> h) { async_read_impl(std::move(h), nullptr); });
   }
   template <class Token = default_completion_token>
   auto async_read(diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<exec_event>(
-        std::forward<Token>(token),
-        [this, d = &diag](detail::async_handler<exec_event> h) {
+        std::forward<Token>(token), [this, d = &diag](detail::async_handler<exec_event> h) {
           async_read_impl(std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_write(std::string data, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
@@ -581,57 +593,48 @@ class remote_exec_session {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_close_stdin(Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
-        [this](detail::async_handler<void> h) {
-          async_close_stdin_impl(std::move(h), nullptr);
-        });
+        [this](detail::async_handler<void> h) { async_close_stdin_impl(std::move(h), nullptr); });
   }
   template <class Token = default_completion_token>
   auto async_close_stdin(diagnostics& diag, Token&& token = {}) {
-    return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, d = &diag](detail::async_handler<void> h) {
-          async_close_stdin_impl(std::move(h), d);
-        });
+    return detail::async_initiate_erased<void>(std::forward<Token>(token),
+                                               [this, d = &diag](detail::async_handler<void> h) {
+                                                 async_close_stdin_impl(std::move(h), d);
+                                               });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_resize(tty_size size, Token&& token = {}) {
-    return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, size_ = size](detail::async_handler<void> h) {
-          async_resize_impl(size_, std::move(h), nullptr);
-        });
+    return detail::async_initiate_erased<void>(std::forward<Token>(token),
+                                               [this, size_ = size](detail::async_handler<void> h) {
+                                                 async_resize_impl(size_, std::move(h), nullptr);
+                                               });
   }
   template <class Token = default_completion_token>
   auto async_resize(tty_size size, diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, size_ = size, d = &diag](detail::async_handler<void> h) {
+        std::forward<Token>(token), [this, size_ = size, d = &diag](detail::async_handler<void> h) {
           async_resize_impl(size_, std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_kill(Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
-        [this](detail::async_handler<void> h) {
-          async_kill_impl(std::move(h), nullptr);
-        });
+        [this](detail::async_handler<void> h) { async_kill_impl(std::move(h), nullptr); });
   }
   template <class Token = default_completion_token>
   auto async_kill(diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
-        [this, d = &diag](detail::async_handler<void> h) {
-          async_kill_impl(std::move(h), d);
-        });
+        [this, d = &diag](detail::async_handler<void> h) { async_kill_impl(std::move(h), d); });
   }
 
   struct state;  // opaque
@@ -679,11 +682,10 @@ class stats_stream {
   // is consumed; the subscription goes on); async_cancel terminal and
   // partial (the daemon ends the subscription regardless).
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_next(Token&& token = {}) {
     return detail::async_initiate_erased<boost::json::object>(
-        std::forward<Token>(token),
-        [this](detail::async_handler<boost::json::object> h) {
+        std::forward<Token>(token), [this](detail::async_handler<boost::json::object> h) {
           async_next_impl(std::move(h), nullptr);
         });
   }
@@ -697,21 +699,17 @@ class stats_stream {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_cancel(Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
-        [this](detail::async_handler<void> h) {
-          async_cancel_impl(std::move(h), nullptr);
-        });
+        [this](detail::async_handler<void> h) { async_cancel_impl(std::move(h), nullptr); });
   }
   template <class Token = default_completion_token>
   auto async_cancel(diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
-        [this, d = &diag](detail::async_handler<void> h) {
-          async_cancel_impl(std::move(h), d);
-        });
+        [this, d = &diag](detail::async_handler<void> h) { async_cancel_impl(std::move(h), d); });
   }
 
   struct state;  // opaque
@@ -779,42 +777,53 @@ boost::asio::awaitable<result<remote_executor>> reattach_to_executor(
 /// `void(error_code, remote_executor)`. Cancellation: terminal and partial;
 /// a daemon create_executor started is killed when its handshake is
 /// abandoned (as on timeout); nothing is signalled by a reattach.
-void async_create_executor_impl(boost::asio::any_io_executor ex, create_options options, detail::async_handler<created_executor> h, diagnostics* diag);
-void async_reattach_to_executor_impl(boost::asio::any_io_executor ex, reattach_config config, connect_options options, detail::async_handler<remote_executor> h, diagnostics* diag);
+void async_create_executor_impl(boost::asio::any_io_executor ex, create_options options,
+                                detail::async_handler<created_executor> h, diagnostics* diag);
+void async_reattach_to_executor_impl(boost::asio::any_io_executor ex, reattach_config config,
+                                     connect_options options,
+                                     detail::async_handler<remote_executor> h, diagnostics* diag);
 
 template <class Token = default_completion_token>
-  requires detail::async_token<Token>
-auto async_create_executor(boost::asio::any_io_executor ex, create_options options, Token&& token = {}) {
+requires detail::async_token<Token>
+auto async_create_executor(boost::asio::any_io_executor ex, create_options options,
+                           Token&& token = {}) {
   return detail::async_initiate_erased<created_executor>(
-      std::forward<Token>(token),
-      [ex_ = std::move(ex), options_ = std::move(options)](detail::async_handler<created_executor> h) mutable {
+      std::forward<Token>(token), [ex_ = std::move(ex), options_ = std::move(options)](
+                                      detail::async_handler<created_executor> h) mutable {
         async_create_executor_impl(std::move(ex_), std::move(options_), std::move(h), nullptr);
       });
 }
 template <class Token = default_completion_token>
-auto async_create_executor(boost::asio::any_io_executor ex, create_options options, diagnostics& diag, Token&& token = {}) {
+auto async_create_executor(boost::asio::any_io_executor ex, create_options options,
+                           diagnostics& diag, Token&& token = {}) {
   return detail::async_initiate_erased<created_executor>(
-      std::forward<Token>(token),
-      [ex_ = std::move(ex), options_ = std::move(options), d = &diag](detail::async_handler<created_executor> h) mutable {
+      std::forward<Token>(token), [ex_ = std::move(ex), options_ = std::move(options),
+                                   d = &diag](detail::async_handler<created_executor> h) mutable {
         async_create_executor_impl(std::move(ex_), std::move(options_), std::move(h), d);
       });
 }
 
 template <class Token = default_completion_token>
-  requires detail::async_token<Token>
-auto async_reattach_to_executor(boost::asio::any_io_executor ex, reattach_config config, connect_options options, Token&& token = {}) {
+requires detail::async_token<Token>
+auto async_reattach_to_executor(boost::asio::any_io_executor ex, reattach_config config,
+                                connect_options options, Token&& token = {}) {
   return detail::async_initiate_erased<remote_executor>(
       std::forward<Token>(token),
-      [ex_ = std::move(ex), config_ = std::move(config), options_ = std::move(options)](detail::async_handler<remote_executor> h) mutable {
-        async_reattach_to_executor_impl(std::move(ex_), std::move(config_), std::move(options_), std::move(h), nullptr);
+      [ex_ = std::move(ex), config_ = std::move(config),
+       options_ = options](detail::async_handler<remote_executor> h) mutable {
+        async_reattach_to_executor_impl(std::move(ex_), std::move(config_), options_, std::move(h),
+                                        nullptr);
       });
 }
 template <class Token = default_completion_token>
-auto async_reattach_to_executor(boost::asio::any_io_executor ex, reattach_config config, connect_options options, diagnostics& diag, Token&& token = {}) {
+auto async_reattach_to_executor(boost::asio::any_io_executor ex, reattach_config config,
+                                connect_options options, diagnostics& diag, Token&& token = {}) {
   return detail::async_initiate_erased<remote_executor>(
       std::forward<Token>(token),
-      [ex_ = std::move(ex), config_ = std::move(config), options_ = std::move(options), d = &diag](detail::async_handler<remote_executor> h) mutable {
-        async_reattach_to_executor_impl(std::move(ex_), std::move(config_), std::move(options_), std::move(h), d);
+      [ex_ = std::move(ex), config_ = std::move(config), options_ = options,
+       d = &diag](detail::async_handler<remote_executor> h) mutable {
+        async_reattach_to_executor_impl(std::move(ex_), std::move(config_), options_, std::move(h),
+                                        d);
       });
 }
 

@@ -143,7 +143,7 @@ boost::asio::awaitable<result<exec_result>> exec_script(child_reaper& reaper,
 void async_exec_script_impl(child_reaper& reaper, script_options options,
                             detail::async_handler<exec_result> handler, diagnostics* diag);
 template <class Token = default_completion_token>
-  requires detail::async_token<Token>
+requires detail::async_token<Token>
 auto async_exec_script(child_reaper& reaper, script_options options, Token&& token = {}) {
   return detail::async_initiate_erased<exec_result>(
       std::forward<Token>(token),
@@ -291,7 +291,7 @@ class task_executor {
   //                         awaiting its report is killed, nothing is left.
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_launch(exec_command cmd, Token&& token = {}) {
     return detail::async_initiate_erased<process_state>(
         std::forward<Token>(token),
@@ -309,7 +309,7 @@ class task_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_wait(Token&& token = {}) {
     return detail::async_initiate_erased<process_state>(
         std::forward<Token>(token),
@@ -324,12 +324,12 @@ class task_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_signal(int signo, Token&& token = {}) {
-    return detail::async_initiate_erased<void>(
-        std::forward<Token>(token), [this, signo](detail::async_handler<void> h) {
-          async_signal_impl(signo, std::move(h), nullptr);
-        });
+    return detail::async_initiate_erased<void>(std::forward<Token>(token),
+                                               [this, signo](detail::async_handler<void> h) {
+                                                 async_signal_impl(signo, std::move(h), nullptr);
+                                               });
   }
   template <class Token = default_completion_token>
   auto async_signal(int signo, diagnostics& diag, Token&& token = {}) {
@@ -340,7 +340,7 @@ class task_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace,
                       Token&& token = {}) {
     return detail::async_initiate_erased<void>(
@@ -350,17 +350,17 @@ class task_executor {
         });
   }
   template <class Token = default_completion_token>
-  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace,
-                      diagnostics& diag, Token&& token = {}) {
+  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace, diagnostics& diag,
+                      Token&& token = {}) {
     return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, n = std::move(signal_name), grace, d = &diag](detail::async_handler<void> h) mutable {
+        std::forward<Token>(token), [this, n = std::move(signal_name), grace,
+                                     d = &diag](detail::async_handler<void> h) mutable {
           async_shutdown_impl(std::move(n), grace, std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_destroy(Token&& token = {}) {
     return detail::async_initiate_erased<void>(
         std::forward<Token>(token),
@@ -374,7 +374,7 @@ class task_executor {
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_stats(std::chrono::milliseconds interval,
                    std::function<void(const task_resource_usage&)> on_sample, Token&& token = {}) {
     return detail::async_initiate_erased<void>(
@@ -388,36 +388,34 @@ class task_executor {
                    std::function<void(const task_resource_usage&)> on_sample, diagnostics& diag,
                    Token&& token = {}) {
     return detail::async_initiate_erased<void>(
-        std::forward<Token>(token),
-        [this, interval, f = std::move(on_sample), d = &diag](detail::async_handler<void> h) mutable {
+        std::forward<Token>(token), [this, interval, f = std::move(on_sample),
+                                     d = &diag](detail::async_handler<void> h) mutable {
           async_stats_impl(interval, std::move(f), std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
-  auto async_exec(std::string cmd, std::vector<std::string> args,
-                  std::chrono::milliseconds timeout, Token&& token = {}) {
+  requires detail::async_token<Token>
+  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout,
+                  Token&& token = {}) {
     return detail::async_initiate_erased<exec_result>(
-        std::forward<Token>(token),
-        [this, c = std::move(cmd), a = std::move(args),
-         timeout](detail::async_handler<exec_result> h) mutable {
+        std::forward<Token>(token), [this, c = std::move(cmd), a = std::move(args),
+                                     timeout](detail::async_handler<exec_result> h) mutable {
           async_exec_impl(std::move(c), std::move(a), timeout, std::move(h), nullptr);
         });
   }
   template <class Token = default_completion_token>
-  auto async_exec(std::string cmd, std::vector<std::string> args,
-                  std::chrono::milliseconds timeout, diagnostics& diag, Token&& token = {}) {
+  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout,
+                  diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<exec_result>(
-        std::forward<Token>(token),
-        [this, c = std::move(cmd), a = std::move(args), timeout,
-         d = &diag](detail::async_handler<exec_result> h) mutable {
+        std::forward<Token>(token), [this, c = std::move(cmd), a = std::move(args), timeout,
+                                     d = &diag](detail::async_handler<exec_result> h) mutable {
           async_exec_impl(std::move(c), std::move(a), timeout, std::move(h), d);
         });
   }
 
   template <class Token = default_completion_token>
-    requires detail::async_token<Token>
+  requires detail::async_token<Token>
   auto async_exec_streaming(exec_session_options options, Token&& token = {}) {
     return detail::async_initiate_erased<exec_session>(
         std::forward<Token>(token),
@@ -426,8 +424,7 @@ class task_executor {
         });
   }
   template <class Token = default_completion_token>
-  auto async_exec_streaming(exec_session_options options, diagnostics& diag,
-                            Token&& token = {}) {
+  auto async_exec_streaming(exec_session_options options, diagnostics& diag, Token&& token = {}) {
     return detail::async_initiate_erased<exec_session>(
         std::forward<Token>(token),
         [this, o = std::move(options), d = &diag](detail::async_handler<exec_session> h) mutable {
