@@ -16,9 +16,9 @@
 // them, so their exit codes must be exact. With a reaper that still calls
 // waitpid(-1) an exit may be taken by it (std::system returns -1 with
 // ECHILD, Boost.Process reports ECHILD, or cannot open the pidfd of a
-// child reaped already) or the child SIGKILLed by a task's shutdown sweep; unless --strict-foreign-children is given (or the build
-// sets TASKEXEC_AGENT_STRICT_FOREIGN_CHILDREN=1), those two outcomes are
-// tolerated and counted, and only a wrong exit code is a discrepancy.
+// child reaped already) or the child SIGKILLed by a task's shutdown sweep; unless
+// --strict-foreign-children is given (or the build sets TASKEXEC_AGENT_STRICT_FOREIGN_CHILDREN=1),
+// those two outcomes are tolerated and counted, and only a wrong exit code is a discrepancy.
 #include <taskexec/child_reaper.hpp>
 #include <taskexec/logging.hpp>
 #include <taskexec/task_executor.hpp>
