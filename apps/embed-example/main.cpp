@@ -10,7 +10,9 @@
 #include <taskexec/logging.hpp>
 #include <taskexec/task_executor.hpp>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
@@ -31,34 +33,41 @@ asio::awaitable<int> supervise(taskexec::child_reaper& reaper, taskexec::exec_co
                                std::chrono::milliseconds timeout, std::chrono::milliseconds grace) {
   taskexec::task_executor task(reaper, {.task_id = "demo"});
 
-  auto started = co_await task.launch(cmd);
-  if (!started) {
-    std::cerr << "launch failed: " << started.error().message << '\n';
+  // Completion tokens (docs/embedding.md): as_tuple gives the error code
+  // without a throw; diagnostics hold the error's message.
+  taskexec::diagnostics diag;
+  auto started = co_await task.async_launch(cmd, diag, asio::as_tuple(asio::deferred));
+  if (std::get<0>(started)) {
+    std::cerr << "launch failed: " << diag.message() << '\n';
     co_return 127;
   }
-  std::cout << "launched " << cmd.cmd << " as pid " << started->pid << '\n';
+  std::cout << "launched " << cmd.cmd << " as pid " << std::get<1>(started).pid << '\n';
 
   // Wait for the exit, or for the timeout: whichever comes first cancels the other.
   asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-  auto first = co_await (task.wait() || timer.async_wait(asio::use_awaitable));
+  auto first = co_await (task.async_wait(asio::as_tuple(asio::use_awaitable)) ||
+                         timer.async_wait(asio::use_awaitable));
   if (first.index() == 1) {
     std::cout << "still running after " << timeout.count() << " ms: shutting down\n";
-    if (auto r = co_await task.shutdown("SIGTERM", grace); !r) {
-      std::cerr << "shutdown: " << r.error().message << '\n';
-    }
+    auto down =
+        co_await task.async_shutdown("SIGTERM", grace, diag, asio::as_tuple(asio::deferred));
+    if (std::get<0>(down))
+      std::cerr << "shutdown: " << diag.message() << '\n';
   }
 
-  auto state = co_await task.wait();
-  if (!state) {
-    std::cerr << "wait failed: " << state.error().message << '\n';
+  auto waited = co_await task.async_wait(diag, asio::as_tuple(asio::deferred));
+  if (std::get<0>(waited)) {
+    std::cerr << "wait failed: " << diag.message() << '\n';
     co_return 1;
   }
-  std::cout << "exited: code " << state->exit_code << ", signal " << state->signal << '\n';
+  const taskexec::process_state state = std::get<1>(waited);
+  std::cout << "exited: code " << state.exit_code << ", signal " << state.signal << '\n';
   // Also kill whatever the task left behind (its group, daemonised children).
-  if (auto r = co_await task.shutdown("SIGTERM", grace); !r) {
-    std::cerr << "cleanup: " << r.error().message << '\n';
-  }
-  co_return state->exit_code;
+  auto cleanup =
+      co_await task.async_shutdown("SIGTERM", grace, diag, asio::as_tuple(asio::deferred));
+  if (std::get<0>(cleanup))
+    std::cerr << "cleanup: " << diag.message() << '\n';
+  co_return state.exit_code;
 }
 
 int main(int argc, char** argv) {

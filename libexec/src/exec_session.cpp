@@ -401,6 +401,9 @@ int exec_session::pid() const noexcept {
 bool exec_session::tty() const noexcept {
   return state_ && state_->tty;
 }
+asio::any_io_executor exec_session::get_executor() const {
+  return state_ ? state_->ex : asio::any_io_executor{};
+}
 
 namespace {
 

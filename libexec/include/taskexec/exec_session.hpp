@@ -44,6 +44,7 @@
 // exec_session object is not to be used from two threads at once.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <cstddef>
@@ -52,6 +53,7 @@
 #include <string>
 #include <vector>
 
+#include "taskexec/async.hpp"
 #include "taskexec/error.hpp"
 
 namespace taskexec {
@@ -90,6 +92,9 @@ struct exec_event {
 
 class exec_session {
  public:
+  /// An empty session, as a moved-from one (what a failed
+  /// async_exec_streaming completes with): only assign to it or destroy it.
+  exec_session() noexcept = default;
   exec_session(exec_session&&) noexcept;
   /// Ends the replaced session first, as the destructor does.
   exec_session& operator=(exec_session&&) noexcept;
@@ -123,6 +128,46 @@ class exec_session {
   /// The command's pid (in a private PID namespace: its taskexec-init's).
   int pid() const noexcept;
   bool tty() const noexcept;
+  /// The executor the session's I/O runs on (its task_executor's).
+  boost::asio::any_io_executor get_executor() const;
+
+  // ---- Completion tokens (async.hpp) ----------------------------------
+  // async_read: `void(error_code, exec_event)`; cancellation terminal,
+  // partial, total: no event is consumed, the session goes on.
+  // async_write: `void(error_code)`; cancellation terminal, partial: a
+  // write cancelled after its turn came may have queued a first part of its
+  // data (which is then written), the rest is dropped; the session goes on.
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_read(Token&& token = {}) {
+    return detail::async_initiate_erased<exec_event>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<exec_event> h) { async_read_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_read(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<exec_event>(
+        std::forward<Token>(token), [this, d = &diag](detail::async_handler<exec_event> h) {
+          async_read_impl(std::move(h), d);
+        });
+  }
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_write(std::string data, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, b = std::move(data)](detail::async_handler<void> h) mutable {
+          async_write_impl(std::move(b), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_write(std::string data, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, b = std::move(data), d = &diag](detail::async_handler<void> h) mutable {
+          async_write_impl(std::move(b), std::move(h), d);
+        });
+  }
 
   struct state;  // opaque
 
@@ -130,6 +175,9 @@ class exec_session {
   friend struct exec_session_access;
   explicit exec_session(std::shared_ptr<state> s);
   void end() noexcept;
+  // Compiled in async_ops.cpp.
+  void async_read_impl(detail::async_handler<exec_event> h, diagnostics* diag);
+  void async_write_impl(std::string data, detail::async_handler<void> h, diagnostics* diag);
   std::shared_ptr<state> state_;
 };
 

@@ -48,6 +48,7 @@
 #include <string_view>
 #include <vector>
 
+#include "taskexec/async.hpp"
 #include "taskexec/error.hpp"
 #include "taskexec/exec_session.hpp"
 #include "taskexec/task_executor.hpp"
@@ -112,6 +113,9 @@ class remote_executor {
                                                                  std::string socket_path,
                                                                  connect_options options = {});
 
+  /// An empty client, as a moved-from one (what a failed async_connect
+  /// completes with): not connected; only assign to it or destroy it.
+  remote_executor() noexcept = default;
   remote_executor(remote_executor&&) noexcept;
   remote_executor& operator=(remote_executor&&) noexcept;
   ~remote_executor();
@@ -164,11 +168,347 @@ class remote_executor {
   bool connected() const noexcept;
   /// Close the connection; pending calls complete with connection_failed.
   void close() noexcept;
+  /// The executor of the connection (the one given to connect()); empty for
+  /// an empty client.
+  boost::asio::any_io_executor get_executor() const;
+
+  // ---- Completion tokens (async.hpp) ----------------------------------
+  // Each call above as `async_*(args..., token)`, default token
+  // asio::deferred, completing with `void(error_code, T)` or
+  // `void(error_code)`; an overload with `diagnostics&` before the token
+  // also returns the error's message (the daemon's). The work runs on
+  // get_executor(). Cancellation: a cancelled call completes with
+  // errc::operation_canceled at once and the connection stays usable; the
+  // request may already be with the daemon, which carries it out
+  // regardless (its late response is dropped). So calls that change the
+  // task (launch, signal, shutdown, destroy, update_resources, exec,
+  // exec_streaming, stats, call, connect) honour terminal and partial
+  // cancellation; those that only read (wait, wait_for, version, metrics,
+  // events) honour terminal, partial and total.
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  static auto async_connect(boost::asio::any_io_executor ex, std::string socket_path,
+                            connect_options options, Token&& token = {}) {
+    return detail::async_initiate_erased<remote_executor>(
+        std::forward<Token>(token),
+        [ex_ = std::move(ex), socket_path_ = std::move(socket_path),
+         options_ = options](detail::async_handler<remote_executor> h) mutable {
+          async_connect_impl(std::move(ex_), std::move(socket_path_), options_, std::move(h),
+                             nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  static auto async_connect(boost::asio::any_io_executor ex, std::string socket_path,
+                            connect_options options, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<remote_executor>(
+        std::forward<Token>(token),
+        [ex_ = std::move(ex), socket_path_ = std::move(socket_path), options_ = options,
+         d = &diag](detail::async_handler<remote_executor> h) mutable {
+          async_connect_impl(std::move(ex_), std::move(socket_path_), options_, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_launch(exec_command cmd, Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token),
+        [this, cmd_ = std::move(cmd)](detail::async_handler<process_state> h) mutable {
+          async_launch_impl(std::move(cmd_), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_launch(exec_command cmd, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token),
+        [this, cmd_ = std::move(cmd), d = &diag](detail::async_handler<process_state> h) mutable {
+          async_launch_impl(std::move(cmd_), std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_wait(Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<process_state> h) { async_wait_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_wait(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token), [this, d = &diag](detail::async_handler<process_state> h) {
+          async_wait_impl(std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_wait_for(std::chrono::milliseconds timeout, Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token),
+        [this, timeout_ = timeout](detail::async_handler<process_state> h) {
+          async_wait_for_impl(timeout_, std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_wait_for(std::chrono::milliseconds timeout, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token),
+        [this, timeout_ = timeout, d = &diag](detail::async_handler<process_state> h) {
+          async_wait_for_impl(timeout_, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_signal(int signo, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token), [this, signo_ = signo](detail::async_handler<void> h) {
+          async_signal_impl(signo_, std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_signal(int signo, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, signo_ = signo, d = &diag](detail::async_handler<void> h) {
+          async_signal_impl(signo_, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_signal(std::string signal_name, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, signal_name_ = std::move(signal_name)](detail::async_handler<void> h) mutable {
+          async_signal_impl(std::move(signal_name_), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_signal(std::string signal_name, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token), [this, signal_name_ = std::move(signal_name),
+                                     d = &diag](detail::async_handler<void> h) mutable {
+          async_signal_impl(std::move(signal_name_), std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace,
+                      Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token), [this, signal_name_ = std::move(signal_name),
+                                     grace_ = grace](detail::async_handler<void> h) mutable {
+          async_shutdown_impl(std::move(signal_name_), grace_, std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace, diagnostics& diag,
+                      Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token), [this, signal_name_ = std::move(signal_name), grace_ = grace,
+                                     d = &diag](detail::async_handler<void> h) mutable {
+          async_shutdown_impl(std::move(signal_name_), grace_, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_destroy(Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<void> h) { async_destroy_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_destroy(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, d = &diag](detail::async_handler<void> h) { async_destroy_impl(std::move(h), d); });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_update_resources(task_resources resources, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, resources_ = std::move(resources)](detail::async_handler<void> h) mutable {
+          async_update_resources_impl(std::move(resources_), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_update_resources(task_resources resources, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token), [this, resources_ = std::move(resources),
+                                     d = &diag](detail::async_handler<void> h) mutable {
+          async_update_resources_impl(std::move(resources_), std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_version(Token&& token = {}) {
+    return detail::async_initiate_erased<std::string>(std::forward<Token>(token),
+                                                      [this](detail::async_handler<std::string> h) {
+                                                        async_version_impl(std::move(h), nullptr);
+                                                      });
+  }
+  template <class Token = default_completion_token>
+  auto async_version(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<std::string>(
+        std::forward<Token>(token), [this, d = &diag](detail::async_handler<std::string> h) {
+          async_version_impl(std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_metrics(Token&& token = {}) {
+    return detail::async_initiate_erased<boost::json::object>(
+        std::forward<Token>(token), [this](detail::async_handler<boost::json::object> h) {
+          async_metrics_impl(std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_metrics(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<boost::json::object>(
+        std::forward<Token>(token),
+        [this, d = &diag](detail::async_handler<boost::json::object> h) {
+          async_metrics_impl(std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_events(std::uint64_t since, std::size_t limit, Token&& token = {}) {
+    return detail::async_initiate_erased<event_page>(
+        std::forward<Token>(token),
+        [this, since_ = since, limit_ = limit](detail::async_handler<event_page> h) {
+          async_events_impl(since_, limit_, std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_events(std::uint64_t since, std::size_t limit, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<event_page>(
+        std::forward<Token>(token),
+        [this, since_ = since, limit_ = limit, d = &diag](detail::async_handler<event_page> h) {
+          async_events_impl(since_, limit_, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_stats(std::chrono::milliseconds interval, Token&& token = {}) {
+    return detail::async_initiate_erased<stats_stream>(
+        std::forward<Token>(token),
+        [this, interval_ = interval](detail::async_handler<stats_stream> h) {
+          async_stats_impl(interval_, std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_stats(std::chrono::milliseconds interval, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<stats_stream>(
+        std::forward<Token>(token),
+        [this, interval_ = interval, d = &diag](detail::async_handler<stats_stream> h) {
+          async_stats_impl(interval_, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout,
+                  Token&& token = {}) {
+    return detail::async_initiate_erased<exec_result>(
+        std::forward<Token>(token),
+        [this, cmd_ = std::move(cmd), args_ = std::move(args),
+         timeout_ = timeout](detail::async_handler<exec_result> h) mutable {
+          async_exec_impl(std::move(cmd_), std::move(args_), timeout_, std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout,
+                  diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<exec_result>(
+        std::forward<Token>(token),
+        [this, cmd_ = std::move(cmd), args_ = std::move(args), timeout_ = timeout,
+         d = &diag](detail::async_handler<exec_result> h) mutable {
+          async_exec_impl(std::move(cmd_), std::move(args_), timeout_, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_exec_streaming(exec_session_options options, Token&& token = {}) {
+    return detail::async_initiate_erased<remote_exec_session>(
+        std::forward<Token>(token), [this, options_ = std::move(options)](
+                                        detail::async_handler<remote_exec_session> h) mutable {
+          async_exec_streaming_impl(std::move(options_), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_exec_streaming(exec_session_options options, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<remote_exec_session>(
+        std::forward<Token>(token), [this, options_ = std::move(options), d = &diag](
+                                        detail::async_handler<remote_exec_session> h) mutable {
+          async_exec_streaming_impl(std::move(options_), std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_call(std::string method, boost::json::value params, Token&& token = {}) {
+    return detail::async_initiate_erased<boost::json::value>(
+        std::forward<Token>(token),
+        [this, method_ = std::move(method),
+         params_ = std::move(params)](detail::async_handler<boost::json::value> h) mutable {
+          async_call_impl(std::move(method_), std::move(params_), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_call(std::string method, boost::json::value params, diagnostics& diag,
+                  Token&& token = {}) {
+    return detail::async_initiate_erased<boost::json::value>(
+        std::forward<Token>(token),
+        [this, method_ = std::move(method), params_ = std::move(params),
+         d = &diag](detail::async_handler<boost::json::value> h) mutable {
+          async_call_impl(std::move(method_), std::move(params_), std::move(h), d);
+        });
+  }
 
   struct impl;  // opaque
 
  private:
   explicit remote_executor(std::shared_ptr<impl> p);
+  // Compiled in async_ops.cpp.
+  static void async_connect_impl(boost::asio::any_io_executor ex, std::string socket_path,
+                                 connect_options options, detail::async_handler<remote_executor> h,
+                                 diagnostics* diag);
+  void async_launch_impl(exec_command cmd, detail::async_handler<process_state> h,
+                         diagnostics* diag);
+  void async_wait_impl(detail::async_handler<process_state> h, diagnostics* diag);
+  void async_wait_for_impl(std::chrono::milliseconds timeout,
+                           detail::async_handler<process_state> h, diagnostics* diag);
+  void async_signal_impl(int signo, detail::async_handler<void> h, diagnostics* diag);
+  void async_signal_impl(std::string signal_name, detail::async_handler<void> h, diagnostics* diag);
+  void async_shutdown_impl(std::string signal_name, std::chrono::milliseconds grace,
+                           detail::async_handler<void> h, diagnostics* diag);
+  void async_destroy_impl(detail::async_handler<void> h, diagnostics* diag);
+  void async_update_resources_impl(task_resources resources, detail::async_handler<void> h,
+                                   diagnostics* diag);
+  void async_version_impl(detail::async_handler<std::string> h, diagnostics* diag);
+  void async_metrics_impl(detail::async_handler<boost::json::object> h, diagnostics* diag);
+  void async_events_impl(std::uint64_t since, std::size_t limit,
+                         detail::async_handler<event_page> h, diagnostics* diag);
+  void async_stats_impl(std::chrono::milliseconds interval, detail::async_handler<stats_stream> h,
+                        diagnostics* diag);
+  void async_exec_impl(std::string cmd, std::vector<std::string> args,
+                       std::chrono::milliseconds timeout, detail::async_handler<exec_result> h,
+                       diagnostics* diag);
+  void async_exec_streaming_impl(exec_session_options options,
+                                 detail::async_handler<remote_exec_session> h, diagnostics* diag);
+  void async_call_impl(std::string method, boost::json::value params,
+                       detail::async_handler<boost::json::value> h, diagnostics* diag);
   std::shared_ptr<impl> impl_;
   friend class stats_stream;
   friend class taskexec::remote_exec_session;
@@ -189,6 +529,8 @@ class remote_executor {
 /// command of a session whose client is gone).
 class remote_exec_session {
  public:
+  /// An empty session, as a moved-from one: only assign to it or destroy it.
+  remote_exec_session() noexcept = default;
   remote_exec_session(remote_exec_session&&) noexcept;
   remote_exec_session& operator=(remote_exec_session&&) noexcept;
   ~remote_exec_session();
@@ -210,6 +552,90 @@ class remote_exec_session {
   /// The command's pid (in a private PID namespace, its taskexec-init's).
   int pid() const noexcept;
   bool tty() const noexcept;
+  /// The connection's executor; empty for an empty session.
+  boost::asio::any_io_executor get_executor() const;
+
+  // ---- Completion tokens (async.hpp) ----------------------------------
+  // As remote_executor's: async_read honours terminal, partial and total
+  // cancellation (no event is consumed); the others terminal and partial
+  // (what was sent is carried out by the daemon).
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_read(Token&& token = {}) {
+    return detail::async_initiate_erased<exec_event>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<exec_event> h) { async_read_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_read(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<exec_event>(
+        std::forward<Token>(token), [this, d = &diag](detail::async_handler<exec_event> h) {
+          async_read_impl(std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_write(std::string data, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, data_ = std::move(data)](detail::async_handler<void> h) mutable {
+          async_write_impl(std::move(data_), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_write(std::string data, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, data_ = std::move(data), d = &diag](detail::async_handler<void> h) mutable {
+          async_write_impl(std::move(data_), std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_close_stdin(Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<void> h) { async_close_stdin_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_close_stdin(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(std::forward<Token>(token),
+                                               [this, d = &diag](detail::async_handler<void> h) {
+                                                 async_close_stdin_impl(std::move(h), d);
+                                               });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_resize(tty_size size, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(std::forward<Token>(token),
+                                               [this, size_ = size](detail::async_handler<void> h) {
+                                                 async_resize_impl(size_, std::move(h), nullptr);
+                                               });
+  }
+  template <class Token = default_completion_token>
+  auto async_resize(tty_size size, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token), [this, size_ = size, d = &diag](detail::async_handler<void> h) {
+          async_resize_impl(size_, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_kill(Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<void> h) { async_kill_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_kill(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, d = &diag](detail::async_handler<void> h) { async_kill_impl(std::move(h), d); });
+  }
 
   struct state;  // opaque
 
@@ -217,6 +643,12 @@ class remote_exec_session {
   friend class remote_executor;
   remote_exec_session(std::shared_ptr<remote_executor::impl> conn, std::shared_ptr<state> s);
   void end() noexcept;
+  // Compiled in async_ops.cpp.
+  void async_read_impl(detail::async_handler<exec_event> h, diagnostics* diag);
+  void async_write_impl(std::string data, detail::async_handler<void> h, diagnostics* diag);
+  void async_close_stdin_impl(detail::async_handler<void> h, diagnostics* diag);
+  void async_resize_impl(tty_size size, detail::async_handler<void> h, diagnostics* diag);
+  void async_kill_impl(detail::async_handler<void> h, diagnostics* diag);
   std::shared_ptr<remote_executor::impl> conn_;
   std::shared_ptr<state> state_;
 };
@@ -225,6 +657,8 @@ class remote_exec_session {
 /// are queued up to 64; older ones are then dropped (counted in dropped()).
 class stats_stream {
  public:
+  /// An empty stream, as a moved-from one: only assign to it or destroy it.
+  stats_stream() noexcept = default;
   stats_stream(stats_stream&&) noexcept;
   /// Ends this stream's own subscription first, as the destructor does.
   stats_stream& operator=(stats_stream&&) noexcept;
@@ -240,6 +674,43 @@ class stats_stream {
   boost::asio::awaitable<result<void>> cancel();
   const std::string& subscription() const noexcept;
   std::uint64_t dropped() const noexcept;
+  /// The connection's executor; empty for an empty stream.
+  boost::asio::any_io_executor get_executor() const;
+
+  // ---- Completion tokens (async.hpp) ----------------------------------
+  // async_next honours terminal, partial and total cancellation (no sample
+  // is consumed; the subscription goes on); async_cancel terminal and
+  // partial (the daemon ends the subscription regardless).
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_next(Token&& token = {}) {
+    return detail::async_initiate_erased<boost::json::object>(
+        std::forward<Token>(token), [this](detail::async_handler<boost::json::object> h) {
+          async_next_impl(std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_next(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<boost::json::object>(
+        std::forward<Token>(token),
+        [this, d = &diag](detail::async_handler<boost::json::object> h) {
+          async_next_impl(std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_cancel(Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<void> h) { async_cancel_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_cancel(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, d = &diag](detail::async_handler<void> h) { async_cancel_impl(std::move(h), d); });
+  }
 
   struct state;  // opaque
 
@@ -247,6 +718,9 @@ class stats_stream {
   friend class remote_executor;
   stats_stream(std::shared_ptr<remote_executor::impl> conn, std::shared_ptr<state> s);
   void end() noexcept;
+  // Compiled in async_ops.cpp.
+  void async_next_impl(detail::async_handler<boost::json::object> h, diagnostics* diag);
+  void async_cancel_impl(detail::async_handler<void> h, diagnostics* diag);
   std::shared_ptr<remote_executor::impl> conn_;
   std::shared_ptr<state> state_;
 };
@@ -298,6 +772,61 @@ boost::asio::awaitable<result<created_executor>> create_executor(boost::asio::an
 /// errc::reattach_refused naming it; nothing is ever signalled.
 boost::asio::awaitable<result<remote_executor>> reattach_to_executor(
     boost::asio::any_io_executor ex, reattach_config config, connect_options options = {});
+
+/// create_executor and reattach_to_executor with a completion token
+/// (async.hpp), run on `ex`: `void(error_code, created_executor)` and
+/// `void(error_code, remote_executor)`. Cancellation: terminal and partial;
+/// a daemon create_executor started is killed when its handshake is
+/// abandoned (as on timeout); nothing is signalled by a reattach.
+void async_create_executor_impl(boost::asio::any_io_executor ex, create_options options,
+                                detail::async_handler<created_executor> h, diagnostics* diag);
+void async_reattach_to_executor_impl(boost::asio::any_io_executor ex, reattach_config config,
+                                     connect_options options,
+                                     detail::async_handler<remote_executor> h, diagnostics* diag);
+
+template <class Token = default_completion_token>
+requires detail::async_token<Token>
+auto async_create_executor(boost::asio::any_io_executor ex, create_options options,
+                           Token&& token = {}) {
+  return detail::async_initiate_erased<created_executor>(
+      std::forward<Token>(token), [ex_ = std::move(ex), options_ = std::move(options)](
+                                      detail::async_handler<created_executor> h) mutable {
+        async_create_executor_impl(std::move(ex_), std::move(options_), std::move(h), nullptr);
+      });
+}
+template <class Token = default_completion_token>
+auto async_create_executor(boost::asio::any_io_executor ex, create_options options,
+                           diagnostics& diag, Token&& token = {}) {
+  return detail::async_initiate_erased<created_executor>(
+      std::forward<Token>(token), [ex_ = std::move(ex), options_ = std::move(options),
+                                   d = &diag](detail::async_handler<created_executor> h) mutable {
+        async_create_executor_impl(std::move(ex_), std::move(options_), std::move(h), d);
+      });
+}
+
+template <class Token = default_completion_token>
+requires detail::async_token<Token>
+auto async_reattach_to_executor(boost::asio::any_io_executor ex, reattach_config config,
+                                connect_options options, Token&& token = {}) {
+  return detail::async_initiate_erased<remote_executor>(
+      std::forward<Token>(token),
+      [ex_ = std::move(ex), config_ = std::move(config),
+       options_ = options](detail::async_handler<remote_executor> h) mutable {
+        async_reattach_to_executor_impl(std::move(ex_), std::move(config_), options_, std::move(h),
+                                        nullptr);
+      });
+}
+template <class Token = default_completion_token>
+auto async_reattach_to_executor(boost::asio::any_io_executor ex, reattach_config config,
+                                connect_options options, diagnostics& diag, Token&& token = {}) {
+  return detail::async_initiate_erased<remote_executor>(
+      std::forward<Token>(token),
+      [ex_ = std::move(ex), config_ = std::move(config), options_ = options,
+       d = &diag](detail::async_handler<remote_executor> h) mutable {
+        async_reattach_to_executor_impl(std::move(ex_), std::move(config_), options_, std::move(h),
+                                        d);
+      });
+}
 
 /// The errc for a JSON-RPC error code from taskexecd (-32001 not_launched,
 /// -32003 task_exited, -32004 launch_failed, -32602 invalid_argument, ...).

@@ -57,7 +57,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "taskexec/async.hpp"
 #include "taskexec/error.hpp"
 #include "taskexec/exec_session.hpp"
 #include "taskexec/isolation/cgroup.hpp"
@@ -146,6 +148,31 @@ struct script_options {
 /// coroutine is cancelled (the script is killed first).
 boost::asio::awaitable<result<exec_result>> exec_script(child_reaper& reaper,
                                                         script_options options);
+
+/// exec_script with a completion token (async.hpp): `void(error_code,
+/// exec_result)`, run on the reaper's executor. Cancellation: terminal and
+/// partial; the script, its session and its descendants are then killed and
+/// reaped, and nothing of it is left.
+void async_exec_script_impl(child_reaper& reaper, script_options options,
+                            detail::async_handler<exec_result> handler, diagnostics* diag);
+template <class Token = default_completion_token>
+requires detail::async_token<Token>
+auto async_exec_script(child_reaper& reaper, script_options options, Token&& token = {}) {
+  return detail::async_initiate_erased<exec_result>(
+      std::forward<Token>(token),
+      [&reaper, o = std::move(options)](detail::async_handler<exec_result> h) mutable {
+        async_exec_script_impl(reaper, std::move(o), std::move(h), nullptr);
+      });
+}
+template <class Token = default_completion_token>
+auto async_exec_script(child_reaper& reaper, script_options options, diagnostics& diag,
+                       Token&& token = {}) {
+  return detail::async_initiate_erased<exec_result>(
+      std::forward<Token>(token),
+      [&reaper, o = std::move(options), d = &diag](detail::async_handler<exec_result> h) mutable {
+        async_exec_script_impl(reaper, std::move(o), std::move(h), d);
+      });
+}
 
 class task_executor {
  public:
@@ -249,6 +276,193 @@ class task_executor {
   const std::string& task_id() const noexcept;
   /// The child_reaper's strand, where this executor's state lives.
   boost::asio::any_io_executor get_executor() const;
+
+  // ---- Completion tokens (async.hpp) ----------------------------------
+  // Each operation above as `async_*(args..., token)`, default token
+  // asio::deferred, completing with `void(error_code, T)` or
+  // `void(error_code)`; an overload with `diagnostics&` before the token
+  // also returns the error's message. The work runs on get_executor().
+  // Cancellation types honoured (others are ignored) and what a cancelled
+  // operation leaves behind:
+  //   async_launch          terminal, partial. Only a launch awaiting
+  //                         taskexec-init's report (a container) suspends:
+  //                         its child is killed and reaped, the executor is
+  //                         not_launched again and can launch. A launch that
+  //                         does not suspend completes as if not cancelled.
+  //   async_wait            terminal, partial, total. Nothing changes.
+  //   async_signal          none (completes without suspending).
+  //   async_shutdown        terminal, partial. The shutdown goes on, bounded
+  //                         (grace + shutdown_bound); a later call or wait
+  //                         shares its result.
+  //   async_destroy         terminal, partial. Nothing is destroyed; the
+  //                         SIGKILL shutdown it started goes on.
+  //   async_stats           terminal, partial, total. Sampling stops; the
+  //                         task is untouched.
+  //   async_exec            terminal, partial. The command, its session and
+  //                         descendants are SIGKILLed and reaped; the task
+  //                         is untouched.
+  //   async_exec_streaming  terminal, partial. As async_launch: a session
+  //                         awaiting its report is killed, nothing is left.
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_launch(exec_command cmd, Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token),
+        [this, c = std::move(cmd)](detail::async_handler<process_state> h) mutable {
+          async_launch_impl(std::move(c), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_launch(exec_command cmd, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token),
+        [this, c = std::move(cmd), d = &diag](detail::async_handler<process_state> h) mutable {
+          async_launch_impl(std::move(c), std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_wait(Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<process_state> h) { async_wait_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_wait(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<process_state>(
+        std::forward<Token>(token), [this, d = &diag](detail::async_handler<process_state> h) {
+          async_wait_impl(std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_signal(int signo, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(std::forward<Token>(token),
+                                               [this, signo](detail::async_handler<void> h) {
+                                                 async_signal_impl(signo, std::move(h), nullptr);
+                                               });
+  }
+  template <class Token = default_completion_token>
+  auto async_signal(int signo, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token), [this, signo, d = &diag](detail::async_handler<void> h) {
+          async_signal_impl(signo, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace,
+                      Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, n = std::move(signal_name), grace](detail::async_handler<void> h) mutable {
+          async_shutdown_impl(std::move(n), grace, std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_shutdown(std::string signal_name, std::chrono::milliseconds grace, diagnostics& diag,
+                      Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token), [this, n = std::move(signal_name), grace,
+                                     d = &diag](detail::async_handler<void> h) mutable {
+          async_shutdown_impl(std::move(n), grace, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_destroy(Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<void> h) { async_destroy_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_destroy(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, d = &diag](detail::async_handler<void> h) { async_destroy_impl(std::move(h), d); });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_stats(std::chrono::milliseconds interval,
+                   std::function<void(const task_resource_usage&)> on_sample, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, interval, f = std::move(on_sample)](detail::async_handler<void> h) mutable {
+          async_stats_impl(interval, std::move(f), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_stats(std::chrono::milliseconds interval,
+                   std::function<void(const task_resource_usage&)> on_sample, diagnostics& diag,
+                   Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token), [this, interval, f = std::move(on_sample),
+                                     d = &diag](detail::async_handler<void> h) mutable {
+          async_stats_impl(interval, std::move(f), std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout,
+                  Token&& token = {}) {
+    return detail::async_initiate_erased<exec_result>(
+        std::forward<Token>(token), [this, c = std::move(cmd), a = std::move(args),
+                                     timeout](detail::async_handler<exec_result> h) mutable {
+          async_exec_impl(std::move(c), std::move(a), timeout, std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout,
+                  diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<exec_result>(
+        std::forward<Token>(token), [this, c = std::move(cmd), a = std::move(args), timeout,
+                                     d = &diag](detail::async_handler<exec_result> h) mutable {
+          async_exec_impl(std::move(c), std::move(a), timeout, std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_exec_streaming(exec_session_options options, Token&& token = {}) {
+    return detail::async_initiate_erased<exec_session>(
+        std::forward<Token>(token),
+        [this, o = std::move(options)](detail::async_handler<exec_session> h) mutable {
+          async_exec_streaming_impl(std::move(o), std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_exec_streaming(exec_session_options options, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<exec_session>(
+        std::forward<Token>(token),
+        [this, o = std::move(options), d = &diag](detail::async_handler<exec_session> h) mutable {
+          async_exec_streaming_impl(std::move(o), std::move(h), d);
+        });
+  }
+
+ private:
+  // Compiled in async_ops.cpp.
+  void async_launch_impl(exec_command cmd, detail::async_handler<process_state> h,
+                         diagnostics* diag);
+  void async_wait_impl(detail::async_handler<process_state> h, diagnostics* diag);
+  void async_signal_impl(int signo, detail::async_handler<void> h, diagnostics* diag);
+  void async_shutdown_impl(std::string signal_name, std::chrono::milliseconds grace,
+                           detail::async_handler<void> h, diagnostics* diag);
+  void async_destroy_impl(detail::async_handler<void> h, diagnostics* diag);
+  void async_stats_impl(std::chrono::milliseconds interval,
+                        std::function<void(const task_resource_usage&)> on_sample,
+                        detail::async_handler<void> h, diagnostics* diag);
+  void async_exec_impl(std::string cmd, std::vector<std::string> args,
+                       std::chrono::milliseconds timeout, detail::async_handler<exec_result> h,
+                       diagnostics* diag);
+  void async_exec_streaming_impl(exec_session_options options,
+                                 detail::async_handler<exec_session> h, diagnostics* diag);
 
  private:
   struct impl;

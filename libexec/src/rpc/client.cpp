@@ -551,6 +551,9 @@ int remote_executor::daemon_pid() const noexcept {
 const std::string& remote_executor::socket_path() const noexcept {
   return impl_->socket_path;
 }
+asio::any_io_executor remote_executor::get_executor() const {
+  return impl_ ? impl_->sock.get_executor() : asio::any_io_executor{};
+}
 
 namespace {
 // The server's uid must be root, ours, or the one the caller expects.
@@ -805,6 +808,9 @@ void stats_stream::end() noexcept {
   }
 }
 
+asio::any_io_executor stats_stream::get_executor() const {
+  return conn_ ? conn_->sock.get_executor() : asio::any_io_executor{};
+}
 const std::string& stats_stream::subscription() const noexcept {
   return state_->subscription;
 }
@@ -979,6 +985,9 @@ void remote_exec_session::end() noexcept {
   }
 }
 
+asio::any_io_executor remote_exec_session::get_executor() const {
+  return conn_ ? conn_->sock.get_executor() : asio::any_io_executor{};
+}
 const std::string& remote_exec_session::id() const noexcept {
   return state_->id;
 }
