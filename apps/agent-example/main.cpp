@@ -1,7 +1,7 @@
 // taskexec-agent-example: an Asio agent that embeds taskexec through the
 // completion-token API (docs/embedding.md, "Completion tokens").
 //
-//   taskexec-agent-example [--tasks N] [--strict-foreign-children]
+//   taskexec-agent-example [--tasks N]
 //
 // One io_context runs everything: a heartbeat timer, N tasks (default 100)
 // launched and then awaited with a mix of completion tokens (a plain
@@ -12,13 +12,8 @@
 // own results (each task's exit code, each foreign child's, the heartbeat,
 // no child left) and exits 1 on any discrepancy, 0 otherwise.
 //
-// Foreign children: the exact reaper (issue 18 item 1) never waits for
-// them, so their exit codes must be exact. With a reaper that still calls
-// waitpid(-1) an exit may be taken by it (std::system returns -1 with
-// ECHILD, Boost.Process reports ECHILD, or cannot open the pidfd of a
-// child reaped already) or the child SIGKILLed by a task's shutdown sweep; unless
-// --strict-foreign-children is given (or the build sets TASKEXEC_AGENT_STRICT_FOREIGN_CHILDREN=1),
-// those two outcomes are tolerated and counted, and only a wrong exit code is a discrepancy.
+// Foreign children: the reaper (exact mode, the default) never waits for
+// them nor signals them, so their exit codes must be exact.
 #include <taskexec/child_reaper.hpp>
 #include <taskexec/logging.hpp>
 #include <taskexec/task_executor.hpp>
@@ -57,10 +52,6 @@
 #include <thread>
 #include <vector>
 
-#ifndef TASKEXEC_AGENT_STRICT_FOREIGN_CHILDREN
-#define TASKEXEC_AGENT_STRICT_FOREIGN_CHILDREN 0
-#endif
-
 namespace asio = boost::asio;
 namespace bp = boost::process::v2;
 using boost::system::error_code;
@@ -74,7 +65,6 @@ struct report {
   std::atomic<int> discrepancies{0};  // anything wrong
   int by_token[5] = {};
   int heartbeats = 0;
-  int foreign_tolerated = 0;
 
   void fail(const std::string& what) {
     std::fprintf(stderr, "DISCREPANCY: %s\n", what.c_str());
@@ -134,50 +124,18 @@ foreign_results run_foreign_children() {
   return f;
 }
 
-void check_foreign(report& r, const foreign_results& f, bool strict) {
+void check_foreign(report& r, const foreign_results& f) {
   // std::system: "exit 7" must come back as exit status 7.
-  const bool system_exact =
-      f.system_status != -1 && WIFEXITED(f.system_status) && WEXITSTATUS(f.system_status) == 7;
-  const bool system_lost = f.system_status == -1 && f.system_errno == ECHILD;
-  const bool system_killed =
-      f.system_status != -1 && WIFSIGNALED(f.system_status) && WTERMSIG(f.system_status) == SIGKILL;
-  if (!system_exact) {
-    if (!strict && (system_lost || system_killed)) {
-      ++r.foreign_tolerated;
-      std::fprintf(stderr, "tolerated: std::system's child %s (reaper without exact mode)\n",
-                   system_lost ? "was reaped by the reaper" : "was SIGKILLed by a sweep");
-    } else {
-      r.fail("std::system(\"exit 7\") returned status " + std::to_string(f.system_status) +
-             " (errno " + std::to_string(f.system_errno) + ")");
-    }
+  if (f.system_status == -1 || !WIFEXITED(f.system_status) || WEXITSTATUS(f.system_status) != 7) {
+    r.fail("std::system(\"exit 7\") returned status " + std::to_string(f.system_status) +
+           " (errno " + std::to_string(f.system_errno) + ")");
   }
   // Boost.Process v2: exit code 11.
   if (!f.process_error.empty()) {
-    // Boost.Process opens a pidfd for the child after the fork: a reaper
-    // that reaped the child first leaves it nothing to open.
-    const bool reaped_first =
-        f.process_start_ec == error_code(EBADF, boost::system::system_category()) ||
-        f.process_start_ec == error_code(ESRCH, boost::system::system_category());
-    if (!strict && reaped_first) {
-      ++r.foreign_tolerated;
-      std::fprintf(stderr,
-                   "tolerated: the Boost.Process child was reaped before it could be watched "
-                   "(reaper without exact mode)\n");
-    } else {
-      r.fail("Boost.Process child: " + f.process_error);
-    }
+    r.fail("Boost.Process child: " + f.process_error);
   } else if (f.process_ec || f.process_code != 11) {
-    const bool lost = f.process_ec == error_code(ECHILD, boost::system::system_category());
-    const bool killed =
-        !f.process_ec && (f.process_code == SIGKILL || f.process_code == 128 + SIGKILL);
-    if (!strict && (lost || killed)) {
-      ++r.foreign_tolerated;
-      std::fprintf(stderr, "tolerated: the Boost.Process child %s (reaper without exact mode)\n",
-                   lost ? "was reaped by the reaper" : "was SIGKILLed by a sweep");
-    } else {
-      r.fail("Boost.Process child: code " + std::to_string(f.process_code) + ", " +
-             f.process_ec.message());
-    }
+    r.fail("Boost.Process child: code " + std::to_string(f.process_code) + ", " +
+           f.process_ec.message());
   }
 }
 
@@ -194,8 +152,7 @@ std::vector<std::string> children_left() {
   return out;
 }
 
-asio::awaitable<void> agent(asio::io_context& io, taskexec::child_reaper& reaper, report& r,
-                            bool strict) {
+asio::awaitable<void> agent(asio::io_context& io, taskexec::child_reaper& reaper, report& r) {
   // The heartbeat: an agent's own work on the same io_context.
   bool stopping = false;
   asio::steady_timer heartbeat(io);
@@ -341,7 +298,7 @@ asio::awaitable<void> agent(asio::io_context& io, taskexec::child_reaper& reaper
   if (foreign.wait_for(0s) != std::future_status::ready)
     r.fail("the foreign children did not end within 60 s");
   else
-    check_foreign(r, foreign.get(), strict);
+    check_foreign(r, foreign.get());
 
   stopping = true;
   heartbeat.cancel();
@@ -352,16 +309,13 @@ asio::awaitable<void> agent(asio::io_context& io, taskexec::child_reaper& reaper
 int main(int argc, char** argv) {
   report r;
   r.tasks = 100;
-  bool strict = TASKEXEC_AGENT_STRICT_FOREIGN_CHILDREN != 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--tasks" && i + 1 < argc) {
       r.tasks = std::atoi(argv[++i]);
-    } else if (a == "--strict-foreign-children") {
-      strict = true;
     } else {
       std::fprintf(stderr,
-                   "usage: taskexec-agent-example [--tasks N] [--strict-foreign-children]\n");
+                   "usage: taskexec-agent-example [--tasks N]\n");
       return 2;
     }
   }
@@ -376,7 +330,7 @@ int main(int argc, char** argv) {
   taskexec::child_reaper reaper(io.get_executor());
 
   bool finished = false;
-  asio::co_spawn(io, agent(io, reaper, r, strict), [&](const std::exception_ptr& e) {
+  asio::co_spawn(io, agent(io, reaper, r), [&](const std::exception_ptr& e) {
     if (e) {
       try {
         std::rethrow_exception(e);
@@ -409,8 +363,7 @@ int main(int argc, char** argv) {
   std::printf("tasks %d, waited %d (", r.tasks, r.waited.load());
   for (int k = 0; k < 5; ++k)
     std::printf("%s%s %d", k ? ", " : "", token_names[k], r.by_token[k]);
-  std::printf("), heartbeats %d, foreign children %s, tolerated %d, discrepancies %d\n",
-              r.heartbeats, strict ? "strict" : "tolerant", r.foreign_tolerated,
+  std::printf("), heartbeats %d, foreign children exact, discrepancies %d\n", r.heartbeats,
               r.discrepancies.load());
   return r.discrepancies == 0 ? 0 : 1;
 }
