@@ -57,7 +57,7 @@ Commands that start a daemon:
          start taskexecd, launch CMD (its output on ours), wait, destroy;
          exit with CMD's exit code. Ctrl-C shuts the task down.
   start  --socket PATH [--log-file F] [--log-level L] [--kill-grace-ms N]
-         [--allow-uid N]... [--hostname NAME]
+         [--allow-uid N]... [--hostname NAME] [--task-id ID --exit-dir DIR]
          start taskexecd and print its reattach config (JSON)
 
 Commands for a running daemon (name it with --socket PATH, $TASKEXEC_SOCKET,
@@ -139,7 +139,8 @@ struct cli {
   long long interval_ms = 1000;
   long long count = 0;  // 0: until interrupted
   unsigned long long since = 0;
-  bool follow = false;  // events --follow
+  bool follow = false;            // events --follow
+  std::string task_id, exit_dir;  // start: taskexecd --task-id, --exit-dir
 };
 
 long long number(const std::string& flag, const std::string& v, long long min, long long max) {
@@ -293,6 +294,10 @@ cli parse(int argc, char** argv) {
       c.since = static_cast<unsigned long long>(number(a, value(a), 0, INT64_MAX));
     } else if (a == "--follow") {
       c.follow = true;
+    } else if (a == "--task-id") {
+      c.task_id = value(a);
+    } else if (a == "--exit-dir") {
+      c.exit_dir = value(a);
     } else if (a.size() > 1 && a[0] == '-' && !(c.command == "signal" && c.signal_arg.empty())) {
       throw usage_error{"unknown option \"" + a + "\""};
     } else {
@@ -588,6 +593,8 @@ create_options daemon_options(const cli& c, const std::string& socket) {
   o.kill_grace = milliseconds(c.kill_grace_ms);
   o.hostname = c.hostname;
   o.allowed_uids = c.allowed_uids;
+  o.task_id = c.task_id;
+  o.exit_dir = c.exit_dir;
   return o;
 }
 
