@@ -123,8 +123,9 @@ class remote_executor {
   /// A client of a daemon that is gone, which knows how its task ended
   /// (read from its exit file): wait() and wait_for() return `state`,
   /// every other call errc::connection_failed; connected() is false.
-  static remote_executor from_exit_state(boost::asio::any_io_executor ex, std::string socket_path,
-                                         int daemon_pid, process_state state);
+  static remote_executor from_exit_state(const boost::asio::any_io_executor& ex,
+                                         std::string socket_path, int daemon_pid,
+                                         process_state state);
 
   remote_executor(remote_executor&&) noexcept;
   remote_executor& operator=(remote_executor&&) noexcept;

@@ -744,14 +744,16 @@ asio::awaitable<result<process_state>> remote_executor::launch(exec_command cmd)
   co_return to_state(co_await call("Launch", json::value_from(cmd)), "Launch");
 }
 
-remote_executor remote_executor::from_exit_state(asio::any_io_executor ex, std::string socket_path,
-                                                 int daemon_pid, process_state state) {
-  auto p = std::make_shared<impl>(ex, socket_path);  // its socket is never opened
+remote_executor remote_executor::from_exit_state(const asio::any_io_executor& ex,
+                                                 std::string socket_path, int daemon_pid,
+                                                 process_state state) {
+  auto why = make_error(errc::connection_failed,
+                        "taskexecd at " + socket_path +
+                            " is gone (the task's exit state was read from its exit file)");
+  auto p = std::make_shared<impl>(ex, std::move(socket_path));  // its socket is never opened
   p->open = false;
   p->peer_pid = daemon_pid;
-  p->close_reason = make_error(errc::connection_failed, "taskexecd at " + socket_path +
-                                                            " is gone (the task's exit state "
-                                                            "was read from its exit file)");
+  p->close_reason = std::move(why);
   p->exit_state = state;
   return remote_executor(std::move(p));
 }

@@ -126,7 +126,7 @@ asio::awaitable<outcome> events_follow(server::state& srv, method_call call, eve
     co_return rpc_error{code::internal_error, "the daemon is stopping", {}};
   if (call.r.id && c->after_answer.contains(json::serialize(*call.r.id)))
     co_return rpc_error{code::invalid_request, "a request with this id is still pending", {}};
-  auto page = srv.journal.since(d.since, d.limit);
+  json::value page = srv.journal.since(d.since, d.limit);
   std::string id = "events-" + std::to_string(srv.next_follower++);
   // Events from the page's `next` on follow, once its answer is queued.
   c->followers[id] =
@@ -137,8 +137,8 @@ asio::awaitable<outcome> events_follow(server::state& srv, method_call call, eve
     c->after_answer[json::serialize(*call.r.id)] = std::move(start);
   else
     start();  // a notification: no answer to wait for
-  page["subscription"] = id;
-  co_return json::value(std::move(page));
+  page.as_object()["subscription"] = id;
+  co_return page;
 }
 
 asio::awaitable<outcome> events_cancel(server::state&, method_call call, stats_cancel_params d) {
