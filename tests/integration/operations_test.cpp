@@ -14,12 +14,14 @@
 #include <boost/asio/local/datagram_protocol.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
 
 #include "daemon_client.hpp"
 #include "harness.hpp"
+#include "taskexec/codec.hpp"
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/remote_executor.hpp"
 #include "taskexec/rpc/exit_file.hpp"
@@ -42,13 +44,6 @@ create_options options_in(const temp_dir& dir) {
   o.log_file = dir / "taskexecd.log";
   o.kill_grace = std::chrono::milliseconds(2000);
   return o;
-}
-
-exec_command sh(const std::string& script) {
-  exec_command c;
-  c.cmd = "/bin/sh";
-  c.args = {"-c", script};
-  return c;
 }
 
 // Until `pid` is gone or a zombie, waiting on a timer between looks, at most
