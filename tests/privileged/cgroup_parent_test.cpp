@@ -55,7 +55,9 @@ BOOST_AUTO_TEST_CASE(a_path_holds_the_tasks_cgroups_in_every_hierarchy) {
   const std::string parent = "taskexec-ops-test-" + std::to_string(::getpid());
   run([&]() -> asio::awaitable<void> {
     daemon_process d;
-    co_await d.start({"--task-id", "cgp-1", "--cgroup-parent", "/" + parent + "/tasks"});
+    std::vector<std::string> extra{"--task-id", "cgp-1", "--cgroup-parent"};
+    extra.push_back("/" + parent + "/tasks");
+    co_await d.start(std::move(extra));
     client c;
     co_await c.connect(d.socket);
     auto r = co_await c.call(1, "Launch", limited_sleeper());
