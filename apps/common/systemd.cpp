@@ -65,9 +65,23 @@ bool valid_component(std::string_view c) {
 
 // Move this process into <base>/<rel>/<leaf> (made when missing).
 result<void> move_into(const std::string& base, const std::string& rel, std::string_view leaf) {
-  const std::string dir = base + "/" + rel + "/" + std::string(leaf);
+  const std::string above = base + "/" + rel;
+  const std::string dir = above + "/" + std::string(leaf);
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
     return make_system_error(errno, "mkdir " + dir);
+  // v1 cpuset: a new cgroup has no cpus and mems and takes no process until
+  // they are set: those of the level above.
+  for (const char* f : {"/cpuset.cpus", "/cpuset.mems"}) {
+    auto mine = cgroup::read_file(dir + f);
+    if (mine && (mine->empty() || *mine == "\n")) {
+      if (auto theirs = cgroup::read_file(above + f)) {
+        while (!theirs->empty() && theirs->back() == '\n')
+          theirs->pop_back();
+        if (auto w = cgroup::write_file(dir + f, *theirs); !w)
+          return w.error();
+      }
+    }
+  }
   return cgroup::write_file(dir + "/cgroup.procs", std::to_string(::getpid()));
 }
 

@@ -56,14 +56,14 @@ BOOST_AUTO_TEST_CASE(a_path_holds_the_tasks_cgroups_in_every_hierarchy) {
   run([&]() -> asio::awaitable<void> {
     daemon_process d;
     std::vector<std::string> extra{"--task-id", "cgp-1", "--cgroup-parent"};
-    extra.push_back("/" + parent + "/tasks");
+    extra.push_back("/" + parent + "/jobs");
     co_await d.start(std::move(extra));
     client c;
     co_await c.connect(d.socket);
     auto r = co_await c.call(1, "Launch", limited_sleeper());
     BOOST_REQUIRE_MESSAGE(r.contains("result"), json::serialize(r));
     const int pid = static_cast<int>(r.at("result").at("pid").as_int64());
-    const std::string want = "/" + parent + "/tasks/" + cgroup_name_for("cgp-1");
+    const std::string want = "/" + parent + "/jobs/" + cgroup_name_for("cgp-1");
     if (!layout.unified.empty())
       BOOST_TEST(cgroup_of(pid, "") == want);
     if (layout.has_v1("memory"))
@@ -77,12 +77,12 @@ BOOST_AUTO_TEST_CASE(a_path_holds_the_tasks_cgroups_in_every_hierarchy) {
     // The task's cgroups are gone; the parent (ours) is left: remove it.
     for (const auto& h : layout.hierarchies) {
       BOOST_TEST(!fs::exists(h.dir + want), h.dir + want);
-      ::rmdir((h.dir + "/" + parent + "/tasks").c_str());
+      ::rmdir((h.dir + "/" + parent + "/jobs").c_str());
       ::rmdir((h.dir + "/" + parent).c_str());
     }
     if (!layout.unified.empty()) {
       BOOST_TEST(!fs::exists(layout.unified + want));
-      ::rmdir((layout.unified + "/" + parent + "/tasks").c_str());
+      ::rmdir((layout.unified + "/" + parent + "/jobs").c_str());
       ::rmdir((layout.unified + "/" + parent).c_str());
     }
   });
