@@ -116,6 +116,9 @@ void print_json(const json::value& v) {
   std::cout << json::serialize(v) << std::endl;
 }
 
+void print_events_header();
+void print_event_line(const json::object& e);
+
 void print_events(const event_page& page, bool as_json) {
   if (as_json) {
     json::array events;
@@ -126,29 +129,36 @@ void print_events(const event_page& page, bool as_json) {
   }
   if (page.dropped > 0)
     std::cout << "(" << page.dropped << " older events are no longer kept)\n";
+  print_events_header();
+  for (const auto& e : page.events)
+    print_event_line(e);
+}
+
+void print_events_header() {
   std::cout << std::left << std::setw(6) << "SEQ" << std::setw(14) << "TIME" << std::setw(11)
             << "TYPE"
             << "DETAILS\n";
-  for (const auto& e : page.events) {
-    json::object details = e;
-    details.erase("seq");
-    details.erase("time_unix_nano");
-    details.erase("type");
-    std::string text;
-    if (const auto* st = details.if_contains("state")) {
-      try {
-        text = describe(json::value_to<process_state>(*st));
-      } catch (const std::exception&) {
-        text = json::serialize(*st);
-      }
-    } else {
-      for (const auto& [k, v] : details)
-        text += std::string(text.empty() ? "" : " ") + std::string(k) + "=" + json::serialize(v);
+}
+
+void print_event_line(const json::object& e) {
+  json::object details = e;
+  details.erase("seq");
+  details.erase("time_unix_nano");
+  details.erase("type");
+  std::string text;
+  if (const auto* st = details.if_contains("state")) {
+    try {
+      text = describe(json::value_to<process_state>(*st));
+    } catch (const std::exception&) {
+      text = json::serialize(*st);
     }
-    std::cout << std::setw(6) << e.at("seq").to_number<std::uint64_t>() << std::setw(14)
-              << clock_time(e.at("time_unix_nano").to_number<std::int64_t>()) << std::setw(11)
-              << std::string(e.at("type").as_string()) << text << "\n";
+  } else {
+    for (const auto& [k, v] : details)
+      text += std::string(text.empty() ? "" : " ") + std::string(k) + "=" + json::serialize(v);
   }
+  std::cout << std::setw(6) << e.at("seq").to_number<std::uint64_t>() << std::setw(14)
+            << clock_time(e.at("time_unix_nano").to_number<std::int64_t>()) << std::setw(11)
+            << std::string(e.at("type").as_string()) << text << "\n";
   std::cout << std::flush;
 }
 
@@ -317,6 +327,8 @@ create_options daemon_options(const cli_args& c, const std::string& socket) {
   o.kill_grace = milliseconds(c.kill_grace_ms);
   o.hostname = c.hostname;
   o.allowed_uids = c.allowed_uids;
+  o.task_id = c.task_id;
+  o.exit_dir = c.exit_dir;
   return o;
 }
 
@@ -866,6 +878,28 @@ asio::awaitable<int> dispatch(const cli_args& c, asio::signal_set& signals, bool
     co_return co_await cmd_exec_session(c, exe, stdin_thread);
   } else if (cmd == "exec") {
     co_return co_await cmd_exec(c, exe);
+  } else if (cmd == "events" && c.follow) {
+    // Each event as it comes (one JSON object per line with --json), until
+    // interrupted or the daemon stops (exit 0); a follower that fell
+    // behind is ended by the daemon (exit 1, saying where to resume).
+    auto stream = check(co_await exe.follow_events(c.since));
+    if (!c.json_out)
+      print_events_header();
+    for (;;) {
+      auto e = co_await stream.next();
+      if (!e) {
+        if (e.error().code == make_error_code(errc::task_destroyed))
+          break;
+        auto err = e.error();
+        err.message += "; resume with --since " + std::to_string(stream.next_seq());
+        throw failure{err};
+      }
+      if (c.json_out)
+        print_json(*e);
+      else
+        print_event_line(*e);
+      std::cout.flush();
+    }
   } else if (cmd == "events") {
     // Every page: the journal is bounded (at most 1024 events), so is this.
     auto page = check(co_await exe.events(c.since));

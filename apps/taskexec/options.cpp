@@ -262,6 +262,11 @@ void build(CLI::App& app, options& o) {
 
   auto* start = command(app, o, "start", "start a daemon and print its reattach config (JSON)");
   add_daemon_options(*start, o);
+  start->add_option("--task-id", o.task_id, "the task's id (taskexecd --task-id)")->type_name("ID");
+  start->add_option("--exit-dir", o.exit_dir,
+                    "the daemon writes the task's exit state to DIR/<task id>.json "
+                    "(taskexecd --exit-dir; needs --task-id)")
+      ->type_name("DIR");
 
   auto* launch = command(app, o, "launch", "launch CMD as the daemon's task");
   add_launch_options(*launch, o);
@@ -326,6 +331,9 @@ void build(CLI::App& app, options& o) {
   add_integer(
       *events, "--since", [&o](long long v) { o.since = static_cast<unsigned long long>(v); }, 0,
       INT64_MAX, "events from this sequence number on");
+  events->add_flag("--follow", o.follow,
+                   "then each new event as it is recorded, until interrupted or the daemon "
+                   "stops (a follower the daemon ends for reading too slowly exits 1)");
 
   command(app, o, "version", "the daemon's protocol version");
   command(app, o, "destroy", "shut the task down and stop the daemon");

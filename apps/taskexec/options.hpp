@@ -41,6 +41,8 @@ struct options {
   std::string format;               // stats: table, json, openmetrics; metrics: openmetrics, json
   std::vector<std::string> labels;  // stats, metrics: K=V on every OpenMetrics sample
   unsigned long long since = 0;
+  bool follow = false;            // events --follow
+  std::string task_id, exit_dir;  // start: taskexecd --task-id, --exit-dir
 };
 
 /// What parse_command_line decided: run the command, or exit now.

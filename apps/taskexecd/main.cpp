@@ -5,6 +5,12 @@
 //             [--kill-grace-ms N | --kill-grace DURATION] [--max-message-bytes N]
 //             [--allow-uid N]... [--hostname NAME] [--max-connections N]
 //   taskexecd --help | --version
+//             [--task-id ID] [--exit-dir DIR] [--cgroup-parent PATH|self]
+//
+// Under systemd (docs/operations.md): socket activation (LISTEN_PID,
+// LISTEN_FDS: one listening AF_UNIX socket, then --socket is not needed),
+// READY=1 and STOPPING=1 to NOTIFY_SOCKET, task cgroups below the daemon's
+// own delegated cgroup (--cgroup-parent self).
 //
 // Once listening it prints one line on stdout and never writes stdout again:
 //   {"protocol":"taskexec-jsonrpc","version":"2.0.0","socket":"PATH","pid":N}
@@ -25,16 +31,22 @@
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cli_common.hpp"
 #include "daemon_logging.hpp"
+#include "systemd.hpp"
 #include "taskexec/child_reaper.hpp"
+#include "taskexec/detail/proc.hpp"
+#include "taskexec/rpc/exit_file.hpp"
 #include "taskexec/rpc/server.hpp"
 #include "taskexec/task_executor.hpp"
 #include "taskexec/version.hpp"
@@ -57,6 +69,7 @@ struct daemon_args {
   taskexec::log_options log;
   std::string log_file;
   std::string hostname;
+  std::string task_id, exit_dir, cgroup_parent;  // docs/operations.md
 };
 
 void build(CLI::App& app, daemon_args& d) {
@@ -127,6 +140,34 @@ void build(CLI::App& app, daemon_args& d) {
          "a uid served besides root and the daemon's own (repeatable)")
       ->type_name("UID")
       ->allow_extra_args(false);
+  app.add_option_function<std::string>(
+         "--task-id",
+         [&d](const std::string& v) {
+           if (v.empty() || v.size() > 256)
+             throw usage_error{"--task-id needs an id of 1 to 256 bytes"};
+           d.task_id = v;
+         },
+         "the task's id: names its exit file (default: the socket's path)")
+      ->type_name("ID");
+  app.add_option_function<std::string>(
+         "--exit-dir",
+         [&d](const std::string& v) {
+           if (v.empty() || v.front() != '/')
+             throw usage_error{"--exit-dir needs an absolute path"};
+           d.exit_dir = v;
+         },
+         "write the task's exit state to DIR/<task id>.json when it is reaped (needs --task-id)")
+      ->type_name("DIR");
+  app.add_option_function<std::string>(
+         "--cgroup-parent",
+         [&d](const std::string& v) {
+           if (v.empty())
+             throw usage_error{"--cgroup-parent needs a path below the cgroup root, or self"};
+           d.cgroup_parent = v;
+         },
+         "task cgroups below this cgroup, or below the daemon's own (self: the daemon moves "
+         "to <own>/daemon)")
+      ->type_name("PATH|self");
 }
 
 int usage(const std::string& why) {
@@ -162,8 +203,53 @@ int main(int argc, char** argv) {
   auto& log = args.log;
   auto& log_file = args.log_file;
   auto& hostname = args.hostname;
+  auto& task_id = args.task_id;
+  auto& exit_dir = args.exit_dir;
+  auto& cgroup_parent = args.cgroup_parent;
+  // Socket activation: the listening socket systemd passed, if any.
+  auto activated = taskexec::systemd::listen_fd(std::getenv("LISTEN_PID"),
+                                                std::getenv("LISTEN_FDS"), ::getpid());
+  for (const char* v : {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"})
+    ::unsetenv(v);  // not for the task
+  if (!activated)
+    return usage(activated.error().message);
+  if (*activated) {
+    auto path = taskexec::systemd::check_listener(**activated);
+    if (!path)
+      return usage(path.error().message);
+    ::fcntl(**activated, F_SETFD, FD_CLOEXEC);
+    opts.socket_path = *path;
+  }
+  const std::string notify_socket =
+      std::getenv("NOTIFY_SOCKET") ? std::getenv("NOTIFY_SOCKET") : "";
+  ::unsetenv("NOTIFY_SOCKET");
   if (opts.socket_path.empty())
-    return usage("--socket is required");
+    return usage("--socket is required (or socket activation)");
+  if (!exit_dir.empty() && !taskexec::rpc::valid_exit_file_id(task_id))
+    return usage(
+        "--exit-dir needs a --task-id that can name a file ([A-Za-z0-9._@:-], 1 to 128 "
+        "bytes, not starting with '.')");
+  std::optional<taskexec::rpc::exit_dir> exits;
+  if (!exit_dir.empty()) {
+    auto d = taskexec::rpc::exit_dir::open(exit_dir);
+    if (!d)
+      return usage(d.error().message);
+    exits.emplace(std::move(*d));
+  }
+  std::string cgroup_rel;
+  if (cgroup_parent == "self") {
+    std::ifstream in("/proc/self/cgroup");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto rel = taskexec::systemd::enter_own_leaf(taskexec::cgroup::detect(), text);
+    if (!rel)
+      return usage(rel.error().message);
+    cgroup_rel = *rel;
+  } else if (!cgroup_parent.empty()) {
+    auto rel = taskexec::systemd::cgroup_parent_path(cgroup_parent);
+    if (!rel)
+      return usage(rel.error().message);
+    cgroup_rel = *rel;
+  }
 
   auto log_stream = std::make_unique<std::ofstream>();
   if (!log_file.empty()) {
@@ -183,10 +269,32 @@ int main(int argc, char** argv) {
   taskexec::task_executor_options task_opts;
   // The task's name in logs and its cgroup: the socket's absolute path, the
   // one thing no other live daemon shares.
-  {
+  // --task-id names it instead (systemd units: the instance name).
+  if (!task_id.empty()) {
+    task_opts.task_id = task_id;
+  } else {
     std::error_code ec;
     auto absolute = std::filesystem::absolute(opts.socket_path, ec);
     task_opts.task_id = ec ? opts.socket_path : absolute.lexically_normal().string();
+  }
+  if (!cgroup_rel.empty())
+    task_opts.cgroups.parent = cgroup_rel;
+  // --exit-dir: the exit state, durable the moment the task is reaped
+  // (before the `exited` event is recorded), named by our pid and start
+  // time so that a reader holding our reattach config knows it is ours.
+  if (exits) {
+    const auto me = taskexec::detail::read_proc_stat(::getpid());
+    const std::uint64_t start_ticks = me ? me->start_ticks : 0;
+    opts.on_exited = [&exits, id = task_opts.task_id,
+                      start_ticks](const taskexec::process_state& st) {
+      taskexec::rpc::exit_record r{id, ::getpid(), start_ticks, st};
+      if (auto w = exits->write(r); !w)
+        taskexec::detail::log(taskexec::log_level::error, "daemon", id, "",
+                              "exit file not written: " + w.error().message);
+      else
+        taskexec::detail::log(taskexec::log_level::info, "daemon", id, "",
+                              "exit file written: " + exits->file_for(id));
+    };
   }
   task_opts.hostname = hostname;
   // The task's whole tree dies with the daemon, even by SIGKILL.
@@ -196,12 +304,13 @@ int main(int argc, char** argv) {
   // what is pending, and exit once every connection has drained.
   std::shared_ptr<taskexec::rpc::server> server;
   auto stop_and_exit = [&] {
+    (void)taskexec::systemd::notify(notify_socket.c_str(), "STOPPING=1");
     server->stop();
     server->on_drained([&] { io.stop(); });
   };
   opts.on_destroyed = stop_and_exit;
   server = std::make_shared<taskexec::rpc::server>(io.get_executor(), task, opts);
-  if (auto r = server->listen(); !r) {
+  if (auto r = *activated ? server->adopt(**activated) : server->listen(); !r) {
     std::cerr << "taskexecd: " << r.error().message << "\n";
     return 1;
   }
@@ -267,7 +376,12 @@ int main(int argc, char** argv) {
                             {"version", std::string(taskexec::executor_version)},
                             {"socket", opts.socket_path},
                             {"pid", ::getpid()}};
+  if (exits)
+    hello["exit_file"] = exits->file_for(task_opts.task_id);
   std::cout << boost::json::serialize(hello) << std::endl;
+  // Ready: listening, and the handshake is out.
+  if (auto n = taskexec::systemd::notify(notify_socket.c_str(), "READY=1"); !n)
+    taskexec::detail::log(taskexec::log_level::warning, "daemon", "", "", n.error().message);
   // Never write stdout again: whoever read the handshake may be gone.
   int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   if (devnull >= 0) {

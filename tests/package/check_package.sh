@@ -42,6 +42,13 @@ for p in taskexecd taskexec taskexec-stress; do
   bash -c "source '$f' && complete -p $p" >/dev/null || fail "$f does not register a completion for $p"
 done
 
+# The systemd units, naming the installed daemon (docs/operations.md).
+for u in taskexecd@.service taskexecd@.socket; do
+  [[ -f $prefix/lib/systemd/system/$u ]] || fail "$u not installed in lib/systemd/system/"
+done
+grep -q "^ExecStart=$prefix/bin/taskexecd " "$prefix/lib/systemd/system/taskexecd@.service" ||
+  fail "taskexecd@.service does not run $prefix/bin/taskexecd"
+
 # The exported targets: no absolute path, no definition or link option
 # forced on the consumer, the library's own version.
 targets=$(find "$prefix" -name 'taskexecTargets*.cmake')

@@ -543,12 +543,25 @@ BOOST_AUTO_TEST_CASE(the_client_maps_every_error_code_back) {
 }
 
 BOOST_AUTO_TEST_CASE(reattach_config_round_trips_and_is_strict) {
-  reattach_config c{"/run/t/1.sock", 4242, 18446744073709551615ull};
+  reattach_config c{"/run/t/1.sock", 4242, 18446744073709551615ull, ""};
   BOOST_TEST(to_json(c) ==
              R"({"socket":"/run/t/1.sock","pid":4242,"pid_start_time":18446744073709551615})");
   auto back = parse_reattach_config(to_json(c));
   BOOST_REQUIRE(back);
   BOOST_TEST((*back == c));
+  // The exit file (taskexecd --exit-dir) is optional, written when set.
+  c.exit_file = "/run/taskexec/exits/web-1.json";
+  BOOST_TEST(to_json(c) ==
+             R"({"socket":"/run/t/1.sock","pid":4242,"pid_start_time":18446744073709551615,)"
+             R"("exit_file":"/run/taskexec/exits/web-1.json"})");
+  back = parse_reattach_config(to_json(c));
+  BOOST_REQUIRE(back);
+  BOOST_TEST((*back == c));
+  BOOST_TEST(
+      handshake_exit_file(R"({"protocol":"taskexec-jsonrpc","pid":7,"exit_file":"/x/t.json"})") ==
+      "/x/t.json");
+  BOOST_TEST(handshake_exit_file(R"({"protocol":"taskexec-jsonrpc","pid":7})") == "");
+  BOOST_TEST(handshake_exit_file(R"({"exit_file":"relative.json"})") == "");
   const std::pair<const char*, const char*> bad[] = {
       {"[]", "reattach config is not a JSON object"},
       {"{", "reattach config is not a JSON object"},
@@ -561,6 +574,10 @@ BOOST_AUTO_TEST_CASE(reattach_config_round_trips_and_is_strict) {
        "reattach config: pid_start_time must be a non-negative integer"},
       {R"({"socket":"s","pid":1,"pid_start_time":2,"extra":0})",
        "reattach config: unknown field \"extra\""},
+      {R"({"socket":"s","pid":1,"pid_start_time":2,"exit_file":"x.json"})",
+       "reattach config: exit_file must be an absolute path"},
+      {R"({"socket":"s","pid":1,"pid_start_time":2,"exit_file":1})",
+       "reattach config: exit_file must be an absolute path"},
   };
   for (const auto& [text, message] : bad) {
     auto r = parse_reattach_config(text);

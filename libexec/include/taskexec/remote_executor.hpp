@@ -63,20 +63,27 @@ struct reattach_config {
   std::string socket;
   int pid = 0;
   std::uint64_t pid_start_time = 0;
+  /// The daemon's exit file (taskexecd --exit-dir: its handshake names it),
+  /// or empty: where reattach_to_executor learns how the task ended once
+  /// the daemon is gone.
+  std::string exit_file;
 
   friend bool operator==(const reattach_config&, const reattach_config&) = default;
 };
 
-/// {"socket":"...","pid":N,"pid_start_time":N}
+/// {"socket":"...","pid":N,"pid_start_time":N}, and "exit_file":"..." when set.
 std::string to_json(const reattach_config& config);
-/// Strict: every field required, nothing else allowed; errc::invalid_argument
-/// naming the field otherwise.
+/// Strict: every field required (exit_file optional: an absolute path of at
+/// most 4096 bytes), nothing else allowed; errc::invalid_argument naming the
+/// field otherwise.
 result<reattach_config> parse_reattach_config(std::string_view json_text);
 
 /// taskexecd's handshake line,
 /// {"protocol":"taskexec-jsonrpc","version":"...","socket":"...","pid":N}:
 /// the daemon's pid. errc::protocol_error when it is not one.
 result<int> parse_handshake(std::string_view line);
+/// The handshake's "exit_file" (taskexecd --exit-dir), or empty.
+std::string handshake_exit_file(std::string_view line);
 
 /// One page of the daemon's event journal.
 struct event_page {
@@ -88,6 +95,7 @@ struct event_page {
 };
 
 class stats_stream;
+class event_stream;
 class remote_exec_session;
 
 /// Whom a client trusts to be its daemon. Before a client sends a byte, the
@@ -116,6 +124,14 @@ class remote_executor {
   /// An empty client, as a moved-from one (what a failed async_connect
   /// completes with): not connected; only assign to it or destroy it.
   remote_executor() noexcept = default;
+
+  /// A client of a daemon that is gone, which knows how its task ended
+  /// (read from its exit file): wait() and wait_for() return `state`,
+  /// every other call errc::connection_failed; connected() is false.
+  static remote_executor from_exit_state(const boost::asio::any_io_executor& ex,
+                                         std::string socket_path, int daemon_pid,
+                                         process_state state);
+
   remote_executor(remote_executor&&) noexcept;
   remote_executor& operator=(remote_executor&&) noexcept;
   ~remote_executor();
@@ -144,6 +160,9 @@ class remote_executor {
   /// most `limit` events (0: the daemon's default, 256; at most 1024) and
   /// 64 KiB of them. While `more`, ask again from `next`.
   boost::asio::awaitable<result<event_page>> events(std::uint64_t since = 0, std::size_t limit = 0);
+  /// Follow the journal (Events with follow): the kept events from `since`
+  /// on, then each new one as the daemon records it (see event_stream).
+  boost::asio::awaitable<result<event_stream>> follow_events(std::uint64_t since = 0);
   /// Subscribe to resource usage samples every `interval` (first at once).
   boost::asio::awaitable<result<stats_stream>> stats(
       std::chrono::milliseconds interval = std::chrono::milliseconds{1000});
@@ -511,6 +530,7 @@ class remote_executor {
                        detail::async_handler<boost::json::value> h, diagnostics* diag);
   std::shared_ptr<impl> impl_;
   friend class stats_stream;
+  friend class event_stream;
   friend class taskexec::remote_exec_session;
 };
 
@@ -725,6 +745,45 @@ class stats_stream {
   std::shared_ptr<state> state_;
 };
 
+/// The events of one Events follower, in seq order, each once (a seq the
+/// bounded journal evicted before it was sent is skipped). Events that
+/// arrive while nobody reads are queued, up to max_queued; past that the
+/// stream ends (limit_reached) rather than lose one silently: follow again
+/// from next_seq().
+class event_stream {
+ public:
+  static constexpr std::size_t max_queued = 4096;
+
+  event_stream(event_stream&&) noexcept;
+  /// Ends this stream's own follower first, as the destructor does.
+  event_stream& operator=(event_stream&&) noexcept;
+  /// Ends the follower on the daemon (Events.Cancel, not awaited).
+  ~event_stream();
+
+  /// The next event {seq, time_unix_nano, type, ...}. Errors: limit_reached
+  /// when the daemon ended the stream because its client read too slowly
+  /// (Events.End "overflow") or max_queued events waited here; task_destroyed
+  /// when the daemon stopped (Events.End "stopping"); connection_failed when
+  /// the connection is gone; operation_canceled on cancellation of the
+  /// awaiting coroutine or after cancel(). After an error, the same again.
+  boost::asio::awaitable<result<boost::json::object>> next();
+  /// End the follower and wait for the daemon's answer.
+  boost::asio::awaitable<result<void>> cancel();
+  const std::string& subscription() const noexcept;
+  /// The seq after the last event next() returned (or the first one due):
+  /// `since` for a new follower that takes over where this one ended.
+  std::uint64_t next_seq() const noexcept;
+
+  struct state;  // opaque
+
+ private:
+  friend class remote_executor;
+  event_stream(std::shared_ptr<remote_executor::impl> conn, std::shared_ptr<state> s);
+  void end() noexcept;
+  std::shared_ptr<remote_executor::impl> conn_;
+  std::shared_ptr<state> state_;
+};
+
 struct create_options {
   /// Required. The daemon creates it (mode 0600, missing directories 0700),
   /// and refuses a path that others than root and us could change
@@ -743,6 +802,13 @@ struct create_options {
   /// daemon's task id (its socket's absolute path).
   std::string hostname;
   std::vector<unsigned> allowed_uids;
+  /// taskexecd --exit-dir: the task's exit state is written to
+  /// <exit_dir>/<task_id>.json when it is reaped, and the reattach config
+  /// names that file. Needs task_id. Empty: none.
+  std::string exit_dir;
+  /// taskexecd --task-id: the task's name (logs, cgroup, exit file); empty:
+  /// the socket's absolute path.
+  std::string task_id;
   /// How long the daemon may take to print its handshake.
   std::chrono::milliseconds handshake_timeout{5000};
 };
@@ -770,6 +836,14 @@ boost::asio::awaitable<result<created_executor>> create_executor(boost::asio::an
 /// socket's peer must be a uid `options` trusts and that very pid
 /// (SO_PEERCRED), and Version must answer. Any mismatch is
 /// errc::reattach_refused naming it; nothing is ever signalled.
+///
+/// A daemon that is gone (its pid dead, or another process's) but left an
+/// exit file (config.exit_file) written by that very daemon (its pid and
+/// start time in the file match the config's): the result is a client that
+/// is not connected, whose wait() and wait_for() return the recorded exit
+/// state; every other call fails with errc::connection_failed. An exit file
+/// that is missing, unreadable or another daemon's gives reattach_refused
+/// as before, its reason appended.
 boost::asio::awaitable<result<remote_executor>> reattach_to_executor(
     boost::asio::any_io_executor ex, reattach_config config, connect_options options = {});
 

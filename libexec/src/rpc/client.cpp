@@ -98,6 +98,16 @@ struct stats_stream::state {
   asio::steady_timer wake;  // cancelled to wake the reader of next()
 };
 
+struct event_stream::state {
+  explicit state(const asio::any_io_executor& ex) : wake(ex) {}
+  std::string subscription;
+  std::deque<json::object> events;
+  std::uint64_t next_seq = 0;  // after the last event returned
+  bool ended = false;
+  error end_error;
+  asio::steady_timer wake;  // cancelled to wake the reader of next()
+};
+
 struct remote_exec_session::state {
   explicit state(const asio::any_io_executor& ex) : wake(ex) {}
   std::string id;
@@ -132,6 +142,7 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   std::unordered_map<std::int64_t, pending*> calls;
   std::unordered_map<std::string, std::weak_ptr<stats_stream::state>> streams;
   std::unordered_set<std::string> unknown_subscriptions;  // already sent Stats.Cancel
+  std::unordered_map<std::string, std::weak_ptr<event_stream::state>> followers;
   std::unordered_map<std::string, std::weak_ptr<remote_exec_session::state>> sessions;
   std::unordered_set<std::string> unknown_sessions;  // already sent ExecStreaming.Cancel
   // Output of sessions not yet read; past the bound the reader pauses.
@@ -148,6 +159,8 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   rpc::ndjson_framer framer{max_response_bytes};
   // Why the connection ended, when the daemon said so (e.g. -32005).
   std::optional<error> close_reason;
+  // from_exit_state: the daemon is gone; how its task ended.
+  std::optional<process_state> exit_state;
 
   void fail(const error& why) {
     if (!open)
@@ -166,6 +179,15 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     auto subscribed = std::move(streams);
     streams.clear();
     for (auto& [sub, w] : subscribed) {
+      if (auto s = w.lock()) {
+        s->ended = true;
+        s->end_error = reason;
+        s->wake.cancel();
+      }
+    }
+    auto following = std::move(followers);
+    followers.clear();
+    for (auto& [sub, w] : following) {
       if (auto s = w.lock()) {
         s->ended = true;
         s->end_error = reason;
@@ -411,8 +433,70 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     return true;
   }
 
+  // Events.Event and Events.End; false for any other method.
+  bool on_events_notification(const json::string& method, const json::object& o) {
+    const bool event = method == "Events.Event";
+    if (!event && method != "Events.End")
+      return false;
+    const auto* params = o.if_contains("params");
+    const auto* p = params ? params->if_object() : nullptr;
+    const auto* sub = p ? p->if_contains("subscription") : nullptr;
+    if (!sub || !sub->is_string())
+      return true;
+    auto it = followers.find(std::string(sub->as_string()));
+    if (it == followers.end())
+      return true;  // cancelled here already (Events.Cancel was sent)
+    auto s = it->second.lock();
+    if (!s) {
+      followers.erase(it);
+      return true;
+    }
+    auto end = [&](errc code, std::string why) {
+      s->ended = true;
+      s->end_error = make_error(code, std::move(why));
+      s->wake.cancel();
+      followers.erase(it);
+    };
+    if (!event) {
+      const auto* reason = p->if_contains("reason");
+      const bool overflow = reason && reason->is_string() && reason->as_string() == "overflow";
+      end(overflow ? errc::limit_reached : errc::task_destroyed,
+          overflow ? "events follower ended: it read too slowly (overflow)"
+                   : "events follower ended: the daemon is stopping");
+      return true;
+    }
+    const auto* ev = p->if_contains("event");
+    const auto* seq = ev && ev->is_object() ? ev->as_object().if_contains("seq") : nullptr;
+    if (!seq || !(seq->is_int64() || seq->is_uint64())) {
+      fail(make_error(errc::protocol_error, "taskexecd sent a malformed Events.Event"));
+      return true;
+    }
+    if (s->events.size() >= event_stream::max_queued) {
+      end(errc::limit_reached,
+          "events follower ended: " + std::to_string(event_stream::max_queued) +
+              " events were queued unread");
+      cancel_follower(sub->as_string());
+      return true;
+    }
+    s->events.push_back(ev->as_object());
+    s->wake.cancel();
+    return true;
+  }
+
+  void cancel_follower(std::string_view id) {
+    json::object params;
+    params["subscription"] = id;
+    json::object note;
+    note["jsonrpc"] = "2.0";
+    note["method"] = "Events.Cancel";
+    note["params"] = std::move(params);
+    send(json::serialize(note) + "\n");
+  }
+
   void on_notification(const json::value& method, const json::object& o) {
     if (method.is_string() && on_session_notification(method.as_string(), o))
+      return;
+    if (method.is_string() && on_events_notification(method.as_string(), o))
       return;
     if (method.is_string() && method.as_string() == "Stats.End") {
       const auto* params = o.if_contains("params");
@@ -663,7 +747,23 @@ asio::awaitable<result<process_state>> remote_executor::launch(exec_command cmd)
   co_return to_state(co_await call("Launch", json::value_from(cmd)), "Launch");
 }
 
+remote_executor remote_executor::from_exit_state(const asio::any_io_executor& ex,
+                                                 std::string socket_path, int daemon_pid,
+                                                 process_state state) {
+  auto why = make_error(errc::connection_failed,
+                        "taskexecd at " + socket_path +
+                            " is gone (the task's exit state was read from its exit file)");
+  auto p = std::make_shared<impl>(ex, std::move(socket_path));  // its socket is never opened
+  p->open = false;
+  p->peer_pid = daemon_pid;
+  p->close_reason = std::move(why);
+  p->exit_state = state;
+  return remote_executor(std::move(p));
+}
+
 asio::awaitable<result<process_state>> remote_executor::wait() {
+  if (impl_ && impl_->exit_state)
+    co_return *impl_->exit_state;
   co_return to_state(co_await call("Wait", json::object{}), "Wait");
 }
 
@@ -671,6 +771,8 @@ asio::awaitable<result<process_state>> remote_executor::wait_for(
     std::chrono::milliseconds timeout) {
   if (timeout.count() < 0)
     co_return make_error(errc::invalid_argument, "timeout is negative");
+  if (impl_ && impl_->exit_state)
+    co_return *impl_->exit_state;
   co_return to_state(co_await call("Wait", field("timeout_ms", timeout.count())), "Wait");
 }
 
@@ -854,6 +956,120 @@ asio::awaitable<result<void>> stats_stream::cancel() {
   conn_->streams.erase(state_->subscription);
   auto r = co_await no_throw_on_cancel(remote_executor::impl::call(
       conn_, "Stats.Cancel", field("subscription", json::string(state_->subscription))));
+  co_return to_void(r);
+}
+
+// ---------------------------------------------------------------- events
+
+asio::awaitable<result<event_stream>> remote_executor::follow_events(std::uint64_t since) {
+  if (!impl_)
+    co_return lost_connection();
+  auto st = std::make_shared<event_stream::state>(impl_->sock.get_executor());
+  st->wake.expires_at(asio::steady_timer::time_point::max());
+  auto conn = impl_;
+  // Registered when the answer is read: the page's events first, then the
+  // notifications that follow it.
+  auto on_response = [conn, st](const json::object& resp) {
+    const auto* res = resp.if_contains("result");
+    const auto* o = res ? res->if_object() : nullptr;
+    const auto* sub = o ? o->if_contains("subscription") : nullptr;
+    const auto* events = o ? o->if_contains("events") : nullptr;
+    const auto* next = o ? o->if_contains("next") : nullptr;
+    if (!sub || !sub->is_string() || !events || !events->is_array() || !next ||
+        !(next->is_int64() || next->is_uint64()))
+      return;
+    for (const auto& e : events->as_array()) {
+      if (e.is_object())
+        st->events.push_back(e.as_object());
+    }
+    st->subscription = sub->as_string();
+    conn->followers[st->subscription] = st;
+  };
+  json::object params;
+  params["since"] = since;
+  params["follow"] = true;
+  st->next_seq = since;
+  auto r = co_await no_throw_on_cancel(
+      impl::call(impl_, "Events", std::move(params), std::move(on_response)));
+  if (!r)
+    co_return r.error();
+  if (st->subscription.empty())
+    co_return make_error(errc::protocol_error, "Events result has no subscription");
+  co_return event_stream(impl_, st);
+}
+
+event_stream::event_stream(std::shared_ptr<remote_executor::impl> conn, std::shared_ptr<state> s)
+    : conn_(std::move(conn)), state_(std::move(s)) {}
+event_stream::event_stream(event_stream&&) noexcept = default;
+event_stream& event_stream::operator=(event_stream&& o) noexcept {
+  if (this != &o) {
+    end();
+    conn_ = std::move(o.conn_);
+    state_ = std::move(o.state_);
+  }
+  return *this;
+}
+
+event_stream::~event_stream() {
+  end();
+}
+
+void event_stream::end() noexcept {
+  if (!state_ || !conn_ || state_->ended)
+    return;
+  state_->ended = true;
+  conn_->followers.erase(state_->subscription);
+  try {
+    conn_->cancel_follower(state_->subscription);  // a notification: no answer
+  } catch (...) {
+    // Out of memory while ending: the connection's close ends it anyway.
+  }
+}
+
+const std::string& event_stream::subscription() const noexcept {
+  return state_->subscription;
+}
+std::uint64_t event_stream::next_seq() const noexcept {
+  return state_->next_seq;
+}
+
+namespace {
+
+asio::awaitable<result<json::object>> next_event(std::shared_ptr<event_stream::state> s) {
+  while (s->events.empty() && !s->ended) {
+    s->wake.expires_at(asio::steady_timer::time_point::max());
+    auto [ec] = co_await s->wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted && s->events.empty() && !s->ended) {
+      auto cs = co_await asio::this_coro::cancellation_state;
+      if (cs.cancelled() != asio::cancellation_type::none)
+        co_return make_error(errc::operation_canceled, "events canceled");
+    }
+  }
+  if (!s->events.empty()) {
+    auto v = std::move(s->events.front());
+    s->events.pop_front();
+    if (const auto* seq = v.if_contains("seq"); seq && (seq->is_int64() || seq->is_uint64()))
+      s->next_seq = seq->to_number<std::uint64_t>() + 1;
+    co_return v;
+  }
+  co_return s->end_error;
+}
+
+}  // namespace
+
+asio::awaitable<result<json::object>> event_stream::next() {
+  co_return co_await no_throw_on_cancel(next_event(state_));
+}
+
+asio::awaitable<result<void>> event_stream::cancel() {
+  if (state_->ended)
+    co_return result<void>{};
+  state_->ended = true;
+  state_->end_error = make_error(errc::operation_canceled, "events follower ended");
+  state_->wake.cancel();
+  conn_->followers.erase(state_->subscription);
+  auto r = co_await no_throw_on_cancel(remote_executor::impl::call(
+      conn_, "Events.Cancel", field("subscription", json::string(state_->subscription))));
   co_return to_void(r);
 }
 

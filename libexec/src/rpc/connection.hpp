@@ -66,6 +66,15 @@ struct server::connection : std::enable_shared_from_this<connection> {
   static constexpr std::size_t max_subscriptions = 16;
   std::map<std::string, std::shared_ptr<asio::cancellation_signal>> subscriptions;
   std::uint64_t samples_dropped = 0;
+  // Events followers of this connection (Events with follow), by id: each
+  // ends on Events.Cancel, on overflow (Events.End), when the daemon stops
+  // (Events.End) or when the connection closes.
+  static constexpr std::size_t max_followers = 16;
+  struct follower {
+    std::uint64_t next = 0;  // the seq of the next event it is due
+    bool started = false;    // caught up after its answer: gets events as appended
+  };
+  std::map<std::string, follower> followers;
   // What starts once a request's answer is queued (a subscription's first
   // sample must follow its answer), by the request's serialized id.
   std::map<std::string, std::function<void()>> after_answer;
@@ -100,6 +109,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
 
   /// Stats subscriptions and exec sessions end (their commands killed).
   void end_subscriptions() {
+    followers.clear();
     auto subs = std::move(subscriptions);
     subscriptions.clear();
     for (auto& [id, sig] : subs)

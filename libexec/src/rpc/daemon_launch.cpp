@@ -32,6 +32,7 @@
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/detail/spawn.hpp"
 #include "taskexec/remote_executor.hpp"
+#include "taskexec/rpc/exit_file.hpp"
 
 extern char** environ;
 
@@ -338,6 +339,14 @@ asio::awaitable<result<created_executor>> create_executor(asio::any_io_executor 
     args.push_back("--allow-uid");
     args.push_back(std::to_string(uid));
   }
+  if (!o.task_id.empty()) {
+    args.push_back("--task-id");
+    args.push_back(o.task_id);
+  }
+  if (!o.exit_dir.empty()) {
+    args.push_back("--exit-dir");
+    args.push_back(o.exit_dir);
+  }
   auto started = start_daemon(*exe, args);
   if (!started)
     co_return started.error();
@@ -387,7 +396,7 @@ asio::awaitable<result<created_executor>> create_executor(asio::any_io_executor 
   auto st = detail::read_proc_stat(d.pid);
   if (!st || st->state == 'Z')
     co_return make_error(errc::connection_failed, "taskexecd exited right after its handshake");
-  reattach_config config{o.socket_path, d.pid, st->start_ticks};
+  reattach_config config{o.socket_path, d.pid, st->start_ticks, handshake_exit_file(line)};
   // From here a failure would leave a daemon nobody can find: kill it.
   auto client = co_await remote_executor::connect(ex, o.socket_path);
   if (!client) {
@@ -410,13 +419,27 @@ asio::awaitable<result<remote_executor>> reattach_to_executor(asio::any_io_execu
     co_return make_error(errc::invalid_argument, "reattach config needs a socket and a pid");
   const std::string who = "pid " + std::to_string(c.pid);
   auto st = detail::read_proc_stat(c.pid);
+  std::string gone;
   if (!st || st->state == 'Z')
-    co_return make_error(errc::reattach_refused, who + " is gone: the daemon has exited");
-  if (st->start_ticks != c.pid_start_time) {
-    co_return make_error(errc::reattach_refused,
-                         who + " started at tick " + std::to_string(st->start_ticks) + ", not " +
-                             std::to_string(c.pid_start_time) +
-                             ": it is another process, the daemon has exited");
+    gone = who + " is gone: the daemon has exited";
+  else if (st->start_ticks != c.pid_start_time)
+    gone = who + " started at tick " + std::to_string(st->start_ticks) + ", not " +
+           std::to_string(c.pid_start_time) + ": it is another process, the daemon has exited";
+  if (!gone.empty()) {
+    // The daemon is gone: its exit file, if it left one, says how the
+    // task ended.
+    if (c.exit_file.empty())
+      co_return make_error(errc::reattach_refused, gone);
+    auto rec = rpc::read_exit_file(c.exit_file);
+    if (!rec)
+      co_return make_error(errc::reattach_refused,
+                           gone + "; no exit state: " + rec.error().message);
+    if (rec->daemon_pid != c.pid || rec->daemon_start_time != c.pid_start_time)
+      co_return make_error(errc::reattach_refused,
+                           gone + "; exit file " + c.exit_file + " was written by pid " +
+                               std::to_string(rec->daemon_pid) + " started at tick " +
+                               std::to_string(rec->daemon_start_time) + ", another daemon");
+    co_return remote_executor::from_exit_state(ex, c.socket, c.pid, rec->state);
   }
   auto client = co_await remote_executor::connect(ex, c.socket, options);
   if (!client) {

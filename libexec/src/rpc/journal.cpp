@@ -61,6 +61,10 @@ std::uint64_t event_journal::append(std::string_view type, json::object fields,
   bytes_ += size;
   while (!events_.empty() && (events_.size() > max_events_ || bytes_ > max_bytes_))
     evict_one();
+  // The event as kept (one that alone exceeds a bound is gone already:
+  // a follower sees its seq skipped, as for any eviction).
+  if (listener_ && !events_.empty() && events_.back().seq == seq)
+    listener_(events_.back().event);
   return seq;
 }
 

@@ -77,6 +77,8 @@ json::value launched_state(const process_state& p) {
 asio::awaitable<void> record_exit(std::shared_ptr<server::state> self) {
   auto st = co_await self->task.wait();
   if (st) {
+    if (self->options->on_exited)
+      self->options->on_exited(*st);
     if (st->oom_killed)
       self->journal.append("oom", {{"pid", st->pid}}, st->time);
     self->journal.append("exited", {{"state", json::value_from(*st)}}, st->time);
@@ -225,7 +227,11 @@ asio::awaitable<outcome> on_metrics(server::state& srv, method_call, no_params) 
   co_return json::value(std::move(out));  // NOLINT(clang-analyzer-cplusplus.Move)
 }
 
-asio::awaitable<outcome> on_events(server::state& srv, method_call, events_params d) {
+asio::awaitable<outcome> on_events(server::state& srv, method_call c, events_params d) {
+  if (d.follow) {
+    auto followed = events_follow(srv, std::move(c), d);
+    co_return co_await std::move(followed);
+  }
   co_return srv.journal.since(d.since, d.limit);
 }
 
@@ -273,7 +279,7 @@ struct method {
   asio::awaitable<outcome> (*call)(server::state&, method_call);
 };
 
-constexpr std::array<method, 15> methods = {{
+constexpr std::array<method, 16> methods = {{
     {"Version", false, decoded<decode_no_params, on_version>},
     {"Metrics", false, decoded<decode_no_params, on_metrics>},
     {"Launch", true, decoded<decode_launch, on_launch>},
@@ -282,6 +288,7 @@ constexpr std::array<method, 15> methods = {{
     {"Shutdown", true, decoded<decode_shutdown, on_shutdown>},
     {"Destroy", true, decoded<decode_no_params, on_destroy>},
     {"Events", false, decoded<decode_events, on_events>},
+    {"Events.Cancel", false, decoded<decode_stats_cancel, events_cancel>},
     {"Stats", false, decoded<decode_stats, stats_subscribe>},
     {"Stats.Cancel", false, decoded<decode_stats_cancel, stats_cancel>},
     {"UpdateResources", false, decoded<decode_update_resources, on_update_resources>},

@@ -37,6 +37,10 @@ asio::awaitable<outcome> dispatch(server::state& srv, request r,
 asio::awaitable<outcome> stats_subscribe(server::state& srv, method_call c, stats_params d);
 asio::awaitable<outcome> stats_cancel(server::state& srv, method_call c, stats_cancel_params d);
 
+// Events with follow, Events.Cancel (event_followers.cpp).
+asio::awaitable<outcome> events_follow(server::state& srv, method_call c, events_params d);
+asio::awaitable<outcome> events_cancel(server::state& srv, method_call c, stats_cancel_params d);
+
 // ExecStreaming (exec_sessions.cpp).
 asio::awaitable<outcome> exec_streaming_start(server::state& srv, method_call c,
                                               exec_session_options d);

@@ -201,9 +201,14 @@ params_result<shutdown_params> decode_shutdown(const json::value& p) {
 }
 
 params_result<events_params> decode_events(const json::value& p) {
-  if (auto e = check_members(p, {"since", "limit"}))
+  if (auto e = check_members(p, {"since", "limit", "follow"}))
     return *e;
   events_params out;
+  if (const auto* f = member(p, "follow")) {
+    if (!f->is_bool())
+      return params_error("follow", "follow must be a boolean");
+    out.follow = f->get_bool();
+  }
   if (const auto* s = member(p, "since")) {
     if (!s->is_int64() || s->get_int64() < 0)
       return params_error("since", "since must be a non-negative integer");
@@ -341,7 +346,7 @@ std::optional<rpc_error> check_request_params(std::string_view m, const json::va
     return verdict(decode_events(p));
   if (m == "Stats")
     return verdict(decode_stats(p));
-  if (m == "Stats.Cancel")
+  if (m == "Stats.Cancel" || m == "Events.Cancel")
     return verdict(decode_stats_cancel(p));
   if (m == "UpdateResources")
     return verdict(decode_update_resources(p));

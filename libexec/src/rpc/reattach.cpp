@@ -10,8 +10,10 @@ namespace taskexec {
 namespace json = boost::json;
 
 std::string to_json(const reattach_config& c) {
-  return json::serialize(
-      json::object{{"socket", c.socket}, {"pid", c.pid}, {"pid_start_time", c.pid_start_time}});
+  json::object o{{"socket", c.socket}, {"pid", c.pid}, {"pid_start_time", c.pid_start_time}};
+  if (!c.exit_file.empty())
+    o["exit_file"] = c.exit_file;
+  return json::serialize(o);
 }
 
 result<reattach_config> parse_reattach_config(std::string_view text) {
@@ -21,7 +23,7 @@ result<reattach_config> parse_reattach_config(std::string_view text) {
     return make_error(errc::invalid_argument, "reattach config is not a JSON object");
   const auto& o = v.as_object();
   for (const auto& [k, _] : o) {
-    if (k != "socket" && k != "pid" && k != "pid_start_time")
+    if (k != "socket" && k != "pid" && k != "pid_start_time" && k != "exit_file")
       return make_error(errc::invalid_argument,
                         "reattach config: unknown field \"" + std::string(k) + "\"");
   }
@@ -39,7 +41,25 @@ result<reattach_config> parse_reattach_config(std::string_view text) {
     return make_error(errc::invalid_argument,
                       "reattach config: pid_start_time must be a non-negative integer");
   c.pid_start_time = t->is_uint64() ? t->as_uint64() : static_cast<std::uint64_t>(t->as_int64());
+  if (const auto* f = o.if_contains("exit_file")) {
+    if (!f->is_string() || f->as_string().empty() || f->as_string().front() != '/' ||
+        f->as_string().size() > 4096)
+      return make_error(errc::invalid_argument,
+                        "reattach config: exit_file must be an absolute path");
+    c.exit_file = f->as_string();
+  }
   return c;
+}
+
+std::string handshake_exit_file(std::string_view line) {
+  boost::system::error_code ec;
+  auto v = json::parse(line, ec);
+  const json::object* h = ec ? nullptr : v.if_object();
+  const auto* f = h ? h->if_contains("exit_file") : nullptr;
+  if (!f || !f->is_string() || f->as_string().empty() || f->as_string().front() != '/' ||
+      f->as_string().size() > 4096)
+    return {};
+  return std::string(f->as_string());
 }
 
 result<int> parse_handshake(std::string_view line) {

@@ -76,6 +76,10 @@ void server::state::connection_closed(connection* c) {
 server::server(const asio::any_io_executor& ex, task_executor& task, server_options options)
     : state_(std::make_shared<state>(ex, task)), options_(std::move(options)) {
   state_->options = options_;
+  state_->journal.on_append([w = std::weak_ptr<state>(state_)](const json::object& event) {
+    if (auto s = w.lock())
+      s->deliver_event(event);
+  });
 }
 
 server::~server() {
@@ -121,6 +125,19 @@ result<void> server::listen() {
     return make_system_error(aec.value(), "listen on \"" + path + "\"");
   ::chmod(path.c_str(), shared ? 0666 : 0600);
   state_->acceptor.emplace(std::move(acc));
+  return {};
+}
+
+result<void> server::adopt(int fd) {
+  local::acceptor acc(state_->ex);
+  boost::system::error_code ec;
+  acc.assign(local(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return make_system_error(ec.value(), "adopt the inherited socket");
+  }
+  state_->acceptor.emplace(std::move(acc));
+  state_->adopted = true;
   return {};
 }
 
@@ -207,10 +224,12 @@ void server::stop() {
   if (st.stopping)
     return;
   st.stopping = true;
+  st.end_followers("stopping");
   if (st.acceptor) {
     boost::system::error_code ignored;
     st.acceptor->close(ignored);
-    ::unlink(options_.socket_path.c_str());
+    if (!st.adopted)
+      ::unlink(options_.socket_path.c_str());
   }
   for (auto& [p, c] : st.connections) {
     c->close_when_idle = true;

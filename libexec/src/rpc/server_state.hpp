@@ -97,6 +97,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
   std::optional<local::acceptor> acceptor;
   std::map<connection*, std::shared_ptr<connection>> connections;
   bool stopping = false;
+  bool adopted = false;  // socket activation: the socket file is not ours to remove
   bool destroy_requested = false;
   std::optional<server_options> options;  // a copy: outlives the server while calls run
   std::function<void()> on_drained;
@@ -146,6 +147,13 @@ struct server::state : std::enable_shared_from_this<server::state> {
                           std::int64_t interval_ms);
   void leave_schedule(std::int64_t interval_ms, const std::string& id);
   void end_schedule(stats_schedule& s);
+  // Events followers (event_followers.cpp): each new event of the journal
+  // goes to every started follower; one starts (catching up from the
+  // journal) once its answer is queued; all end when the server stops.
+  void deliver_event(const json::object& event);
+  void start_follower(const std::weak_ptr<connection>& conn, const std::string& id);
+  void end_followers(std::string_view reason);
+  std::uint64_t next_follower = 1;
   std::uint64_t next_subscription = 1;
   std::uint64_t next_session = 1;
   static asio::awaitable<void> run_session(std::shared_ptr<state> self,

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -67,6 +68,13 @@ class event_journal {
   /// launched, oom and exited.
   static bool pinned(std::string_view type) noexcept;
 
+  /// Called by append() with each new event (as kept: strings cut), once
+  /// the bounds are enforced: how followers (Events with follow) learn of
+  /// it. One listener; empty: none. It must not append.
+  void on_append(std::function<void(const boost::json::object& event)> f) {
+    listener_ = std::move(f);
+  }
+
  private:
   struct entry {
     std::uint64_t seq;
@@ -82,6 +90,7 @@ class event_journal {
   std::size_t bytes_ = 0;
   std::uint64_t evicted_ = 0;
   std::uint64_t next_ = 1;  // seq of the next event; the first is 1
+  std::function<void(const boost::json::object&)> listener_;
 };
 
 }  // namespace taskexec::rpc

@@ -49,6 +49,7 @@ struct shutdown_params {
 struct events_params {
   std::uint64_t since = 0;
   std::size_t limit = 256;  ///< events per page, 1 to event_journal::max_page_events
+  bool follow = false;      ///< then stream what follows the page (Events.Event)
 };
 struct stats_params {
   std::int64_t interval_ms = 1000;  ///< 10 or more

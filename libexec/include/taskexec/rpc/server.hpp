@@ -24,6 +24,7 @@
 
 #include "taskexec/error.hpp"
 #include "taskexec/rpc/framer.hpp"
+#include "taskexec/types.hpp"
 
 namespace taskexec {
 class task_executor;
@@ -44,6 +45,10 @@ struct server_options {
   std::chrono::milliseconds drain_timeout{5000};
   /// Called once the task is destroyed (Destroy): the daemon exits.
   std::function<void()> on_destroyed;
+  /// Called once with the task's exit state the moment it is reaped, before
+  /// the `exited` event is recorded (so an Events follower that sees
+  /// `exited` knows it ran): taskexecd writes its exit file here.
+  std::function<void(const process_state&)> on_exited;
   /// The process's reaper, whose counters Metrics reports ("reaper"); none
   /// when null. It must outlive the server.
   const child_reaper* reaper = nullptr;
@@ -57,6 +62,11 @@ class server : public std::enable_shared_from_this<server> {
   /// Create the socket (mode 0600; parent directory 0700 when created),
   /// refusing a path a live server owns and removing a stale one; listen.
   result<void> listen();
+  /// Instead of listen(): serve the listening socket `fd` (socket
+  /// activation: systemd made it and owns its file, so stop() leaves the
+  /// file in place). Owns `fd` from here, whatever the result. The socket
+  /// must be a listening AF_UNIX stream socket (the caller checks).
+  result<void> adopt(int fd);
   /// Accept connections until stop().
   void start();
   /// Close the listener and remove the socket file; each connection closes
