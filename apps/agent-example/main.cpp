@@ -314,8 +314,7 @@ int main(int argc, char** argv) {
     if (a == "--tasks" && i + 1 < argc) {
       r.tasks = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr,
-                   "usage: taskexec-agent-example [--tasks N]\n");
+      std::fprintf(stderr, "usage: taskexec-agent-example [--tasks N]\n");
       return 2;
     }
   }

@@ -263,9 +263,10 @@ void build(CLI::App& app, options& o) {
   auto* start = command(app, o, "start", "start a daemon and print its reattach config (JSON)");
   add_daemon_options(*start, o);
   start->add_option("--task-id", o.task_id, "the task's id (taskexecd --task-id)")->type_name("ID");
-  start->add_option("--exit-dir", o.exit_dir,
-                    "the daemon writes the task's exit state to DIR/<task id>.json "
-                    "(taskexecd --exit-dir; needs --task-id)")
+  start
+      ->add_option("--exit-dir", o.exit_dir,
+                   "the daemon writes the task's exit state to DIR/<task id>.json "
+                   "(taskexecd --exit-dir; needs --task-id)")
       ->type_name("DIR");
 
   auto* launch = command(app, o, "launch", "launch CMD as the daemon's task");
