@@ -37,7 +37,9 @@ void run_on_strand(const boost::asio::any_io_executor& strand, F f) {
   const auto* s = strand.target<asio::strand<asio::any_io_executor>>();
   bool now = s == nullptr || s->running_in_this_thread();
   if (!now) {
-    const auto* io = s->get_inner_executor().target<asio::io_context::executor_type>();
+    // Named: target() points into the executor it is called on.
+    const asio::any_io_executor inner = s->get_inner_executor();
+    const auto* io = inner.target<asio::io_context::executor_type>();
     now = io != nullptr && io->context().stopped();
   }
   if (now)
