@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "harness.hpp"
+#include "prog_run.hpp"
 #include "taskexec/remote_executor.hpp"
 #include "taskexec/version.hpp"
 
@@ -23,39 +24,6 @@ using namespace taskexec;
 namespace json = boost::json;
 
 namespace {
-
-struct prog_result {
-  int code = -1;
-  std::string out, err;
-};
-
-// A program of ours run as a task (stdout and stderr into pipes).
-struct prog_run {
-  temp_dir runtime;  // XDG_RUNTIME_DIR: where `run` makes its private directory
-  pipe_reader out, err;
-  task_executor t{harness::get().reaper};
-
-  asio::awaitable<void> start(std::string program, std::vector<std::string> args) {
-    exec_command cmd;
-    cmd.cmd = std::move(program);
-    cmd.args = std::move(args);
-    cmd.env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
-    cmd.env.push_back("XDG_RUNTIME_DIR=" + runtime.path.string());
-    cmd.stdout_fd = out.write_fd();
-    cmd.stderr_fd = err.write_fd();
-    auto r = co_await t.launch(cmd);
-    BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
-    out.close_write();
-    err.close_write();
-  }
-  asio::awaitable<prog_result> finish() {
-    prog_result r;
-    r.out = co_await out.rest();
-    r.err = co_await err.rest();
-    r.code = (co_await t.wait())->exit_code;
-    co_return r;
-  }
-};
 
 asio::awaitable<prog_result> run_prog(std::string program, std::vector<std::string> args) {
   prog_run p;

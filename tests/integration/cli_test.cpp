@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "harness.hpp"
+#include "prog_run.hpp"
 #include "taskexec/remote_executor.hpp"
 
 using namespace test_support;
@@ -17,34 +18,12 @@ namespace json = boost::json;
 
 namespace {
 
-struct cli_result {
-  int code = -1;
-  std::string out, err;
-};
+using cli_result = prog_result;
 
-struct cli_run {
-  temp_dir runtime;  // XDG_RUNTIME_DIR: where `run` makes its private directory
-  pipe_reader out, err;
-  task_executor t{harness::get().reaper};
-
+// The CLI run as a task.
+struct cli_run : prog_run {
   asio::awaitable<void> start(std::vector<std::string> args) {
-    exec_command cmd;
-    cmd.cmd = TASKEXEC_CLI;
-    cmd.args = std::move(args);
-    cmd.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "XDG_RUNTIME_DIR=" + runtime.path.string()};
-    cmd.stdout_fd = out.write_fd();
-    cmd.stderr_fd = err.write_fd();
-    auto r = co_await t.launch(cmd);
-    BOOST_REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
-    out.close_write();
-    err.close_write();
-  }
-  asio::awaitable<cli_result> finish() {
-    cli_result r;
-    r.out = co_await out.rest();
-    r.err = co_await err.rest();
-    r.code = (co_await t.wait())->exit_code;
-    co_return r;
+    co_await prog_run::start(TASKEXEC_CLI, std::move(args));
   }
 };
 
