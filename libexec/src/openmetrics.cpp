@@ -366,7 +366,9 @@ result<std::string> from_daemon_metrics(const json::object& m, const std::vector
            {"bytes", "taskexecd_journal_bytes", type::gauge,
             "Bytes of the events kept in the journal."},
            {"dropped", "taskexecd_journal_dropped", type::counter,
-            "Events evicted from the journal by its bounds."}});
+            "Events evicted from the journal by its bounds."},
+           {"followers", "taskexecd_journal_followers", type::gauge,
+            "Events followers open now."}});
       !r)
     return r.error();
   auto stats = section(m, "stats");
@@ -383,6 +385,19 @@ result<std::string> from_daemon_metrics(const json::object& m, const std::vector
             "Stats ticks taken more than an interval late."},
            {"ticks_deferred", "taskexecd_stats_ticks_deferred", type::counter,
             "Stats ticks that waited for a fresher reading of the task."}});
+      !r)
+    return r.error();
+  auto sweep = section(m, "sweep");
+  if (!sweep)
+    return sweep.error();
+  if (auto r = figures(*sweep, "sweep",
+                       {{"sweeps", "taskexecd_sweeps", type::counter,
+                         "Shutdowns that swept the task's remaining processes."},
+                        {"passes", "taskexecd_sweep_passes", type::counter,
+                         "Scans of the shutdown sweeps (a sweep scans again while it finds "
+                         "processes)."},
+                        {"killed", "taskexecd_sweep_killed", type::counter,
+                         "Processes other than the task's main one killed by a sweep."}});
       !r)
     return r.error();
   auto reaper = section(m, "reaper");

@@ -23,6 +23,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "exec_launch.hpp"
 #include "taskexec/child_reaper.hpp"
@@ -191,7 +192,12 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   // up: the executor is destroyed, or the task has exited.
   condition launch_abort;
   void on_exit(int status);
-  std::size_t sweep_once(std::vector<detail::proc_stat>& found);
+  std::size_t sweep_once(std::vector<detail::proc_stat>& found,
+                         std::set<std::pair<int, std::uint64_t>>& killed);
+  // Counters of the shutdown sweeps (sweep_stats()); read from any thread.
+  std::atomic<std::uint64_t> sweeps{0};
+  std::atomic<std::uint64_t> sweep_passes{0};
+  std::atomic<std::uint64_t> sweep_killed{0};
   asio::awaitable<void> run_shutdown(int signo, std::chrono::milliseconds grace);
   static asio::awaitable<result<process_state>> wait_exit(std::shared_ptr<impl> self);
   static asio::awaitable<result<void>> send_signal(std::shared_ptr<impl> self, int signo);
@@ -556,7 +562,9 @@ void task_executor::impl::on_reaped(const child_reaper::reaped_child& c) {
 // Find every process of the task and SIGKILL it; returns how many exist
 // (alive or zombie). Kills go through a pidfd opened and then checked against
 // the start time seen in the scan, so a recycled pid is never hit.
-std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& found) {
+std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& found,
+                                            std::set<std::pair<int, std::uint64_t>>& killed) {
+  sweep_passes.fetch_add(1, std::memory_order_relaxed);
   auto table = detail::scan_processes();
   const int me = ::getpid();
   found = detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted_children(table));
@@ -608,9 +616,10 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
     if (fd < 0)
       continue;  // gone since the scan
     auto now = detail::read_proc_stat(m.pid);
-    if (now && now->start_ticks == m.start_ticks) {
-      ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
-    }
+    if (now && now->start_ticks == m.start_ticks &&
+        ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0) == 0 && m.pid != pid &&
+        killed.insert({m.pid, m.start_ticks}).second)
+      sweep_killed.fetch_add(1, std::memory_order_relaxed);
     ::close(fd);
   }
   return found.size();
@@ -643,6 +652,8 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
   std::uint64_t reaps_seen = 0;
 
   std::vector<detail::proc_stat> survivors;
+  std::set<std::pair<int, std::uint64_t>> killed;  // by this shutdown's sweep
+  bool swept = false;
   auto act = machine.resume(fsm::event::started);
   for (;;) {
     // A destroyed executor has SIGKILLed its task; nobody waits for the rest.
@@ -690,8 +701,10 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
       case fsm::action_type::sweep:
         start_bound();  // a task that had exited: the bound starts with the sweep
         reaps_seen = reaped_cond.generation;
-        act = machine.resume(sweep_once(survivors) ? fsm::event::sweep_found_some
-                                                   : fsm::event::sweep_found_none);
+        if (!std::exchange(swept, true))
+          sweeps.fetch_add(1, std::memory_order_relaxed);
+        act = machine.resume(sweep_once(survivors, killed) ? fsm::event::sweep_found_some
+                                                           : fsm::event::sweep_found_none);
         break;
       case fsm::action_type::wait_sweep: {
         // A reap since the scan may already have happened: only wait if not.
@@ -1342,6 +1355,13 @@ const std::string& task_executor::task_id() const noexcept {
 }
 asio::any_io_executor task_executor::get_executor() const {
   return impl_->executor;
+}
+task_executor::sweep_counters task_executor::sweep_stats() const noexcept {
+  sweep_counters c;
+  c.sweeps = impl_->sweeps.load(std::memory_order_relaxed);
+  c.passes = impl_->sweep_passes.load(std::memory_order_relaxed);
+  c.killed = impl_->sweep_killed.load(std::memory_order_relaxed);
+  return c;
 }
 
 }  // namespace taskexec

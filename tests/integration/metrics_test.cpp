@@ -1,6 +1,8 @@
 // The daemon's Metrics after a scripted sequence: every counter equals what
 // the sequence must have made it, and `taskexec metrics` prints the same
 // counters as OpenMetrics text.
+#include <unistd.h>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
@@ -139,6 +141,14 @@ BOOST_AUTO_TEST_CASE(counters_after_a_scripted_sequence_are_exact) {
     BOOST_TEST(journal.at("dropped").as_int64() == 0);
     BOOST_TEST(journal.at("next_seq").as_int64() == 4);
     BOOST_TEST(journal.at("bytes").as_int64() > 0);
+    BOOST_TEST(journal.at("followers").as_int64() == 0);
+
+    // No Shutdown ran: no sweep.
+    json::object sweep;
+    sweep["sweeps"] = 0;
+    sweep["passes"] = 0;
+    sweep["killed"] = 0;
+    BOOST_TEST(r.at("sweep") == json::value(sweep));
 
     json::object stats;
     stats["subscriptions"] = 0;
@@ -172,6 +182,73 @@ BOOST_AUTO_TEST_CASE(counters_after_a_scripted_sequence_are_exact) {
                std::string::npos);
 
     auto destroyed = co_await c.call(10, "Destroy");
+    BOOST_TEST(destroyed.contains("result"));
+    auto daemon_exit = co_await d.task.wait();
+    BOOST_TEST(daemon_exit->exit_code == 0);
+  });
+}
+
+// A Shutdown whose task left two children behind: one sweep, which kills
+// both (orphans re-parented to the daemon), scanning at least twice (it
+// found processes, so it starts over); a follower on another connection is
+// counted while it is open.
+BOOST_AUTO_TEST_CASE(sweep_and_follower_counters_are_exact) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    client c;
+    co_await c.connect(d.socket);
+    pipe_reader out;
+    json::object launch;
+    launch["cmd"] = "/bin/sh";
+    json::array args;
+    args.emplace_back("-c");
+    args.emplace_back("sleep 300 & sleep 300 & echo ready; wait");
+    launch["args"] = std::move(args);
+    launch["stdout_path"] =
+        "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(out.write_fd());
+    auto launched = co_await c.call(1, "Launch", launch);
+    BOOST_REQUIRE_MESSAGE(launched.contains("result"), json::serialize(launched));
+    out.close_write();
+    // Both children exist once the task says so.
+    const std::string ready = co_await out.line();
+    BOOST_REQUIRE(ready == "ready");
+
+    client follower;
+    co_await follower.connect(d.socket);
+    json::object follow;
+    follow["follow"] = true;
+    auto followed = co_await follower.call(1, "Events", follow);
+    BOOST_REQUIRE_MESSAGE(followed.contains("result"), json::serialize(followed));
+
+    json::object stop;
+    stop["signal"] = "SIGTERM";
+    stop["grace_period_ms"] = 10000;
+    auto stopped = co_await c.call(2, "Shutdown", stop);
+    BOOST_REQUIRE_MESSAGE(stopped.contains("result"), json::serialize(stopped));
+
+    auto m = co_await c.call(3, "Metrics");
+    BOOST_REQUIRE_MESSAGE(m.contains("result"), json::serialize(m));
+    const auto& r = m.at("result").as_object();
+    BOOST_TEST_MESSAGE("Metrics: " << json::serialize(r));
+    const auto& sweep = r.at("sweep").as_object();
+    BOOST_TEST(sweep.at("sweeps").as_int64() == 1);
+    BOOST_TEST(sweep.at("killed").as_int64() == 2);
+    BOOST_TEST(sweep.at("passes").as_int64() >= 2);
+    BOOST_TEST(r.at("journal").at("followers").as_int64() == 1);
+    // The shell and its two orphans were reaped; the watchdog is watched.
+    const auto& reaper = r.at("reaper").as_object();
+    BOOST_TEST(reaper.at("reaped").as_int64() == 3);
+    BOOST_TEST(reaper.at("orphans").as_int64() == 2);
+
+    std::vector<openmetrics::label> labels;
+    auto text = openmetrics::from_daemon_metrics(r, labels);
+    BOOST_REQUIRE(text.has_value());
+    BOOST_TEST(text->find("taskexecd_sweeps_total 1\n") != std::string::npos);
+    BOOST_TEST(text->find("taskexecd_sweep_killed_total 2\n") != std::string::npos);
+    BOOST_TEST(text->find("taskexecd_journal_followers 1\n") != std::string::npos);
+
+    auto destroyed = co_await c.call(4, "Destroy");
     BOOST_TEST(destroyed.contains("result"));
     auto daemon_exit = co_await d.task.wait();
     BOOST_TEST(daemon_exit->exit_code == 0);

@@ -117,9 +117,10 @@ BOOST_AUTO_TEST_CASE(a_metrics_answer_becomes_families) {
     "connections":{"open":1,"total":3,"refused":1},
     "requests":{"Version":{"calls":2,"errors":0},"(unknown)":{"calls":1,"errors":1}},
     "limits_hit":{"pending":4},
-    "journal":{"events":2,"bytes":190,"dropped":0,"next_seq":3},
+    "journal":{"events":2,"bytes":190,"dropped":0,"next_seq":3,"followers":2},
     "stats":{"subscriptions":0,"intervals":0,"samples_sent":5,"samples_dropped":1,
              "ticks_late":0,"ticks_deferred":2},
+    "sweep":{"sweeps":3,"passes":7,"killed":4},
     "reaper":{"reaped":1,"orphans":0,"watched":1},
     "from_the_future":{"x":1}})js")
                      .as_object();
@@ -139,6 +140,10 @@ BOOST_AUTO_TEST_CASE(a_metrics_answer_becomes_families) {
            "taskexecd_journal_events 2\n",
            "taskexecd_journal_bytes 190\n",
            "taskexecd_journal_dropped_total 0\n",
+           "taskexecd_journal_followers 2\n",
+           "taskexecd_sweeps_total 3\n",
+           "taskexecd_sweep_passes_total 7\n",
+           "taskexecd_sweep_killed_total 4\n",
            "taskexecd_stats_samples_total 5\n",
            "taskexecd_stats_samples_dropped_total 1\n",
            "taskexecd_stats_ticks_deferred_total 2\n",

@@ -277,6 +277,23 @@ class task_executor {
   /// The child_reaper's strand, where this executor's state lives.
   boost::asio::any_io_executor get_executor() const;
 
+  /// What the shutdown sweeps of this executor did so far (taskexecd's
+  /// Metrics `sweep`). A shutdown, after the task's main process has ended,
+  /// sweeps its remaining processes (children, orphans, Execs, the cgroup's
+  /// members): it scans, SIGKILLs what it found, waits for them to go and
+  /// scans again until a scan finds none or the bound passes.
+  struct sweep_counters {
+    std::uint64_t sweeps = 0;  ///< shutdowns that swept
+    /// Scans in all: each sweep's first, plus one for each time it found
+    /// processes and started over (passes - sweeps: the sweeps' restarts).
+    std::uint64_t passes = 0;
+    /// Processes other than the main one that the sweeps SIGKILLed (each
+    /// counted once, however many scans saw it).
+    std::uint64_t killed = 0;
+  };
+  /// Safe from any thread (relaxed counters).
+  sweep_counters sweep_stats() const noexcept;
+
   // ---- Completion tokens (async.hpp) ----------------------------------
   // Each operation above as `async_*(args..., token)`, default token
   // asio::deferred, completing with `void(error_code, T)` or

@@ -207,10 +207,14 @@ asio::awaitable<outcome> on_metrics(server::state& srv, method_call, no_params) 
   for (const auto& [name, n] : m.limits_hit)
     limits[name] = n;
   out["limits_hit"] = std::move(limits);
+  std::size_t followers = 0;
+  for (const auto& [c, conn] : srv.connections)
+    followers += conn->followers.size();
   out["journal"] = {{"events", srv.journal.size()},
                     {"bytes", srv.journal.bytes()},
                     {"dropped", srv.journal.evicted()},
-                    {"next_seq", srv.journal.next_seq()}};
+                    {"next_seq", srv.journal.next_seq()},
+                    {"followers", followers}};
   std::size_t subscriptions = 0;
   for (const auto& [c, conn] : srv.connections)
     subscriptions += conn->subscriptions.size();
@@ -218,6 +222,8 @@ asio::awaitable<outcome> on_metrics(server::state& srv, method_call, no_params) 
       {"subscriptions", subscriptions},       {"intervals", srv.schedules.size()},
       {"samples_sent", m.stats_samples_sent}, {"samples_dropped", m.stats_samples_dropped},
       {"ticks_late", m.stats_ticks_late},     {"ticks_deferred", m.stats_ticks_deferred}};
+  const auto sweep = srv.task.sweep_stats();
+  out["sweep"] = {{"sweeps", sweep.sweeps}, {"passes", sweep.passes}, {"killed", sweep.killed}};
   if (const auto* r = srv.options->reaper) {
     out["reaper"] = {{"reaped", r->total_reaped()},
                      {"orphans", r->orphans_reaped()},
