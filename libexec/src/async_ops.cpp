@@ -342,6 +342,14 @@ void remote_executor::async_stats_impl(std::chrono::milliseconds interval,
       std::move(h), diag, cancel_partial);
 }
 
+void remote_executor::async_follow_events_impl(std::uint64_t since,
+                                               detail::async_handler<event_stream> h,
+                                               diagnostics* diag) {
+  detail::start_op<event_stream>(
+      get_executor(), [self = this, since]() mutable { return self->follow_events(since); },
+      std::move(h), diag, cancel_partial);
+}
+
 void remote_executor::async_exec_impl(std::string cmd, std::vector<std::string> args,
                                       std::chrono::milliseconds timeout,
                                       detail::async_handler<exec_result> h, diagnostics* diag) {
@@ -416,6 +424,19 @@ void stats_stream::async_next_impl(detail::async_handler<boost::json::object> h,
 }
 
 void stats_stream::async_cancel_impl(detail::async_handler<void> h, diagnostics* diag) {
+  detail::start_op<void>(
+      get_executor(), [self = this]() mutable { return self->cancel(); }, std::move(h), diag,
+      cancel_partial);
+}
+
+void event_stream::async_next_impl(detail::async_handler<boost::json::object> h,
+                                   diagnostics* diag) {
+  detail::start_op<boost::json::object>(
+      get_executor(), [self = this]() mutable { return self->next(); }, std::move(h), diag,
+      cancel_total);
+}
+
+void event_stream::async_cancel_impl(detail::async_handler<void> h, diagnostics* diag) {
   detail::start_op<void>(
       get_executor(), [self = this]() mutable { return self->cancel(); }, std::move(h), diag,
       cancel_partial);

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "taskexec/detail/proc.hpp"
 #include "taskexec/isolation/host.hpp"
 #include "taskexec/remote_executor.hpp"
 
@@ -294,28 +295,32 @@ BOOST_AUTO_TEST_CASE(parallel_group_drives_every_operation) {
     BOOST_TEST(alive(a.pid()));
     BOOST_TEST(alive(b.pid()));
 
+    // The signal beside the Execs is one the task survives (SIGCONT): an
+    // Exec ends with its task, so a SIGKILL here would race the Exec of `a`.
     auto args2 = argv_of("-c", "exit 2");
     auto args3 = argv_of("-c", "exit 3");
     auto execs =
         co_await x::make_parallel_group(a.async_exec("/bin/sh", args2, 10s, asio::deferred),
                                         b.async_exec("/bin/sh", args3, 10s, asio::deferred),
-                                        a.async_signal(SIGKILL, asio::deferred))
+                                        a.async_signal(SIGCONT, asio::deferred))
             .async_wait(x::wait_for_all(), asio::use_awaitable);
     BOOST_TEST(!std::get<1>(execs));
     BOOST_TEST(std::get<2>(execs).exit_code == 2);
     BOOST_TEST(!std::get<3>(execs));
     BOOST_TEST(std::get<4>(execs).exit_code == 3);
     BOOST_TEST(!std::get<5>(execs));
+    BOOST_TEST(alive(a.pid()));
 
-    auto ends = co_await x::make_parallel_group(a.async_wait(asio::deferred),
-                                                b.async_shutdown("SIGTERM", 5s, asio::deferred),
-                                                b.async_wait(asio::deferred))
+    auto ends = co_await x::make_parallel_group(
+                    a.async_wait(asio::deferred), a.async_signal(SIGKILL, asio::deferred),
+                    b.async_shutdown("SIGTERM", 5s, asio::deferred), b.async_wait(asio::deferred))
                     .async_wait(x::wait_for_all(), asio::use_awaitable);
     BOOST_TEST(!std::get<1>(ends));
     BOOST_TEST(std::get<2>(ends).signal == SIGKILL);
     BOOST_TEST(!std::get<3>(ends));
     BOOST_TEST(!std::get<4>(ends));
-    BOOST_TEST(std::get<5>(ends).signal == SIGTERM);
+    BOOST_TEST(!std::get<5>(ends));
+    BOOST_TEST(std::get<6>(ends).signal == SIGTERM);
 
     // wait_for_one: the timer wins, the wait is cancelled (all types), the
     // task runs on.
@@ -711,6 +716,148 @@ BOOST_AUTO_TEST_CASE(remote_executor_through_tokens) {
     auto again = co_await remote_executor::async_connect(io.get_executor(), co.socket_path, {},
                                                          diag, asio::as_tuple(asio::deferred));
     BOOST_TEST(std::get<0>(again) == make_error_code(errc::connection_failed));
+  });
+}
+
+// Events follow through tokens: async_follow_events, async_next (a cancelled
+// one consumes nothing), async_cancel.
+BOOST_AUTO_TEST_CASE(remote_events_follow_through_tokens) {
+  run([]() -> asio::awaitable<void> {
+    auto& io = harness::get().io;
+    temp_dir dir;
+    create_options co;
+    co.daemon_path = TASKEXECD;
+    co.socket_path = dir / "run/d.sock";
+    auto created = co_await async_create_executor(io.get_executor(), co);
+    auto& c = created.client;
+    diagnostics diag;
+    auto stream = co_await c.async_follow_events(0, diag, asio::use_awaitable);
+    BOOST_TEST(stream.subscription() == "events-1");
+    BOOST_TEST((stream.get_executor() == c.get_executor()));
+    // Nothing happened yet: a next() waits, and each type of cancellation
+    // ends the wait without consuming anything.
+    for (auto type : all_types) {
+      cancel_after cn(30ms, type);
+      auto none = co_await stream.async_next(
+          asio::bind_cancellation_slot(cn.slot(), asio::as_tuple(asio::use_awaitable)));
+      BOOST_TEST(std::get<0>(none) == canceled);
+    }
+    auto cmd = sh("exec sleep 30");
+    co_await c.async_launch(cmd);
+    co_await c.async_signal(SIGKILL);
+    const std::vector<std::string> expected{"launched", "signalled", "exited"};
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      // A plain callback for the first, deferred for the others.
+      boost::json::object e;
+      if (i == 0) {
+        bool done = false;
+        error_code got;
+        asio::steady_timer called(io, 20s);
+        stream.async_next([&](error_code ec, boost::json::object ev) {
+          got = ec;
+          e = std::move(ev);
+          done = true;
+          called.cancel();
+        });
+        co_await called.async_wait(asio::as_tuple(asio::use_awaitable));
+        BOOST_REQUIRE(done);
+        BOOST_TEST(!got);
+      } else {
+        e = co_await stream.async_next();
+      }
+      BOOST_TEST(e.at("type").as_string() == expected[i]);
+      BOOST_TEST(e.at("seq").to_number<std::uint64_t>() == i + 1);
+    }
+    co_await stream.async_cancel();
+    auto after = co_await stream.async_next(asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(std::get<0>(after) == canceled);
+    co_await c.async_destroy();
+  });
+}
+
+// The followers open on the daemon (Metrics journal.followers), asked until
+// `want` or 20 s.
+asio::awaitable<std::int64_t> followers_until(remote_executor& c, std::int64_t want) {
+  std::int64_t n = -1;
+  for (int i = 0; i < 400 && n != want; ++i) {
+    if (i)
+      co_await pause(50ms);
+    auto m = co_await c.async_metrics();
+    n = m.at("journal").at("followers").as_int64();
+  }
+  co_return n;
+}
+
+asio::awaitable<std::int64_t> subscriptions_until(remote_executor& c, std::int64_t want) {
+  std::int64_t n = -1;
+  for (int i = 0; i < 400 && n != want; ++i) {
+    if (i)
+      co_await pause(50ms);
+    auto m = co_await c.async_metrics();
+    n = m.at("stats").at("subscriptions").as_int64();
+  }
+  co_return n;
+}
+
+// The processes whose parent is `pid`, counted until there are `want` or 20 s.
+asio::awaitable<std::size_t> children_until(int pid, std::size_t want) {
+  std::size_t n = 0;
+  for (int i = 0; i < 400; ++i) {
+    if (i)
+      co_await pause(50ms);
+    n = 0;
+    for (const auto& p : taskexec::detail::scan_processes())
+      n += p.ppid == pid ? 1 : 0;
+    if (n == want)
+      break;
+  }
+  co_return n;
+}
+
+// A remote call that opens something on the daemon (a follower, a Stats
+// subscription, an exec session), cancelled while its answer is due (the
+// daemon is stopped with SIGSTOP, so the answer cannot come first): what
+// the late answer names is ended on the daemon at once, not left to the
+// connection's end.
+BOOST_AUTO_TEST_CASE(a_cancelled_remote_open_leaves_nothing_open) {
+  run([]() -> asio::awaitable<void> {
+    auto& io = harness::get().io;
+    temp_dir dir;
+    create_options co;
+    co.daemon_path = TASKEXECD;
+    co.socket_path = dir / "run/d.sock";
+    auto created = co_await async_create_executor(io.get_executor(), co);
+    auto& c = created.client;
+    const int daemon = created.config.pid;
+    auto cmd = sh("exec sleep 30");
+    co_await c.async_launch(cmd);
+    for (auto type : {asio::cancellation_type::terminal, asio::cancellation_type::partial}) {
+      BOOST_REQUIRE(::kill(daemon, SIGSTOP) == 0);
+      cancel_after cf(50ms, type);
+      auto f = co_await c.async_follow_events(
+          0, asio::bind_cancellation_slot(cf.slot(), asio::as_tuple(asio::use_awaitable)));
+      cancel_after cs(50ms, type);
+      auto s = co_await c.async_stats(
+          1000ms, asio::bind_cancellation_slot(cs.slot(), asio::as_tuple(asio::use_awaitable)));
+      exec_session_options eo;
+      eo.cmd = "/bin/sleep";
+      eo.args = argv_of("300");
+      cancel_after ce(50ms, type);
+      auto e = co_await c.async_exec_streaming(
+          eo, asio::bind_cancellation_slot(ce.slot(), asio::as_tuple(asio::use_awaitable)));
+      BOOST_REQUIRE(::kill(daemon, SIGCONT) == 0);
+      BOOST_TEST(std::get<0>(f) == canceled);
+      BOOST_TEST(std::get<0>(s) == canceled);
+      BOOST_TEST(std::get<0>(e) == canceled);
+      BOOST_TEST(c.connected());
+      // The daemon answered all three after all; each is ended.
+      BOOST_TEST(co_await followers_until(c, 0) == 0);
+      BOOST_TEST(co_await subscriptions_until(c, 0) == 0);
+      // The session's command, if it got to run, is gone: the daemon's
+      // children are the task and its watchdog again.
+      BOOST_TEST(co_await children_until(daemon, 2) == 2u);
+    }
+    co_await c.async_destroy();
   });
 }
 

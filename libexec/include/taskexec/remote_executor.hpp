@@ -434,6 +434,25 @@ class remote_executor {
         });
   }
 
+  // async_follow_events honours terminal and partial cancellation (a
+  // follower the daemon opened meanwhile is ended, as by the destructor).
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_follow_events(std::uint64_t since, Token&& token = {}) {
+    return detail::async_initiate_erased<event_stream>(
+        std::forward<Token>(token), [this, since_ = since](detail::async_handler<event_stream> h) {
+          async_follow_events_impl(since_, std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_follow_events(std::uint64_t since, diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<event_stream>(
+        std::forward<Token>(token),
+        [this, since_ = since, d = &diag](detail::async_handler<event_stream> h) {
+          async_follow_events_impl(since_, std::move(h), d);
+        });
+  }
+
   template <class Token = default_completion_token>
   requires detail::async_token<Token>
   auto async_exec(std::string cmd, std::vector<std::string> args, std::chrono::milliseconds timeout,
@@ -519,6 +538,8 @@ class remote_executor {
   void async_metrics_impl(detail::async_handler<boost::json::object> h, diagnostics* diag);
   void async_events_impl(std::uint64_t since, std::size_t limit,
                          detail::async_handler<event_page> h, diagnostics* diag);
+  void async_follow_events_impl(std::uint64_t since, detail::async_handler<event_stream> h,
+                                diagnostics* diag);
   void async_stats_impl(std::chrono::milliseconds interval, detail::async_handler<stats_stream> h,
                         diagnostics* diag);
   void async_exec_impl(std::string cmd, std::vector<std::string> args,
@@ -754,6 +775,9 @@ class event_stream {
  public:
   static constexpr std::size_t max_queued = 4096;
 
+  /// An empty stream, as a moved-from one (what a failed
+  /// async_follow_events completes with): only assign to it or destroy it.
+  event_stream() noexcept = default;
   event_stream(event_stream&&) noexcept;
   /// Ends this stream's own follower first, as the destructor does.
   event_stream& operator=(event_stream&&) noexcept;
@@ -773,6 +797,43 @@ class event_stream {
   /// The seq after the last event next() returned (or the first one due):
   /// `since` for a new follower that takes over where this one ended.
   std::uint64_t next_seq() const noexcept;
+  /// The connection's executor; empty for an empty stream.
+  boost::asio::any_io_executor get_executor() const;
+
+  // ---- Completion tokens (async.hpp) ----------------------------------
+  // async_next honours terminal, partial and total cancellation (no event
+  // is consumed; the follower goes on); async_cancel terminal and partial
+  // (the daemon ends the follower regardless).
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_next(Token&& token = {}) {
+    return detail::async_initiate_erased<boost::json::object>(
+        std::forward<Token>(token), [this](detail::async_handler<boost::json::object> h) {
+          async_next_impl(std::move(h), nullptr);
+        });
+  }
+  template <class Token = default_completion_token>
+  auto async_next(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<boost::json::object>(
+        std::forward<Token>(token),
+        [this, d = &diag](detail::async_handler<boost::json::object> h) {
+          async_next_impl(std::move(h), d);
+        });
+  }
+
+  template <class Token = default_completion_token>
+  requires detail::async_token<Token>
+  auto async_cancel(Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this](detail::async_handler<void> h) { async_cancel_impl(std::move(h), nullptr); });
+  }
+  template <class Token = default_completion_token>
+  auto async_cancel(diagnostics& diag, Token&& token = {}) {
+    return detail::async_initiate_erased<void>(
+        std::forward<Token>(token),
+        [this, d = &diag](detail::async_handler<void> h) { async_cancel_impl(std::move(h), d); });
+  }
 
   struct state;  // opaque
 
@@ -780,6 +841,9 @@ class event_stream {
   friend class remote_executor;
   event_stream(std::shared_ptr<remote_executor::impl> conn, std::shared_ptr<state> s);
   void end() noexcept;
+  // Compiled in async_ops.cpp.
+  void async_next_impl(detail::async_handler<boost::json::object> h, diagnostics* diag);
+  void async_cancel_impl(detail::async_handler<void> h, diagnostics* diag);
   std::shared_ptr<remote_executor::impl> conn_;
   std::shared_ptr<state> state_;
 };

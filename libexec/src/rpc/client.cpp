@@ -143,8 +143,37 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   std::unordered_map<std::string, std::weak_ptr<stats_stream::state>> streams;
   std::unordered_set<std::string> unknown_subscriptions;  // already sent Stats.Cancel
   std::unordered_map<std::string, std::weak_ptr<event_stream::state>> followers;
+  std::unordered_set<std::string> unknown_followers;  // already sent Events.Cancel
   std::unordered_map<std::string, std::weak_ptr<remote_exec_session::state>> sessions;
   std::unordered_set<std::string> unknown_sessions;  // already sent ExecStreaming.Cancel
+
+  // What opens something on the daemon (a Stats subscription, an Events
+  // follower, an exec session) and how to end it: the Cancel notification
+  // `method` {key: result[key]}. A call given one and cancelled before its
+  // answer came ends what the late answer names, at once.
+  struct cancel_rule {
+    std::string_view method;
+    std::string_view key;
+    std::unordered_set<std::string> impl::*sent;  // ids whose Cancel was sent
+  };
+  static constexpr cancel_rule stats_cancel{"Stats.Cancel", "subscription",
+                                            &impl::unknown_subscriptions};
+  static constexpr cancel_rule follower_cancel{"Events.Cancel", "subscription",
+                                               &impl::unknown_followers};
+  static constexpr cancel_rule session_cancel{"ExecStreaming.Cancel", "session",
+                                              &impl::unknown_sessions};
+  // Calls cancelled while their answer was due, by id (one entry per such
+  // call in flight: the daemon answers each request, or the connection ends).
+  std::unordered_map<std::int64_t, const cancel_rule*> abandoned;
+
+  void end_abandoned(const cancel_rule& rule, const json::object& resp) {
+    const auto* res = resp.if_contains("result");
+    const auto* o = res ? res->if_object() : nullptr;
+    const auto* id = o ? o->if_contains(rule.key) : nullptr;
+    if (id && id->is_string())
+      cancel_once(this->*rule.sent, rule.method, rule.key, id->as_string());
+  }
+
   // Output of sessions not yet read; past the bound the reader pauses.
   static constexpr std::size_t max_session_bytes = 1024 * 1024;
   std::size_t session_bytes = 0;
@@ -172,6 +201,7 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     const error reason = close_reason.value_or(why);
     auto waiting = std::move(calls);
     calls.clear();
+    abandoned.clear();
     for (auto& [id, p] : waiting) {
       p->done = true;
       p->wake->cancel();
@@ -306,15 +336,34 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   // Output of a session nobody holds (its Start call was cancelled before
   // the answer came): end it on the daemon, once.
   void cancel_unknown_session(std::string_view sid) {
-    if (unknown_sessions.size() > 256)
-      unknown_sessions.clear();
-    if (!unknown_sessions.insert(std::string(sid)).second)
-      return;
+    cancel_once(unknown_sessions, "ExecStreaming.Cancel", "session", sid);
+  }
+
+  // Note that the Cancel of `id` was sent; false if it was already. At most
+  // 256 ids are kept: the set is cleared past that (a forgotten id costs at
+  // most one more Cancel notification, which the daemon ignores).
+  static bool remember_cancelled(std::unordered_set<std::string>& sent, std::string_view id) {
+    if (sent.size() >= 256)
+      sent.clear();
+    return sent.insert(std::string(id)).second;
+  }
+
+  // A notification `method` {key: id} for something nobody here holds (the
+  // call that opened it was cancelled before its answer came), sent once per
+  // id; `sent` remembers at most 256 ids.
+  void cancel_once(std::unordered_set<std::string>& sent, std::string_view method,
+                   std::string_view key, std::string_view id) {
+    if (remember_cancelled(sent, id))
+      send_cancel(method, key, id);
+  }
+
+  // The notification `method` {key: id} (a Cancel: the daemon answers nothing).
+  void send_cancel(std::string_view method, std::string_view key, std::string_view id) {
+    json::object params;
+    params[key] = id;
     json::object note;
     note["jsonrpc"] = "2.0";
-    note["method"] = "ExecStreaming.Cancel";
-    json::object params;
-    params["session"] = sid;
+    note["method"] = method;
     note["params"] = std::move(params);
     send(json::serialize(note) + "\n");
   }
@@ -378,8 +427,15 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     if (!id->is_int64())
       return;
     auto it = calls.find(id->as_int64());
-    if (it == calls.end())
-      return;  // a call whose caller gave up
+    if (it == calls.end()) {
+      // A call whose caller gave up: what its answer opened is ended.
+      if (auto a = abandoned.find(id->as_int64()); a != abandoned.end()) {
+        const cancel_rule* rule = a->second;
+        abandoned.erase(a);
+        end_abandoned(*rule, o);
+      }
+      return;
+    }
     auto* p = it->second;
     calls.erase(it);
     if (p->on_response)
@@ -444,8 +500,13 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     if (!sub || !sub->is_string())
       return true;
     auto it = followers.find(std::string(sub->as_string()));
-    if (it == followers.end())
-      return true;  // cancelled here already (Events.Cancel was sent)
+    if (it == followers.end()) {
+      // Cancelled here already (Events.Cancel was sent), or a follower nobody
+      // holds (its follow_events was cancelled before the answer came): end
+      // it on the daemon, once.
+      cancel_once(unknown_followers, "Events.Cancel", "subscription", sub->as_string());
+      return true;
+    }
     auto s = it->second.lock();
     if (!s) {
       followers.erase(it);
@@ -484,13 +545,8 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   }
 
   void cancel_follower(std::string_view id) {
-    json::object params;
-    params["subscription"] = id;
-    json::object note;
-    note["jsonrpc"] = "2.0";
-    note["method"] = "Events.Cancel";
-    note["params"] = std::move(params);
-    send(json::serialize(note) + "\n");
+    remember_cancelled(unknown_followers, id);  // its late events need no second Cancel
+    send_cancel("Events.Cancel", "subscription", id);
   }
 
   void on_notification(const json::value& method, const json::object& o) {
@@ -528,17 +584,7 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     if (it == streams.end()) {
       // A subscription nobody reads (its Stats call was cancelled after it
       // was sent): end it on the daemon, once.
-      if (unknown_subscriptions.size() > 256)
-        unknown_subscriptions.clear();
-      if (unknown_subscriptions.insert(std::string(sub->as_string())).second) {
-        json::object cancel;
-        cancel["subscription"] = sub->as_string();
-        json::object note;
-        note["jsonrpc"] = "2.0";
-        note["method"] = "Stats.Cancel";
-        note["params"] = std::move(cancel);
-        send(json::serialize(note) + "\n");
-      }
+      cancel_once(unknown_subscriptions, "Stats.Cancel", "subscription", sub->as_string());
       return;
     }
     auto s = it->second.lock();
@@ -559,7 +605,8 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   // (method and params included, '\n' last), built by the caller.
   static asio::awaitable<result<json::value>> call(
       std::shared_ptr<impl> self, std::string method, json::value params,
-      std::function<void(const json::object&)> on_response = {}, std::string tail = {}) {
+      std::function<void(const json::object&)> on_response = {}, std::string tail = {},
+      const cancel_rule* on_abandon = nullptr) {
     if (!self->open)
       co_return self->close_reason.value_or(lost_connection());
     const auto id = self->next_id++;
@@ -588,7 +635,10 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     while (!p.done) {
       auto [ec] = co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
       if (!p.done && ec == asio::error::operation_aborted) {
-        // The caller gave up; a late response is dropped (the guard erases).
+        // The caller gave up; a late response is dropped (the guard erases),
+        // and what it opened on the daemon is ended (on_abandon).
+        if (on_abandon)
+          self->abandoned.emplace(id, on_abandon);
         co_return make_error(errc::operation_canceled, method + " canceled");
       }
     }
@@ -866,8 +916,9 @@ asio::awaitable<result<stats_stream>> remote_executor::stats(std::chrono::millis
       conn->streams[st->subscription] = st;
     }
   };
-  auto r = co_await no_throw_on_cancel(
-      impl::call(impl_, "Stats", field("interval_ms", interval.count()), std::move(on_response)));
+  auto r =
+      co_await no_throw_on_cancel(impl::call(impl_, "Stats", field("interval_ms", interval.count()),
+                                             std::move(on_response), {}, &impl::stats_cancel));
   if (!r)
     co_return r.error();
   if (st->subscription.empty())
@@ -898,13 +949,7 @@ void stats_stream::end() noexcept {
   conn_->streams.erase(state_->subscription);
   // A notification: the daemon ends the subscription and answers nothing.
   try {
-    json::object params;
-    params["subscription"] = state_->subscription;
-    json::object note;
-    note["jsonrpc"] = "2.0";
-    note["method"] = "Stats.Cancel";
-    note["params"] = std::move(params);
-    conn_->send(json::serialize(note) + "\n");
+    conn_->send_cancel("Stats.Cancel", "subscription", state_->subscription);
   } catch (...) {
     // Out of memory while ending: the connection's close ends it anyway.
   }
@@ -989,8 +1034,8 @@ asio::awaitable<result<event_stream>> remote_executor::follow_events(std::uint64
   params["since"] = since;
   params["follow"] = true;
   st->next_seq = since;
-  auto r = co_await no_throw_on_cancel(
-      impl::call(impl_, "Events", std::move(params), std::move(on_response)));
+  auto r = co_await no_throw_on_cancel(impl::call(
+      impl_, "Events", std::move(params), std::move(on_response), {}, &impl::follower_cancel));
   if (!r)
     co_return r.error();
   if (st->subscription.empty())
@@ -1026,6 +1071,9 @@ void event_stream::end() noexcept {
   }
 }
 
+asio::any_io_executor event_stream::get_executor() const {
+  return conn_ ? conn_->sock.get_executor() : asio::any_io_executor{};
+}
 const std::string& event_stream::subscription() const noexcept {
   return state_->subscription;
 }
@@ -1068,6 +1116,7 @@ asio::awaitable<result<void>> event_stream::cancel() {
   state_->end_error = make_error(errc::operation_canceled, "events follower ended");
   state_->wake.cancel();
   conn_->followers.erase(state_->subscription);
+  remote_executor::impl::remember_cancelled(conn_->unknown_followers, state_->subscription);
   auto r = co_await no_throw_on_cancel(remote_executor::impl::call(
       conn_, "Events.Cancel", field("subscription", json::string(state_->subscription))));
   co_return to_void(r);
@@ -1147,11 +1196,12 @@ asio::awaitable<result<remote_exec_session>> remote_executor::exec_streaming(
       conn->sessions[st->id] = st;
     }
   };
-  // Cancelled before the answer: the late answer is dropped, and the
-  // session's first output, for a session nobody holds, ends it on the
-  // daemon (cancel_unknown_session).
-  auto r = co_await no_throw_on_cancel(
-      impl::call(impl_, "ExecStreaming.Start", std::move(params), std::move(on_response)));
+  // Cancelled before the answer: the late answer ends the session on the
+  // daemon (session_cancel), as would its first output for a session
+  // nobody holds (cancel_unknown_session).
+  auto r =
+      co_await no_throw_on_cancel(impl::call(impl_, "ExecStreaming.Start", std::move(params),
+                                             std::move(on_response), {}, &impl::session_cancel));
   if (!r)
     co_return r.error();
   if (st->id.empty())
@@ -1188,14 +1238,11 @@ void remote_exec_session::end() noexcept {
   s.wake.cancel();  // a read() still waiting returns
   if (!live)
     return;
-  conn_->unknown_sessions.insert(s.id);  // its late output needs no second Cancel
   try {
+    // Its late output needs no second Cancel.
+    remote_executor::impl::remember_cancelled(conn_->unknown_sessions, s.id);
     // A notification: the daemon kills the command and answers nothing.
-    json::object note;
-    note["jsonrpc"] = "2.0";
-    note["method"] = "ExecStreaming.Cancel";
-    note["params"] = field("session", json::string(s.id));
-    conn_->send(json::serialize(note) + "\n");
+    conn_->send_cancel("ExecStreaming.Cancel", "session", s.id);
   } catch (...) {
     // Out of memory while ending: the connection's close ends it anyway.
   }
