@@ -676,15 +676,21 @@ BOOST_AUTO_TEST_CASE(diagnostics_name_the_child_step_and_the_binary) {
   });
 }
 
+/// A daemon of our own, its socket in `dir`.
+create_options daemon_options(const temp_dir& dir) {
+  create_options co;
+  co.daemon_path = TASKEXECD;
+  co.socket_path = dir / "run/d.sock";
+  co.kill_grace = 2000ms;
+  return co;
+}
+
 // remote_executor through tokens against a real daemon.
 BOOST_AUTO_TEST_CASE(remote_executor_through_tokens) {
   run([]() -> asio::awaitable<void> {
     auto& io = harness::get().io;
     temp_dir dir;
-    create_options co;
-    co.daemon_path = TASKEXECD;
-    co.socket_path = dir / "run/d.sock";
-    co.kill_grace = 2000ms;
+    auto co = daemon_options(dir);
     auto created = co_await async_create_executor(io.get_executor(), co);
     auto& c = created.client;
     BOOST_TEST(co_await c.async_version() == "2.0.0");
@@ -725,9 +731,7 @@ BOOST_AUTO_TEST_CASE(remote_events_follow_through_tokens) {
   run([]() -> asio::awaitable<void> {
     auto& io = harness::get().io;
     temp_dir dir;
-    create_options co;
-    co.daemon_path = TASKEXECD;
-    co.socket_path = dir / "run/d.sock";
+    auto co = daemon_options(dir);
     auto created = co_await async_create_executor(io.get_executor(), co);
     auto& c = created.client;
     diagnostics diag;
@@ -775,26 +779,16 @@ BOOST_AUTO_TEST_CASE(remote_events_follow_through_tokens) {
   });
 }
 
-// The followers open on the daemon (Metrics journal.followers), asked until
-// `want` or 20 s.
-asio::awaitable<std::int64_t> followers_until(remote_executor& c, std::int64_t want) {
+// A count in the daemon's Metrics (`section`.`member`), asked until it is
+// `want` or 20 s have passed.
+asio::awaitable<std::int64_t> metric_until(remote_executor& c, const char* section,
+                                           const char* member, std::int64_t want) {
   std::int64_t n = -1;
   for (int i = 0; i < 400 && n != want; ++i) {
     if (i)
       co_await pause(50ms);
     auto m = co_await c.async_metrics();
-    n = m.at("journal").at("followers").as_int64();
-  }
-  co_return n;
-}
-
-asio::awaitable<std::int64_t> subscriptions_until(remote_executor& c, std::int64_t want) {
-  std::int64_t n = -1;
-  for (int i = 0; i < 400 && n != want; ++i) {
-    if (i)
-      co_await pause(50ms);
-    auto m = co_await c.async_metrics();
-    n = m.at("stats").at("subscriptions").as_int64();
+    n = m.at(section).at(member).as_int64();
   }
   co_return n;
 }
@@ -823,9 +817,7 @@ BOOST_AUTO_TEST_CASE(a_cancelled_remote_open_leaves_nothing_open) {
   run([]() -> asio::awaitable<void> {
     auto& io = harness::get().io;
     temp_dir dir;
-    create_options co;
-    co.daemon_path = TASKEXECD;
-    co.socket_path = dir / "run/d.sock";
+    auto co = daemon_options(dir);
     auto created = co_await async_create_executor(io.get_executor(), co);
     auto& c = created.client;
     const int daemon = created.config.pid;
@@ -851,8 +843,10 @@ BOOST_AUTO_TEST_CASE(a_cancelled_remote_open_leaves_nothing_open) {
       BOOST_TEST(std::get<0>(e) == canceled);
       BOOST_TEST(c.connected());
       // The daemon answered all three after all; each is ended.
-      BOOST_TEST(co_await followers_until(c, 0) == 0);
-      BOOST_TEST(co_await subscriptions_until(c, 0) == 0);
+      const auto followers = co_await metric_until(c, "journal", "followers", 0);
+      BOOST_TEST(followers == 0);
+      const auto subscriptions = co_await metric_until(c, "stats", "subscriptions", 0);
+      BOOST_TEST(subscriptions == 0);
       // The session's command, if it got to run, is gone: the daemon's
       // children are the task and its watchdog again.
       BOOST_TEST(co_await children_until(daemon, 2) == 2u);
