@@ -255,22 +255,23 @@ std::optional<std::string_view> proc_files::read(int pid, int which) {
         return std::nullopt;
       const ssize_t n = read_at_0(fd);
       ::close(fd);
-      if (n <= 0)
+      if (n < 0)
         return std::nullopt;
       return std::string_view(buf_, static_cast<std::size_t>(n));
     }
     it = entries_.insert(it, entry{pid, {-1, -1, -1}});
   }
   int& fd = it->fds[which];
+  // (An empty read is content: a children list without children.)
   ssize_t n = fd >= 0 ? read_at_0(fd) : -1;
-  if (n <= 0) {
+  if (n < 0) {
     // Not open yet, or the process it was opened for is gone: the pid now
     // (a new holder, or nobody).
     if (fd >= 0)
       ::close(fd);
     fd = open_file();
     n = fd >= 0 ? read_at_0(fd) : -1;
-    if (n <= 0) {
+    if (n < 0) {
       if (fd >= 0)
         ::close(fd);
       fd = -1;

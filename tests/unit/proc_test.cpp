@@ -156,6 +156,16 @@ BOOST_AUTO_TEST_CASE(proc_files_read_the_same_process_again_and_follow_the_pid) 
   BOOST_TEST(c->pid == child);
   BOOST_TEST(c->ppid == me);
   BOOST_TEST(files.open_count() == 2u);
+  // Children lists: ours holds the child; the child's is empty, which is
+  // content, not a process gone.
+  auto kids = files.children(child);
+  BOOST_REQUIRE(kids);
+  BOOST_TEST(kids->empty());
+  auto mine = files.children(me);
+  BOOST_REQUIRE(mine);
+  const auto listed = parse_children_list(*mine);
+  BOOST_TEST((std::find(listed.begin(), listed.end(), child) != listed.end()));
+  BOOST_TEST(files.open_count() == 2u);
   // Full (2): a third process is read, not kept.
   proc_files one(1);
   BOOST_TEST(one.stat(me).has_value());
