@@ -29,6 +29,7 @@
 #include "bench_common.hpp"
 #include "taskexec/cgroups.hpp"
 #include "taskexec/child_reaper.hpp"
+#include "taskexec/isolation/cgroup.hpp"
 #include "taskexec/logging.hpp"
 #include "taskexec/task_executor.hpp"
 
@@ -205,8 +206,12 @@ int main(int argc, char** argv) {
             if (cgroup) {
               // The files the strategy reads on this host's layout.
               auto l = taskexec::cgroup::detect();
-              const std::string rel = "/taskexec/bench-stats-" + std::to_string(::getpid()) + "-" +
-                                      std::to_string(procs);
+              // (The task's cgroup is named by cgroup_name_for(): the id
+              // and a hash of it.)
+              const std::string rel =
+                  "/taskexec/" +
+                  taskexec::cgroup_name_for("bench-stats-" + std::to_string(::getpid()) + "-" +
+                                            std::to_string(procs));
               if (l.kind == taskexec::cgroup::mode::v2) {
                 for (const char* f :
                      {"cgroup.procs", "memory.stat", "memory.swap.current", "memory.current",
@@ -225,6 +230,14 @@ int main(int argc, char** argv) {
                 files.push_back(l.v1.at("cpuacct") + rel + "/cpuacct.usage_sys");
                 files.push_back(l.v1.at("cpu") + rel + "/cpu.stat");
                 files.push_back(l.unified + rel + "/memory.pressure");
+              }
+            }
+            // Every file of the raw loop must be there: a missing one is
+            // one failed open, far cheaper than the read it stands for.
+            for (const auto& f : files) {
+              if (::access(f.c_str(), R_OK) != 0) {
+                std::fprintf(stderr, "raw baseline: %s missing\n", f.c_str());
+                std::exit(1);
               }
             }
             // Interleaved halves, so both see the same machine state.
