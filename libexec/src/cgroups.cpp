@@ -418,8 +418,19 @@ std::vector<int> parse_procs(std::string_view rest) {
   return out;
 }
 
-std::optional<std::uint64_t> keyed_value(const std::string& content, std::string_view key) {
-  std::string_view rest = content;
+void add_procs(std::string_view rest, std::vector<int>& out) {
+  while (!rest.empty()) {
+    auto nl = rest.find('\n');
+    auto line = rest.substr(0, nl);
+    int pid = 0;
+    if (std::from_chars(line.data(), line.data() + line.size(), pid).ec == std::errc{} && pid > 0 &&
+        std::find(out.begin(), out.end(), pid) == out.end())
+      out.push_back(pid);
+    rest = nl == std::string_view::npos ? "" : rest.substr(nl + 1);
+  }
+}
+
+std::optional<std::uint64_t> keyed_value(std::string_view rest, std::string_view key) {
   while (!rest.empty()) {
     auto nl = rest.find('\n');
     auto line = rest.substr(0, nl);
@@ -435,8 +446,17 @@ std::optional<std::uint64_t> keyed_value(const std::string& content, std::string
   return std::nullopt;
 }
 
-std::optional<double> pressure_avg10(const std::string& content, std::string_view which) {
-  std::string_view rest = content;
+std::uint64_t number_value(std::string_view s) noexcept {
+  // As std::stoull read it before: leading blanks, then the digits.
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n'))
+    s.remove_prefix(1);
+  std::uint64_t out = 0;
+  if (std::from_chars(s.data(), s.data() + s.size(), out).ec != std::errc{})
+    return 0;
+  return out;
+}
+
+std::optional<double> pressure_avg10(std::string_view rest, std::string_view which) {
   while (!rest.empty()) {
     auto nl = rest.find('\n');
     auto line = rest.substr(0, nl);
@@ -448,11 +468,10 @@ std::optional<double> pressure_avg10(const std::string& content, std::string_vie
       return std::nullopt;
     auto v = line.substr(at + 6);
     v = v.substr(0, v.find(' '));
-    try {
-      return std::stod(std::string(v));
-    } catch (const std::exception&) {
+    double out = 0;
+    if (std::from_chars(v.data(), v.data() + v.size(), out).ec != std::errc{})
       return std::nullopt;
-    }
+    return out;
   }
   return std::nullopt;
 }

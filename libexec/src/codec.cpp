@@ -1,7 +1,9 @@
 #include "taskexec/codec.hpp"
 
+#include <boost/json/serializer.hpp>
 #include <boost/json/value.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <initializer_list>
 #include <limits>
@@ -415,6 +417,145 @@ void tag_invoke(const json::value_from_tag&, json::value& v, const task_resource
     pids[std::to_string(pid)] = json::value_from(ru);
   o["pids"] = std::move(pids);
   v = std::move(o);
+}
+
+namespace {
+
+// The pieces of append_json(), each as Boost.JSON's serializer writes it.
+struct json_writer {
+  explicit json_writer(std::string& o) : out(o) {}
+  std::string& out;
+  json::serializer sr;
+  char buf[128] = {};
+
+  void scalar(const json::value& v) {
+    sr.reset(&v);
+    while (!sr.done())
+      out += sr.read(buf);
+  }
+  void text(std::string_view s) {
+    sr.reset(s);
+    while (!sr.done())
+      out += sr.read(buf);
+  }
+  template <class Int>
+  void integer(Int v) {
+    char digits[24];
+    out.append(digits, std::to_chars(digits, digits + sizeof digits, v).ptr);
+  }
+  void real(double d) { scalar(json::value(d)); }
+  // "key": (keys are ours: plain ASCII, nothing to escape)
+  void key(std::string_view k, bool first = false) {
+    if (!first)
+      out += ',';
+    out += '"';
+    out += k;
+    out += "\":";
+  }
+  void names(const std::vector<std::string>& v) {
+    out += '[';
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (i)
+        out += ',';
+      text(v[i]);
+    }
+    out += ']';
+  }
+  void usage(const resource_usage& u) {
+    out += "{";
+    key("memory_stats", true);
+    out += '{';
+    key("rss", true);
+    integer(u.memory.rss);
+    key("cache");
+    integer(u.memory.cache);
+    key("swap");
+    integer(u.memory.swap);
+    key("usage");
+    integer(u.memory.usage);
+    key("max_usage");
+    integer(u.memory.max_usage);
+    key("kernel_usage");
+    integer(u.memory.kernel_usage);
+    key("kernel_max_usage");
+    integer(u.memory.kernel_max_usage);
+    key("measured");
+    names(u.memory.measured);
+    if (u.memory.pressure_some_avg10 || u.memory.pressure_full_avg10) {
+      key("pressure");
+      out += '{';
+      bool first = true;
+      if (u.memory.pressure_some_avg10) {
+        key("some_avg10", first);
+        real(*u.memory.pressure_some_avg10);
+        first = false;
+      }
+      if (u.memory.pressure_full_avg10) {
+        key("full_avg10", first);
+        real(*u.memory.pressure_full_avg10);
+      }
+      out += '}';
+    }
+    if (u.memory.events_high || u.memory.events_max || u.memory.events_oom_kill) {
+      key("events");
+      out += '{';
+      bool first = true;
+      for (auto [name, v] :
+           {std::pair{"high", &u.memory.events_high}, std::pair{"max", &u.memory.events_max},
+            std::pair{"oom_kill", &u.memory.events_oom_kill}}) {
+        if (*v) {
+          key(name, first);
+          integer(**v);
+          first = false;
+        }
+      }
+      out += '}';
+    }
+    out += '}';
+    key("cpu_stats");
+    out += '{';
+    key("system_mode", true);
+    real(u.cpu.system_mode);
+    key("user_mode");
+    real(u.cpu.user_mode);
+    key("total_ticks");
+    real(u.cpu.total_ticks);
+    key("throttled_periods");
+    integer(u.cpu.throttled_periods);
+    key("throttled_time");
+    integer(u.cpu.throttled_time);
+    key("percent");
+    real(u.cpu.percent);
+    key("measured");
+    names(u.cpu.measured);
+    out += "}}";
+  }
+};
+
+}  // namespace
+
+void append_json(std::string& out, const task_resource_usage& u) {
+  json_writer w(out);
+  out += '{';
+  w.key("timestamp_unix_nano", true);
+  w.integer(static_cast<std::int64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(u.timestamp.time_since_epoch())
+          .count()));
+  w.key("resource_usage");
+  w.usage(u.total);
+  w.key("pids");
+  out += '{';
+  bool first = true;
+  for (const auto& [pid, ru] : u.pids) {
+    if (!first)
+      out += ',';
+    first = false;
+    out += '"';
+    w.integer(pid);
+    out += "\":";
+    w.usage(ru);
+  }
+  out += "}}";
 }
 
 }  // namespace taskexec

@@ -3,10 +3,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <unordered_map>
@@ -185,6 +187,131 @@ std::optional<proc_stat> read_proc_stat(int pid) {
   return parse_proc_stat(content);
 }
 
+proc_files::proc_files() noexcept : max_open_(16) {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) == 0)
+    max_open_ = std::clamp<std::size_t>(static_cast<std::size_t>(r.rlim_cur / 8), 16, 256);
+}
+
+proc_files::~proc_files() {
+  close_all();
+}
+
+proc_files::proc_files(proc_files&& o) noexcept
+    : max_open_(o.max_open_), entries_(std::move(o.entries_)) {
+  o.entries_.clear();
+}
+
+proc_files& proc_files::operator=(proc_files&& o) noexcept {
+  if (this != &o) {
+    close_all();
+    max_open_ = o.max_open_;
+    entries_ = std::move(o.entries_);
+    o.entries_.clear();
+  }
+  return *this;
+}
+
+void proc_files::close_all() noexcept {
+  for (auto& e : entries_)
+    for (int fd : e.fds)
+      if (fd >= 0)
+        ::close(fd);
+  entries_.clear();
+}
+
+std::optional<std::string_view> proc_files::read(int pid, int which) {
+  static constexpr const char* names[3] = {"/stat", "/status", "/children"};
+  char path[48];
+  auto open_file = [&] {
+    char* p = path;
+    for (const char* c = "/proc/"; *c; ++c)
+      *p++ = *c;
+    p = std::to_chars(p, path + 17, pid).ptr;
+    if (which == 2) {  // task/<pid>/children
+      for (const char* c = "/task/"; *c; ++c)
+        *p++ = *c;
+      p = std::to_chars(p, p + 11, pid).ptr;
+    }
+    for (const char* c = names[which]; *c; ++c)
+      *p++ = *c;
+    *p = '\0';
+    return ::open(path, O_RDONLY | O_CLOEXEC);
+  };
+  auto read_at_0 = [&](int fd) -> ssize_t {
+    ssize_t n;
+    do {
+      n = ::pread(fd, buf_, sizeof buf_, 0);
+    } while (n < 0 && errno == EINTR);
+    return n;
+  };
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), pid,
+                             [](const entry& e, int p) { return e.pid < p; });
+  if (it == entries_.end() || it->pid != pid) {
+    if (entries_.size() >= max_open_) {
+      // Full: this one is read as before, opened and closed.
+      const int fd = open_file();
+      if (fd < 0)
+        return std::nullopt;
+      const ssize_t n = read_at_0(fd);
+      ::close(fd);
+      if (n < 0)
+        return std::nullopt;
+      return std::string_view(buf_, static_cast<std::size_t>(n));
+    }
+    it = entries_.insert(it, entry{pid, {-1, -1, -1}});
+  }
+  int& fd = it->fds[which];
+  // (An empty read is content: a children list without children.)
+  ssize_t n = fd >= 0 ? read_at_0(fd) : -1;
+  if (n < 0) {
+    // Not open yet, or the process it was opened for is gone: the pid now
+    // (a new holder, or nobody).
+    if (fd >= 0)
+      ::close(fd);
+    fd = open_file();
+    n = fd >= 0 ? read_at_0(fd) : -1;
+    if (n < 0) {
+      if (fd >= 0)
+        ::close(fd);
+      fd = -1;
+      if (it->fds[0] < 0 && it->fds[1] < 0 && it->fds[2] < 0)
+        entries_.erase(it);
+      return std::nullopt;
+    }
+  }
+  return std::string_view(buf_, static_cast<std::size_t>(n));
+}
+
+std::optional<proc_stat> proc_files::stat(int pid) {
+  auto text = read(pid, 0);
+  if (!text)
+    return std::nullopt;
+  return parse_proc_stat(*text);
+}
+
+std::optional<std::uint64_t> proc_files::status_kib(int pid, std::string_view key) {
+  auto text = read(pid, 1);
+  if (!text)
+    return std::nullopt;
+  return parse_status_kib(*text, key);
+}
+
+std::optional<std::string_view> proc_files::children(int pid) {
+  return read(pid, 2);
+}
+
+void proc_files::keep_only(const std::vector<int>& pids) {
+  std::erase_if(entries_, [&](entry& e) {
+    if (std::find(pids.begin(), pids.end(), e.pid) != pids.end())
+      return false;
+    for (int fd : e.fds)
+      if (fd >= 0)
+        ::close(fd);
+    return true;
+  });
+}
+
 std::vector<proc_stat> scan_processes() {
   std::vector<proc_stat> out;
   DIR* dir = ::opendir("/proc");
@@ -207,7 +334,7 @@ std::vector<proc_stat> scan_processes() {
   return out;
 }
 
-std::optional<std::vector<proc_stat>> scan_descendants(int root) {
+std::optional<std::vector<proc_stat>> scan_descendants(int root, proc_files* files) {
   static const bool supported = [] {
     std::string self = "/proc/self/task/" + std::to_string(::gettid()) + "/children";
     return ::access(self.c_str(), R_OK) == 0;
@@ -220,23 +347,37 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
   std::string path, content;
   std::vector<std::string> root_lists;  // root's threads' children files, for the re-read
   // Queue the children listed in one thread's file.
-  auto read_list = [&](const std::string& file) {
-    if (!read_whole(file.c_str(), content))
-      return false;
-    for (int child : parse_children_list(content)) {
+  auto take_list = [&](std::string_view list) {
+    for (int child : parse_children_list(list)) {
       if (!seen.insert(child).second)
         continue;
-      if (auto st = read_proc_stat(child)) {
+      if (auto st = files ? files->stat(child) : read_proc_stat(child)) {
         queue.emplace_back(child, st->num_threads);
         out.push_back(std::move(*st));
       }
     }
+  };
+  auto read_list = [&](const std::string& file) {
+    if (!read_whole(file.c_str(), content))
+      return false;
+    take_list(content);
     return true;
   };
   auto children_of = [&](int parent, int threads) {
     const std::string base = "/proc/" + std::to_string(parent) + "/task";
     if (threads == 1) {
       // One thread, whose id is the pid: no need to list the task dir.
+      if (files) {
+        // Kept open; a list that may not have fit in one read (a page
+        // holds ~500 pids, far more than half a page) is read whole below.
+        auto list = files->children(parent);
+        if (!list)
+          return;  // gone meanwhile
+        if (list->size() < 2048) {
+          take_list(*list);  // parsed before the stats reuse the buffer
+          return;
+        }
+      }
       read_list(base + "/" + std::to_string(parent) + "/children");
       return;
     }
@@ -259,12 +400,21 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root) {
       children_of(queue[i].first, queue[i].second);
     queue.clear();
   };
-  children_of(root, 0);
+  // The root's threads: with kept files and a root of one thread (a daemon),
+  // its one list is read through them, no listing of its task dir.
+  int root_threads = 0;
+  if (files) {
+    if (auto st = files->stat(root))
+      root_threads = st->num_threads == 1 ? 1 : 0;
+  }
+  children_of(root, root_threads);
   drain();
   // A process that exited during the walk left its children to the root
   // (the subreaper), whose lists were read first: read them once more (a
   // parent that died after its stat was read still shows an empty list, so
   // there is no telling it happened).
+  if (root_threads == 1)
+    children_of(root, 1);
   for (const auto& list : root_lists)
     read_list(list);
   drain();

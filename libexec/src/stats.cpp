@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "taskexec/detail/proc.hpp"
 
@@ -15,14 +16,6 @@ namespace {
 std::uint64_t ticks_to_ns(std::uint64_t ticks) {
   static const long hz = ::sysconf(_SC_CLK_TCK);
   return ticks * (1'000'000'000ull / static_cast<std::uint64_t>(hz > 0 ? hz : 100));
-}
-
-// VmSwap of /proc/<pid>/status in bytes (0 when absent).
-std::uint64_t swap_bytes(int pid) {
-  auto text = cgroup::read_file("/proc/" + std::to_string(pid) + "/status");
-  if (!text)
-    return 0;
-  return detail::parse_status_kib(*text, "VmSwap").value_or(0) * 1024;
 }
 
 const std::vector<std::string> proc_memory = {"RSS", "Swap"};
@@ -78,19 +71,24 @@ usage_reading usage_sampler::read() {
   // Right after the members, with no reap in between: a process reaped by
   // this one is either among the members or in the reaped total, never both.
   const auto tree = tree_cpu(members, reaped_ ? reaped_() : cpu_time{});
+  r.processes.reserve(members.size());
   for (const auto& st : members) {
     if (st.state == 'Z')
       continue;
     usage_reading::process p;
     p.pid = st.pid;
     p.rss = st.rss_pages * static_cast<std::uint64_t>(page);
-    p.swap = swap_bytes(st.pid);
+    p.swap = files_.status_kib(st.pid, "VmSwap").value_or(0) * 1024;
     p.user_ns = ticks_to_ns(st.utime_ticks);
     p.system_ns = ticks_to_ns(st.stime_ticks);
     r.processes.push_back(p);
   }
   std::sort(r.processes.begin(), r.processes.end(),
             [](const auto& a, const auto& b) { return a.pid < b.pid; });
+  live_.clear();
+  for (const auto& p : r.processes)
+    live_.push_back(p.pid);
+  files_.keep_only(live_);
   r.cgroup = cgroup_ ? cgroup_() : std::nullopt;
   // Monotonic: a child counted twice or missed in the window of its parent's
   // wait (see the header), or a process leaving the task's membership, must

@@ -216,6 +216,10 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
     return nullptr;
   }
   std::vector<detail::proc_stat> member_stats();
+  // For member_stats(): the stat files of the processes it read last, kept
+  // open, and the pids listed (reused from sample to sample).
+  detail::proc_files stat_files;
+  std::vector<int> member_pids;
   exec_command launched;  // the launch's command, for Exec's context
   /// The stack and command of an Exec in the task's context.
   result<std::pair<strategy_stack, exec_command>> exec_context(std::string cmd,
@@ -749,10 +753,14 @@ asio::awaitable<void> task_executor::impl::run_shutdown(int signo,
 
 std::vector<detail::proc_stat> task_executor::impl::member_stats() {
   if (auto* cg = cgroup()) {
+    // The cgroup lists the members: no walk of /proc.
+    cg->sample_members(member_pids);
     std::vector<detail::proc_stat> out;
-    for (int p : cg->members())
-      if (auto st = detail::read_proc_stat(p))
+    out.reserve(member_pids.size());
+    for (int p : member_pids)
+      if (auto st = stat_files.stat(p))
         out.push_back(std::move(*st));
+    stat_files.keep_only(member_pids);
     return out;
   }
   if (pid <= 0)
@@ -766,8 +774,12 @@ std::vector<detail::proc_stat> task_executor::impl::member_stats() {
   // task's, or members seen before), so a daemonised process (setsid, its
   // parent gone) is sampled while it lives and its CPU counted once reaped.
   const int me = ::getpid();
-  auto descendants = detail::scan_descendants(me);
+  auto descendants = detail::scan_descendants(me, &stat_files);
   auto table = descendants ? std::move(*descendants) : detail::scan_processes();
+  member_pids.assign(1, me);
+  for (const auto& p : table)
+    member_pids.push_back(p.pid);
+  stat_files.keep_only(member_pids);
   auto members =
       detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted_children(table));
   // Remember them, as long as they exist: a member missing from this walk

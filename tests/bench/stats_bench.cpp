@@ -1,19 +1,28 @@
 // bench_stats: CPU time per Stats sample for a task of 1 and of 100
 // processes, in /proc mode and in cgroup mode (as root), each beside a raw
-// loop doing only the reads that sample needs, in the same run.
+// loop doing only the reads that sample needs, in the same run; and the
+// heap allocations of each (operator new calls per sample).
 //
-//   bench_stats [--samples N]
+//   bench_stats [--samples N] [--only sampler|raw] [--mode proc|cgroup] [--procs N]
+//
+// --only runs just one of the two loops (the other is skipped), so that a
+// syscall count of the whole run (strace -c -f, perf stat -e
+// raw_syscalls:sys_enter), less that of a run with --samples 0, divided by
+// the samples, is the syscalls of one sample.
 #include <dirent.h>
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -25,6 +34,25 @@
 #include "taskexec/task_executor.hpp"
 
 namespace asio = boost::asio;
+
+namespace {
+std::atomic<std::uint64_t> g_allocations{0};
+}  // namespace
+
+// Every heap allocation of the process is counted (the io_context's and
+// the child reaper's too, which a sample does not wake).
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1))
+    return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace {
 
@@ -108,28 +136,44 @@ std::size_t raw_cgroup(const std::vector<std::string>& files, const std::vector<
 
 int main(int argc, char** argv) {
   int samples = 300;
+  std::string only, mode;
+  int only_procs = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--samples" && i + 1 < argc) {
       samples = std::atoi(argv[++i]);
+    } else if (a == "--only" && i + 1 < argc) {
+      only = argv[++i];
+    } else if (a == "--mode" && i + 1 < argc) {
+      mode = argv[++i];
+    } else if (a == "--procs" && i + 1 < argc) {
+      only_procs = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: bench_stats [--samples N]\n");
+      std::fprintf(stderr,
+                   "usage: bench_stats [--samples N] [--only sampler|raw] [--mode proc|cgroup] "
+                   "[--procs N]\n");
       return 2;
     }
   }
+  const bool run_sampler = only != "raw", run_raw = only != "sampler";
   taskexec::set_logger({.level = taskexec::log_level::error});
   asio::io_context io;
   taskexec::child_reaper reaper(io.get_executor(), taskexec::reaper_mode::adopt_orphans);
   const bool root = ::geteuid() == 0;
 
   std::printf("CPU time per Stats sample, %d samples each (microseconds)\n", samples);
-  std::printf("%-28s %12s %12s %8s\n", "", "sampler", "raw reads", "ratio");
+  std::printf("%-28s %12s %12s %8s %14s %14s\n", "", "sampler", "raw reads", "ratio",
+              "sampler allocs", "raw allocs");
   for (bool cgroup : {false, true}) {
     if (cgroup && !root) {
       std::printf("cgroup mode skipped: needs root\n");
       continue;
     }
+    if (!mode.empty() && mode != (cgroup ? "cgroup" : "proc"))
+      continue;
     for (int procs : {1, 100}) {
+      if (only_procs && procs != only_procs)
+        continue;
       bool done = false;
       asio::co_spawn(
           io,
@@ -198,24 +242,32 @@ int main(int argc, char** argv) {
             }
             // Interleaved halves, so both see the same machine state.
             double ours = 0, raw = 0;
+            std::uint64_t ours_allocs = 0, raw_allocs = 0;
             std::size_t sink = 0;
             for (int round = 0; round < 2; ++round) {
+              const auto a0 = g_allocations.load();
               double t0 = cpu_us();
-              for (int i = 0; i < samples / 2; ++i)
+              for (int i = 0; run_sampler && i < samples / 2; ++i)
                 sink += sampler->sample().pids.size();
               double t1 = cpu_us();
-              for (int i = 0; i < samples / 2; ++i)
+              const auto a1 = g_allocations.load();
+              for (int i = 0; run_raw && i < samples / 2; ++i)
                 sink += cgroup ? raw_cgroup(files, members) : raw_proc(members);
               double t2 = cpu_us();
+              const auto a2 = g_allocations.load();
               ours += t1 - t0;
               raw += t2 - t1;
+              ours_allocs += a1 - a0;
+              raw_allocs += a2 - a1;
             }
-            const int n = (samples / 2) * 2;
+            const int n = std::max(1, (samples / 2) * 2);
             char label[64];
             std::snprintf(label, sizeof label, "%s, %d process%s", cgroup ? "cgroup" : "/proc",
                           procs, procs == 1 ? "" : "es");
-            std::printf("%-28s %12.1f %12.1f %7.2fx%s\n", label, ours / n, raw / n, ours / raw,
-                        sink == 0 ? " (nothing read?)" : "");
+            std::printf("%-28s %12.1f %12.1f %7.2fx %14.1f %14.1f%s\n", label, ours / n, raw / n,
+                        raw > 0 ? ours / raw : 0.0, static_cast<double>(ours_allocs) / n,
+                        static_cast<double>(raw_allocs) / n,
+                        sink == 0 && samples > 0 ? " (nothing read?)" : "");
             bench::table_row(std::string("Stats sample CPU, ") + label, ours / n, "us",
                              "raw /proc or cgroup reads", raw / n, "<= 1.5x");
             co_await t.shutdown("SIGKILL", std::chrono::milliseconds(0));

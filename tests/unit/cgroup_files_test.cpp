@@ -253,4 +253,67 @@ BOOST_AUTO_TEST_CASE(remove_once_answers_busy_without_waiting) {
   BOOST_TEST(cgroup::remove_once(dir).has_value());  // idempotent
 }
 
+// The parsers a Stats sample uses on the files it keeps open: string views
+// of the content, no allocation.
+BOOST_AUTO_TEST_CASE(sample_parsers_read_exact_values) {
+  // v1 memory.stat (a live one's lines, cut): keys that prefix others
+  // ("rss" / "rss_huge", "total_swap" / "total_swapcached") are told apart.
+  const std::string_view v1_stat =
+      "cache 14893056\nrss 5222400\nrss_huge 0\nswap 0\nswapcached 7\n"
+      "total_cache 1181143040\ntotal_rss 3970113536\ntotal_rss_huge 0\n"
+      "total_swap 12288\ntotal_swapcached 4096\n";
+  BOOST_TEST((cgroup::keyed_value(v1_stat, "rss") == std::optional<std::uint64_t>(5222400)));
+  BOOST_TEST(
+      (cgroup::keyed_value(v1_stat, "total_rss") == std::optional<std::uint64_t>(3970113536ull)));
+  BOOST_TEST(
+      (cgroup::keyed_value(v1_stat, "total_cache") == std::optional<std::uint64_t>(1181143040ull)));
+  BOOST_TEST((cgroup::keyed_value(v1_stat, "total_swap") == std::optional<std::uint64_t>(12288)));
+  BOOST_TEST(!cgroup::keyed_value(v1_stat, "total").has_value());
+  BOOST_TEST(!cgroup::keyed_value(v1_stat.substr(0, 0), "rss").has_value());
+  // The last line without its newline.
+  BOOST_TEST((cgroup::keyed_value("a 1\nb 22", "b") == std::optional<std::uint64_t>(22)));
+  BOOST_TEST(!cgroup::keyed_value("a x\n", "a").has_value());
+
+  // v2 cpu.stat and v1 cpu.stat.
+  const std::string_view v2_cpu =
+      "usage_usec 1031\nuser_usec 712\nsystem_usec 319\nnr_periods 4\nnr_throttled 2\n"
+      "throttled_usec 1500\nnr_bursts 0\nburst_usec 0\n";
+  BOOST_TEST((cgroup::keyed_value(v2_cpu, "user_usec") == std::optional<std::uint64_t>(712)));
+  BOOST_TEST((cgroup::keyed_value(v2_cpu, "system_usec") == std::optional<std::uint64_t>(319)));
+  BOOST_TEST((cgroup::keyed_value(v2_cpu, "nr_throttled") == std::optional<std::uint64_t>(2)));
+  BOOST_TEST((cgroup::keyed_value(v2_cpu, "throttled_usec") == std::optional<std::uint64_t>(1500)));
+  const std::string_view v1_cpu = "nr_periods 9\nnr_throttled 3\nthrottled_time 123456789\n";
+  BOOST_TEST(
+      (cgroup::keyed_value(v1_cpu, "throttled_time") == std::optional<std::uint64_t>(123456789)));
+
+  // One-number files: cpuacct.usage_user, memory.usage_in_bytes, "max".
+  BOOST_TEST(cgroup::number_value("18446744073709551615\n") == UINT64_MAX);
+  BOOST_TEST(cgroup::number_value("258048\n") == 258048u);
+  BOOST_TEST(cgroup::number_value("  42\n") == 42u);
+  BOOST_TEST(cgroup::number_value("12abc") == 12u);
+  BOOST_TEST(cgroup::number_value("max\n") == 0u);
+  BOOST_TEST(cgroup::number_value("") == 0u);
+  BOOST_TEST(cgroup::number_value("18446744073709551616\n") == 0u);  // out of range
+
+  // PSI.
+  const std::string_view psi =
+      "some avg10=12.34 avg60=0.00 avg300=0.00 total=5\n"
+      "full avg10=0.05 avg60=0.00 avg300=0.00 total=1\n";
+  BOOST_TEST((cgroup::pressure_avg10(psi, "some") == std::optional<double>(12.34)));
+  BOOST_TEST((cgroup::pressure_avg10(psi, "full") == std::optional<double>(0.05)));
+  BOOST_TEST(!cgroup::pressure_avg10("some avg60=1.00\n", "some").has_value());
+  BOOST_TEST(!cgroup::pressure_avg10("some avg10=x avg60=1.00\n", "some").has_value());
+  BOOST_TEST(!cgroup::pressure_avg10(psi, "none").has_value());
+
+  // cgroup.procs into a list that already holds some pids: each pid once,
+  // in the order first seen; what is not a positive number is skipped.
+  std::vector<int> out{7};
+  cgroup::add_procs("12\n7\n0\n-3\nx\n13\n12\n", out);
+  BOOST_TEST((out == std::vector<int>{7, 12, 13}));
+  cgroup::add_procs("", out);
+  BOOST_TEST((out == std::vector<int>{7, 12, 13}));
+  cgroup::add_procs("14", out);  // no newline at the end
+  BOOST_TEST((out == std::vector<int>{7, 12, 13, 14}));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,6 +1,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <cstdint>
 
 #include "taskexec/codec.hpp"
 
@@ -121,6 +123,68 @@ BOOST_AUTO_TEST_CASE(process_state_round_trip) {
       R"({"pid":42,"exit_code":137,"signal":9,"time_unix_nano":1700000000000000000,"oom_killed":false})");
   BOOST_TEST((json::value_to<process_state>(v) == p));
   BOOST_CHECK_THROW(json::value_to<process_state>(json::parse(R"({"pid": -1})")), decode_exception);
+}
+
+BOOST_AUTO_TEST_CASE(append_json_writes_what_serialize_of_value_from_writes) {
+  auto same = [](const task_resource_usage& u) {
+    std::string out = "prefix:";
+    append_json(out, u);
+    const std::string expected = "prefix:" + json::serialize(json::value_from(u));
+    BOOST_TEST(out == expected);
+  };
+  // Empty: a first sample of a task with nothing measured.
+  same(task_resource_usage{});
+  // /proc mode: two processes, rates with fractions.
+  task_resource_usage p;
+  p.timestamp =
+      std::chrono::system_clock::time_point(std::chrono::nanoseconds(1733520000123456789));
+  p.total.memory.rss = 1234567;
+  p.total.memory.swap = 4096;
+  p.total.memory.measured = {"RSS", "Swap"};
+  p.total.cpu.system_mode = 0.1;
+  p.total.cpu.user_mode = 12.345678901234567;
+  p.total.cpu.percent = 12.445678901234567;
+  p.total.cpu.total_ticks = 329.1234;
+  p.total.cpu.measured = {"System Mode", "User Mode", "Percent"};
+  resource_usage one;
+  one.memory.rss = 8192;
+  one.memory.measured = {"RSS", "Swap"};
+  one.cpu.user_mode = 1e-7;
+  one.cpu.percent = 100;
+  one.cpu.measured = {"System Mode", "User Mode", "Percent"};
+  p.pids[42] = one;
+  one.cpu.user_mode = 3.0e10;
+  p.pids[7] = one;
+  same(p);
+  // cgroup mode, with pressure and events (some of each only), a name that
+  // needs escaping and the largest counters.
+  task_resource_usage c = p;
+  c.total.memory.cache = UINT64_MAX;
+  c.total.memory.usage = 1;
+  c.total.memory.max_usage = 2;
+  c.total.memory.kernel_usage = 3;
+  c.total.memory.kernel_max_usage = 4;
+  c.total.memory.measured = {"RSS",
+                             "Cache",
+                             "Swap",
+                             "Usage",
+                             "Max Usage",
+                             "Kernel Usage",
+                             "Kernel Max Usage",
+                             "a \"quoted\"\\ name\n"};
+  c.total.memory.pressure_full_avg10 = 0.05;
+  c.total.memory.events_max = 3;
+  c.total.cpu.throttled_periods = 17;
+  c.total.cpu.throttled_time = 123456789012;
+  same(c);
+  c.total.memory.pressure_some_avg10 = 12.34;
+  c.total.memory.events_high = 0;
+  c.total.memory.events_oom_kill = 1;
+  c.timestamp = std::chrono::system_clock::time_point(std::chrono::nanoseconds(-5));
+  same(c);
+  c.total.memory.pressure_full_avg10.reset();
+  c.total.memory.events_max.reset();
+  same(c);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

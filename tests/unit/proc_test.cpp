@@ -1,6 +1,9 @@
 #include <boost/test/unit_test.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
 #include <algorithm>
 
 #include "taskexec/detail/proc.hpp"
@@ -123,6 +126,70 @@ BOOST_AUTO_TEST_CASE(a_recycled_and_released_pid_leaves_a_strangers_session) {
   };
   BOOST_TEST(pids(task_members(table, 200, 50, 80, 100, {})) == (std::vector<int>{301}),
              boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(proc_files_read_the_same_process_again_and_follow_the_pid) {
+  proc_files files(2);
+  const int me = ::getpid();
+  auto fresh = read_proc_stat(me);
+  auto kept = files.stat(me);
+  BOOST_REQUIRE(fresh);
+  BOOST_REQUIRE(kept);
+  BOOST_TEST(kept->pid == me);
+  BOOST_TEST(kept->start_ticks == fresh->start_ticks);
+  BOOST_TEST(kept->ppid == fresh->ppid);
+  BOOST_TEST(files.open_count() == 1u);
+  // Read again through the open file: still this process.
+  BOOST_TEST(files.stat(me)->start_ticks == fresh->start_ticks);
+  BOOST_TEST(files.status_kib(me, "VmRSS").value_or(0) > 0u);
+  BOOST_TEST(!files.status_kib(me, "NoSuchKey").has_value());
+  BOOST_TEST(files.open_count() == 1u);
+
+  const pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  auto c = files.stat(child);
+  BOOST_REQUIRE(c);
+  BOOST_TEST(c->pid == child);
+  BOOST_TEST(c->ppid == me);
+  BOOST_TEST(files.open_count() == 2u);
+  // Children lists: ours holds the child; the child's is empty, which is
+  // content, not a process gone.
+  auto kids = files.children(child);
+  BOOST_REQUIRE(kids);
+  BOOST_TEST(kids->empty());
+  auto mine = files.children(me);
+  BOOST_REQUIRE(mine);
+  const auto listed = parse_children_list(*mine);
+  BOOST_TEST((std::find(listed.begin(), listed.end(), child) != listed.end()));
+  BOOST_TEST(files.open_count() == 2u);
+  // Full (2): a third process is read, not kept.
+  proc_files one(1);
+  BOOST_TEST(one.stat(me).has_value());
+  BOOST_TEST(one.stat(child).has_value());
+  BOOST_TEST(one.open_count() == 1u);
+
+  ::kill(child, SIGKILL);
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+  // Reaped: the open file fails and the pid has no process now.
+  BOOST_TEST(!files.stat(child).has_value());
+  BOOST_TEST(!files.status_kib(child, "VmSwap").has_value());
+  BOOST_TEST(files.open_count() == 1u);
+  BOOST_TEST(!one.stat(child).has_value());
+
+  // Moved: the files go with the object.
+  proc_files moved = std::move(files);
+  BOOST_TEST(moved.open_count() == 1u);
+  BOOST_TEST(files.open_count() == 0u);  // NOLINT(bugprone-use-after-move): checked empty
+  moved.keep_only({me});
+  BOOST_TEST(moved.open_count() == 1u);
+  moved.keep_only({});
+  BOOST_TEST(moved.open_count() == 0u);
+  BOOST_TEST(moved.stat(me)->pid == me);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

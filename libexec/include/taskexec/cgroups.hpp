@@ -118,12 +118,23 @@ std::vector<int> procs(const std::string& dir);
 /// not a positive number are skipped.
 std::vector<int> parse_procs(std::string_view content);
 
-/// The value of `key` in a flat keyed file ("key value" lines): memory.stat,
-/// cpu.stat, memory.events, memory.oom_control.
-std::optional<std::uint64_t> keyed_value(const std::string& content, std::string_view key);
+/// Append to `out` the pids of a cgroup.procs file's content that `out`
+/// does not hold yet (as parse_procs() reads them). No allocation once `out`
+/// has the room.
+void add_procs(std::string_view content, std::vector<int>& out);
 
-/// PSI: the avg10 of the "some" or "full" line of a *.pressure file.
-std::optional<double> pressure_avg10(const std::string& content, std::string_view which);
+/// The value of `key` in a flat keyed file ("key value" lines): memory.stat,
+/// cpu.stat, memory.events, memory.oom_control. No allocation.
+std::optional<std::uint64_t> keyed_value(std::string_view content, std::string_view key);
+
+/// The number a one-number file (memory.usage_in_bytes, cpuacct.usage_user)
+/// starts with, after any blanks; 0 when it holds none ("max", empty). No
+/// allocation.
+std::uint64_t number_value(std::string_view content) noexcept;
+
+/// PSI: the avg10 of the "some" or "full" line of a *.pressure file. No
+/// allocation.
+std::optional<double> pressure_avg10(std::string_view content, std::string_view which);
 
 /// v2: `populated` from cgroup.events.
 std::optional<bool> populated(const std::string& dir);

@@ -65,6 +65,11 @@ void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const
 void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v,
                 const task_resource_usage& u);
 void tag_invoke(const boost::json::value_from_tag&, boost::json::value& v, const resource_usage& u);
+/// Append to `out` the JSON text of `u`: byte for byte what
+/// serialize(value_from(u)) gives, written straight into `out` (no value
+/// tree; no allocation once `out` has the room). For the daemon's Stats
+/// ticks.
+void append_json(std::string& out, const task_resource_usage& u);
 
 exec_command tag_invoke(const boost::json::value_to_tag<exec_command>&,
                         const boost::json::value& v);

@@ -110,6 +110,8 @@ class usage_sampler {
   reaped_fn reaped_;
   cpu_time high_water_;
   std::optional<usage_reading> previous_;
+  detail::proc_files files_;  // the members' status files, kept open
+  std::vector<int> live_;     // the last reading's pids (reused)
 };
 
 /// Percent of one core between two readings of a CPU-time counter.

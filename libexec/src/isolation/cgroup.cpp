@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -291,6 +292,7 @@ void cgroup_strategy::launch_failed(const launch_plan&) noexcept {
   created_.clear();
   active_ = false;
   membership_ = {};
+  sample_files_.reset();
 }
 
 std::vector<int> cgroup_strategy::members() const {
@@ -319,71 +321,215 @@ result<void> cgroup_strategy::update(const task_resources& r) {
   return v2_limits_ ? cgroup::apply_v2(v2_dir_, r) : cgroup::apply_v1(v1_, r);
 }
 
+// The files of a Stats sample. A counter file is opened once and read again
+// with pread at offset 0 (cgroupfs makes the content anew at every read from
+// 0; a stand-in's regular file shows what was last written), parsed in place
+// in one buffer. v1's cgroup.procs is the exception: the kernel keeps the pid
+// list a v1 cgroup.procs file showed first for as long as that file is open,
+// so each is opened anew for every sample; v2's is current at every pread.
+// A file that cannot be opened counts as unreadable (its counters 0), and is
+// tried again at the next sample.
+struct cgroup_strategy::sample_files {
+  enum which : std::uint8_t {
+    v2_stat,
+    v2_swap,
+    v2_current,
+    v2_cpu,
+    v2_events,
+    v1_stat,
+    v1_usage,
+    v1_max_usage,
+    v1_kmem_usage,
+    v1_kmem_max_usage,
+    v1_failcnt,
+    v1_oom,
+    v1_user,
+    v1_sys,
+    v1_cpu,
+    psi,
+    v2_procs,
+    count
+  };
+  std::array<std::string, count> paths;  // empty: not read in this layout
+  std::array<int, count> fds{};          // -1: not open
+  std::vector<std::string> v1_procs;     // opened for each sample
+  // Room for every counter file (v2's memory.stat, the largest, is about
+  // 1.5 KiB) and a cgroup.procs of ~2000 pids; it grows for a longer list
+  // (up to 4 MiB, as read_file() has no bound but the file's end).
+  std::vector<char> buf = std::vector<char>(16 * 1024);
+
+  sample_files() { fds.fill(-1); }
+  ~sample_files() {
+    for (int fd : fds)
+      if (fd >= 0)
+        ::close(fd);
+  }
+  sample_files(const sample_files&) = delete;
+  sample_files& operator=(const sample_files&) = delete;
+
+  // The content of `fd` from offset 0, in `buf`. cgroupfs files are
+  // seq_files whose records (a whole counter file, or one pid) are far below
+  // a page, and a read fills the caller's buffer up to a page at least: a
+  // read that returns less than half a page has reached the end, so a small
+  // file takes one pread.
+  std::optional<std::string_view> contents(int fd) {
+    constexpr std::size_t limit = 4u << 20;
+    std::size_t n = 0;
+    for (;;) {
+      if (n == buf.size()) {
+        if (buf.size() >= limit)
+          break;
+        buf.resize(buf.size() * 2);
+      }
+      const ssize_t r = ::pread(fd, buf.data() + n, buf.size() - n, static_cast<off_t>(n));
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r < 0)
+        return std::nullopt;
+      n += static_cast<std::size_t>(r);
+      if (r < 2048)
+        break;
+    }
+    return std::string_view(buf.data(), n);
+  }
+
+  std::optional<std::string_view> read(which w) {
+    if (paths[w].empty())
+      return std::nullopt;
+    if (fds[w] < 0) {
+      fds[w] = ::open(paths[w].c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      if (fds[w] < 0)
+        return std::nullopt;
+    }
+    auto text = contents(fds[w]);
+    if (!text) {
+      // The cgroup removed under us (ENODEV), ...: opened anew next time.
+      ::close(fds[w]);
+      fds[w] = -1;
+    }
+    return text;
+  }
+
+  std::optional<std::string_view> read_once(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+      return std::nullopt;
+    auto out = contents(fd);
+    ::close(fd);
+    return out;
+  }
+};
+
+cgroup_strategy::sample_files& cgroup_strategy::files() const {
+  if (sample_files_)
+    return *sample_files_;
+  auto f = std::make_unique<sample_files>();
+  auto set = [&](sample_files::which w, const std::string& dir, const char* file) {
+    f->paths[w] = join(dir, file);
+  };
+  if (v2_limits_) {
+    set(sample_files::v2_stat, v2_dir_, "memory.stat");
+    set(sample_files::v2_swap, v2_dir_, "memory.swap.current");
+    set(sample_files::v2_current, v2_dir_, "memory.current");
+    set(sample_files::v2_cpu, v2_dir_, "cpu.stat");
+    set(sample_files::v2_events, v2_dir_, "memory.events");
+  } else {
+    if (!v1_.memory.empty()) {
+      set(sample_files::v1_stat, v1_.memory, "memory.stat");
+      set(sample_files::v1_usage, v1_.memory, "memory.usage_in_bytes");
+      set(sample_files::v1_max_usage, v1_.memory, "memory.max_usage_in_bytes");
+      set(sample_files::v1_kmem_usage, v1_.memory, "memory.kmem.usage_in_bytes");
+      set(sample_files::v1_kmem_max_usage, v1_.memory, "memory.kmem.max_usage_in_bytes");
+      set(sample_files::v1_failcnt, v1_.memory, "memory.failcnt");
+      set(sample_files::v1_oom, v1_.memory, "memory.oom_control");
+    }
+    if (!v1_.cpuacct.empty()) {
+      set(sample_files::v1_user, v1_.cpuacct, "cpuacct.usage_user");
+      set(sample_files::v1_sys, v1_.cpuacct, "cpuacct.usage_sys");
+    }
+    if (!v1_.cpu.empty())
+      set(sample_files::v1_cpu, v1_.cpu, "cpu.stat");
+  }
+  if (!v2_dir_.empty()) {
+    set(sample_files::psi, v2_dir_, "memory.pressure");
+    set(sample_files::v2_procs, v2_dir_, "cgroup.procs");
+  }
+  for (const auto& d : directories()) {
+    if (d != v2_dir_)
+      f->v1_procs.push_back(join(d, "cgroup.procs"));
+  }
+  sample_files_ = std::move(f);
+  return *sample_files_;
+}
+
+void cgroup_strategy::sample_members(std::vector<int>& out) const {
+  out.clear();
+  if (!active_)
+    return;
+  auto& f = files();
+  // As members(): every directory's list, v2's first.
+  if (auto text = f.read(sample_files::v2_procs))
+    cgroup::add_procs(*text, out);
+  for (const auto& path : f.v1_procs) {
+    if (auto text = f.read_once(path))
+      cgroup::add_procs(*text, out);
+  }
+}
+
 cgroup_counters cgroup_strategy::read() const {
   cgroup_counters c;
   if (!active_)
     return c;
-  auto value = [](const std::optional<std::string>& text, std::string_view key) {
-    return text ? cgroup::keyed_value(*text, key).value_or(0) : 0;
+  auto& f = files();
+  using w = sample_files;
+  // Each file is parsed before the next read reuses the buffer.
+  auto number = [&](sample_files::which file) -> std::uint64_t {
+    auto text = f.read(file);
+    return text ? cgroup::number_value(*text) : 0;
   };
-  auto number = [](const std::string& path) -> std::uint64_t {
-    auto t = cgroup::read_file(path);
-    if (!t)
-      return 0;
-    try {
-      return std::stoull(*t);
-    } catch (const std::exception&) {
-      return 0;
-    }
+  auto values = [&](sample_files::which file, auto&&... out) {
+    auto text = f.read(file);
+    ((*out.second = text ? cgroup::keyed_value(*text, out.first).value_or(0) : 0), ...);
   };
+  using kv = std::pair<std::string_view, std::uint64_t*>;
   if (v2_limits_) {
-    auto stat = cgroup::read_file(join(v2_dir_, "memory.stat"));
-    c.rss = value(stat, "anon");
-    c.cache = value(stat, "file");
-    c.swap = number(join(v2_dir_, "memory.swap.current"));
-    c.usage = number(join(v2_dir_, "memory.current"));
+    values(w::v2_stat, kv{"anon", &c.rss}, kv{"file", &c.cache});
+    c.swap = number(w::v2_swap);
+    c.usage = number(w::v2_current);
     c.memory_measured = {"RSS", "Cache", "Swap", "Usage"};
-    auto cpu = cgroup::read_file(join(v2_dir_, "cpu.stat"));
-    c.user_ns = value(cpu, "user_usec") * 1000;
-    c.system_ns = value(cpu, "system_usec") * 1000;
-    c.throttled_periods = value(cpu, "nr_throttled");
-    c.throttled_ns = value(cpu, "throttled_usec") * 1000;
-    auto events = cgroup::read_file(join(v2_dir_, "memory.events"));
-    c.events_high = value(events, "high");
-    c.events_max = value(events, "max");
-    c.events_oom_kill = value(events, "oom_kill");
+    std::uint64_t user_us = 0, system_us = 0, throttled_us = 0;
+    values(w::v2_cpu, kv{"user_usec", &user_us}, kv{"system_usec", &system_us},
+           kv{"nr_throttled", &c.throttled_periods}, kv{"throttled_usec", &throttled_us});
+    c.user_ns = user_us * 1000;
+    c.system_ns = system_us * 1000;
+    c.throttled_ns = throttled_us * 1000;
+    values(w::v2_events, kv{"high", &c.events_high}, kv{"max", &c.events_max},
+           kv{"oom_kill", &c.events_oom_kill});
   } else {
     if (!v1_.memory.empty()) {
-      auto stat = cgroup::read_file(join(v1_.memory, "memory.stat"));
-      c.rss = value(stat, "total_rss");
-      c.cache = value(stat, "total_cache");
-      c.swap = value(stat, "total_swap");
-      c.usage = number(join(v1_.memory, "memory.usage_in_bytes"));
-      c.max_usage = number(join(v1_.memory, "memory.max_usage_in_bytes"));
-      c.kernel_usage = number(join(v1_.memory, "memory.kmem.usage_in_bytes"));
-      c.kernel_max_usage = number(join(v1_.memory, "memory.kmem.max_usage_in_bytes"));
+      values(w::v1_stat, kv{"total_rss", &c.rss}, kv{"total_cache", &c.cache},
+             kv{"total_swap", &c.swap});
+      c.usage = number(w::v1_usage);
+      c.max_usage = number(w::v1_max_usage);
+      c.kernel_usage = number(w::v1_kmem_usage);
+      c.kernel_max_usage = number(w::v1_kmem_max_usage);
       c.memory_measured = {"RSS",          "Cache",           "Swap", "Usage", "Max Usage",
                            "Kernel Usage", "Kernel Max Usage"};
-      c.events_max = number(join(v1_.memory, "memory.failcnt"));
-      c.events_oom_kill =
-          value(cgroup::read_file(join(v1_.memory, "memory.oom_control")), "oom_kill");
+      c.events_max = number(w::v1_failcnt);
+      values(w::v1_oom, kv{"oom_kill", &c.events_oom_kill});
     }
     if (!v1_.cpuacct.empty()) {
-      c.user_ns = number(join(v1_.cpuacct, "cpuacct.usage_user"));
-      c.system_ns = number(join(v1_.cpuacct, "cpuacct.usage_sys"));
+      c.user_ns = number(w::v1_user);
+      c.system_ns = number(w::v1_sys);
     }
-    if (!v1_.cpu.empty()) {
-      auto cpu = cgroup::read_file(join(v1_.cpu, "cpu.stat"));
-      c.throttled_periods = value(cpu, "nr_throttled");
-      c.throttled_ns = value(cpu, "throttled_time");
-    }
+    if (!v1_.cpu.empty())
+      values(w::v1_cpu, kv{"nr_throttled", &c.throttled_periods},
+             kv{"throttled_time", &c.throttled_ns});
   }
   c.cpu_measured = {"System Mode", "User Mode", "Throttled Periods", "Throttled Time", "Percent"};
-  if (!v2_dir_.empty()) {
-    if (auto psi = cgroup::read_file(join(v2_dir_, "memory.pressure"))) {
-      c.pressure_some_avg10 = cgroup::pressure_avg10(*psi, "some");
-      c.pressure_full_avg10 = cgroup::pressure_avg10(*psi, "full");
-    }
+  if (auto psi = f.read(w::psi)) {
+    c.pressure_some_avg10 = cgroup::pressure_avg10(*psi, "some");
+    c.pressure_full_avg10 = cgroup::pressure_avg10(*psi, "full");
   }
   return c;
 }
@@ -426,6 +572,7 @@ std::vector<std::string> cgroup_strategy::directories() const {
 result<void> cgroup_strategy::teardown() {
   if (!active_)
     return {};
+  sample_files_.reset();  // no file of the task's cgroups held open
   // Whatever is left is killed (frozen, through pidfds) and the directories
   // go once it has exited; a process still exiting makes this answer
   // errc::resource_busy and the executor calls again shortly, never

@@ -39,7 +39,8 @@ struct server::state::stats_schedule {
     bool started = false;  // its first sample was sent (after its answer)
   };
   std::vector<subscriber> subscribers;
-  bool stopped = false;  // its last subscriber left
+  bool stopped = false;    // its last subscriber left
+  std::string usage_text;  // a tick's usage as JSON (its room kept from tick to tick)
 };
 
 namespace {
@@ -131,7 +132,9 @@ void server::state::start_subscription(const std::weak_ptr<connection>& conn, co
   auto r = reading();
   if (!it->second->previous)
     it->second->previous = r;
-  send_sample(*c, id, json::serialize(json::value_from(usage_between(nullptr, *r))), metrics);
+  std::string usage;
+  append_json(usage, usage_between(nullptr, *r));
+  send_sample(*c, id, usage, metrics);
 }
 
 asio::awaitable<void> server::state::run_schedule(std::shared_ptr<state> self,
@@ -176,7 +179,10 @@ asio::awaitable<void> server::state::run_schedule(std::shared_ptr<state> self,
       ++self->metrics.stats_ticks_deferred;
       continue;
     }
-    const auto usage = json::serialize(json::value_from(usage_between(s->previous.get(), *r)));
+    // Serialized once for every subscriber, into the schedule's buffer.
+    auto& usage = s->usage_text;
+    usage.clear();
+    append_json(usage, usage_between(s->previous.get(), *r));
     s->previous = r;
     std::erase_if(s->subscribers, [&](const auto& sub) {
       auto c = sub.conn.lock();

@@ -44,6 +44,50 @@ std::optional<std::uint64_t> parse_status_kib(std::string_view content, std::str
 /// Read and parse /proc/<pid>/stat; nullopt when the process is gone.
 std::optional<proc_stat> read_proc_stat(int pid);
 
+/// /proc/<pid>/stat and /proc/<pid>/status of the processes a sampler reads
+/// again and again, kept open and read with pread: one syscall a file per
+/// sample instead of open, read and close. An open /proc/<pid> file stays
+/// bound to the process it was opened for (once that one is reaped, a read
+/// fails with ESRCH, never showing a process that took the pid over): a
+/// read that fails opens the file anew once, so each read shows what
+/// opening /proc/<pid>/... then would. At most `max_open` processes are
+/// kept (up to three descriptors each); others are opened for each read.
+/// By default: an eighth of RLIMIT_NOFILE's soft limit, between 16 and 256
+/// (128 under the usual 1024).
+class proc_files {
+ public:
+  proc_files() noexcept;
+  explicit proc_files(std::size_t max_open) noexcept : max_open_(max_open) {}
+  ~proc_files();
+  proc_files(proc_files&& o) noexcept;
+  proc_files& operator=(proc_files&& o) noexcept;
+  proc_files(const proc_files&) = delete;
+  proc_files& operator=(const proc_files&) = delete;
+
+  /// /proc/<pid>/stat parsed; nullopt when the process is gone.
+  std::optional<proc_stat> stat(int pid);
+  /// The value in kB of `key` in /proc/<pid>/status (parse_status_kib).
+  std::optional<std::uint64_t> status_kib(int pid, std::string_view key);
+  /// /proc/<pid>/task/<pid>/children (the main thread's children list);
+  /// nullopt when the process is gone. The view lasts until the next read.
+  std::optional<std::string_view> children(int pid);
+  /// Close the files of every process but those in `pids`.
+  void keep_only(const std::vector<int>& pids);
+  /// How many processes have files open (for tests).
+  std::size_t open_count() const noexcept { return entries_.size(); }
+
+ private:
+  struct entry {
+    int pid = 0;
+    int fds[3] = {-1, -1, -1};  // stat, status, children
+  };
+  std::optional<std::string_view> read(int pid, int which);
+  void close_all() noexcept;
+  std::size_t max_open_;
+  std::vector<entry> entries_;  // by increasing pid
+  char buf_[4096];
+};
+
 /// Every process visible in /proc (processes vanishing meanwhile are skipped).
 std::vector<proc_stat> scan_processes();
 
@@ -57,7 +101,10 @@ std::vector<proc_stat> scan_processes();
 /// One re-parented to another subreaper inside the tree (the init of a PID
 /// namespace, a task that is a subreaper itself) after that one's list was
 /// read is missed by this walk; the next finds it.
-std::optional<std::vector<proc_stat>> scan_descendants(int root);
+/// With `files`, each process's stat and (for a process of one thread,
+/// `root` included) its children list are read through it; the caller keeps
+/// `root` among the processes whose files it keeps.
+std::optional<std::vector<proc_stat>> scan_descendants(int root, proc_files* files = nullptr);
 
 /// The current time in /proc start-time units (ticks since boot, CLOCK_BOOTTIME).
 std::uint64_t boot_ticks_now() noexcept;

@@ -91,12 +91,17 @@ class cgroup_strategy final : public isolation_strategy {
   cgroup::mode mode() const noexcept { return layout_.kind; }
   /// Every pid in the task's cgroup.
   std::vector<int> members() const;
+  /// members() into `out` (cleared first), through the files read() keeps
+  /// open: what a Stats sample lists, with no allocation once `out` has the
+  /// room.
+  void sample_members(std::vector<int>& out) const;
   /// SIGKILL everything in the task's cgroups (see cgroup::kill_members).
   /// Returns how many were signalled.
   std::size_t kill_members();
   /// Apply new limits to the running task's cgroup.
   result<void> update(const task_resources& r);
-  /// Read the counters (for stats).
+  /// Read the counters (for stats). The files stay open from the first
+  /// call on (each read with pread, parsed in place) until teardown().
   cgroup_counters read() const;
   /// OOM kills recorded for the task's cgroup (v2 memory.events oom_kill,
   /// v1 memory.oom_control oom_kill) since the task started.
@@ -122,6 +127,10 @@ class cgroup_strategy final : public isolation_strategy {
   // For the child: the cgroup.procs files it writes itself into.
   cgroup_membership membership_;
   std::uint64_t oom_baseline_ = 0;  // the count when the task started
+  // The files a Stats sample reads, opened at the first (see read()).
+  struct sample_files;
+  mutable std::unique_ptr<sample_files> sample_files_;
+  sample_files& files() const;
 };
 
 }  // namespace taskexec
