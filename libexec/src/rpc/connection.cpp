@@ -184,10 +184,9 @@ std::optional<request> server::connection::handle(const std::string& line) {
       send(make_error(bad->id, bad->error));
       return std::nullopt;
     }
-    auto& r = std::get<request>(it);
-    if (method_runs_in_place(r.method))
-      return std::move(r);
-    run_one(std::move(r));
+    if (method_runs_in_place(std::get<request>(it).method))
+      return std::get<request>(std::move(it));
+    run_one(std::get<request>(std::move(it)));
     return std::nullopt;
   }
   run_batch(std::move(m.items));
