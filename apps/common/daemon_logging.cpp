@@ -5,76 +5,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <boost/core/null_deleter.hpp>
-#include <boost/log/attributes/constant.hpp>
-#include <boost/log/attributes/value_extraction.hpp>
-#include <boost/log/core.hpp>
-#include <boost/log/sinks/basic_sink_backend.hpp>
-#include <boost/log/sinks/sync_frontend.hpp>
-#include <boost/log/sinks/text_ostream_backend.hpp>
-#include <boost/log/utility/formatting_ostream.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <string>
 
 namespace taskexec {
-namespace logging = boost::log;
 
 namespace {
-
-// The library's record, into Boost.Log's core.
-void push_to_core(const log_record& r) {
-  namespace attrs = logging::attributes;
-  logging::attribute_set set;
-  set.insert("Severity", attrs::constant<log_level>(r.level));
-  set.insert("TimeStamp", attrs::constant<std::chrono::system_clock::time_point>(r.time));
-  set.insert("Component", attrs::constant<std::string>(std::string(r.component)));
-  set.insert("Message", attrs::constant<std::string>(std::string(r.message)));
-  if (!r.task_id.empty())
-    set.insert("TaskID", attrs::constant<std::string>(std::string(r.task_id)));
-  if (!r.request_id.empty())
-    set.insert("RequestID", attrs::constant<std::string>(std::string(r.request_id)));
-  if (!r.fields.empty()) {
-    owned_log_fields f;
-    for (const auto& x : r.fields)
-      f.fields.push_back({std::string(x.key), std::string(x.value), x.number});
-    set.insert("Fields", attrs::constant<owned_log_fields>(std::move(f)));
-  }
-  auto core = logging::core::get();
-  logging::record rec = core->open_record(set);
-  if (rec)
-    core->push_record(std::move(rec));
-}
-
-// A Boost.Log record back as the library's (views into `keep`).
-struct rebuilt {
-  std::string component, task, request, message;
-  owned_log_fields owned;
-  std::vector<log_field> fields;
-  log_record record;
-
-  explicit rebuilt(const logging::record_view& rec)
-      : component(logging::extract_or_default<std::string>("Component", rec, std::string())),
-        task(logging::extract_or_default<std::string>("TaskID", rec, std::string())),
-        request(logging::extract_or_default<std::string>("RequestID", rec, std::string())),
-        message(logging::extract_or_default<std::string>("Message", rec, std::string())),
-        owned(logging::extract_or_default<owned_log_fields>("Fields", rec, owned_log_fields{})) {
-    for (const auto& f : owned.fields)
-      fields.push_back(log_field{f.key, f.value, f.number});
-    record = log_record{
-        .level = logging::extract_or_default<log_level>("Severity", rec, log_level::info),
-        .time = logging::extract_or_default<std::chrono::system_clock::time_point>(
-            "TimeStamp", rec, std::chrono::system_clock::now()),
-        .component = component,
-        .task_id = task,
-        .request_id = request,
-        .message = message,
-        .fields = fields};
-  }
-};
 
 void journal_field(std::string& out, std::string_view key, std::string_view value) {
   if (value.find('\n') == std::string_view::npos) {
@@ -97,6 +38,12 @@ void journal_field(std::string& out, std::string_view key, std::string_view valu
 // with '_' or a digit; anything else in the library's key becomes '_'.
 std::string journal_key(std::string_view key) {
   std::string k;
+  k.reserve(key.size() + 1);
+  // "F" first when the name would start with '_' or a digit (or be empty):
+  // when the key does not start with a letter.
+  const char first = key.empty() ? '\0' : key.front();
+  if (!((first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z')))
+    k += 'F';
   for (const char c : key) {
     if (c >= 'a' && c <= 'z')
       k += static_cast<char>(c - 'a' + 'A');
@@ -105,32 +52,31 @@ std::string journal_key(std::string_view key) {
     else
       k += '_';
   }
-  if (k.empty() || k[0] == '_' || (k[0] >= '0' && k[0] <= '9'))
-    k.insert(0, "F");
   return k;
 }
 
 // Sends each record to the journal's socket; one the socket refuses is
-// written to `fallback` as a `<N>` line.
-class journal_backend
-    : public logging::sinks::basic_sink_backend<logging::sinks::synchronized_feeding> {
+// written to `fallback` as a `<N>` line. Owns the socket: closed when the
+// sink is replaced (configure_logging again) and its last use is over.
+class journal_sink {
  public:
-  journal_backend(int fd, std::ostream& fallback) : fd_(fd), fallback_(fallback) {}
-  ~journal_backend() { ::close(fd_); }
-  journal_backend(const journal_backend&) = delete;
-  journal_backend& operator=(const journal_backend&) = delete;
+  journal_sink(int fd, std::ostream& fallback) : fd_(fd), fallback_(fallback) {}
+  ~journal_sink() { ::close(fd_); }
+  journal_sink(const journal_sink&) = delete;
+  journal_sink& operator=(const journal_sink&) = delete;
 
-  void consume(const logging::record_view& rec) {
-    const rebuilt r(rec);
-    const std::string d = journal_datagram(r.record);
+  void consume(const log_record& r) {
+    const std::string d = journal_datagram(r);
+    std::lock_guard lock(mutex_);
     if (::send(fd_, d.data(), d.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(d.size()))
       return;
-    fallback_ << format_log_line(r.record, log_format::journald) << '\n' << std::flush;
+    fallback_ << format_log_line(r, log_format::journald) << '\n' << std::flush;
   }
 
  private:
   int fd_;
   std::ostream& fallback_;
+  std::mutex mutex_;
 };
 
 // A datagram socket connected to the journal, or -1.
@@ -172,36 +118,20 @@ std::string journal_datagram(const log_record& r) {
 }
 
 void configure_logging(const log_options& options) {
-  auto core = logging::core::get();
-  core->remove_all_sinks();
   if (options.level == log_level::off) {
-    core->set_logging_enabled(false);
     set_logger({.level = log_level::off});
     return;
   }
-  core->set_logging_enabled(true);
   std::ostream* os = options.stream ? options.stream : &std::clog;
   if (options.format == log_format::journald) {
     if (const int fd = connect_journal(options.journal_socket); fd >= 0) {
-      auto backend = boost::make_shared<journal_backend>(fd, *os);
-      core->add_sink(
-          boost::make_shared<logging::sinks::synchronous_sink<journal_backend>>(backend));
-      set_logger({.level = options.level, .sink = push_to_core});
+      auto sink = std::make_shared<journal_sink>(fd, *os);
+      set_logger(
+          {.level = options.level, .sink = [sink](const log_record& r) { sink->consume(r); }});
       return;
     }
   }
-  using backend_t = logging::sinks::text_ostream_backend;
-  auto backend = boost::make_shared<backend_t>();
-  backend->add_stream(boost::shared_ptr<std::ostream>(os, boost::null_deleter()));
-  backend->auto_flush(true);
-  auto sink = boost::make_shared<logging::sinks::synchronous_sink<backend_t>>(backend);
-  const log_format format = options.format;
-  sink->set_formatter([format](const logging::record_view& rec, logging::formatting_ostream& strm) {
-    const rebuilt r(rec);
-    strm << format_log_line(r.record, format);
-  });
-  core->add_sink(sink);
-  set_logger({.level = options.level, .sink = push_to_core});
+  set_logger({.level = options.level, .sink = stream_sink(*os, options.format)});
 }
 
 }  // namespace taskexec

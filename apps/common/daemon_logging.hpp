@@ -1,17 +1,11 @@
-// The programs' logging (taskexecd, and tests of its lines): Boost.Log.
+// The programs' logging (taskexecd, and tests of its lines).
 //
 // Not part of the library: the library logs through taskexec::logger
-// (taskexec/logging.hpp) and never touches Boost.Log. A program that wants
-// Boost.Log for itself calls configure_logging, which takes over Boost.Log's
-// global core (the daemon owns its process) and installs a taskexec::logger
-// whose sink emits each record to that core with these attributes:
-//   "Severity"  taskexec::log_level
-//   "TimeStamp" std::chrono::system_clock::time_point
-//   "Component" std::string  ("reaper", "executor", "isolation.host", ...)
-//   "TaskID"    std::string  (absent when the record is not about one task)
-//   "RequestID" std::string  (absent outside a request)
-//   "Message"   std::string
-//   "Fields"    taskexec::owned_log_fields (absent without fields)
+// (taskexec/logging.hpp). configure_logging installs a taskexec::logger
+// whose sink writes each record as one line (format_log_line) to a stream,
+// or sends it to the journal. No logging library is linked: a daemon per
+// task keeps its text small (Boost.Log alone was most of it), and never
+// touches Boost.Log's global core, which stays an embedder's own.
 //
 // --log-format journald: when the journal's socket (options.journal_socket,
 // /run/systemd/journal/socket) takes a datagram at configure time, each
@@ -26,8 +20,6 @@
 
 #include <iosfwd>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "taskexec/logging.hpp"
 
@@ -42,24 +34,15 @@ struct log_options {
   std::string journal_socket = "/run/systemd/journal/socket";
 };
 
-/// A record's fields, copied (Boost.Log keeps attribute values).
-struct owned_log_fields {
-  struct field {
-    std::string key, value;
-    bool number = false;
-  };
-  std::vector<field> fields;
-};
-
 /// The native journal datagram of a record (the protocol of
 /// systemd.journal-fields(7) / sd_journal_sendv: KEY=value lines; a value
 /// holding a newline as KEY, newline, 64-bit little-endian length, value).
 std::string journal_datagram(const log_record& r);
 
-/// Replace every sink of Boost.Log's global core with one writing
-/// format_log_line(record, options.format) lines to options.stream, and
-/// install a taskexec::logger at options.level that feeds the core. With
-/// level `off` the core is disabled and the library's logger is silent.
+/// Install a taskexec::logger at options.level writing
+/// format_log_line(record, options.format) lines to options.stream (or, for
+/// journald with its socket reachable, datagrams to the journal), replacing
+/// the one installed before. With level `off` the library's logger is silent.
 void configure_logging(const log_options& options);
 
 }  // namespace taskexec

@@ -134,6 +134,9 @@ struct server::connection : std::enable_shared_from_this<connection> {
   asio::awaitable<bool> wait_hangup();
 
   void send(const json::value& v) { send_line(json::serialize(v) + "\n"); }
+  /// A request's answer: written at once when nothing is queued or being
+  /// written, else queued as send() does.
+  void answer(const json::value& v);
   /// A complete message, '\n' included.
   void send_line(std::string line) {
     if (closing)
@@ -168,15 +171,22 @@ struct server::connection : std::enable_shared_from_this<connection> {
   void request_done() {
     --pending;
     resume.cancel();
+    if (pending == 0 && out.empty() && writing_bytes == 0)
+      st->note_idle();  // the writer was not woken for the last answers
     if (close_when_idle && idle())
       close_after_flush();
   }
 
   asio::awaitable<void> writer();
   asio::awaitable<void> reader();
-  void handle(const std::string& line);
+  /// A request to run in place (method_runs_in_place), or none: every
+  /// other message is handled here.
+  std::optional<request> handle(const std::string& line);
   // Each request runs in its own coroutine: a pending Wait blocks nothing.
   void run_one(request r);
+  // ...but one that completes at once runs in the reader's (no post to
+  // start it, none to deliver its answer).
+  asio::awaitable<void> run_in_place(request r);
 
   static constexpr std::size_t max_batch = 256;
 

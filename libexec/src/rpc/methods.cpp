@@ -282,26 +282,27 @@ asio::awaitable<outcome> decoded(server::state& srv, method_call c) {
 struct method {
   std::string_view name;
   bool may_wait;  // see method_may_wait
+  bool in_place;  // see method_runs_in_place
   asio::awaitable<outcome> (*call)(server::state&, method_call);
 };
 
 constexpr std::array<method, 16> methods = {{
-    {"Version", false, decoded<decode_no_params, on_version>},
-    {"Metrics", false, decoded<decode_no_params, on_metrics>},
-    {"Launch", true, decoded<decode_launch, on_launch>},
-    {"Wait", true, decoded<decode_wait, on_wait>},
-    {"Signal", false, decoded<decode_signal, on_signal>},
-    {"Shutdown", true, decoded<decode_shutdown, on_shutdown>},
-    {"Destroy", true, decoded<decode_no_params, on_destroy>},
-    {"Events", false, decoded<decode_events, on_events>},
-    {"Events.Cancel", false, decoded<decode_stats_cancel, events_cancel>},
-    {"Stats", false, decoded<decode_stats, stats_subscribe>},
-    {"Stats.Cancel", false, decoded<decode_stats_cancel, stats_cancel>},
-    {"UpdateResources", false, decoded<decode_update_resources, on_update_resources>},
-    {"Exec", true, decoded<decode_exec, on_exec>},
-    {"ExecStreaming.Start", true, decoded<decode_exec_start, exec_streaming_start>},
-    {"ExecStreaming.Input", true, decoded<decode_exec_input, exec_streaming_input>},
-    {"ExecStreaming.Cancel", false, decoded<decode_exec_cancel, exec_streaming_cancel>},
+    {"Version", false, true, decoded<decode_no_params, on_version>},
+    {"Metrics", false, true, decoded<decode_no_params, on_metrics>},
+    {"Launch", true, false, decoded<decode_launch, on_launch>},
+    {"Wait", true, false, decoded<decode_wait, on_wait>},
+    {"Signal", false, false, decoded<decode_signal, on_signal>},
+    {"Shutdown", true, false, decoded<decode_shutdown, on_shutdown>},
+    {"Destroy", true, false, decoded<decode_no_params, on_destroy>},
+    {"Events", false, true, decoded<decode_events, on_events>},
+    {"Events.Cancel", false, true, decoded<decode_stats_cancel, events_cancel>},
+    {"Stats", false, false, decoded<decode_stats, stats_subscribe>},
+    {"Stats.Cancel", false, false, decoded<decode_stats_cancel, stats_cancel>},
+    {"UpdateResources", false, false, decoded<decode_update_resources, on_update_resources>},
+    {"Exec", true, false, decoded<decode_exec, on_exec>},
+    {"ExecStreaming.Start", true, false, decoded<decode_exec_start, exec_streaming_start>},
+    {"ExecStreaming.Input", true, false, decoded<decode_exec_input, exec_streaming_input>},
+    {"ExecStreaming.Cancel", false, false, decoded<decode_exec_cancel, exec_streaming_cancel>},
 }};
 
 const method* find_method(std::string_view name) {
@@ -363,6 +364,11 @@ asio::awaitable<outcome> counted(server::state& srv, const method* m, method_cal
 bool method_may_wait(std::string_view method) {
   const auto* m = find_method(method);
   return m && m->may_wait;
+}
+
+bool method_runs_in_place(std::string_view method) {
+  const auto* m = find_method(method);
+  return m && m->in_place;
 }
 
 asio::awaitable<outcome> dispatch(server::state& srv, request r,

@@ -29,6 +29,12 @@ struct method_call {
 /// without suspending.
 bool method_may_wait(std::string_view method);
 
+/// Whether `method` completes at once on the connection's own executor,
+/// touching neither the task nor another strand (Version, Metrics, Events,
+/// Events.Cancel): the reader awaits it in place, without spawning it, and
+/// its answer is written before the reader waits for more.
+bool method_runs_in_place(std::string_view method);
+
 /// The answer to `r`: its method's, or -32601 for an unknown method.
 asio::awaitable<outcome> dispatch(server::state& srv, request r,
                                   std::weak_ptr<server::connection> conn);

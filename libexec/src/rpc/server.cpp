@@ -44,17 +44,31 @@ rpc_error limit_error(server_metrics& m, std::string_view name, std::string what
 
 void server::state::note_idle() {
   constexpr std::size_t trim_after_bytes = 256 * 1024;
-  if (churn < trim_after_bytes || trim_armed)
+  if (churn < trim_after_bytes)
+    return;
+  // The trim is due a second after the last time the connections went
+  // idle: a burst longer than that is trimmed once, after its end, not in
+  // its middle with the rest of its churn left untrimmed.
+  trim_due = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  if (trim_armed)
     return;
   trim_armed = true;
   if (!trim_timer)
     trim_timer.emplace(ex);
-  trim_timer->expires_after(std::chrono::seconds(1));
+  arm_trim();
+}
+
+void server::state::arm_trim() {
+  trim_timer->expires_at(trim_due);
   std::weak_ptr<state> weak = shared_from_this();
   trim_timer->async_wait([weak](boost::system::error_code ec) {
     auto self = weak.lock();
     if (ec || !self)
       return;
+    if (std::chrono::steady_clock::now() < self->trim_due) {
+      self->arm_trim();  // busy again since: wait for a quiet second
+      return;
+    }
     self->trim_armed = false;
     self->churn = 0;
 #ifdef __GLIBC__

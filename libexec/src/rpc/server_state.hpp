@@ -111,13 +111,15 @@ struct server::state : std::enable_shared_from_this<server::state> {
   std::uint64_t accept_failures = 0;  // in a row, until an accept works again
   // Bytes received or queued to send since the heap was last trimmed. After
   // a burst, freed memory stays in malloc's free lists; once connections go
-  // idle it is given back (malloc_trim), at most once a second. Answers
-  // count too: a client that never reads has up to 1 MiB of them queued,
-  // freed only when it goes away.
+  // idle it is given back (malloc_trim), once they have stayed idle for a
+  // second (at most once a second). Answers count too: a client that never
+  // reads has up to 1 MiB of them queued, freed only when it goes away.
   std::size_t churn = 0;
   bool trim_armed = false;
+  std::chrono::steady_clock::time_point trim_due{};
   std::optional<asio::steady_timer> trim_timer;
   void note_idle();
+  void arm_trim();
 
   // A Stats schedule's watch of the task's exit.
   struct exit_watch {
