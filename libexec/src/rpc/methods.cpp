@@ -360,11 +360,11 @@ bool method_may_wait(std::string_view method) {
 }
 
 asio::awaitable<outcome> dispatch(server::state& srv, request r,
-                                  std::weak_ptr<server::connection> conn) {
+                                  std::weak_ptr<server::connection> conn, bool batched) {
   const auto* m = find_method(r.method);
   if (!m)
     return method_not_found(srv, std::move(r.method));
-  return counted(srv, m, method_call{std::move(r), std::move(conn)});
+  return counted(srv, m, method_call{std::move(r), std::move(conn), batched});
 }
 
 }  // namespace taskexec::rpc
