@@ -448,7 +448,8 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     std::shared_ptr<remote_exec_session::state> s;
     if (it != sessions.end())
       s = it->second.lock();
-    if (s && !s->events.empty()) {
+    // A stream's closing chunk stays an event of its own, as it came.
+    if (s && !closed && !s->events.empty()) {
       auto& last = s->events.back();
       if (last.kind == exec_event::type::output && !last.closed && last.stream == stream &&
           last.data.size() + b64.size() / 4 * 3 <= exec_event::max_data) {
@@ -456,7 +457,6 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
         if (!base64_decode_append(last.data, b64))
           return false;
         const std::size_t n = last.data.size() - before;
-        last.closed = closed;
         s->bytes += n;
         session_bytes += n;
         s->wake.cancel();

@@ -58,6 +58,8 @@ asio::awaitable<boost::system::error_code> server::connection::send_with_fds(out
     msg.msg_control = control.data();
     msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
     cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    if (cm == nullptr || count == 0)
+      co_return boost::system::error_code(EINVAL, boost::system::system_category());
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int) * count);
