@@ -786,6 +786,9 @@ asio::awaitable<int> cmd_exec_session(const cli_args& c, remote_executor& exe, b
   o.cmd = c.cmd.cmd;
   o.args = c.cmd.args;
   o.tty = c.tty;
+  // The daemon's descriptors (a Unix socket is always on this host), or
+  // the JSON path with --no-fds.
+  o.stdio = c.no_fds ? exec_stdio::pumped : exec_stdio::automatic;
   // SIGWINCH is caught before the size is read: no resize can slip between.
   auto ctx = std::make_shared<session_ctx>(ex);
   if (c.tty) {

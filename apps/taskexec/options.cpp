@@ -325,6 +325,9 @@ void build(CLI::App& app, options& o) {
   exec->add_flag("-t,--tty", o.tty,
                  "give CMD a terminal (ours in raw mode, its size sent at the start and on every "
                  "resize)");
+  exec->add_flag("--no-fds", o.no_fds,
+                 "with -i/-t: stream through ExecStreaming.Output and .Input (base64 in JSON) "
+                 "instead of taking CMD's descriptors from the daemon (\"fds\")");
   add_timeout(*exec, o, "kill CMD if it runs longer (exit 124)");
   add_command_words(*exec, o);
 

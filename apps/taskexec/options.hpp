@@ -33,6 +33,7 @@ struct options {
   std::optional<long long> timeout_ms;  // run, wait, exec
   bool interactive = false;             // exec -i
   bool tty = false;                     // exec -t
+  bool no_fds = false;                  // exec --no-fds: the JSON path
   std::string signal_arg;
   std::string shutdown_signal = "SIGINT";
   long long grace_ms = 5000;

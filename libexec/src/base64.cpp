@@ -168,28 +168,39 @@ std::string base64_encode(std::string_view bytes) {
 }
 
 std::optional<std::string> base64_decode(std::string_view text) {
+  std::string out;
+  if (!base64_decode_append(out, text))
+    return std::nullopt;
+  return out;
+}
+
+bool base64_decode_append(std::string& out, std::string_view text) {
   const std::size_t n = text.size();
   if (n % 4 != 0)
-    return std::nullopt;
-  std::string out;
+    return false;
   if (n == 0)
-    return out;
-  out.resize(n / 4 * 3);
-  char* o = out.data();
+    return true;
+  const std::size_t start = out.size();
+  out.resize(start + n / 4 * 3);
+  char* o = out.data() + start;
+  auto fail = [&] {
+    out.resize(start);
+    return false;
+  };
   const auto* in = reinterpret_cast<const unsigned char*>(text.data());
   // Every group but the last: no padding allowed.
   const std::size_t body = n - 4;
   std::size_t i = 0;
 #if TASKEXEC_BASE64_AVX2
   if (have_avx2()) {
-    i = decode_avx2(in, body, o, out.size());
+    i = decode_avx2(in, body, o, out.size() - start);
     o += i / 4 * 3;
   }
 #endif
   for (; i < body; i += 4) {
     const std::uint32_t v = group(in + i);
     if (v & bad)
-      return std::nullopt;
+      return fail();
     o[0] = static_cast<char>(v >> 16);
     o[1] = static_cast<char>(v >> 8);
     o[2] = static_cast<char>(v);
@@ -207,18 +218,18 @@ std::optional<std::string> base64_decode(std::string_view text) {
   }
   const std::uint32_t v = group(g);
   if (v & bad)
-    return std::nullopt;
+    return fail();
   // The bits padding covers must be zero (RFC 4648 3.5): only the
   // canonical text of some bytes decodes, so text and bytes map one to one.
   if ((keep == 1 && (v & 0xffff)) || (keep == 2 && (v & 0xff)))
-    return std::nullopt;
+    return fail();
   o[0] = static_cast<char>(v >> 16);
   if (keep > 1)
     o[1] = static_cast<char>(v >> 8);
   if (keep > 2)
     o[2] = static_cast<char>(v);
   out.resize(static_cast<std::size_t>(o - out.data()) + keep);
-  return out;
+  return true;
 }
 
 }  // namespace taskexec

@@ -211,7 +211,9 @@ struct exec_session::state : std::enable_shared_from_this<state> {
   condition in_ready;  // input or a close queued, or the end
   condition in_space;  // input written or discarded
 
-  bool abandoned = false;  // the exec_session is gone: nobody reads
+  bool abandoned = false;     // the exec_session is gone: nobody reads
+  bool passed = false;        // exec_stdio::passed: the caller does the I/O
+  exec_stdio_fds passed_fds;  // until take_stdio()
 
   bool running() const { return !status.has_value(); }
 
@@ -348,6 +350,25 @@ struct exec_session::state : std::enable_shared_from_this<state> {
   }
 };
 
+exec_stdio_fds& exec_stdio_fds::operator=(exec_stdio_fds&& o) noexcept {
+  if (this != &o) {
+    reset();
+    stdin_fd = std::exchange(o.stdin_fd, -1);
+    stdout_fd = std::exchange(o.stdout_fd, -1);
+    stderr_fd = std::exchange(o.stderr_fd, -1);
+    pty_fd = std::exchange(o.pty_fd, -1);
+  }
+  return *this;
+}
+
+void exec_stdio_fds::reset() noexcept {
+  for (int* fd : {&stdin_fd, &stdout_fd, &stderr_fd, &pty_fd}) {
+    if (*fd >= 0)
+      ::close(*fd);
+    *fd = -1;
+  }
+}
+
 exec_session::exec_session(std::shared_ptr<state> s) : state_(std::move(s)) {}
 exec_session::exec_session(exec_session&&) noexcept = default;
 exec_session& exec_session::operator=(exec_session&& o) noexcept {
@@ -395,6 +416,9 @@ void exec_session::kill() noexcept {
   if (state_)
     on_session_strand(state_->ex, [st = state_] { st->kill(); });
 }
+exec_stdio_fds exec_session::take_stdio() noexcept {
+  return state_ ? std::move(state_->passed_fds) : exec_stdio_fds{};
+}
 int exec_session::pid() const noexcept {
   return state_ ? state_->cmd.pid : 0;
 }
@@ -440,6 +464,8 @@ asio::awaitable<result<exec_event>> next_event(std::shared_ptr<exec_session::sta
 
 asio::awaitable<result<void>> queue_input(std::shared_ptr<exec_session::state> st,
                                           std::string data) {
+  if (st->passed)
+    co_return make_error(errc::unsupported, "the session's descriptors were passed: write to them");
   if (st->in_close_requested || st->close_at)
     co_return make_error(errc::invalid_argument, "the session's stdin is closed");
   const std::uint64_t ticket = st->next_ticket++;
@@ -504,6 +530,8 @@ asio::awaitable<result<void>> exec_session::write(std::string data) {
 result<void> exec_session::close_stdin() {
   if (!state_)
     return make_error(errc::invalid_argument, "exec session moved from");
+  if (state_->passed)
+    return make_error(errc::unsupported, "the session's descriptors were passed: close stdin");
   on_session_strand(state_->ex, [st = state_] {
     auto& s = *st;
     if (s.in_close_requested || s.close_at)
@@ -523,6 +551,9 @@ result<void> exec_session::resize(tty_size size) {
     return make_error(errc::invalid_argument, "exec session moved from");
   if (!state_->tty)
     return make_error(errc::invalid_argument, "the session has no tty to resize");
+  if (state_->passed)
+    return make_error(errc::unsupported,
+                      "the session's terminal was passed: resize it (TIOCSWINSZ) there");
   if (size.height == 0 || size.width == 0)
     return make_error(errc::invalid_argument, "a tty size needs a height and a width above 0");
   if (state_->sources.front().closed)
@@ -592,8 +623,9 @@ result<void> open_stdio(const exec_session_options& o, exec_command& c, session_
     c.stderr_fd = io.child_err.fd;
     c.controlling_tty = false;
   }
+  // Passed descriptors stay blocking: the file status flags go with them.
   for (int fd : {io.our_in.fd, io.our_out.fd, io.our_err.fd}) {
-    if (fd >= 0 && set_nonblocking(fd) != 0)
+    if (fd >= 0 && o.stdio != exec_stdio::passed && set_nonblocking(fd) != 0)
       return make_system_error(errno, "set O_NONBLOCK");
   }
   return {};
@@ -620,6 +652,20 @@ asio::awaitable<result<exec_session>> exec_session_access::start(
     co_return started.error();
   st->cmd = *started;
 
+  if (o.stdio == exec_stdio::passed) {
+    // Nothing pumped: the caller takes the descriptors; the session waits
+    // for the exit (read() gives `exited` once there are no sources).
+    st->passed = true;
+    if (o.tty) {
+      st->passed_fds.pty_fd = io.our_out.release();  // our_in (its dup) closes here
+    } else {
+      st->passed_fds.stdin_fd = io.our_in.release();
+      st->passed_fds.stdout_fd = io.our_out.release();
+      st->passed_fds.stderr_fd = io.our_err.release();
+    }
+    out = st;
+    co_return exec_session(st);
+  }
   if (o.tty)
     st->master = io.our_out.fd;
   st->sources.emplace_back(st->ex, exec_stream::stdout_stream);

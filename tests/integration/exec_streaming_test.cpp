@@ -3,7 +3,13 @@
 // protocol and remote_exec_session), and from the CLI (`exec -i -t`).
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <termios.h>
+
+#include <cstring>
+#include <filesystem>
+#include <thread>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/json/parse.hpp>
@@ -236,8 +242,15 @@ BOOST_AUTO_TEST_CASE(remote_sessions_through_the_daemon) {
     BOOST_REQUIRE(!early);
     BOOST_TEST((early.error().code == make_error_code(errc::not_launched)));
     BOOST_REQUIRE(co_await c.launch(sh("exec sleep 1000")));
-    co_await run_streaming_cases(
-        [&c](exec_session_options o) { return open_remote(c, std::move(o)); });
+    // The same cases through the JSON path and with the descriptors passed.
+    co_await run_streaming_cases([&c](exec_session_options o) {
+      o.stdio = exec_stdio::pumped;
+      return open_remote(c, std::move(o));
+    });
+    co_await run_streaming_cases([&c](exec_session_options o) {
+      o.stdio = exec_stdio::passed;
+      return open_remote(c, std::move(o));
+    });
 
     // One-shot Exec from the same client.
     auto ran = co_await c.exec("/bin/sh", list("-c", "echo hi; exit 3"));
@@ -522,6 +535,277 @@ BOOST_AUTO_TEST_CASE(slow_readers_and_stdin_floods_stay_bounded) {
   });
 }
 
+// ---------------------------------------------------------------- "fds"
+
+namespace {
+
+// A blocking client of the daemon that reads with recvmsg (the daemon's
+// descriptors come with an answer); every wait bounded by SO_RCVTIMEO.
+struct fd_client {
+  int fd = -1;
+  std::string buffered;
+  std::vector<int> fds;  // received, in order
+  explicit fd_client(const std::string& path) {
+    fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BOOST_REQUIRE(fd >= 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    BOOST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    const timeval tv{30, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  }
+  ~fd_client() {
+    close_fds();
+    if (fd >= 0)
+      ::close(fd);
+  }
+  void close_fds() {
+    for (int f : fds)
+      ::close(f);
+    fds.clear();
+  }
+  void send(const std::string& line) {
+    BOOST_REQUIRE(::send(fd, line.data(), line.size(), MSG_NOSIGNAL) ==
+                  static_cast<ssize_t>(line.size()));
+  }
+  json::object next() {
+    auto v = next_value();
+    BOOST_REQUIRE(v.is_object());
+    return v.as_object();
+  }
+  // The next message; descriptors that came on the way are kept in `fds`.
+  json::value next_value() {
+    for (;;) {
+      if (auto nl = buffered.find('\n'); nl != std::string::npos) {
+        auto line = buffered.substr(0, nl);
+        buffered.erase(0, nl + 1);
+        return json::parse(line);
+      }
+      char buf[65536];
+      iovec iov{buf, sizeof(buf)};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)] = {};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      const ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+      BOOST_REQUIRE_MESSAGE(n > 0, "recvmsg: " << n << " " << std::strerror(errno));
+      BOOST_REQUIRE((msg.msg_flags & MSG_CTRUNC) == 0);
+      for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        BOOST_REQUIRE(cm->cmsg_type == SCM_RIGHTS);
+        const std::size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < k; ++i) {
+          int f = -1;
+          std::memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+          fds.push_back(f);
+        }
+      }
+      buffered.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  json::object call(int id, const std::string& method, const std::string& params) {
+    send(R"({"jsonrpc":"2.0","id":)" + std::to_string(id) + R"(,"method":")" + method +
+         R"(","params":)" + params + "}\n");
+    return next();
+  }
+};
+
+// Everything from `fd` until its end (EOF; EIO for a terminal nobody holds).
+std::string read_to_end(int fd) {
+  std::string all;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      all.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    return all;
+  }
+}
+
+std::size_t open_fds(int pid) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+    ++n;
+  return n;
+}
+
+// The daemon's descriptors drop back to `want` (a session's end is handled
+// on its io thread a moment after the client sees it), polled with a bound.
+asio::awaitable<std::size_t> fds_settle(int pid, std::size_t want) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  std::size_t n = open_fds(pid);
+  for (int i = 0; i < 500 && n != want; ++i) {
+    t.expires_after(20ms);
+    co_await t.async_wait(asio::use_awaitable);
+    n = open_fds(pid);
+  }
+  co_return n;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(passed_descriptors_carry_the_bytes_and_exited_the_code) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    const int daemon = d.task.pid();
+    fd_client c(d.socket);
+    auto early = c.call(1, "ExecStreaming.Start", R"({"cmd":"/bin/cat","fds":true})");
+    BOOST_TEST(early.at("error").at("code").as_int64() == -32001);
+    BOOST_TEST(c.fds.empty());
+    auto launched = c.call(2, "Launch", R"({"cmd":"/bin/sleep","args":["1000"]})");
+    BOOST_REQUIRE(launched.contains("result"));
+    const std::size_t before = open_fds(daemon);
+
+    // Pipes: stdin reaches the command, its stdout and stderr come back
+    // byte for byte (all 256 byte values), and Exited has its code.
+    auto st =
+        c.call(3, "ExecStreaming.Start",
+               R"({"cmd":"/bin/sh","args":["-c","cat; printf oops >&2; exit 5"],"fds":true})");
+    BOOST_REQUIRE_MESSAGE(st.contains("result"), json::serialize(st));
+    const int pid = static_cast<int>(st.at("result").at("pid").as_int64());
+    BOOST_TEST(json::serialize(st) ==
+               R"({"jsonrpc":"2.0","id":3,"result":{"session":"exec-1","pid":)" +
+                   std::to_string(pid) + R"(,"fds":["stdin","stdout","stderr"]}})");
+    BOOST_REQUIRE(c.fds.size() == 3u);
+    for (int f : c.fds)
+      BOOST_TEST((::fcntl(f, F_GETFL) & O_NONBLOCK) == 0);  // blocking, as documented
+    std::string bytes;
+    for (int round = 0; round < 64; ++round)
+      for (int b = 0; b < 256; ++b)
+        bytes += static_cast<char>(b);
+    std::thread writer([in = c.fds[0], &bytes] {
+      std::size_t at = 0;
+      while (at < bytes.size()) {
+        const ssize_t n = ::write(in, bytes.data() + at, bytes.size() - at);
+        if (n <= 0)
+          break;
+        at += static_cast<std::size_t>(n);
+      }
+      ::close(in);
+    });
+    const std::string out = read_to_end(c.fds[1]);
+    writer.join();
+    c.fds.erase(c.fds.begin());  // stdin: closed by the writer
+    BOOST_TEST(out.size() == bytes.size());
+    BOOST_TEST((out == bytes));
+    BOOST_TEST(read_to_end(c.fds[1]) == "oops");
+    auto exited = c.next();
+    BOOST_TEST(
+        json::serialize(exited) ==
+        R"({"jsonrpc":"2.0","method":"ExecStreaming.Exited","params":{"session":"exec-1","exit_code":5}})");
+    c.close_fds();
+    // No Output came on the socket, and the session is over.
+    auto gone = c.call(4, "ExecStreaming.Cancel", R"({"session":"exec-1"})");
+    BOOST_TEST(gone.at("error").at("code").as_int64() == -32009);
+    BOOST_TEST(co_await fds_settle(daemon, before) == before);
+
+    // A terminal: its master alone; input typed, output with the
+    // terminal's line endings; exit code through Exited.
+    auto tty = c.call(
+        5, "ExecStreaming.Start",
+        R"({"cmd":"/bin/sh","args":["-c","read x; echo got $x; exit 3"],"tty":true,"tty_size":{"height":30,"width":90},"fds":true})");
+    BOOST_REQUIRE_MESSAGE(tty.contains("result"), json::serialize(tty));
+    BOOST_TEST(tty.at("result").at("fds") == json::parse(R"(["pty"])"));
+    BOOST_REQUIRE(c.fds.size() == 1u);
+    winsize ws{};
+    BOOST_TEST(::ioctl(c.fds[0], TIOCGWINSZ, &ws) == 0);
+    BOOST_TEST(ws.ws_row == 30);
+    BOOST_TEST(ws.ws_col == 90);
+    const std::string typed = "abc\n";
+    BOOST_REQUIRE(::write(c.fds[0], typed.data(), typed.size()) == 4);
+    const std::string screen = read_to_end(c.fds[0]);  // EIO once the shell exited
+    BOOST_TEST(screen == "abc\r\ngot abc\r\n");
+    auto tty_exit = c.next();
+    BOOST_TEST(tty_exit.at("params").at("exit_code").as_int64() == 3);
+    c.close_fds();
+    BOOST_TEST(co_await fds_settle(daemon, before) == before);
+
+    // Cancel kills a command whose descriptors the client holds.
+    auto sl =
+        c.call(6, "ExecStreaming.Start", R"({"cmd":"/bin/sleep","args":["1000"],"fds":true})");
+    const int sleeper = static_cast<int>(sl.at("result").at("pid").as_int64());
+    BOOST_REQUIRE(c.fds.size() == 3u);
+    const std::string sid(sl.at("result").at("session").as_string());
+    // Input is refused: the descriptors are the client's.
+    auto in = c.call(7, "ExecStreaming.Input", R"({"session":")" + sid + R"(","data":"aGk="})");
+    BOOST_TEST(in.at("error").at("code").as_int64() == -32007);
+    BOOST_TEST(in.at("error").at("message").as_string() ==
+               "session \"" + sid +
+                   "\" passed its descriptors (fds): its input, end of input and terminal size go "
+                   "through them");
+    auto cancel = c.call(8, "ExecStreaming.Cancel", R"({"session":")" + sid + R"("})");
+    BOOST_TEST(cancel.contains("result"));
+    auto killed = c.next();
+    BOOST_TEST(killed.at("method").as_string() == "ExecStreaming.Exited");
+    BOOST_TEST(killed.at("params").at("exit_code").as_int64() == 128 + SIGKILL);
+    BOOST_TEST(co_await wait_gone(sleeper));
+    c.close_fds();
+    BOOST_TEST(co_await fds_settle(daemon, before) == before);
+
+    // Refused: fds that is not a boolean, fds in a batch (nothing started,
+    // no descriptor sent).
+    auto bad = c.call(9, "ExecStreaming.Start", R"({"cmd":"/bin/cat","fds":"yes"})");
+    BOOST_TEST(bad.at("error").at("code").as_int64() == -32602);
+    BOOST_TEST(bad.at("error").at("data").at("field").as_string() == "fds");
+    BOOST_TEST(bad.at("error").at("message").as_string() == "fds must be a boolean");
+    c.send(
+        R"([{"jsonrpc":"2.0","id":10,"method":"ExecStreaming.Start","params":{"cmd":"/bin/cat","fds":true}}])"
+        "\n");
+    auto batch = c.next_value();
+    BOOST_TEST(
+        json::serialize(batch) ==
+        R"([{"jsonrpc":"2.0","id":10,"error":{"code":-32602,"message":"fds cannot be asked for in a batch: the descriptors go with one answer of their own","data":{"field":"fds"}}}])");
+    BOOST_TEST(c.fds.empty());
+    BOOST_TEST(co_await fds_settle(daemon, before) == before);
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(passed_descriptors_never_leak_in_the_daemon) {
+  run([]() -> asio::awaitable<void> {
+    daemon_process d;
+    co_await d.start();
+    const int daemon = d.task.pid();
+    fd_client ctl(d.socket);  // open throughout: the count below includes it
+    auto launched = ctl.call(1, "Launch", R"({"cmd":"/bin/sleep","args":["1000"]})");
+    BOOST_REQUIRE(launched.contains("result"));
+    const std::size_t before = open_fds(daemon);
+    // Clients that take descriptors and vanish, with their sessions
+    // running (pipes and ttys), and one that never reads its answer: each
+    // command is killed, and the daemon holds no descriptor of any of them.
+    std::vector<int> pids;
+    for (int i = 0; i < 8; ++i) {
+      fd_client c(d.socket);
+      auto s = c.call(1, "ExecStreaming.Start",
+                      i % 2 ? R"({"cmd":"/bin/sleep","args":["1000"],"fds":true})"
+                            : R"({"cmd":"/bin/sleep","args":["1000"],"tty":true,"fds":true})");
+      BOOST_REQUIRE_MESSAGE(s.contains("result"), json::serialize(s));
+      pids.push_back(static_cast<int>(s.at("result").at("pid").as_int64()));
+      BOOST_TEST(c.fds.size() == (i % 2 ? 3u : 1u));
+    }
+    {
+      fd_client c(d.socket);
+      c.send(
+          R"({"jsonrpc":"2.0","id":1,"method":"ExecStreaming.Start","params":{"cmd":"/bin/sleep","args":["1002"],"fds":true}})"
+          "\n");
+      pids.push_back(co_await session_child(daemon, "sleep", 1002));
+    }
+    for (int pid : pids)
+      BOOST_TEST(co_await wait_gone(pid));
+    BOOST_TEST(co_await fds_settle(daemon, before) == before);
+    BOOST_TEST((co_await d.task.shutdown("SIGTERM", 5s)).has_value());
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
@@ -636,25 +920,30 @@ BOOST_AUTO_TEST_CASE(exec_i_sends_stdin_and_passes_the_exit_code) {
     daemon_with_task d;
     co_await d.start();
     auto& created = d.created;
-    int in[2];
-    BOOST_REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
-    pipe_reader out, err;
-    auto cmd = cli_command(created->config.socket,
-                           list("-i", "--", "/bin/sh", "-c", "cat; echo done >&2; exit 5"));
-    cmd.stdin_fd = in[0];
-    cmd.stdout_fd = out.write_fd();
-    cmd.stderr_fd = err.write_fd();
-    task_executor cli(harness::get().reaper);
-    BOOST_REQUIRE(co_await cli.launch(cmd));
-    ::close(in[0]);
-    out.close_write();
-    err.close_write();
-    const std::string text = "line one\nline two\n";
-    BOOST_REQUIRE(::write(in[1], text.data(), text.size()) == static_cast<ssize_t>(text.size()));
-    ::close(in[1]);  // our end of input: the command's stdin ends
-    BOOST_TEST(co_await out.rest() == text);
-    BOOST_TEST(co_await err.rest() == "done\n");
-    BOOST_TEST((co_await cli.wait())->exit_code == 5);
+    // With the daemon's descriptors (the default), and the JSON path.
+    for (const bool json_path : {false, true}) {
+      int in[2];
+      BOOST_REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
+      pipe_reader out, err;
+      auto args = list("-i", "--", "/bin/sh", "-c", "cat; echo done >&2; exit 5");
+      if (json_path)
+        args.insert(args.begin(), "--no-fds");
+      auto cmd = cli_command(created->config.socket, args);
+      cmd.stdin_fd = in[0];
+      cmd.stdout_fd = out.write_fd();
+      cmd.stderr_fd = err.write_fd();
+      task_executor cli(harness::get().reaper);
+      BOOST_REQUIRE(co_await cli.launch(cmd));
+      ::close(in[0]);
+      out.close_write();
+      err.close_write();
+      const std::string text = "line one\nline two\n";
+      BOOST_REQUIRE(::write(in[1], text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+      ::close(in[1]);  // our end of input: the command's stdin ends
+      BOOST_TEST(co_await out.rest() == text);
+      BOOST_TEST(co_await err.rest() == "done\n");
+      BOOST_TEST((co_await cli.wait())->exit_code == 5);
+    }
     BOOST_TEST((co_await created->client.destroy()).has_value());
   });
 }

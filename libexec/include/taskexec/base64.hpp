@@ -16,5 +16,8 @@ std::string base64_encode(std::string_view bytes);
 /// not a multiple of 4, a character outside the alphabet, or padding
 /// anywhere but at the end. Whitespace is not allowed.
 std::optional<std::string> base64_decode(std::string_view text);
+/// As base64_decode, appending the bytes to `out`; false (and `out` as it
+/// was) when `text` is not base64.
+bool base64_decode_append(std::string& out, std::string_view text);
 
 }  // namespace taskexec

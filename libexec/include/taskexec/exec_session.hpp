@@ -17,6 +17,13 @@
 // not, and they do not hold the session open (a tty session ends when its
 // command does, whoever keeps the terminal open).
 //
+// Passed stdio (exec_session_options::stdio = exec_stdio::passed): the
+// session creates the same pipes or terminal, and the caller takes its ends
+// with take_stdio() and does its own I/O; read() then gives only the
+// `exited` event, once the command exited; write(), close_stdin() and
+// resize() are errc::unsupported (write, close, or TIOCSWINSZ the
+// descriptors instead). Descriptors never taken close with the session.
+//
 // Backpressure: at most 64 KiB of output wait for read(); beyond that the
 // session stops reading the command's output and the command blocks in its
 // writes. At most 1 MiB of input (exec_session_options::max_queued_input)
@@ -51,12 +58,51 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "taskexec/async.hpp"
 #include "taskexec/error.hpp"
 
 namespace taskexec {
+
+/// How a session's stdio reaches whoever started it.
+enum class exec_stdio {
+  /// exec_session: `pumped`. remote_executor: `passed` (a Unix socket is
+  /// always on the same host), falling back to `pumped` with a daemon that
+  /// does not know ExecStreaming.Start's `fds`.
+  automatic,
+  /// read() and write() carry the bytes (remotely: ExecStreaming.Output and
+  /// .Input, base64 in JSON: any client, any language).
+  pumped,
+  /// The descriptors themselves: exec_session::take_stdio() (remotely the
+  /// daemon sends them over the socket with SCM_RIGHTS, `"fds": true`);
+  /// read() gives only the `exited` event.
+  passed,
+};
+
+/// The descriptors of a session started with exec_stdio::passed, owned
+/// (closed on destruction). Pipes: stdin_fd (write end), stdout_fd and
+/// stderr_fd (read ends). With a tty: pty_fd, the terminal's master (read
+/// its output, write its input), and nothing else. Blocking; close-on-exec.
+class exec_stdio_fds {
+ public:
+  exec_stdio_fds() noexcept = default;
+  exec_stdio_fds(exec_stdio_fds&& o) noexcept { *this = std::move(o); }
+  exec_stdio_fds& operator=(exec_stdio_fds&& o) noexcept;
+  exec_stdio_fds(const exec_stdio_fds&) = delete;
+  exec_stdio_fds& operator=(const exec_stdio_fds&) = delete;
+  ~exec_stdio_fds() { reset(); }
+  /// Close what is held.
+  void reset() noexcept;
+  bool empty() const noexcept {
+    return stdin_fd < 0 && stdout_fd < 0 && stderr_fd < 0 && pty_fd < 0;
+  }
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  int pty_fd = -1;
+};
 
 /// A terminal's size in character cells.
 struct tty_size {
@@ -75,6 +121,8 @@ struct exec_session_options {
   /// of more puts its data in as room appears. 0 counts as 1.
   std::size_t max_queued_input = default_max_queued_input;
   static constexpr std::size_t default_max_queued_input = 1024 * 1024;
+  /// Pumped by the session (read(), write()), or passed to the caller.
+  exec_stdio stdio = exec_stdio::automatic;
 };
 
 enum class exec_stream { stdout_stream, stderr_stream };
@@ -104,7 +152,8 @@ class exec_session {
   /// The next event (see above). errc::operation_canceled on cancellation.
   boost::asio::awaitable<result<exec_event>> read();
 
-  /// Queue `data` for the command's stdin, in pieces as room appears below
+  /// Queue `data` for the command's stdin (errc::unsupported with
+  /// exec_stdio::passed, as close_stdin() and resize()), in pieces as room appears below
   /// max_queued_input; completes once the last piece is queued. Writes are
   /// queued in call order. Input the command can no longer read (it closed
   /// its stdin, or exited) is discarded. errc::invalid_argument after
@@ -120,6 +169,10 @@ class exec_session {
   /// Resize the terminal (the command gets SIGWINCH). errc::invalid_argument
   /// without a tty or for a zero size.
   result<void> resize(tty_size size);
+
+  /// exec_stdio::passed: the command's descriptors, once (then empty). The
+  /// session keeps none: it only waits for the command's exit.
+  exec_stdio_fds take_stdio() noexcept;
 
   /// SIGKILL the command, its session and its descendants (once it has
   /// exited, nothing). The session still ends with its events.

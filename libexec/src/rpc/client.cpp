@@ -2,19 +2,26 @@
 // A reader coroutine matches responses to calls by id and hands Stats.Sample
 // notifications to their streams; a writer coroutine sends queued messages in
 // order (Asio allows one write in flight per socket).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <unordered_map>
@@ -42,6 +49,9 @@ namespace {
 // line is broken.
 constexpr std::size_t max_response_bytes = 64 * 1024 * 1024;
 constexpr std::size_t max_queued_samples = 64;
+// A passed session: after the exit, output of what the command left behind
+// is taken this long (the daemon's linger).
+constexpr auto passed_linger = std::chrono::milliseconds(100);
 
 error lost_connection() {
   return make_error(errc::connection_failed, "connection to taskexecd lost");
@@ -109,7 +119,11 @@ struct event_stream::state {
 };
 
 struct remote_exec_session::state {
-  explicit state(const asio::any_io_executor& ex) : wake(ex) {}
+  explicit state(const asio::any_io_executor& ex)
+      : wake(ex),
+        space(ex, asio::steady_timer::time_point::max()),
+        in_turn(ex, asio::steady_timer::time_point::max()),
+        linger(ex) {}
   std::string id;
   int pid = 0;
   bool tty = false;
@@ -119,6 +133,68 @@ struct remote_exec_session::state {
   bool ended = false;  // the connection is gone, or the handle ended the session
   error end_error;
   asio::steady_timer wake;  // cancelled to wake the reader of read()
+
+  // Passed descriptors ("fds": the daemon sent them): read and written
+  // here; the daemon only reports the exit. Output is read by one pump per
+  // source into `events`, as the daemon's session would send it.
+  bool passed = false;
+  struct source {
+    source(const asio::any_io_executor& ex, int native, exec_stream s)
+        : fd(ex, native), stream(s) {}
+    asio::posix::stream_descriptor fd;
+    exec_stream stream;
+    bool closed = false;
+  };
+  std::deque<source> sources;                        // stdout (the terminal with a tty), stderr
+  std::optional<asio::posix::stream_descriptor> in;  // stdin (a dup of the master with a tty)
+  int master = -1;               // with a tty: sources[0]'s descriptor (resize, end of input)
+  std::optional<int> exit_code;  // ExecStreaming.Exited came
+  std::chrono::steady_clock::time_point linger_until;
+  asio::steady_timer space;    // cancelled when read() takes output (backpressure)
+  asio::steady_timer in_turn;  // cancelled when a write's turn passes
+  asio::steady_timer linger;   // the end of the linger after the exit
+  std::uint64_t next_ticket = 0, turn = 0;
+  std::vector<std::uint64_t> given_up;
+  bool in_closed = false;  // close_stdin() called
+  // At most this much output waits for read(); past it the pumps stop
+  // reading and the command blocks in its writes.
+  static constexpr std::size_t max_passed_bytes = 1024 * 1024;
+  void next_turn() {
+    ++turn;
+    while (std::erase(given_up, turn) > 0)
+      ++turn;
+    in_turn.cancel();
+  }
+  // The exit is last: once every source is closed and the exit known.
+  void maybe_exited() {
+    if (exited || ended || !exit_code)
+      return;
+    for (const auto& src : sources) {
+      if (!src.closed)
+        return;
+    }
+    for (const auto& e : events) {
+      if (e.kind == exec_event::type::exited)
+        return;
+    }
+    exec_event e;
+    e.kind = exec_event::type::exited;
+    e.exit_code = *exit_code;
+    events.push_back(e);
+    wake.cancel();
+  }
+  /// Close every descriptor (the pumps and writes end).
+  void stop_io() noexcept {
+    boost::system::error_code ignored;
+    for (auto& src : sources)
+      src.fd.close(ignored);
+    if (in)
+      in->close(ignored);
+    master = -1;
+    space.cancel();
+    in_turn.cancel();
+    linger.cancel();
+  }
 };
 
 struct remote_executor::impl : std::enable_shared_from_this<impl> {
@@ -183,6 +259,21 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     if (read_resume && session_bytes <= max_session_bytes)
       read_resume->cancel();
   }
+  // Descriptors received (SCM_RIGHTS), one group per message that carried
+  // them, in order: each ExecStreaming.Start answer with "fds" takes the
+  // first group. Closed when the connection ends.
+  std::deque<std::vector<int>> received_fds;
+  static constexpr std::size_t max_received_groups = 16;
+  // The descriptors of the answer being dispatched (its on_response takes them).
+  exec_stdio_fds answer_fds;
+  void close_received() noexcept {
+    for (auto& g : received_fds) {
+      for (int fd : g)
+        ::close(fd);
+    }
+    received_fds.clear();
+  }
+  ~impl() { close_received(); }
   std::deque<std::string> outbox;
   bool writing = false;
   rpc::ndjson_framer framer{max_response_bytes};
@@ -231,10 +322,12 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
         s->ended = true;
         s->end_error = reason;
         s->wake.cancel();
+        s->stop_io();  // the daemon kills the command of a client gone
       }
     }
     if (read_resume)
       read_resume->cancel();
+    close_received();
     close_reason = reason;
   }
 
@@ -266,15 +359,61 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     self->writing = false;
   }
 
+  // One recvmsg: bytes, and descriptors if the daemon sent some (only
+  // with an answer to ExecStreaming.Start with "fds"). -1 with errno.
+  ssize_t receive(std::vector<char>& buf) {
+    iovec iov{buf.data(), buf.size()};
+    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * 8)> control{};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    const ssize_t n = ::recvmsg(sock.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 || msg.msg_controllen == 0)
+      return n;
+    std::vector<int> group;
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+        continue;
+      const std::size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < k; ++i) {
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+        group.push_back(fd);
+      }
+    }
+    if (!group.empty())
+      received_fds.push_back(std::move(group));
+    if ((msg.msg_flags & MSG_CTRUNC) != 0)
+      fail(make_error(errc::protocol_error, "taskexecd sent more descriptors than expected"));
+    else if (received_fds.size() > max_received_groups)
+      fail(make_error(errc::protocol_error, "taskexecd sent descriptors nobody asked for"));
+    return n;
+  }
+
   static asio::awaitable<void> read_loop(std::shared_ptr<impl> self) {
     std::vector<char> buf(64 * 1024);
     while (self->open) {
-      auto [ec, n] = co_await self->sock.async_read_some(asio::buffer(buf),
-                                                         asio::as_tuple(asio::use_awaitable));
-      if (ec) {
+      const ssize_t got = self->receive(buf);
+      if (!self->open)
+        break;
+      if (got < 0 && errno == EINTR)
+        continue;
+      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        auto [ec] = co_await self->sock.async_wait(local::socket::wait_read,
+                                                   asio::as_tuple(asio::use_awaitable));
+        if (ec) {
+          self->fail(lost_connection());
+          break;
+        }
+        continue;
+      }
+      if (got <= 0) {
         self->fail(lost_connection());
         break;
       }
+      const auto n = static_cast<std::size_t>(got);
       self->framer.feed(std::string_view(buf.data(), n));
       while (self->open) {
         auto line = self->framer.next();
@@ -326,9 +465,37 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
       closed = true;
     else if (line != R"("}})")
       return false;
-    auto decoded = base64_decode(data);
-    if (!decoded || sid.find('\\') != std::string_view::npos)
+    if (sid.find('\\') != std::string_view::npos)
       return false;  // let the parser judge it
+    return deliver_base64(sid, stream, data, closed);
+  }
+
+  // As deliver_output, decoding `b64` straight into the session's last
+  // event when it can take it (no allocation per notification); false
+  // (nothing delivered) when `b64` is not base64.
+  bool deliver_base64(std::string_view sid, exec_stream stream, std::string_view b64, bool closed) {
+    auto it = sessions.find(std::string(sid));
+    std::shared_ptr<remote_exec_session::state> s;
+    if (it != sessions.end())
+      s = it->second.lock();
+    // A stream's closing chunk stays an event of its own, as it came.
+    if (s && !closed && !s->events.empty()) {
+      auto& last = s->events.back();
+      if (last.kind == exec_event::type::output && !last.closed && last.stream == stream &&
+          last.data.size() + b64.size() / 4 * 3 <= exec_event::max_data) {
+        const std::size_t before = last.data.size();
+        if (!base64_decode_append(last.data, b64))
+          return false;
+        const std::size_t n = last.data.size() - before;
+        s->bytes += n;
+        session_bytes += n;
+        s->wake.cancel();
+        return true;
+      }
+    }
+    auto decoded = base64_decode(b64);
+    if (!decoded)
+      return false;
     deliver_output(sid, stream, std::move(*decoded), closed);
     return true;
   }
@@ -424,25 +591,82 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
       fail(reason);
       return;
     }
-    if (!id->is_int64())
-      return;
-    auto it = calls.find(id->as_int64());
+    // An ExecStreaming.Start answer with "fds" takes the descriptors that
+    // came with its first byte.
+    const auto* res = o.if_contains("result");
+    const auto* fd_names = res && res->is_object() ? res->as_object().if_contains("fds") : nullptr;
+    exec_stdio_fds fds;
+    if (fd_names) {
+      auto taken = take_fds(*fd_names);
+      if (!taken) {
+        fail(make_error(errc::protocol_error,
+                        "taskexecd answered with \"fds\" but the descriptors did not match"));
+        return;
+      }
+      fds = std::move(*taken);
+    }
+    auto it = id->is_int64() ? calls.find(id->as_int64()) : calls.end();
     if (it == calls.end()) {
-      // A call whose caller gave up: what its answer opened is ended.
-      if (auto a = abandoned.find(id->as_int64()); a != abandoned.end()) {
+      // A call whose caller gave up: what its answer opened is ended (and
+      // descriptors that came with it close here).
+      auto a = id->is_int64() ? abandoned.find(id->as_int64()) : abandoned.end();
+      if (a != abandoned.end()) {
         const cancel_rule* rule = a->second;
         abandoned.erase(a);
         end_abandoned(*rule, o);
+      } else if (fd_names) {
+        if (const auto* sid = res->as_object().if_contains("session"); sid && sid->is_string())
+          cancel_unknown_session(sid->as_string());
       }
       return;
     }
     auto* p = it->second;
     calls.erase(it);
+    answer_fds = std::move(fds);
     if (p->on_response)
       p->on_response(o);
+    answer_fds.reset();  // not taken: closed
     p->response = std::move(o);
     p->done = true;
     p->wake->cancel();
+  }
+
+  // The first group of descriptors received, named by an answer's "fds":
+  // ["stdin","stdout","stderr"] or ["pty"]; nullopt when they do not match
+  // (the group is closed).
+  std::optional<exec_stdio_fds> take_fds(const json::value& names) {
+    if (received_fds.empty())
+      return std::nullopt;
+    std::vector<int> group = std::move(received_fds.front());
+    received_fds.pop_front();
+    exec_stdio_fds out;
+    const auto* a = names.if_array();
+    if (a && a->size() == group.size()) {
+      for (std::size_t i = 0; i < group.size(); ++i) {
+        const auto* n = (*a)[i].if_string();
+        int* slot = !n               ? nullptr
+                    : *n == "stdin"  ? &out.stdin_fd
+                    : *n == "stdout" ? &out.stdout_fd
+                    : *n == "stderr" ? &out.stderr_fd
+                    : *n == "pty"    ? &out.pty_fd
+                                     : nullptr;
+        if (slot && *slot < 0) {
+          *slot = group[i];
+          group[i] = -1;
+        }
+      }
+    }
+    for (int fd : group) {
+      if (fd >= 0) {
+        ::close(fd);  // a name missing, unknown or twice
+        out.reset();
+      }
+    }
+    const bool pipes = out.stdin_fd >= 0 && out.stdout_fd >= 0 && out.stderr_fd >= 0;
+    if (!(pipes && out.pty_fd < 0) &&
+        !(out.pty_fd >= 0 && out.stdin_fd < 0 && out.stdout_fd < 0 && out.stderr_fd < 0))
+      return std::nullopt;
+    return out;
   }
 
   // ExecStreaming.Output and .Exited; false for any other method.
@@ -481,9 +705,29 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     if (!s)
       return true;
     const auto* code = p->if_contains("exit_code");
+    const int exit_code = code && code->is_int64() ? static_cast<int>(code->as_int64()) : -1;
+    if (s->passed) {
+      // What the command wrote is in its pipes now: the pumps take it, and
+      // what it left behind writes for 100 ms more (as the daemon does).
+      s->exit_code = exit_code;
+      s->linger_until = std::chrono::steady_clock::now() + passed_linger;
+      s->linger.expires_at(s->linger_until);
+      s->linger.async_wait([w = std::weak_ptr(s)](boost::system::error_code ec) {
+        auto st = w.lock();
+        if (ec || !st)
+          return;
+        for (auto& src : st->sources) {
+          boost::system::error_code ignored;
+          if (!src.closed)
+            src.fd.cancel(ignored);  // the pump reads what is left, then closes
+        }
+      });
+      s->maybe_exited();
+      return true;
+    }
     exec_event e;
     e.kind = exec_event::type::exited;
-    e.exit_code = code && code->is_int64() ? static_cast<int>(code->as_int64()) : -1;
+    e.exit_code = exit_code;
     s->events.push_back(e);
     s->wake.cancel();
     return true;
@@ -1126,6 +1370,131 @@ asio::awaitable<result<void>> event_stream::cancel() {
 
 namespace {
 
+// write(2) without SIGPIPE: a pipe whose reader is gone must fail with
+// EPIPE, not kill this process. The signal is blocked in this thread around
+// the write and a SIGPIPE it raised is taken back (unless one was pending).
+ssize_t write_no_sigpipe(int fd, const char* data, std::size_t n) {
+  sigset_t pipe_set, old, pending;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  sigpending(&pending);
+  const bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  const ssize_t r = ::write(fd, data, n);
+  const int saved = errno;
+  if (r < 0 && saved == EPIPE && !was_pending) {
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = saved;
+  return r;
+}
+
+using session_ptr = std::shared_ptr<remote_exec_session::state>;
+
+// A passed session's output: one source read into the session's events,
+// as the daemon's pump would send them; the closing chunk when it ends.
+asio::awaitable<void> pump_passed(session_ptr s, std::size_t index) {
+  auto& src = s->sources[index];  // a deque: stable
+  const int fd = src.fd.native_handle();
+  auto push = [&](std::string data) {
+    exec_event e;
+    e.stream = src.stream;
+    s->bytes += data.size();
+    e.data = std::move(data);
+    s->events.push_back(std::move(e));
+    s->wake.cancel();
+  };
+  for (;;) {
+    if (s->ended || !src.fd.is_open())
+      break;
+    if (s->bytes >= remote_exec_session::state::max_passed_bytes) {
+      // Backpressure: the command blocks in its writes while nobody reads.
+      co_await s->space.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (s->exit_code && now >= s->linger_until) {
+      // The linger is over: what is buffered now, and no more.
+      int owed = 0;
+      if (::ioctl(fd, FIONREAD, &owed) == 0 && owed > 0) {
+        std::string data(static_cast<std::size_t>(owed), '\0');
+        const ssize_t n = ::read(fd, data.data(), data.size());
+        if (n > 0) {
+          data.resize(static_cast<std::size_t>(n));
+          push(std::move(data));
+        }
+      }
+      break;
+    }
+    std::string data(exec_event::max_data, '\0');
+    const ssize_t n = ::read(fd, data.data(), data.size());
+    if (n > 0) {
+      data.resize(static_cast<std::size_t>(n));
+      push(std::move(data));
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    // EOF; EIO from a pty master once no process holds the terminal.
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+      break;
+    // Woken by data, or cancelled at the linger's end (or by stop_io).
+    co_await src.fd.async_wait(asio::posix::stream_descriptor::wait_read,
+                               asio::as_tuple(asio::use_awaitable));
+  }
+  src.closed = true;
+  boost::system::error_code ignored;
+  src.fd.close(ignored);
+  if (s->ended)
+    co_return;
+  exec_event e;
+  e.stream = src.stream;
+  e.closed = true;
+  s->events.push_back(std::move(e));
+  s->wake.cancel();
+  s->maybe_exited();
+}
+
+// Take the descriptors of a session started with "fds": non-blocking here,
+// pumped into events; stdin written by write().
+void start_passed(const session_ptr& s, exec_stdio_fds fds) {
+  const auto ex = s->wake.get_executor();
+  auto nonblocking = [](int fd) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
+  };
+  s->passed = true;
+  if (fds.pty_fd >= 0) {
+    const int in = ::fcntl(fds.pty_fd, F_DUPFD_CLOEXEC, 3);
+    if (in < 0 || !nonblocking(fds.pty_fd)) {
+      if (in >= 0)
+        ::close(in);
+      // The session cannot be served: it ends at once (the daemon kills
+      // the command when asked; here nothing more can be read).
+      s->ended = true;
+      s->end_error = make_system_error(errno, "take the session's terminal");
+      return;
+    }
+    s->master = fds.pty_fd;
+    s->sources.emplace_back(ex, std::exchange(fds.pty_fd, -1), exec_stream::stdout_stream);
+    s->in.emplace(ex, in);
+  } else {
+    if (!nonblocking(fds.stdin_fd) || !nonblocking(fds.stdout_fd) || !nonblocking(fds.stderr_fd)) {
+      s->ended = true;
+      s->end_error = make_system_error(errno, "set the session's descriptors non-blocking");
+      return;
+    }
+    s->sources.emplace_back(ex, std::exchange(fds.stdout_fd, -1), exec_stream::stdout_stream);
+    s->sources.emplace_back(ex, std::exchange(fds.stderr_fd, -1), exec_stream::stderr_stream);
+    s->in.emplace(ex, std::exchange(fds.stdin_fd, -1));
+  }
+  for (std::size_t i = 0; i < s->sources.size(); ++i)
+    asio::co_spawn(ex, pump_passed(s, i), rethrow);
+}
+
 json::object exec_params(const std::string& cmd, const std::vector<std::string>& args) {
   json::object o;
   o["cmd"] = cmd;
@@ -1180,6 +1549,9 @@ asio::awaitable<result<remote_exec_session>> remote_executor::exec_streaming(
     size["width"] = options.size.width;
     params["tty_size"] = std::move(size);
   }
+  const bool ask_fds = options.stdio != exec_stdio::pumped;
+  if (ask_fds)
+    params["fds"] = true;
   auto st = std::make_shared<remote_exec_session::state>(impl_->sock.get_executor());
   st->wake.expires_at(asio::steady_timer::time_point::max());
   st->tty = options.tty;
@@ -1194,18 +1566,29 @@ asio::awaitable<result<remote_exec_session>> remote_executor::exec_streaming(
       st->id = sid->as_string();
       st->pid = pid && pid->is_int64() ? static_cast<int>(pid->as_int64()) : 0;
       conn->sessions[st->id] = st;
+      if (!conn->answer_fds.empty())
+        start_passed(st, std::move(conn->answer_fds));
     }
   };
   // Cancelled before the answer: the late answer ends the session on the
   // daemon (session_cancel), as would its first output for a session
   // nobody holds (cancel_unknown_session).
-  auto r =
-      co_await no_throw_on_cancel(impl::call(impl_, "ExecStreaming.Start", std::move(params),
-                                             std::move(on_response), {}, &impl::session_cancel));
+  auto r = co_await no_throw_on_cancel(
+      impl::call(impl_, "ExecStreaming.Start", params, on_response, {}, &impl::session_cancel));
+  if (!r && ask_fds && options.stdio == exec_stdio::automatic &&
+      r.error().code == make_error_code(errc::invalid_argument) &&
+      r.error().message.find("\"fds\"") != std::string::npos) {
+    // A daemon from before "fds": the JSON path.
+    params.erase("fds");
+    r = co_await no_throw_on_cancel(impl::call(impl_, "ExecStreaming.Start", std::move(params),
+                                               std::move(on_response), {}, &impl::session_cancel));
+  }
   if (!r)
     co_return r.error();
   if (st->id.empty())
     co_return make_error(errc::protocol_error, "ExecStreaming.Start result has no session");
+  if (ask_fds && options.stdio == exec_stdio::passed && !st->passed)
+    co_return make_error(errc::protocol_error, "ExecStreaming.Start with fds: no descriptors came");
   co_return remote_exec_session(impl_, st);
 }
 
@@ -1229,9 +1612,11 @@ void remote_exec_session::end() noexcept {
   if (!state_ || !conn_)
     return;
   auto& s = *state_;
-  conn_->session_read(s.bytes);
+  if (!s.passed)
+    conn_->session_read(s.bytes);
   s.bytes = 0;
   s.events.clear();
+  s.stop_io();  // our descriptors close; the daemon kills the command (Cancel)
   const bool live = !s.ended && !s.exited && conn_->sessions.erase(s.id) > 0;
   s.ended = true;
   s.end_error = make_error(errc::operation_canceled, "exec session ended");
@@ -1280,7 +1665,10 @@ asio::awaitable<result<exec_event>> next_exec_event(std::shared_ptr<remote_execu
         s->events.pop_front();
       }
       s->bytes -= e.data.size();
-      conn->session_read(e.data.size());
+      if (s->passed)
+        s->space.cancel();  // the pumps may read again
+      else
+        conn->session_read(e.data.size());
       if (e.kind == exec_event::type::exited)
         s->exited = e;
       co_return e;
@@ -1320,7 +1708,69 @@ asio::awaitable<result<exec_event>> remote_exec_session::read() {
   co_return co_await no_throw_on_cancel(next_exec_event(conn_, state_));
 }
 
+namespace {
+
+// A passed session's input: writes (and the close) in call order, each
+// waiting for its turn; the data is written to the command's stdin as it
+// takes it. Input it no longer reads (EPIPE) is discarded, as the daemon
+// does.
+asio::awaitable<result<void>> passed_write(session_ptr s, std::string data, bool close) {
+  if (s->in_closed)
+    co_return make_error(errc::invalid_argument, "the session's stdin is closed");
+  if (close)
+    s->in_closed = true;
+  const std::uint64_t ticket = s->next_ticket++;
+  while (ticket != s->turn && !s->ended) {
+    co_await s->in_turn.async_wait(asio::as_tuple(asio::use_awaitable));
+    const auto cs = co_await asio::this_coro::cancellation_state;
+    if (ticket != s->turn && cs.cancelled() != asio::cancellation_type::none) {
+      s->given_up.push_back(ticket);
+      co_return make_error(errc::operation_canceled, "exec session write canceled");
+    }
+  }
+  if (s->ended)
+    co_return s->end_error;
+  struct turn_guard {
+    remote_exec_session::state& s;
+    ~turn_guard() { s.next_turn(); }
+  } guard{*s};
+  if (close && s->tty) {
+    // A terminal has no half-close: its end-of-file character ends a read.
+    termios t{};
+    const int fd = s->in && s->in->is_open() ? s->in->native_handle() : -1;
+    data.assign(1, fd >= 0 && ::tcgetattr(fd, &t) == 0 ? static_cast<char>(t.c_cc[VEOF]) : '\x04');
+  }
+  std::size_t at = 0;
+  while (at < data.size() && s->in && s->in->is_open() && !s->ended) {
+    const ssize_t n = write_no_sigpipe(s->in->native_handle(), data.data() + at, data.size() - at);
+    if (n >= 0) {
+      at += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      break;  // EPIPE (the command closed its stdin) or EIO: nobody reads
+    co_await s->in->async_wait(asio::posix::stream_descriptor::wait_write,
+                               asio::as_tuple(asio::use_awaitable));
+    const auto cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none)
+      co_return make_error(errc::operation_canceled, "exec session write canceled");
+  }
+  if (s->ended)
+    co_return s->end_error;
+  if (close && !s->tty && s->in) {
+    boost::system::error_code ignored;
+    s->in->close(ignored);  // the pipe's only write end: the command reads EOF
+  }
+  co_return result<void>{};
+}
+
+}  // namespace
+
 asio::awaitable<result<void>> remote_exec_session::write(std::string data) {
+  if (state_ && state_->passed)
+    co_return co_await no_throw_on_cancel(passed_write(state_, std::move(data), false));
   // Pieces that stay well below the daemon's default message limit (4 MiB)
   // once in base64.
   constexpr std::size_t piece = 1024 * 1024;
@@ -1335,6 +1785,11 @@ asio::awaitable<result<void>> remote_exec_session::write(std::string data) {
 }
 
 asio::awaitable<result<void>> remote_exec_session::close_stdin() {
+  if (state_ && state_->passed) {
+    if (state_->in_closed)
+      co_return result<void>{};  // idempotent, as the daemon's close
+    co_return co_await no_throw_on_cancel(passed_write(state_, {}, true));
+  }
   auto params = input_params(state_->id);
   params["close"] = true;
   co_return to_void(co_await no_throw_on_cancel(
@@ -1342,6 +1797,20 @@ asio::awaitable<result<void>> remote_exec_session::close_stdin() {
 }
 
 asio::awaitable<result<void>> remote_exec_session::resize(tty_size size) {
+  if (state_ && state_->passed) {
+    if (!state_->tty)
+      co_return make_error(errc::invalid_argument, "session \"" + state_->id + "\" has no tty");
+    if (size.height == 0 || size.width == 0)
+      co_return make_error(errc::invalid_argument, "a tty size needs a height and a width above 0");
+    if (state_->master < 0 || state_->sources.empty() || state_->sources.front().closed)
+      co_return result<void>{};  // the terminal is gone with its command
+    winsize ws{};
+    ws.ws_row = size.height;
+    ws.ws_col = size.width;
+    if (::ioctl(state_->master, TIOCSWINSZ, &ws) != 0)
+      co_return make_system_error(errno, "resize the terminal");
+    co_return result<void>{};
+  }
   auto params = input_params(state_->id);
   json::object sz;
   sz["height"] = size.height;

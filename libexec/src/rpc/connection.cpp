@@ -13,6 +13,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
 #include <span>
 
 #include "methods.hpp"
@@ -39,12 +40,12 @@ asio::awaitable<bool> server::connection::wait_hangup() {
 // One call at a time (the common case) needs no wake-up of the writer: the
 // answer is written here, before the reader waits for more. What the socket
 // does not take at once, and any error, is left to the writer.
-void server::connection::answer(const json::value& v) {
+void server::connection::answer(const json::value& v, exec_stdio_fds fds) {
   if (closing)
     return;
   std::string line = json::serialize(v);
   line += '\n';
-  if (out.empty() && writing_bytes == 0) {
+  if (fds.empty() && out.empty() && writing_bytes == 0) {
     const ssize_t n =
         ::send(socket.native_handle(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == static_cast<ssize_t>(line.size())) {
@@ -56,30 +57,91 @@ void server::connection::answer(const json::value& v) {
       line.erase(0, static_cast<std::size_t>(n));
     }
   }
-  send_line(std::move(line));
+  send_line(std::move(line), std::move(fds));
+}
+
+// One message whose first byte carries descriptors (SCM_RIGHTS), the rest
+// written as usual. The descriptors are the receiver's once sendmsg took
+// the first byte; ours close with `m`.
+asio::awaitable<boost::system::error_code> server::connection::send_with_fds(outgoing& m) {
+  std::array<int, 4> fds{};
+  std::size_t count = 0;
+  for (int fd : {m.fds.stdin_fd, m.fds.stdout_fd, m.fds.stderr_fd, m.fds.pty_fd}) {
+    if (fd >= 0)
+      fds[count++] = fd;
+  }
+  std::size_t sent = 0;
+  for (;;) {
+    iovec iov{m.line.data(), m.line.size()};
+    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * 4)> control{};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    if (cm == nullptr || count == 0)
+      co_return boost::system::error_code(EINVAL, boost::system::system_category());
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * count);
+    const ssize_t n = ::sendmsg(socket.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      sent = static_cast<std::size_t>(n);
+      break;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno != EAGAIN)
+      co_return boost::system::error_code(errno, boost::system::system_category());
+    auto [ec] =
+        co_await socket.async_wait(local::socket::wait_write, asio::as_tuple(asio::use_awaitable));
+    if (ec)
+      co_return ec;
+  }
+  m.fds.reset();
+  if (sent < m.line.size()) {
+    auto [ec, n] =
+        co_await asio::async_write(socket, asio::buffer(m.line.data() + sent, m.line.size() - sent),
+                                   asio::as_tuple(asio::use_awaitable));
+    (void)n;
+    co_return ec;
+  }
+  co_return boost::system::error_code{};
 }
 
 asio::awaitable<void> server::connection::writer() {
   auto self = shared_from_this();
   for (;;) {
     while (!out.empty()) {
-      // Several queued messages in one write (a session's output comes in
-      // many small notifications), taken out of the queue first: nothing
-      // (force_close) can free them while the write is under way.
-      std::vector<std::string> batch;
-      std::size_t bytes = 0;
-      while (!out.empty() && batch.size() < 64 && bytes < 256 * 1024) {
-        bytes += out.front().size();
-        batch.push_back(std::move(out.front()));
+      boost::system::error_code ec;
+      if (!out.front().fds.empty()) {
+        // Alone: its descriptors go with its first byte.
+        outgoing m = std::move(out.front());
         out.pop_front();
+        writing_bytes = m.line.size();
+        ec = co_await send_with_fds(m);
+      } else {
+        // Several queued messages in one write (a session's output comes
+        // in many small notifications), taken out of the queue first:
+        // nothing (force_close) can free them while the write is under way.
+        std::vector<std::string> batch;
+        std::size_t bytes = 0;
+        while (!out.empty() && out.front().fds.empty() && batch.size() < 64 && bytes < 256 * 1024) {
+          bytes += out.front().line.size();
+          batch.push_back(std::move(out.front().line));
+          out.pop_front();
+        }
+        std::array<asio::const_buffer, 64> bufs;
+        for (std::size_t i = 0; i < batch.size(); ++i)
+          bufs[i] = asio::buffer(batch[i]);
+        writing_bytes = bytes;
+        auto [wec, n] = co_await asio::async_write(socket, std::span(bufs.data(), batch.size()),
+                                                   asio::as_tuple(asio::use_awaitable));
+        (void)n;
+        ec = wec;
       }
-      std::array<asio::const_buffer, 64> bufs;
-      for (std::size_t i = 0; i < batch.size(); ++i)
-        bufs[i] = asio::buffer(batch[i]);
-      writing_bytes = bytes;
-      auto [ec, n] = co_await asio::async_write(socket, std::span(bufs.data(), batch.size()),
-                                                asio::as_tuple(asio::use_awaitable));
-      (void)n;
       out_bytes -= std::min(out_bytes, writing_bytes);
       writing_bytes = 0;
       if (ec) {
@@ -247,10 +309,14 @@ void server::connection::run_one(request r) {
                          o = rpc_error{code::internal_error, "internal error", {}};
                        if (!id)
                          return;  // a notification: no response
+                       // Descriptors (ExecStreaming.Start with fds) go with
+                       // the answer; an error answer closes them.
+                       auto fds = self->take_answer_fds(*id);
                        if (auto* err = std::get_if<rpc_error>(&o))
                          self->answer(make_error(*id, *err));
                        else
-                         self->answer(make_result(*id, std::get<json::value>(std::move(o))));
+                         self->answer(make_result(*id, std::get<json::value>(std::move(o))),
+                                      std::move(fds));
                        self->answered(id);
                      }));
 }
@@ -305,7 +371,7 @@ void server::connection::run_batch(std::vector<item> items) {
     waiting += counted ? 1 : 0;
     auto cancel = cancels.emplace(cancels.end());
     asio::co_spawn(
-        socket.get_executor(), dispatch(*st, std::move(r), self),
+        socket.get_executor(), dispatch(*st, std::move(r), self, true),
         asio::bind_cancellation_slot(
             cancel->slot(), [self, b, done_one, cancel, counted, id = std::move(request_id)](
                                 const std::exception_ptr& e, outcome o) {

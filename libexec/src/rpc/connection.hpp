@@ -51,7 +51,14 @@ struct server::connection : std::enable_shared_from_this<connection> {
   std::shared_ptr<server::state> st;
   local::socket socket;
   ndjson_framer framer;
-  std::deque<std::string> out;
+  // A message to send; `fds` (an ExecStreaming.Start answer with "fds")
+  // go with its first byte (SCM_RIGHTS), and are closed here once sent, or
+  // with the message when it is dropped.
+  struct outgoing {
+    std::string line;
+    exec_stdio_fds fds;
+  };
+  std::deque<outgoing> out;
   std::size_t out_bytes = 0;      // queued and being written
   std::size_t writing_bytes = 0;  // of out_bytes, in the write under way
   asio::steady_timer wake;
@@ -78,6 +85,20 @@ struct server::connection : std::enable_shared_from_this<connection> {
   // What starts once a request's answer is queued (a subscription's first
   // sample must follow its answer), by the request's serialized id.
   std::map<std::string, std::function<void()>> after_answer;
+  // Descriptors that go with a request's answer (ExecStreaming.Start with
+  // "fds"), by the request's serialized id; closed if the answer is never
+  // sent (the connection closed first).
+  std::map<std::string, exec_stdio_fds> answer_fds;
+  exec_stdio_fds take_answer_fds(const json::value& id) {
+    if (answer_fds.empty())
+      return {};
+    auto it = answer_fds.find(json::serialize(id));
+    if (it == answer_fds.end())
+      return {};
+    auto fds = std::move(it->second);
+    answer_fds.erase(it);
+    return fds;
+  }
   void answered(const std::optional<json::value>& id) {
     if (!id)
       return;
@@ -110,6 +131,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
   /// Stats subscriptions and exec sessions end (their commands killed).
   void end_subscriptions() {
     followers.clear();
+    answer_fds.clear();
     auto subs = std::move(subscriptions);
     subscriptions.clear();
     for (auto& [id, sig] : subs)
@@ -133,17 +155,19 @@ struct server::connection : std::enable_shared_from_this<connection> {
   /// Until the peer hangs up (true) or the socket is closed here (false).
   asio::awaitable<bool> wait_hangup();
 
-  void send(const json::value& v) { send_line(json::serialize(v) + "\n"); }
+  void send(const json::value& v, exec_stdio_fds fds = {}) {
+    send_line(json::serialize(v) + "\n", std::move(fds));
+  }
   /// A request's answer: written at once when nothing is queued or being
-  /// written, else queued as send() does.
-  void answer(const json::value& v);
-  /// A complete message, '\n' included.
-  void send_line(std::string line) {
+  /// written and no descriptors go with it, else queued as send() does.
+  void answer(const json::value& v, exec_stdio_fds fds = {});
+  /// Complete messages, each '\n' included (one or several lines).
+  void send_line(std::string line, exec_stdio_fds fds = {}) {
     if (closing)
-      return;
+      return;  // the descriptors close with `fds`
     out_bytes += line.size();
     st->churn += line.size();
-    out.push_back(std::move(line));
+    out.push_back({std::move(line), std::move(fds)});
     wake.cancel();
   }
   bool saturated() const { return out_bytes > max_out_bytes || blocked_inputs > 0; }
@@ -153,6 +177,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
     if (close_when_idle && idle())
       close_after_flush();
   }
+  asio::awaitable<boost::system::error_code> send_with_fds(outgoing& m);
   void close_after_flush() {
     closing = true;
     wake.cancel();

@@ -18,17 +18,30 @@ namespace {
 constexpr std::size_t max_output_chunk = 4096;
 
 // Output notifications are written by hand: they are the bulk of a session's
-// traffic, and the session id and stream name need no escaping.
-std::string output_line(const std::string& id, exec_stream s, std::string_view data, bool close) {
-  std::string line;
-  line.reserve(112 + id.size() + (data.size() + 2) / 3 * 4);
-  line += R"({"jsonrpc":"2.0","method":"ExecStreaming.Output","params":{"session":")";
-  line += id;
-  line += s == exec_stream::stdout_stream ? R"(","stream":"stdout","data":")"
-                                          : R"(","stream":"stderr","data":")";
-  base64_append(line, data);
-  line += close ? "\",\"close\":true}}\n" : "\"}}\n";
-  return line;
+// traffic, and the session id and stream name need no escaping. One event
+// (up to 64 KiB) becomes its notifications of at most max_output_chunk
+// bytes each, in one string: one allocation and one queued message for all.
+std::string output_lines(const std::string& id, exec_stream s, std::string_view data, bool close) {
+  constexpr std::string_view head =
+      R"({"jsonrpc":"2.0","method":"ExecStreaming.Output","params":{"session":")";
+  const std::string_view stream = s == exec_stream::stdout_stream
+                                      ? R"(","stream":"stdout","data":")"
+                                      : R"(","stream":"stderr","data":")";
+  const std::size_t lines =
+      std::max<std::size_t>(1, (data.size() + max_output_chunk - 1) / max_output_chunk);
+  std::string out;
+  out.reserve(lines * (head.size() + id.size() + stream.size() + 20) + (data.size() + 2) / 3 * 4 +
+              lines * 4);
+  do {
+    const auto chunk = data.substr(0, max_output_chunk);
+    data.remove_prefix(chunk.size());
+    out += head;
+    out += id;
+    out += stream;
+    base64_append(out, chunk);
+    out += close && data.empty() ? "\",\"close\":true}}\n" : "\"}}\n";
+  } while (!data.empty());
+  return out;
 }
 
 }  // namespace
@@ -57,12 +70,7 @@ asio::awaitable<void> server::state::run_session(std::shared_ptr<state> self,
     if (!c || c->closing)
       break;
     if (ev->kind == exec_event::type::output) {
-      std::string_view data = ev->data;
-      do {
-        const auto chunk = data.substr(0, max_output_chunk);
-        data.remove_prefix(chunk.size());
-        c->send_line(output_line(id, ev->stream, chunk, ev->closed && data.empty()));
-      } while (!data.empty());
+      c->send_line(output_lines(id, ev->stream, ev->data, ev->closed));
       continue;
     }
     c->send_line(R"({"jsonrpc":"2.0","method":"ExecStreaming.Exited","params":{"session":")" + id +
@@ -88,6 +96,11 @@ asio::awaitable<outcome> exec_streaming_start(server::state& srv, method_call ca
                            "answer");
   if (c->after_answer.contains(json::serialize(*call.r.id)))
     co_return rpc_error{code::invalid_request, "a request with this id is still pending", {}};
+  const bool pass_fds = o.stdio == exec_stdio::passed;
+  if (pass_fds && call.batched)
+    co_return params_error("fds",
+                           "fds cannot be asked for in a batch: the descriptors go with one "
+                           "answer of their own");
   o.max_queued_input = server::connection::max_session_input;
   auto started = co_await srv.task.exec_streaming(std::move(o));
   if (!started)
@@ -96,8 +109,12 @@ asio::awaitable<outcome> exec_streaming_start(server::state& srv, method_call ca
   if (!c || c->closing)
     co_return rpc_error{code::internal_error, "connection gone", {}};
   const int pid = started->pid();
+  // Passed: the descriptors go with the answer (SCM_RIGHTS); the session
+  // keeps none and only reports the exit.
+  exec_stdio_fds fds = pass_fds ? started->take_stdio() : exec_stdio_fds{};
   std::string id = "exec-" + std::to_string(srv.next_session++);
   auto entry = std::make_shared<session_entry>(std::move(*started));
+  entry->passed = pass_fds;
   c->sessions[id] = entry;
   // Its output starts once this answer is queued: the client knows the
   // session's name before its first notification.
@@ -120,6 +137,18 @@ asio::awaitable<outcome> exec_streaming_start(server::state& srv, method_call ca
   json::object out;
   out["session"] = id;
   out["pid"] = pid;
+  if (pass_fds) {
+    json::array names;
+    if (fds.pty_fd >= 0) {
+      names.emplace_back("pty");
+    } else {
+      names.emplace_back("stdin");
+      names.emplace_back("stdout");
+      names.emplace_back("stderr");
+    }
+    out["fds"] = std::move(names);
+    c->answer_fds[json::serialize(*call.r.id)] = std::move(fds);
+  }
   co_return json::value(std::move(out));
 }
 
@@ -135,6 +164,12 @@ asio::awaitable<outcome> exec_streaming_input(server::state&, method_call call,
   if (!c || it == c->sessions.end())
     co_return rpc_error{code::unknown_subscription, "unknown session \"" + id + "\"", {}};
   auto entry = it->second;
+  if (entry->passed)
+    co_return rpc_error{code::unsupported,
+                        "session \"" + id +
+                            "\" passed its descriptors (fds): its input, end of input and "
+                            "terminal size go through them",
+                        {}};
   std::optional<std::string>& data = in.data;
   const bool close = in.close;
   if (in.size) {

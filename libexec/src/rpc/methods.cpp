@@ -372,11 +372,11 @@ bool method_runs_in_place(std::string_view method) {
 }
 
 asio::awaitable<outcome> dispatch(server::state& srv, request r,
-                                  std::weak_ptr<server::connection> conn) {
+                                  std::weak_ptr<server::connection> conn, bool batched) {
   const auto* m = find_method(r.method);
   if (!m)
     return method_not_found(srv, std::move(r.method));
-  return counted(srv, m, method_call{std::move(r), std::move(conn)});
+  return counted(srv, m, method_call{std::move(r), std::move(conn), batched});
 }
 
 }  // namespace taskexec::rpc

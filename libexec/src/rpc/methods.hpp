@@ -20,6 +20,7 @@ namespace taskexec::rpc {
 struct method_call {
   request r;
   std::weak_ptr<server::connection> conn;
+  bool batched = false;  // a member of a batch (answered in one array)
 };
 
 /// Whether `method` may wait (for the task, a command, a shutdown, room in a
@@ -37,7 +38,7 @@ bool method_runs_in_place(std::string_view method);
 
 /// The answer to `r`: its method's, or -32601 for an unknown method.
 asio::awaitable<outcome> dispatch(server::state& srv, request r,
-                                  std::weak_ptr<server::connection> conn);
+                                  std::weak_ptr<server::connection> conn, bool batched = false);
 
 // Stats (stats_subscriptions.cpp).
 asio::awaitable<outcome> stats_subscribe(server::state& srv, method_call c, stats_params d);

@@ -267,11 +267,18 @@ params_result<exec_params> decode_exec(const json::value& p) {
 }
 
 params_result<exec_session_options> decode_exec_start(const json::value& p) {
-  if (auto e = check_members(p, {"cmd", "args", "tty", "tty_size"}))
+  if (auto e = check_members(p, {"cmd", "args", "tty", "tty_size", "fds"}))
     return *e;
   exec_session_options out;
   if (auto e = command(p, out.cmd, out.args))
     return *e;
+  out.stdio = exec_stdio::pumped;
+  if (const auto* f = member(p, "fds")) {
+    if (!f->is_bool())
+      return params_error("fds", "fds must be a boolean");
+    if (f->get_bool())
+      out.stdio = exec_stdio::passed;
+  }
   if (const auto* t = member(p, "tty")) {
     if (!t->is_bool())
       return params_error("tty", "tty must be a boolean");

@@ -88,6 +88,7 @@ struct session_entry {
   explicit session_entry(exec_session s) : session(std::move(s)) {}
   exec_session session;
   asio::cancellation_signal cancel;
+  bool passed = false;  // "fds": the client has the descriptors
 };
 
 struct server::state : std::enable_shared_from_this<server::state> {
