@@ -24,5 +24,5 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 # smokes (their numbers mean nothing instrumented), the format check and
 # the install check run once, in the plain build.
 # SANITIZE_LABELS narrows the tiers (default: all three).
-ctest --test-dir "$dir" --output-on-failure -L "${SANITIZE_LABELS:-unit|integration|privileged}" \
+scripts/ctest-digest.sh --test-dir "$dir" --output-on-failure -L "${SANITIZE_LABELS:-unit|integration|privileged}" \
   -E '^(format_check|package_consumers|docs_embedding_example)$' "$@"

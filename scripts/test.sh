@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
-ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure "$@"
+scripts/ctest-digest.sh --test-dir "${BUILD_DIR:-build}" --output-on-failure "$@"
 if [[ ${TASKEXEC_HARDENING:-1} != 0 ]]; then
   scripts/hardening.sh
 fi

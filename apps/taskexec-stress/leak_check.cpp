@@ -180,8 +180,16 @@ leak_findings find_leaks(const leak_options& o, const leak_baseline& before) {
     if (!o.marker.empty() && environ_has(o.proc_root, p.pid, o.marker))
       f.leftover.push_back(p.pid);
   }
+  auto ours = [&](const std::string& path) {
+    if (o.cgroup_marks.empty())
+      return true;
+    const std::string name = std::filesystem::path(path).filename().string();
+    return std::any_of(o.cgroup_marks.begin(), o.cgroup_marks.end(), [&](const std::string& m) {
+      return !m.empty() && name.find(m) != std::string::npos;
+    });
+  };
   for (auto& c : list_cgroups(o.cgroup_parents))
-    if (!before.cgroups.count(c))
+    if (!before.cgroups.count(c) && ours(c))
       f.cgroups.push_back(c);
   std::error_code ec;
   if (!o.run_dir.empty())

@@ -68,6 +68,10 @@ struct leak_options {
   int self_pid = 0;
   std::string run_dir;  ///< where socket files must not stay
   std::vector<std::string> cgroup_parents;
+  /// When not empty, a new cgroup is this run's only when its name holds
+  /// one of these (the run id, the run directory's name): another run on
+  /// the same machine (a test tier beside us) is not our leak.
+  std::vector<std::string> cgroup_marks;
 };
 
 /// What exists before a scenario, to compare with after it.

@@ -317,6 +317,9 @@ int main(int argc, char** argv) {
   lo.self_pid = ::getpid();
   lo.run_dir = run_dir;
   lo.cgroup_parents = cgroup_parents();
+  // This run's cgroups: tasks are named after the run id (churn, planted
+  // leaks) or a socket in the run directory (daemons).
+  lo.cgroup_marks = {run_id, std::filesystem::path(run_dir).filename().string()};
 
   bool all_ok = true;
   boost::json::array results;
@@ -387,7 +390,7 @@ int main(int argc, char** argv) {
       rep.add_check("the leak was planted", false, plant_error);
 
     // The leak check, given a moment for processes killed just now.
-    auto leaks = find_leaks_settled(lo, before, std::chrono::milliseconds(3000),
+    auto leaks = find_leaks_settled(lo, before, std::chrono::milliseconds(6000),
                                     [&] { io.run_for(std::chrono::milliseconds(20)); });
     rep.add_check("leak check: zombies, leftover processes, cgroups, sockets, our descriptors",
                   leaks.clean(), leaks.describe());

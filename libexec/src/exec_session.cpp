@@ -260,8 +260,6 @@ struct exec_session::state : std::enable_shared_from_this<state> {
         if (!st->running())
           src.linger_until += clock::now() - std::max(blocked, st->exited_at);
       }
-      if (!st->running() && src.owed == 0 && clock::now() >= src.linger_until)
-        break;
       const std::size_t room =
           st->abandoned ? buf.size() : std::min(buf.size(), max_queued_output - st->queued_bytes);
       const ssize_t n = ::read(fd, buf.data(), room);
@@ -274,6 +272,12 @@ struct exec_session::state : std::enable_shared_from_this<state> {
         continue;
       // EOF; EIO from a pty master once no process holds the terminal.
       if (n == 0 || errno != EAGAIN)
+        break;
+      // Past the exit, the end comes only after a read found nothing: what
+      // a pty's slave wrote last may still wait in the kernel's flip buffer,
+      // which FIONREAD does not count and a read flushes. A pump that ran
+      // late (a loaded machine) must not skip that read.
+      if (!st->running() && src.owed == 0 && clock::now() >= src.linger_until)
         break;
       auto readable = src.fd.async_wait(descriptor::wait_read, asio::as_tuple(asio::use_awaitable));
       if (st->running()) {

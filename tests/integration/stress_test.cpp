@@ -39,7 +39,8 @@ void expect_pass(const stress_result& r) {
   BOOST_TEST(r.code == 0);
   BOOST_REQUIRE_MESSAGE(!r.report.empty(), "no JSON report");
   BOOST_TEST(r.report.at("ok").as_bool(), r.failed_checks());
-  BOOST_TEST(r.scenario().at("leaks").at("clean").as_bool());
+  BOOST_TEST(r.scenario().at("leaks").at("clean").as_bool(),
+             r.scenario().at("leaks").at("detail").as_string());
   BOOST_TEST(processes_of_run(std::string(r.report.at("run_id").as_string())).empty());
 }
 
@@ -192,7 +193,8 @@ BOOST_AUTO_TEST_CASE(faults_fail_past_their_hostile_bounds) {
     BOOST_TEST(
         journal.at("journal flood: the task still runs and the daemon serves, then is "
                    "destroyed"));
-    BOOST_TEST(r.scenario().at("leaks").at("clean").as_bool());
+    BOOST_TEST(r.scenario().at("leaks").at("clean").as_bool(),
+               r.scenario().at("leaks").at("detail").as_string());
   });
 }
 

@@ -243,6 +243,31 @@ BOOST_AUTO_TEST_CASE(finds_zombies_leftovers_cgroups_and_sockets) {
                  ")");
 }
 
+BOOST_AUTO_TEST_CASE(only_cgroups_named_after_the_run_are_its_leaks) {
+  temp_tree proc, cg;
+  proc.write("self/fd/0", "");
+  fs::create_directories(cg.root / "unified/taskexec");
+  leak_options o;
+  o.proc_root = proc.root.string();
+  o.cgroup_parents = {(cg.root / "unified/taskexec").string()};
+  o.cgroup_marks = {"4242-1700000000", "taskexec-stress-AbC123"};
+  auto before = take_baseline(o);
+  // Another run's daemon and task, beside ours: a churn task (run id) and
+  // a daemon's (socket in the run directory).
+  fs::create_directories(cg.root /
+                         "unified/taskexec/tmp_taskexec-stress-XyZ789_grace-5.sock-0b89b309");
+  fs::create_directories(cg.root / "unified/taskexec/taskexec-stress-99-1700000000-3-12345678");
+  const auto churn = cg.root / "unified/taskexec/taskexec-stress-4242-1700000000-0-89abcdef";
+  const auto daemon = cg.root / "unified/taskexec/tmp_taskexec-stress-AbC123_fleet-1.sock-01234567";
+  fs::create_directories(churn);
+  fs::create_directories(daemon);
+  auto f = find_leaks(o, before);
+  BOOST_TEST(f.cgroups == (std::vector<std::string>{churn.string(), daemon.string()}),
+             boost::test_tools::per_element());
+  o.cgroup_marks.clear();  // no marks: every new cgroup counts
+  BOOST_TEST(find_leaks(o, before).cgroups.size() == 4u);
+}
+
 BOOST_AUTO_TEST_CASE(a_clean_tree_is_clean) {
   temp_tree proc, run;
   proc.write("100/stat", stat_line(100, "taskexec-stress", 'S', 1));
