@@ -266,9 +266,16 @@ std::optional<std::string_view> proc_files::read(int pid, int which) {
   ssize_t n = fd >= 0 ? read_at_0(fd) : -1;
   if (n < 0) {
     // Not open yet, or the process it was opened for is gone: the pid now
-    // (a new holder, or nobody).
-    if (fd >= 0)
-      ::close(fd);
+    // (a new holder, or nobody). Gone: its other files go too, since a
+    // reaped task's children file reads empty rather than failing, and
+    // would hide the new holder's children.
+    if (fd >= 0) {
+      for (int& other : it->fds) {
+        if (other >= 0)
+          ::close(other);
+        other = -1;
+      }
+    }
     fd = open_file();
     n = fd >= 0 ? read_at_0(fd) : -1;
     if (n < 0) {

@@ -682,7 +682,8 @@ BOOST_AUTO_TEST_CASE(passed_descriptors_carry_the_bytes_and_exited_the_code) {
     for (int round = 0; round < 64; ++round)
       for (int b = 0; b < 256; ++b)
         bytes += static_cast<char>(b);
-    std::thread writer([in = c.fds[0], &bytes] {
+    const int in = c.fds[0];  // (no init-capture in a coroutine: GCC 12)
+    std::thread writer([in, &bytes] {
       std::size_t at = 0;
       while (at < bytes.size()) {
         const ssize_t n = ::write(in, bytes.data() + at, bytes.size() - at);

@@ -175,8 +175,10 @@ BOOST_AUTO_TEST_CASE(proc_files_read_the_same_process_again_and_follow_the_pid) 
   ::kill(child, SIGKILL);
   int status = 0;
   BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
-  // Reaped: the open file fails and the pid has no process now.
+  // Reaped: the open file fails and the pid has no process now. Its
+  // children file (which would read empty, not fail) went with it.
   BOOST_TEST(!files.stat(child).has_value());
+  BOOST_TEST(!files.children(child).has_value());
   BOOST_TEST(!files.status_kib(child, "VmSwap").has_value());
   BOOST_TEST(files.open_count() == 1u);
   BOOST_TEST(!one.stat(child).has_value());

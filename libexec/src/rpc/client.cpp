@@ -149,7 +149,7 @@ struct remote_exec_session::state {
   std::optional<asio::posix::stream_descriptor> in;  // stdin (a dup of the master with a tty)
   int master = -1;               // with a tty: sources[0]'s descriptor (resize, end of input)
   std::optional<int> exit_code;  // ExecStreaming.Exited came
-  std::chrono::steady_clock::time_point linger_until;
+  std::chrono::steady_clock::time_point exited_at, linger_until;
   asio::steady_timer space;    // cancelled when read() takes output (backpressure)
   asio::steady_timer in_turn;  // cancelled when a write's turn passes
   asio::steady_timer linger;   // the end of the linger after the exit
@@ -196,6 +196,24 @@ struct remote_exec_session::state {
     linger.cancel();
   }
 };
+
+namespace {
+// (Re)arm the end of a passed session's linger at s->linger_until: then the
+// pumps' waits are cancelled, and each reads what is left and closes.
+void arm_linger(const std::shared_ptr<remote_exec_session::state>& s) {
+  s->linger.expires_at(s->linger_until);
+  s->linger.async_wait([w = std::weak_ptr(s)](boost::system::error_code ec) {
+    auto st = w.lock();
+    if (ec || !st)
+      return;
+    for (auto& src : st->sources) {
+      boost::system::error_code ignored;
+      if (!src.closed)
+        src.fd.cancel(ignored);
+    }
+  });
+}
+}  // namespace
 
 struct remote_executor::impl : std::enable_shared_from_this<impl> {
   impl(const asio::any_io_executor& ex, std::string path)
@@ -710,18 +728,9 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
       // What the command wrote is in its pipes now: the pumps take it, and
       // what it left behind writes for 100 ms more (as the daemon does).
       s->exit_code = exit_code;
-      s->linger_until = std::chrono::steady_clock::now() + passed_linger;
-      s->linger.expires_at(s->linger_until);
-      s->linger.async_wait([w = std::weak_ptr(s)](boost::system::error_code ec) {
-        auto st = w.lock();
-        if (ec || !st)
-          return;
-        for (auto& src : st->sources) {
-          boost::system::error_code ignored;
-          if (!src.closed)
-            src.fd.cancel(ignored);  // the pump reads what is left, then closes
-        }
-      });
+      s->exited_at = std::chrono::steady_clock::now();
+      s->linger_until = s->exited_at + passed_linger;
+      arm_linger(s);
       s->maybe_exited();
       return true;
     }
@@ -1412,20 +1421,33 @@ asio::awaitable<void> pump_passed(session_ptr s, std::size_t index) {
       break;
     if (s->bytes >= remote_exec_session::state::max_passed_bytes) {
       // Backpressure: the command blocks in its writes while nobody reads.
+      // Time blocked here after the exit does not count against the linger
+      // (as on the daemon: a slow reader loses nothing).
+      const auto blocked = std::chrono::steady_clock::now();
       co_await s->space.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (s->exit_code) {
+        s->linger_until += std::chrono::steady_clock::now() - std::max(blocked, s->exited_at);
+        arm_linger(s);
+      }
       continue;
     }
     const auto now = std::chrono::steady_clock::now();
     if (s->exit_code && now >= s->linger_until) {
-      // The linger is over: what is buffered now, and no more.
-      int owed = 0;
-      if (::ioctl(fd, FIONREAD, &owed) == 0 && owed > 0) {
-        std::string data(static_cast<std::size_t>(owed), '\0');
+      // The linger is over: what is buffered now, and no more. Read until
+      // nothing comes, not by FIONREAD, which does not count what a pty's
+      // slave wrote last into the kernel's flip buffer (a read flushes it).
+      // Bounded: one more window of output at most.
+      std::size_t drained = 0;
+      while (drained < remote_exec_session::state::max_passed_bytes) {
+        std::string data(exec_event::max_data, '\0');
         const ssize_t n = ::read(fd, data.data(), data.size());
-        if (n > 0) {
-          data.resize(static_cast<std::size_t>(n));
-          push(std::move(data));
-        }
+        if (n < 0 && errno == EINTR)
+          continue;
+        if (n <= 0)
+          break;
+        data.resize(static_cast<std::size_t>(n));
+        drained += data.size();
+        push(std::move(data));
       }
       break;
     }
@@ -1566,8 +1588,15 @@ asio::awaitable<result<remote_exec_session>> remote_executor::exec_streaming(
       st->id = sid->as_string();
       st->pid = pid && pid->is_int64() ? static_cast<int>(pid->as_int64()) : 0;
       conn->sessions[st->id] = st;
-      if (!conn->answer_fds.empty())
+      if (!conn->answer_fds.empty()) {
         start_passed(st, std::move(conn->answer_fds));
+        if (st->ended) {
+          // Its descriptors could not be taken: nothing here can serve the
+          // session, so the daemon ends it (the caller gets end_error).
+          conn->sessions.erase(st->id);
+          conn->cancel_unknown_session(st->id);
+        }
+      }
     }
   };
   // Cancelled before the answer: the late answer ends the session on the
@@ -1725,6 +1754,8 @@ asio::awaitable<result<void>> passed_write(session_ptr s, std::string data, bool
     const auto cs = co_await asio::this_coro::cancellation_state;
     if (ticket != s->turn && cs.cancelled() != asio::cancellation_type::none) {
       s->given_up.push_back(ticket);
+      if (close)
+        s->in_closed = false;  // not closed: a later close_stdin() closes
       co_return make_error(errc::operation_canceled, "exec session write canceled");
     }
   }
@@ -1754,8 +1785,11 @@ asio::awaitable<result<void>> passed_write(session_ptr s, std::string data, bool
     co_await s->in->async_wait(asio::posix::stream_descriptor::wait_write,
                                asio::as_tuple(asio::use_awaitable));
     const auto cs = co_await asio::this_coro::cancellation_state;
-    if (cs.cancelled() != asio::cancellation_type::none)
+    if (cs.cancelled() != asio::cancellation_type::none) {
+      if (close)
+        s->in_closed = false;  // the end-of-file character was not written
       co_return make_error(errc::operation_canceled, "exec session write canceled");
+    }
   }
   if (s->ended)
     co_return s->end_error;
