@@ -22,6 +22,7 @@
 
 #include "taskexec/async.hpp"
 #include "taskexec/child_reaper.hpp"
+#include "taskexec/detail/coro.hpp"
 #include "taskexec/exec_session.hpp"
 #include "taskexec/remote_executor.hpp"
 #include "taskexec/task_executor.hpp"
@@ -88,7 +89,13 @@ struct completion {
   async_handler<T> handler;
   diagnostics* diag;
   outcome<T> out;
-  void operator()(const std::exception_ptr& e) { complete(handler, diag, *out, e); }
+  void operator()(const std::exception_ptr& e) {
+    // The relay's handler leaves the caller's slot (as Asio's own
+    // operations clear theirs when they complete).
+    if (auto s = handler.get_cancellation_slot(); s.is_connected())
+      s.clear();
+    complete(handler, diag, *out, e);
+  }
 };
 
 /// Run `make()`'s awaitable on `ex` and complete `h` with its result.
@@ -109,11 +116,15 @@ void start_op(const asio::any_io_executor& ex, Make make, async_handler<T> h, di
     return;
   }
   auto out = std::make_shared<std::optional<result<T>>>();
-  auto slot = h.get_cancellation_slot();
+  // The caller's cancellation reaches the coroutine through a relay (see
+  // cancel_relay: co_spawn's own forwarding can use freed memory when the
+  // caller emits from another executor as the operation completes).
+  auto relay = cancel_relay::connect(h.get_cancellation_slot(), ex);
   auto hex = asio::get_associated_executor(h, ex);
   asio::co_spawn(
       ex,
-      [make = std::move(make), out, honoured]() mutable -> asio::awaitable<void> {
+      [make = std::move(make), out, honoured, relay]() mutable -> asio::awaitable<void> {
+        relay_done guard(*relay);
         // Only the types this operation honours reach it, and they reach
         // it as terminal: what each operation leaves behind when cancelled
         // (documented per operation) meets the guarantee of every type it
@@ -131,7 +142,7 @@ void start_op(const asio::any_io_executor& ex, Make make, async_handler<T> h, di
         out->emplace(std::move(r));
       },
       asio::bind_cancellation_slot(
-          slot, asio::bind_executor(hex, completion<T>{std::move(h), diag, out})));
+          relay->signal.slot(), asio::bind_executor(hex, completion<T>{std::move(h), diag, out})));
 }
 
 }  // namespace
