@@ -220,6 +220,23 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   // open, and the pids listed (reused from sample to sample).
   detail::proc_files stat_files;
   std::vector<int> member_pids;
+  // Samplers alive (sampler()): when the last goes, so do the files kept
+  // open for them (here and the cgroup's).
+  std::atomic<int> samplers{0};
+  struct sampler_lease {
+    std::weak_ptr<impl> owner;
+    sampler_lease(const sampler_lease&) = delete;
+    sampler_lease& operator=(const sampler_lease&) = delete;
+    explicit sampler_lease(std::weak_ptr<impl> o) : owner(std::move(o)) {}
+    ~sampler_lease() {
+      auto s = owner.lock();
+      if (!s || --s->samplers > 0)
+        return;
+      s->stat_files.keep_only({});
+      if (auto* cg = s->cgroup())
+        cg->release_sample_files();
+    }
+  };
   exec_command launched;  // the launch's command, for Exec's context
   /// The stack and command of an Exec in the task's context.
   result<std::pair<strategy_stack, exec_command>> exec_context(std::string cmd,
@@ -1209,8 +1226,10 @@ result<usage_sampler> task_executor::sampler() {
   if (auto a = self->life.admit(task_operation::stats); !a)
     return a.error();
   std::weak_ptr<impl> weak = self;
+  ++self->samplers;
+  auto lease = std::make_shared<impl::sampler_lease>(weak);
   return usage_sampler(
-      [weak]() -> std::vector<detail::proc_stat> {
+      [weak, lease]() -> std::vector<detail::proc_stat> {
         auto s = weak.lock();
         return s ? s->member_stats() : std::vector<detail::proc_stat>{};
       },

@@ -420,6 +420,10 @@ struct cgroup_strategy::sample_files {
   }
 };
 
+void cgroup_strategy::release_sample_files() const noexcept {
+  sample_files_.reset();
+}
+
 cgroup_strategy::sample_files& cgroup_strategy::files() const {
   if (sample_files_)
     return *sample_files_;

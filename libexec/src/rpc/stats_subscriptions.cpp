@@ -51,6 +51,19 @@ void send_sample(server::connection& c, const std::string& id, const std::string
 void send_end(server::connection& c, const std::string& id);
 }  // namespace
 
+namespace {
+// No schedule left: the sampler goes, and with it the files it keeps open
+// (the members' /proc files, the cgroup's counters); the next Stats makes
+// a new one. A daemon whose Stats clients left holds no more descriptors
+// than before they came.
+void release_sampler_if_idle(server::state& st) {
+  if (!st.schedules.empty())
+    return;
+  st.sampler.reset();
+  st.last_reading.reset();
+}
+}  // namespace
+
 std::shared_ptr<const usage_reading> server::state::reading() {
   if (!last_reading || asio::steady_timer::clock_type::now() - last_reading->at >= min_reading_gap)
     last_reading = std::make_shared<const usage_reading>(sampler->read());
@@ -87,6 +100,7 @@ void server::state::leave_schedule(std::int64_t interval_ms, const std::string& 
     s->stopped = true;
     schedules.erase(it);
     s->watch->timer.cancel();
+    release_sampler_if_idle(*this);
   }
 }
 
@@ -95,6 +109,7 @@ void server::state::end_schedule(stats_schedule& s) {
   s.stopped = true;
   if (auto it = schedules.find(s.interval_ms); it != schedules.end() && it->second.get() == &s)
     schedules.erase(it);
+  release_sampler_if_idle(*this);
   auto subs = std::move(s.subscribers);
   s.subscribers.clear();
   for (auto& sub : subs) {
@@ -197,6 +212,7 @@ asio::awaitable<void> server::state::run_schedule(std::shared_ptr<state> self,
       if (auto it = self->schedules.find(s->interval_ms);
           it != self->schedules.end() && it->second == s)
         self->schedules.erase(it);
+      release_sampler_if_idle(*self);
       break;
     }
     due += interval;

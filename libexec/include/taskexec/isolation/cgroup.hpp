@@ -103,6 +103,9 @@ class cgroup_strategy final : public isolation_strategy {
   /// Read the counters (for stats). The files stay open from the first
   /// call on (each read with pread, parsed in place) until teardown().
   cgroup_counters read() const;
+  /// Close the files read() keeps open (no Stats runs any more); the next
+  /// read() opens them again.
+  void release_sample_files() const noexcept;
   /// OOM kills recorded for the task's cgroup (v2 memory.events oom_kill,
   /// v1 memory.oom_control oom_kill) since the task started.
   std::uint64_t oom_kills() const;
