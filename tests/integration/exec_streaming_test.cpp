@@ -682,16 +682,16 @@ BOOST_AUTO_TEST_CASE(passed_descriptors_carry_the_bytes_and_exited_the_code) {
     for (int round = 0; round < 64; ++round)
       for (int b = 0; b < 256; ++b)
         bytes += static_cast<char>(b);
-    const int in = c.fds[0];  // (no init-capture in a coroutine: GCC 12)
-    std::thread writer([in, &bytes] {
+    const int stdin_fd = c.fds[0];  // (no init-capture in a coroutine: GCC 12)
+    std::thread writer([stdin_fd, &bytes] {
       std::size_t at = 0;
       while (at < bytes.size()) {
-        const ssize_t n = ::write(in, bytes.data() + at, bytes.size() - at);
+        const ssize_t n = ::write(stdin_fd, bytes.data() + at, bytes.size() - at);
         if (n <= 0)
           break;
         at += static_cast<std::size_t>(n);
       }
-      ::close(in);
+      ::close(stdin_fd);
     });
     const std::string out = read_to_end(c.fds[1]);
     writer.join();

@@ -13,7 +13,8 @@
 //                                                                << r.message;
 //                         }});
 //
-// The daemon (taskexecd) installs a sink that feeds Boost.Log's core; that
+// The daemon (taskexecd) installs a sink of its own (text, JSON or journald
+// lines on its log file, or the journal's socket) without Boost.Log; that
 // configuration lives with the daemon (apps/common/daemon_logging.hpp), not here.
 #pragma once
 
