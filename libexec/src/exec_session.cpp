@@ -25,9 +25,31 @@
 #include "taskexec/detail/coro.hpp"
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/detail/spawn.hpp"
+#include "write_no_sigpipe.hpp"
 
 namespace taskexec {
 namespace asio = boost::asio;
+
+ssize_t detail::write_no_sigpipe(int fd, const char* data, std::size_t n) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  sigset_t pending;
+  sigpending(&pending);
+  const bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  ssize_t r = ::write(fd, data, n);
+  const int saved = errno;
+  if (r < 0 && saved == EPIPE && !was_pending) {
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = saved;
+  return r;
+}
+
 using namespace asio::experimental::awaitable_operators;
 using clock = std::chrono::steady_clock;
 using detail::condition;
@@ -116,29 +138,6 @@ int exit_code_of(int status) {
   if (WIFSIGNALED(status))
     return 128 + WTERMSIG(status);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-}
-
-// write(2) without SIGPIPE: a pipe whose reader is gone must fail with
-// EPIPE, not kill the process. The signal is blocked in this thread around
-// the write and a SIGPIPE it raised is taken back (unless one was pending).
-ssize_t write_no_sigpipe(int fd, const char* data, std::size_t n) {
-  sigset_t pipe_set, old;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  sigset_t pending;
-  sigpending(&pending);
-  const bool was_pending = sigismember(&pending, SIGPIPE) == 1;
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-  ssize_t r = ::write(fd, data, n);
-  const int saved = errno;
-  if (r < 0 && saved == EPIPE && !was_pending) {
-    const timespec zero{0, 0};
-    while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  errno = saved;
-  return r;
 }
 
 int set_nonblocking(int fd) {
@@ -325,7 +324,7 @@ struct exec_session::state : std::enable_shared_from_this<state> {
       }
       const std::string& front = st->in_queue.front();
       const ssize_t n =
-          write_no_sigpipe(fd, front.data() + st->in_offset, front.size() - st->in_offset);
+          detail::write_no_sigpipe(fd, front.data() + st->in_offset, front.size() - st->in_offset);
       if (n >= 0) {
         st->in_offset += static_cast<std::size_t>(n);
         st->in_bytes -= static_cast<std::size_t>(n);

@@ -28,6 +28,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "../write_no_sigpipe.hpp"
 #include "taskexec/base64.hpp"
 #include "taskexec/codec.hpp"
 #include "taskexec/detail/coro.hpp"
@@ -1379,28 +1380,6 @@ asio::awaitable<result<void>> event_stream::cancel() {
 
 namespace {
 
-// write(2) without SIGPIPE: a pipe whose reader is gone must fail with
-// EPIPE, not kill this process. The signal is blocked in this thread around
-// the write and a SIGPIPE it raised is taken back (unless one was pending).
-ssize_t write_no_sigpipe(int fd, const char* data, std::size_t n) {
-  sigset_t pipe_set, old, pending;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  sigpending(&pending);
-  const bool was_pending = sigismember(&pending, SIGPIPE) == 1;
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-  const ssize_t r = ::write(fd, data, n);
-  const int saved = errno;
-  if (r < 0 && saved == EPIPE && !was_pending) {
-    const timespec zero{0, 0};
-    while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  errno = saved;
-  return r;
-}
-
 using session_ptr = std::shared_ptr<remote_exec_session::state>;
 
 // A passed session's output: one source read into the session's events,
@@ -1773,7 +1752,8 @@ asio::awaitable<result<void>> passed_write(session_ptr s, std::string data, bool
   }
   std::size_t at = 0;
   while (at < data.size() && s->in && s->in->is_open() && !s->ended) {
-    const ssize_t n = write_no_sigpipe(s->in->native_handle(), data.data() + at, data.size() - at);
+    const ssize_t n =
+        detail::write_no_sigpipe(s->in->native_handle(), data.data() + at, data.size() - at);
     if (n >= 0) {
       at += static_cast<std::size_t>(n);
       continue;
