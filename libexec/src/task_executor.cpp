@@ -586,8 +586,22 @@ void task_executor::impl::on_reaped(const child_reaper::reaped_child& c) {
 std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& found,
                                             std::set<std::pair<int, std::uint64_t>>& killed) {
   sweep_passes.fetch_add(1, std::memory_order_relaxed);
-  auto table = detail::scan_processes();
   const int me = ::getpid();
+  // As the subreaper (adopt_orphans), every process of the task descends
+  // from us: its orphans are re-parented to us, or to a subreaper inside the
+  // task, never past us. So the walk down our own tree finds them all at a
+  // cost in proportion to that tree, where a scan of /proc reads every
+  // process of the machine (in a daemon's life, most of Destroy's work). In
+  // exact mode orphans go to someone else: the whole of /proc then.
+  std::vector<detail::proc_stat> table;
+  if (reaper.mode() == reaper_mode::adopt_orphans) {
+    if (auto descendants = detail::scan_descendants(me))
+      table = std::move(*descendants);
+    else
+      table = detail::scan_processes();
+  } else {
+    table = detail::scan_processes();
+  }
   found = detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted_children(table));
   // Execs still running in the task's context, and what they started: they
   // are the task's too (its cgroup holds them when it has one; without one
@@ -611,9 +625,19 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
         known = known || f.pid == m;
       if (known)
         continue;
+      bool listed = false;
       for (const auto& p : table) {
-        if (p.pid == m)
+        if (p.pid == m) {
           found.push_back(p);
+          listed = true;
+        }
+      }
+      // Put into the cgroup from outside our tree (the walk above lists
+      // our descendants only): counted all the same, so the sweep waits
+      // for it to die before the cgroup is removed.
+      if (!listed) {
+        if (auto st = detail::read_proc_stat(m))
+          found.push_back(std::move(*st));
       }
     }
     if (!in_cgroup.empty())

@@ -3,9 +3,12 @@
 //
 // The daemon is a grandchild in a session of its own: the intermediate child
 // calls setsid, clones the daemon, reports its pid through a pipe and exits.
-// Both clones are raw clone(2) without CLONE_VM (fork without glibc's atfork
-// handlers: the caller may be multi-threaded, and between fork and exec only
-// async-signal-safe calls are made). The intermediate is reaped through a
+// Both clones share our memory and run on stacks of their own, each holding
+// its parent until it has exec'd or exited (CLONE_VM | CLONE_VFORK, as
+// posix_spawn does): no copy of the caller's page tables, which for a large
+// agent was most of a daemon's start, and no atfork handlers (the caller may
+// be multi-threaded). Between clone and exec only async-signal-safe calls are
+// made, none allocating. The intermediate is reaped through a
 // pidfd (no pid-reuse race) unless this process has a child_reaper in
 // adopt_orphans mode, which then reaps it and, as the subreaper, the daemon
 // too. (An exact-mode reaper reaps only what it watches, and the daemon,
@@ -13,6 +16,8 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +40,23 @@
 #include "taskexec/rpc/exit_file.hpp"
 
 extern char** environ;
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define TASKEXEC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define TASKEXEC_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define TASKEXEC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TASKEXEC_TSAN 1
+#endif
+#endif
 
 namespace taskexec {
 
@@ -144,6 +166,50 @@ struct child_plan {
   char* const* argv;
   char* const* envp;
   int null_fd, out_fd, err_fd, info_fd, errno_fd;
+  void* daemon_stack;  // the top of the daemon's stack (the intermediate has the other)
+};
+
+// Under ThreadSanitizer the children get a copy of our memory instead of
+// sharing it (its runtime keeps state the children's calls would change
+// under us), as in spawn.cpp; CLONE_VFORK holds each parent all the same.
+#ifdef TASKEXEC_TSAN
+constexpr int shared_vm = 0;
+#else
+constexpr int shared_vm = CLONE_VM;
+#endif
+
+// The two children's stacks: one mapping, each stack above a guard page.
+class launch_stacks {
+ public:
+  static constexpr std::size_t size = 64 * 1024;
+  launch_stacks() {
+    void* p = ::mmap(nullptr, 2 * (size + guard), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED)
+      return;
+    base_ = static_cast<char*>(p);
+    ::mprotect(base_, guard, PROT_NONE);
+    ::mprotect(base_ + size + guard, guard, PROT_NONE);
+  }
+  ~launch_stacks() {
+    if (!base_)
+      return;
+#ifdef TASKEXEC_ASAN
+    // The children's frames stay poisoned in the (shared) shadow memory
+    // after they exec'd or exited; clear them before the range is reused.
+    __asan_unpoison_memory_region(base_ + guard, size);
+    __asan_unpoison_memory_region(base_ + 2 * guard + size, size);
+#endif
+    ::munmap(base_, 2 * (size + guard));
+  }
+  launch_stacks(const launch_stacks&) = delete;
+  launch_stacks& operator=(const launch_stacks&) = delete;
+  explicit operator bool() const noexcept { return base_ != nullptr; }
+  void* top(int i) const noexcept { return base_ + (i + 1) * (guard + size); }
+
+ private:
+  static constexpr std::size_t guard = 4096;
+  char* base_ = nullptr;
 };
 
 // The daemon's side, after the second clone. Async-signal-safe only; every
@@ -166,14 +232,18 @@ struct child_plan {
   detail::child_exit(127);
 }
 
-// The intermediate: a new session, the daemon, its pid reported, gone.
-[[noreturn]] void intermediate(const child_plan& p) noexcept {
+int daemon_main(void* plan) noexcept {
+  exec_daemon(*static_cast<const child_plan*>(plan));
+}
+
+// The intermediate: a new session, the daemon, its pid reported, gone. The
+// daemon's clone holds it until the daemon has exec'd (or failed to).
+int intermediate_main(void* plan) noexcept {
+  const auto& p = *static_cast<const child_plan*>(plan);
   detail::default_signal_dispositions();  // signals stay blocked
   ::setsid();
-  long pid = ::syscall(SYS_clone, SIGCHLD, 0, nullptr, nullptr, 0);
-  if (pid == 0)
-    exec_daemon(p);
-  int report = pid > 0 ? static_cast<int>(pid) : -errno;
+  int pid = ::clone(daemon_main, p.daemon_stack, shared_vm | CLONE_VFORK | SIGCHLD, plan);
+  int report = pid > 0 ? pid : -errno;
   (void)!::write(p.info_fd, &report, sizeof report);
   detail::child_exit(0);
 }
@@ -232,6 +302,9 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
     if (!*p)
       return p->error();
   }
+  launch_stacks stacks;
+  if (!stacks)
+    return make_system_error(errno, "mmap the stacks for taskexecd's start");
   child_plan plan{exe.c_str(),
                   argv.data(),
                   environ,
@@ -239,7 +312,8 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
                   out->second.get(),
                   err->second.get(),
                   info->second.get(),
-                  exec_errno->second.get()};
+                  exec_errno->second.get(),
+                  stacks.top(1)};
 
   auto* reaper = child_reaper::current();
   if (reaper && reaper->mode() != reaper_mode::adopt_orphans)
@@ -255,9 +329,10 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  long mid = ::syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, 0, &mid_pidfd, nullptr, 0);
-  if (mid == 0)
-    intermediate(plan);
+  // Returns once the intermediate has exited (CLONE_VFORK): its report is
+  // in the pipe by then.
+  int mid = ::clone(intermediate_main, stacks.top(0),
+                    shared_vm | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &plan, &mid_pidfd);
   const int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (mid < 0)
