@@ -1,7 +1,10 @@
 // The cgroup strategy live on this machine (hybrid here: v1 controllers plus
 // a unified tree): limits written, the task placed before exec, a kill that
 // reaches everything in the cgroup, cleanup, UpdateResources, OOM, stats.
+#include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 
@@ -147,6 +150,60 @@ BOOST_AUTO_TEST_CASE(shutdown_kills_what_left_the_session_and_what_was_planted) 
     BOOST_TEST((co_await t.shutdown("SIGTERM", 5s)).has_value());
     BOOST_TEST(!alive(escaped));
     BOOST_TEST(!std::filesystem::exists(dir));
+  });
+}
+
+// The sweep walks our own tree (we are the subreaper: every process of the
+// task descends from us); a process put into the task's cgroup from outside
+// that tree is killed all the same, and the shutdown waits for it.
+BOOST_AUTO_TEST_CASE(a_process_put_into_the_cgroup_from_outside_our_tree_is_killed) {
+  TASKEXEC_REQUIRE_ROOT();
+  run([]() -> asio::awaitable<void> {
+    const auto id = unique_id("outsider");
+    task_executor t(harness::get().reaper, {.task_id = id});
+    pipe_reader out;
+    auto cmd = sh("echo ready; exec sleep 1000");
+    cmd.basic_process_cgroup = true;
+    cmd.stdout_fd = out.write_fd();
+    auto st = co_await t.launch(cmd);
+    BOOST_REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+    out.close_write();
+    BOOST_REQUIRE_EQUAL(co_await out.line(), "ready");
+
+    // A sibling of ours (CLONE_PARENT: our parent's child, so not below us;
+    // our parent reaps it, or keeps its zombie until it exits itself).
+    static char sleep_path[] = "/bin/sleep";
+    static char sleep_arg[] = "1000";
+    static char* const sleep_argv[] = {sleep_path, sleep_arg, nullptr};
+    const long outsider = ::syscall(SYS_clone, CLONE_PARENT, 0, nullptr, nullptr, 0);
+    if (outsider == 0) {
+      ::execv(sleep_path, sleep_argv);
+      ::_exit(127);
+    }
+    BOOST_REQUIRE(outsider > 0);
+    const int op = static_cast<int>(outsider);
+    BOOST_TEST(detail::read_proc_stat(op)->ppid == ::getppid());
+    // Into every cgroup directory of the task (the unified one holds what
+    // the sweep's kill lists on this host and on a pure v2 one).
+    auto layout = cgroup::detect();
+    std::vector<std::string> dirs;
+    if (!layout.unified.empty())
+      dirs.push_back(layout.unified + "/taskexec/" + cgroup_name_for(id));
+    for (const auto& [controller, root] : layout.v1) {
+      auto dir = root + "/taskexec/" + cgroup_name_for(id);
+      if (std::filesystem::exists(dir))
+        dirs.push_back(dir);
+    }
+    BOOST_REQUIRE(!dirs.empty());
+    for (const auto& dir : dirs)
+      BOOST_REQUIRE_MESSAGE(cgroup::write_file(dir + "/cgroup.procs", std::to_string(op)), dir);
+    BOOST_TEST(alive(op));
+
+    BOOST_TEST((co_await t.shutdown("SIGTERM", 5s)).has_value());
+    BOOST_TEST(co_await wait_gone(op, 10s));
+    BOOST_TEST(!alive(op));
+    for (const auto& dir : dirs)
+      BOOST_TEST(!std::filesystem::exists(dir), dir);
   });
 }
 
