@@ -45,7 +45,11 @@ void server::connection::answer(const json::value& v, exec_stdio_fds fds) {
     return;
   std::string line = json::serialize(v);
   line += '\n';
-  if (fds.empty() && out.empty() && writing_bytes == 0) {
+  // At once when nothing is queued and no more input is waiting: a client
+  // waiting for this answer gets it without a trip through the writer. With
+  // more requests already read (a pipelined burst), the writer sends all
+  // their answers together once the reader has taken them.
+  if (fds.empty() && out.empty() && writing_bytes == 0 && framer.buffered() == 0) {
     const ssize_t n =
         ::send(socket.native_handle(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == static_cast<ssize_t>(line.size())) {
