@@ -159,6 +159,12 @@ asio::awaitable<void> server::connection::writer() {
       if (out_bytes <= max_out_bytes)
         drained.notify_all();
     }
+    // A burst's queue leaves its block map behind (a pointer per eight
+    // messages): give it back with the rest of the burst's memory.
+    if (out.empty() && pending == 0 && out_peak > 256) {
+      std::deque<outgoing>().swap(out);
+      out_peak = 0;
+    }
     if (pending == 0)
       st->note_idle();
     if (closing)

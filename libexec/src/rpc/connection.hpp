@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -59,6 +60,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
     exec_stdio_fds fds;
   };
   std::deque<outgoing> out;
+  std::size_t out_peak = 0;       // the most messages queued since the queue was last renewed
   std::size_t out_bytes = 0;      // queued and being written
   std::size_t writing_bytes = 0;  // of out_bytes, in the write under way
   asio::steady_timer wake;
@@ -168,6 +170,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
     out_bytes += line.size();
     st->churn += line.size();
     out.push_back({std::move(line), std::move(fds)});
+    out_peak = std::max(out_peak, out.size());
     wake.cancel();
   }
   bool saturated() const { return out_bytes > max_out_bytes || blocked_inputs > 0; }
