@@ -15,8 +15,8 @@
 // re-parented to init, is not ours.)
 #include <fcntl.h>
 #include <linux/sched.h>
-#include <signal.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -204,8 +204,12 @@ class launch_stacks {
   }
   launch_stacks(const launch_stacks&) = delete;
   launch_stacks& operator=(const launch_stacks&) = delete;
-  explicit operator bool() const noexcept { return base_ != nullptr; }
-  void* top(int i) const noexcept { return base_ + (i + 1) * (guard + size); }
+  explicit operator bool() const noexcept {
+    return base_ != nullptr;
+  }
+  void* top(int i) const noexcept {
+    return base_ + (i + 1) * (guard + size);
+  }
 
  private:
   static constexpr std::size_t guard = 4096;
