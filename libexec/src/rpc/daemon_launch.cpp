@@ -216,14 +216,18 @@ class launch_stacks {
   char* base_ = nullptr;
 };
 
-// The daemon's side, after the second clone. Async-signal-safe only; every
-// signal is blocked on entry (the caller's handlers must never run here).
-[[noreturn]] void exec_daemon(const child_plan& p) noexcept {
+// The daemon's side, after the second clone: returns only when it could
+// not exec (the errno is in errno_fd). Async-signal-safe only; every signal
+// is blocked on entry (the caller's handlers must never run here).
+// Both children end by returning from their clone function (glibc's clone
+// then calls exit), not through a [[noreturn]] call: under AddressSanitizer
+// such a call on a stack of our own makes the runtime warn on stderr.
+void exec_daemon(const child_plan& p) noexcept {
   detail::default_signal_dispositions();
   if (::dup2(p.null_fd, 0) < 0 || ::dup2(p.out_fd, 1) < 0 || ::dup2(p.err_fd, 2) < 0) {
     int e = errno;
     (void)!::write(p.errno_fd, &e, sizeof e);
-    detail::child_exit(127);
+    return;
   }
   const int keep[] = {0, 1, 2, p.errno_fd};  // errno_fd (>= 3) is close-on-exec
   detail::close_fds_except(keep, 4);
@@ -233,11 +237,11 @@ class launch_stacks {
   ::execve(p.exe, p.argv, p.envp);
   int e = errno;
   (void)!::write(p.errno_fd, &e, sizeof e);
-  detail::child_exit(127);
 }
 
 int daemon_main(void* plan) noexcept {
   exec_daemon(*static_cast<const child_plan*>(plan));
+  return 127;
 }
 
 // The intermediate: a new session, the daemon, its pid reported, gone. The
@@ -249,7 +253,7 @@ int intermediate_main(void* plan) noexcept {
   int pid = ::clone(daemon_main, p.daemon_stack, shared_vm | CLONE_VFORK | SIGCHLD, plan);
   int report = pid > 0 ? pid : -errno;
   (void)!::write(p.info_fd, &report, sizeof report);
-  detail::child_exit(0);
+  return 0;
 }
 
 bool read_all(int fd, void* buf, std::size_t n) {
