@@ -597,6 +597,8 @@ BOOST_AUTO_TEST_CASE(a_daemon_killed_with_sigkill_takes_its_task) {
     if (watchdog > 0)
       BOOST_TEST(co_await wait_gone(watchdog));
     BOOST_TEST((co_await d.task.shutdown("SIGKILL", 0ms)).has_value());
+    if (watchdog > 0)
+      BOOST_TEST(co_await wait_reaped(watchdog));
     BOOST_TEST(zombie_children().empty());
   });
 }

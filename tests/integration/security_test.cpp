@@ -376,7 +376,7 @@ BOOST_AUTO_TEST_CASE(exec_sessions_past_16_are_refused_until_one_ends) {
     BOOST_TEST((co_await response_of(c, 5, &notes)).contains("result"));
     BOOST_TEST((co_await d.task.wait())->exit_code == 0);
     if (watchdog > 0)
-      BOOST_TEST(co_await wait_gone(watchdog));
+      BOOST_TEST(co_await wait_reaped(watchdog));
     BOOST_TEST(zombie_children().empty());
   });
 }

@@ -186,6 +186,28 @@ inline asio::awaitable<bool> wait_total_reaped(std::uint64_t target,
   co_return reaper.total_reaped() >= target;
 }
 
+/// Wait until `pid`, a child of ours (re-parented to us or not), has been
+/// reaped by the harness's reaper, up to `bound`. True if it was. wait_gone
+/// says a process exited (its pidfd is readable as soon as it is a zombie);
+/// this waits for the reap that follows.
+inline asio::awaitable<bool> wait_reaped(int pid, std::chrono::milliseconds bound = 30000ms) {
+  auto& reaper = harness::get().reaper;
+  auto reaped = [pid] {
+    auto st = taskexec::detail::read_proc_stat(pid);
+    return !st || st->ppid != ::getpid();
+  };
+  if (reaped())
+    co_return true;
+  asio::steady_timer timer(co_await asio::this_coro::executor, bound);
+  auto sub = reaper.subscribe([&](int p, int, bool) {
+    if (p == pid)
+      timer.cancel();
+  });
+  co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  sub.reset();
+  co_return reaped();
+}
+
 /// Zombie children of this process (should be none after any test).
 inline std::vector<int> zombie_children() {
   std::vector<int> out;
