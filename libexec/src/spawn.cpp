@@ -27,22 +27,7 @@
 #include "taskexec/detail/clone_launcher.hpp"
 #include "taskexec/detail/coro.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define TASKEXEC_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#include <sanitizer/asan_interface.h>
-#define TASKEXEC_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define TASKEXEC_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TASKEXEC_TSAN 1
-#endif
-#endif
+#include "sanitizers.hpp"
 
 namespace taskexec::detail {
 

@@ -33,6 +33,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "../sanitizers.hpp"
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/detail/spawn.hpp"
@@ -40,23 +41,6 @@
 #include "taskexec/rpc/exit_file.hpp"
 
 extern char** environ;
-
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define TASKEXEC_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#include <sanitizer/asan_interface.h>
-#define TASKEXEC_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define TASKEXEC_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TASKEXEC_TSAN 1
-#endif
-#endif
 
 namespace taskexec {
 
