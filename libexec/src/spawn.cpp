@@ -27,7 +27,7 @@
 #include "taskexec/detail/clone_launcher.hpp"
 #include "taskexec/detail/coro.hpp"
 
-#include "sanitizers.hpp"
+#include "child_stack.hpp"
 
 namespace taskexec::detail {
 
@@ -84,41 +84,6 @@ void child_exit(int code) noexcept {
 }
 
 namespace {
-
-// The child's stack. clone(CLONE_VM) runs the child in our address space, so
-// it needs its own stack; one per thread, reused (a launch blocks the thread
-// until the child has exec'd or exited, so launches on a thread never overlap).
-class child_stack {
- public:
-  static constexpr std::size_t size = 128 * 1024;
-  child_stack() {
-    void* p = ::mmap(nullptr, size + guard, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (p == MAP_FAILED)
-      return;
-    ::mprotect(p, guard, PROT_NONE);  // stacks grow down: the guard is at the bottom
-    base_ = static_cast<char*>(p);
-  }
-  ~child_stack() {
-    if (base_)
-      ::munmap(base_, size + guard);
-  }
-  child_stack(const child_stack&) = delete;
-  child_stack& operator=(const child_stack&) = delete;
-  void* top() const noexcept { return base_ ? base_ + guard + size : nullptr; }
-  /// Under AddressSanitizer: the last child left its frames poisoned in the
-  /// (shared) shadow memory when it exec'd or exited; clear them for reuse.
-  void unpoison() noexcept {
-#ifdef TASKEXEC_ASAN
-    if (base_)
-      __asan_unpoison_memory_region(base_ + guard, size);
-#endif
-  }
-
- private:
-  static constexpr std::size_t guard = 4096;
-  char* base_ = nullptr;
-};
 
 struct child_args {
   clone_launcher* launcher;

@@ -17,7 +17,6 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,7 +32,7 @@
 #include <filesystem>
 #include <optional>
 
-#include "../sanitizers.hpp"
+#include "../child_stack.hpp"
 #include "taskexec/child_reaper.hpp"
 #include "taskexec/detail/proc.hpp"
 #include "taskexec/detail/spawn.hpp"
@@ -162,44 +161,6 @@ constexpr int shared_vm = 0;
 constexpr int shared_vm = CLONE_VM;
 #endif
 
-// The two children's stacks: one mapping, each stack above a guard page.
-class launch_stacks {
- public:
-  static constexpr std::size_t size = 64 * 1024;
-  launch_stacks() {
-    void* p = ::mmap(nullptr, 2 * (size + guard), PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (p == MAP_FAILED)
-      return;
-    base_ = static_cast<char*>(p);
-    ::mprotect(base_, guard, PROT_NONE);
-    ::mprotect(base_ + size + guard, guard, PROT_NONE);
-  }
-  ~launch_stacks() {
-    if (!base_)
-      return;
-#ifdef TASKEXEC_ASAN
-    // The children's frames stay poisoned in the (shared) shadow memory
-    // after they exec'd or exited; clear them before the range is reused.
-    __asan_unpoison_memory_region(base_ + guard, size);
-    __asan_unpoison_memory_region(base_ + 2 * guard + size, size);
-#endif
-    ::munmap(base_, 2 * (size + guard));
-  }
-  launch_stacks(const launch_stacks&) = delete;
-  launch_stacks& operator=(const launch_stacks&) = delete;
-  explicit operator bool() const noexcept {
-    return base_ != nullptr;
-  }
-  void* top(int i) const noexcept {
-    return base_ + (i + 1) * (guard + size);
-  }
-
- private:
-  static constexpr std::size_t guard = 4096;
-  char* base_ = nullptr;
-};
-
 // The daemon's side, after the second clone: returns only when it could
 // not exec (the errno is in errno_fd). Async-signal-safe only; every signal
 // is blocked on entry (the caller's handlers must never run here).
@@ -294,9 +255,10 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
     if (!*p)
       return p->error();
   }
-  launch_stacks stacks;
-  if (!stacks)
-    return make_system_error(errno, "mmap the stacks for taskexecd's start");
+  // A stack each for the intermediate and the daemon (both live at once).
+  detail::child_stack mid_stack, daemon_stack;
+  if (!mid_stack.top() || !daemon_stack.top())
+    return make_system_error(ENOMEM, "mmap the stacks for taskexecd's start");
   child_plan plan{exe.c_str(),
                   argv.data(),
                   environ,
@@ -305,7 +267,7 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
                   err->second.get(),
                   info->second.get(),
                   exec_errno->second.get(),
-                  stacks.top(1)};
+                  daemon_stack.top()};
 
   auto* reaper = child_reaper::current();
   if (reaper && reaper->mode() != reaper_mode::adopt_orphans)
@@ -323,10 +285,13 @@ result<started_daemon> start_daemon(const std::string& exe, const std::vector<st
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
   // Returns once the intermediate has exited (CLONE_VFORK): its report is
   // in the pipe by then.
-  int mid = ::clone(intermediate_main, stacks.top(0),
+  int mid = ::clone(intermediate_main, mid_stack.top(),
                     shared_vm | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &plan, &mid_pidfd);
   const int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  // Both children have exec'd or exited: their frames leave the stacks.
+  mid_stack.unpoison();
+  daemon_stack.unpoison();
   if (mid < 0)
     return make_system_error(clone_errno, "clone for taskexecd");
   unique_fd mid_fd(mid_pidfd);
