@@ -341,7 +341,7 @@ std::vector<proc_stat> scan_processes() {
   return out;
 }
 
-std::optional<std::vector<proc_stat>> scan_descendants(int root, proc_files* files) {
+std::optional<std::vector<proc_stat>> scan_descendants(int root, proc_files* files, int helper) {
   static const bool supported = [] {
     std::string self = "/proc/self/task/" + std::to_string(::gettid()) + "/children";
     return ::access(self.c_str(), R_OK) == 0;
@@ -351,6 +351,8 @@ std::optional<std::vector<proc_stat>> scan_descendants(int root, proc_files* fil
   std::vector<proc_stat> out;
   std::vector<std::pair<int, int>> queue;  // pid, threads (0: unknown)
   std::unordered_set<int> seen{root};
+  if (helper > 0)
+    seen.insert(helper);  // never read, never listed
   std::string path, content;
   std::vector<std::string> root_lists;  // root's threads' children files, for the re-read
   // Queue the children listed in one thread's file.

@@ -146,7 +146,7 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   }
   /// Our unclaimed children that are the task's: every one while this is
   /// the one live task of the process, else those it is known to own.
-  std::vector<int> adopted_children(const std::vector<detail::proc_stat>& table) const;
+  std::vector<int> adopted_children(const std::vector<detail::proc_stat>& table, int me) const;
 
   // /proc mode: the CPU of the task's processes that we reaped (the main
   // process, its orphans), from wait4().
@@ -158,6 +158,8 @@ struct task_executor::impl : std::enable_shared_from_this<impl> {
   // opts.watchdog: the watchdog, and the kill-only cgroup of a task that has
   // no cgroup of its own (empty otherwise).
   detail::watchdog dog;
+  // False once the reaper has reaped it (its pid may then be recycled).
+  std::shared_ptr<std::atomic<bool>> dog_alive;
   std::string guard_dir;
   result<void> guard_launch(strategy_stack& stack);
   result<void> start_watchdog(const strategy_stack& stack);
@@ -493,7 +495,8 @@ result<void> task_executor::impl::start_watchdog(const strategy_stack& stack) {
   if (!w)
     return w.error();
   dog = std::move(*w);
-  reaper.watch(dog.pid(), [](int, int) {});
+  dog_alive = std::make_shared<std::atomic<bool>>(true);
+  reaper.watch(dog.pid(), [alive = dog_alive](int, int) { alive->store(false); });
   return {};
 }
 
@@ -532,10 +535,9 @@ void task_executor::impl::on_exit(int status) {
   }
 }
 
-std::vector<int> task_executor::impl::adopted_children(
-    const std::vector<detail::proc_stat>& table) const {
-  const int me = ::getpid();
-  const int my_session = ::getsid(0);
+std::vector<int> task_executor::impl::adopted_children(const std::vector<detail::proc_stat>& table,
+                                                       int me) const {
+  int my_session = 0;  // asked only when a child needs it (most samples: none does)
   const bool orphans_come_to_us = reaper.mode() == reaper_mode::adopt_orphans;
   std::vector<int> adopted;
   for (const auto& p : table) {
@@ -544,6 +546,8 @@ std::vector<int> task_executor::impl::adopted_children(
     // Our own session's processes are the program's (std::system, popen, a
     // fork of its own): a task leads a session of its own, and no process
     // of it can join ours.
+    if (my_session == 0)
+      my_session = ::getsid(0);
     if (p.session == my_session)
       continue;
     // A process seen as the task's before it was re-parented stays its own.
@@ -602,7 +606,8 @@ std::size_t task_executor::impl::sweep_once(std::vector<detail::proc_stat>& foun
   } else {
     table = detail::scan_processes();
   }
-  found = detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted_children(table));
+  found =
+      detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted_children(table, me));
   // Execs still running in the task's context, and what they started: they
   // are the task's too (its cgroup holds them when it has one; without one
   // only this finds them).
@@ -815,14 +820,16 @@ std::vector<detail::proc_stat> task_executor::impl::member_stats() {
   // task's, or members seen before), so a daemonised process (setsid, its
   // parent gone) is sampled while it lives and its CPU counted once reaped.
   const int me = ::getpid();
-  auto descendants = detail::scan_descendants(me, &stat_files);
+  // Our watchdog starts nothing: its files are not read each sample.
+  const int helper = dog.armed() && dog_alive && dog_alive->load() ? dog.pid() : 0;
+  auto descendants = detail::scan_descendants(me, &stat_files, helper);
   auto table = descendants ? std::move(*descendants) : detail::scan_processes();
   member_pids.assign(1, me);
   for (const auto& p : table)
     member_pids.push_back(p.pid);
   stat_files.keep_only(member_pids);
   auto members =
-      detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted_children(table));
+      detail::task_members(table, pid, start_ticks, reaped_ticks, me, adopted_children(table, me));
   // Remember them, as long as they exist: a member missing from this walk
   // (the kernel's children lists are no snapshot) is kept while its pid
   // still has its start time.

@@ -45,11 +45,20 @@ void server::connection::answer(const json::value& v, exec_stdio_fds fds) {
     return;
   std::string line = json::serialize(v);
   line += '\n';
-  // At once when nothing is queued and no more input is waiting: a client
-  // waiting for this answer gets it without a trip through the writer. With
-  // more requests already read (a pipelined burst), the writer sends all
-  // their answers together once the reader has taken them.
-  if (fds.empty() && out.empty() && writing_bytes == 0 && framer.buffered() == 0) {
+  // At once when no more input is waiting: a client waiting for this answer
+  // gets it without a trip through the writer. With more requests already
+  // read (a pipelined burst), the writer sends all their answers together
+  // once the reader has taken them.
+  if (fds.empty() && framer.buffered() == 0)
+    send_now(std::move(line));
+  else
+    send_line(std::move(line), std::move(fds));
+}
+
+void server::connection::send_now(std::string line) {
+  if (closing)
+    return;
+  if (out.empty() && writing_bytes == 0) {
     const ssize_t n =
         ::send(socket.native_handle(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == static_cast<ssize_t>(line.size())) {
@@ -61,7 +70,7 @@ void server::connection::answer(const json::value& v, exec_stdio_fds fds) {
       line.erase(0, static_cast<std::size_t>(n));
     }
   }
-  send_line(std::move(line), std::move(fds));
+  send_line(std::move(line));
 }
 
 // One message whose first byte carries descriptors (SCM_RIGHTS), the rest

@@ -163,6 +163,10 @@ struct server::connection : std::enable_shared_from_this<connection> {
   /// A request's answer: written at once when nothing is queued or being
   /// written and no descriptors go with it, else queued as send() does.
   void answer(const json::value& v, exec_stdio_fds fds = {});
+  /// Complete messages, written at once when nothing is queued or being
+  /// written (no wake-up of the writer: a Stats tick's one sample); what the
+  /// socket does not take at once, and any error, is left to the writer.
+  void send_now(std::string line);
   /// Complete messages, each '\n' included (one or several lines).
   void send_line(std::string line, exec_stdio_fds fds = {}) {
     if (closing)

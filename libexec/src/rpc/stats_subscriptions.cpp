@@ -240,7 +240,7 @@ void send_sample(server::connection& c, const std::string& id, const std::string
   line += R"(","usage":)";
   line += usage;
   line += "}}\n";
-  c.send_line(std::move(line));
+  c.send_now(std::move(line));
 }
 
 void send_end(server::connection& c, const std::string& id) {

@@ -104,7 +104,12 @@ std::vector<proc_stat> scan_processes();
 /// With `files`, each process's stat and (for a process of one thread,
 /// `root` included) its children list are read through it; the caller keeps
 /// `root` among the processes whose files it keeps.
-std::optional<std::vector<proc_stat>> scan_descendants(int root, proc_files* files = nullptr);
+/// `helper`, when not 0: a live child of `root` known to start nothing (the
+/// executor's watchdog): neither its stat nor its list is read, and it is
+/// not in the result. Only for sampling: the caller must know the pid is
+/// not reaped (a reaped pid may be recycled by a task's process).
+std::optional<std::vector<proc_stat>> scan_descendants(int root, proc_files* files = nullptr,
+                                                       int helper = 0);
 
 /// The current time in /proc start-time units (ticks since boot, CLOCK_BOOTTIME).
 std::uint64_t boot_ticks_now() noexcept;
