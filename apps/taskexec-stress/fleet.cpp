@@ -7,10 +7,12 @@
 #include <boost/json/value.hpp>
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "stress.hpp"
+#include "taskexec/task_executor.hpp"
 
 namespace stress {
 
@@ -48,6 +50,35 @@ std::uint64_t raw_proc_read_ns(const std::vector<std::pair<int, int>>& daemon_an
     read_once("/proc/" + t + "/status");
   }
   return since_ns(t0);
+}
+
+// The floor of a process per task: `n` minimal processes (the stress's
+// fleet-floor helper), each waking on its own timer at `interval` to do the
+// same reads and send a sample line of the same size, held as long.
+struct floor_result {
+  double cpu_seconds = 0, hold_seconds = 0;
+  unsigned long long lines = 0;
+  std::size_t members = 0;
+};
+asio::awaitable<floor_result> run_floor(context& ctx, std::size_t n,
+                                        std::chrono::milliseconds interval,
+                                        std::chrono::seconds hold) {
+  taskexec::task_executor t(ctx.reaper);
+  pipe_pair out;
+  auto cmd = ctx.helper("fleet-floor", {std::to_string(n), std::to_string(interval.count()),
+                                        std::to_string(hold.count() * 1000)});
+  cmd.stdout_fd = out.write_fd;
+  if (auto r = co_await t.launch(cmd); !r)
+    throw std::runtime_error("fleet floor: " + r.error().message);
+  out.close_write();
+  auto text = co_await read_all(ctx.io, out.read_fd);
+  co_await t.wait();
+  floor_result f;
+  if (std::sscanf(text.c_str(), "cpu_seconds %lf hold_seconds %lf lines %llu members %zu",
+                  &f.cpu_seconds, &f.hold_seconds, &f.lines, &f.members) != 4 ||
+      f.hold_seconds <= 0)
+    throw std::runtime_error("fleet floor printed \"" + text + "\"");
+  co_return f;
 }
 
 // A sample's timestamp_unix_nano (0 when missing).
@@ -238,6 +269,17 @@ asio::awaitable<void> run_fleet(context& ctx, const options& opt, scenario_repor
         });
       });
 
+  // The floor, once the daemons are gone: the same number of minimal
+  // processes, the same interval, as long.
+  ctx.progress.update("fleet: the floor, " + std::to_string(started) + " minimal processes for " +
+                      std::to_string(hold.count()) + " s");
+  const floor_result floor_run = co_await run_floor(ctx, started, interval, hold);
+  ctx.progress.finish();
+  const double floor_percent = 100.0 * floor_run.cpu_seconds / floor_run.hold_seconds;
+  const std::uint64_t floor_expected = static_cast<std::uint64_t>(
+      std::floor(floor_run.hold_seconds * 1000.0 / static_cast<double>(interval.count())) *
+      static_cast<double>(floor_run.members));
+
   const double cpu_percent = hold_seconds > 0 ? 100.0 * (cpu_after - cpu_before) / hold_seconds : 0;
   const double raw_percent =
       100.0 * static_cast<double>(raw_ns) / 1e9 * (1000.0 / static_cast<double>(interval.count()));
@@ -266,6 +308,8 @@ asio::awaitable<void> run_fleet(context& ctx, const options& opt, scenario_repor
       started ? static_cast<double>(dirty) / static_cast<double>(started) : 0;
   rep.figures["daemons_cpu_percent_of_one_core"] = cpu_percent;
   rep.figures["raw_proc_reads_cpu_percent"] = raw_percent;
+  rep.figures["floor_cpu_percent"] = floor_percent;
+  rep.figures["floor_samples"] = floor_run.lines;
   char line[256];
   std::snprintf(line, sizeof line, "started %zu daemons in %.1f s (%.0f/s)", started, start_seconds,
                 start_seconds > 0 ? static_cast<double>(started) / start_seconds : 0);
@@ -284,6 +328,10 @@ asio::awaitable<void> run_fleet(context& ctx, const options& opt, scenario_repor
 
   rep.compare("daemons' CPU over the hold", cpu_percent, "% of one core",
               "the same /proc reads done raw, as often", raw_percent, "< 20%", cpu_percent < 20);
+  rep.compare("daemons' CPU over the hold", cpu_percent, "% of one core",
+              "the floor: a minimal process per task (timerfd, the same preads, a line of the "
+              "same size sent), as many, as long",
+              floor_percent);
   if (peer_pss > 0)
     rep.compare(
         "daemons' PSS, total", static_cast<double>(pss), "KiB",
@@ -300,6 +348,13 @@ asio::awaitable<void> run_fleet(context& ctx, const options& opt, scenario_repor
                     std::to_string(dropped) + " dropped unread, " + std::to_string(short_members) +
                     " tasks with fewer than " +
                     std::to_string(expected_per_task > 0 ? expected_per_task - 1 : 0) + " samples");
+  // The floor is a baseline only if it did the work: every member's samples
+  // but at most one per member (the tick on either edge of the hold).
+  rep.add_check(
+      "the floor ran: every minimal process, its samples in the hold",
+      floor_run.members == started && floor_run.lines + floor_run.members >= floor_expected,
+      std::to_string(floor_run.members) + " processes, " + std::to_string(floor_run.lines) +
+          " samples of " + std::to_string(floor_expected) + " due");
   rep.add_check("every daemon destroyed and gone", destroyed == created && destroy_failed == 0,
                 std::to_string(destroyed) + " of " + std::to_string(created));
 }

@@ -5,11 +5,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -450,6 +453,166 @@ int victim(const std::string& socket, const std::string& mode) {
     ::pause();
 }
 
+// One member of fleet-floor: the least a process of its own per task can
+// do for a Stats subscription. It forks its task (a child that pauses and
+// dies with it), then on each tick of a periodic timerfd preads the files a
+// host-mode sample reads (its own children list, the task's stat, children
+// list and status, opened once), formats a sample line of the daemon's size
+// and sends it on `out`. Blocking calls, no event loop, no allocation.
+[[noreturn]] void floor_member(int out, long long interval_ms) {
+  const pid_t parent = ::getpid();
+  const pid_t task = ::fork();
+  if (task == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent)
+      ::_exit(0);
+    for (;;)
+      ::pause();
+  }
+  if (task < 0)
+    ::_exit(1);
+  char path[128];
+  int files[4];
+  const pid_t me = ::getpid();
+  std::snprintf(path, sizeof path, "/proc/%d/task/%d/children", me, me);
+  files[0] = ::open(path, O_RDONLY | O_CLOEXEC);
+  std::snprintf(path, sizeof path, "/proc/%d/stat", task);
+  files[1] = ::open(path, O_RDONLY | O_CLOEXEC);
+  std::snprintf(path, sizeof path, "/proc/%d/task/%d/children", task, task);
+  files[2] = ::open(path, O_RDONLY | O_CLOEXEC);
+  std::snprintf(path, sizeof path, "/proc/%d/status", task);
+  files[3] = ::open(path, O_RDONLY | O_CLOEXEC);
+  const int timer = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+  itimerspec spec{};
+  spec.it_interval.tv_sec = interval_ms / 1000;
+  spec.it_interval.tv_nsec = (interval_ms % 1000) * 1000000;
+  spec.it_value = spec.it_interval;
+  if (timer < 0 || ::timerfd_settime(timer, 0, &spec, nullptr) != 0)
+    ::_exit(1);
+  for (int f : files)
+    if (f < 0)
+      ::_exit(1);
+  char buf[4096], line[1024];
+  for (;;) {
+    std::uint64_t expirations = 0;
+    if (::read(timer, &expirations, sizeof expirations) != static_cast<ssize_t>(sizeof expirations))
+      continue;
+    unsigned long long utime = 0, stime = 0, vm_rss_kib = 0;
+    for (int i = 0; i < 4; ++i) {
+      const ssize_t n = ::pread(files[i], buf, sizeof buf - 1, 0);
+      buf[n > 0 ? n : 0] = '\0';
+      if (i == 1) {
+        // After "(comm) ": state is field 3; utime 14, stime 15.
+        const char* p = std::strrchr(buf, ')');
+        for (int field = 2; p && *p && field < 15; ++p)
+          if (*p == ' ') {
+            ++field;
+            if (field == 14)
+              utime = std::strtoull(p + 1, nullptr, 10);
+            else if (field == 15)
+              stime = std::strtoull(p + 1, nullptr, 10);
+          }
+      } else if (i == 3) {
+        if (const char* p = std::strstr(buf, "VmRSS:"))
+          vm_rss_kib = std::strtoull(p + 6, nullptr, 10);
+      }
+    }
+    // A daemon's sample, field for field.
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    const auto ts = static_cast<unsigned long long>(now.tv_sec) * 1000000000ULL +
+                    static_cast<unsigned long long>(now.tv_nsec);
+    const char* const usage_fmt =
+        R"({"memory_stats":{"rss":%llu,"cache":0,"swap":0,"usage":0,"max_usage":0,)"
+        R"("kernel_usage":0,"kernel_max_usage":0,"measured":["RSS","Swap"]},)"
+        R"("cpu_stats":{"system_mode":%lluE0,"user_mode":%lluE0,"total_ticks":%lluE0,)"
+        R"("throttled_periods":0,"throttled_time":0,"percent":0E0,)"
+        R"("measured":["System Mode","User Mode","Percent"]}})";
+    char usage[400];
+    std::snprintf(usage, sizeof usage, usage_fmt, vm_rss_kib * 1024, stime, utime, utime + stime);
+    const int n = std::snprintf(line, sizeof line,
+                                R"({"jsonrpc":"2.0","method":"Stats.Sample","params":{)"
+                                R"("subscription":"stats-1","usage":{"timestamp_unix_nano":%llu,)"
+                                R"("resource_usage":%s,"pids":{"%d":%s}}}})"
+                                "\n",
+                                ts, usage, static_cast<int>(task), usage);
+    if (n > 0 && !write_all(out, line, static_cast<std::size_t>(std::min<int>(n, sizeof line - 1))))
+      ::_exit(0);
+  }
+}
+
+// The fleet's floor: `n` floor_members at `interval_ms`, held `hold_ms`
+// after they settled; their lines read (and counted) as they come. Prints
+// "cpu_seconds C hold_seconds H lines L members M": the members' own CPU
+// (schedstat) over the hold.
+int fleet_floor(long long n, long long interval_ms, long long hold_ms) {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);  // the members' tasks come back to us
+  int sp[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
+    return 1;
+  std::vector<pid_t> members;
+  for (long long i = 0; i < n; ++i) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(sp[0]);
+      floor_member(sp[1], interval_ms);
+    }
+    if (pid < 0)
+      break;
+    members.push_back(pid);
+  }
+  ::close(sp[1]);
+  unsigned long long lines = 0;
+  std::vector<char> buf(65536);
+  auto drain_until = [&](std::chrono::steady_clock::time_point end) {
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+                            end - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0)
+        return;
+      pollfd p{sp[0], POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>((left + 999) / 1000)) <= 0)
+        continue;
+      const ssize_t got = ::read(sp[0], buf.data(), buf.size());
+      for (ssize_t i = 0; i < got; ++i)
+        lines += buf[static_cast<std::size_t>(i)] == '\n';
+    }
+  };
+  auto cpu = [&] {
+    double total = 0;
+    for (pid_t pid : members) {
+      char path[64];
+      std::snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
+      if (FILE* f = std::fopen(path, "re")) {
+        unsigned long long ns = 0;
+        if (std::fscanf(f, "%llu", &ns) == 1)
+          total += static_cast<double>(ns) / 1e9;
+        std::fclose(f);
+      }
+    }
+    return total;
+  };
+  // Settle: every member started and past its first tick.
+  drain_until(std::chrono::steady_clock::now() +
+              std::chrono::milliseconds(std::min(interval_ms, 1000LL) + 200));
+  const double before = cpu();
+  const unsigned long long lines_before = lines;
+  const auto t0 = std::chrono::steady_clock::now();
+  drain_until(t0 + std::chrono::milliseconds(hold_ms));
+  const double after = cpu();
+  const double held = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const unsigned long long held_lines = lines - lines_before;
+  for (pid_t pid : members)
+    ::kill(pid, SIGKILL);
+  // Every member and every member's task (re-parented to us).
+  while (::waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+  }
+  std::printf("cpu_seconds %.9f hold_seconds %.9f lines %llu members %zu\n", after - before, held,
+              held_lines, members.size());
+  return members.size() == static_cast<std::size_t>(n) ? 0 : 1;
+}
+
 }  // namespace
 
 int run_helper(int argc, char** argv) {
@@ -477,6 +640,8 @@ int run_helper(int argc, char** argv) {
     return ignore_term();
   if (name == "impostor" && argc > 5)
     return impostor(argv[3], arg_num(argv, 4, argc), arg_num(argv, 5, argc));
+  if (name == "fleet-floor")
+    return fleet_floor(arg_num(argv, 3, argc), arg_num(argv, 4, argc), arg_num(argv, 5, argc));
   if (name == "victim" && argc > 4)
     return victim(argv[3], argv[4]);
   std::fprintf(stderr, "taskexec-stress: unknown helper \"%s\"\n", name.c_str());
