@@ -82,6 +82,12 @@ BOOST_AUTO_TEST_CASE(fleet_holds_every_task_with_its_samples) {
     BOOST_TEST(r.figure("dropped_samples").to_number<std::int64_t>() == 0);
     // Every task's daemon was measured: a daemon has some memory of its own.
     BOOST_TEST(r.figure("daemons_pss_kib").to_number<std::int64_t>() > 6 * 64);
+    // The floor ran as many processes as long: 2 s at 500 ms is 4 samples
+    // each, a tick on either edge of the hold aside.
+    const auto floor_samples = r.figure("floor_samples").to_number<std::int64_t>();
+    BOOST_TEST(floor_samples >= 6 * 3);
+    BOOST_TEST(floor_samples <= 6 * 5);
+    BOOST_TEST(r.figure("floor_cpu_percent").to_number<double>() > 0.0);
   });
 }
 
