@@ -13,15 +13,10 @@ namespace {
 // posix_spawn + waitpid of /bin/true, the same count and concurrency, in a
 // process of its own (ours reaps every child): cycles per second.
 asio::awaitable<double> spawn_baseline(context& ctx, long long count, long long concurrency) {
-  taskexec::task_executor t(ctx.reaper);
-  pipe_pair out;
-  auto cmd = ctx.helper("spawn-baseline", {std::to_string(count), std::to_string(concurrency)});
-  cmd.stdout_fd = out.write_fd;
-  if (auto r = co_await t.launch(cmd); !r)
-    throw std::runtime_error("spawn baseline: " + r.error().message);
-  out.close_write();
-  auto text = co_await read_all(ctx.io, out.read_fd);
-  co_await t.wait();
+  // Named, not temporaries in the co_await's full expression (GCC 12).
+  std::vector<std::string> args{std::to_string(count), std::to_string(concurrency)};
+  const std::string what = "spawn baseline", name = "spawn-baseline";
+  const std::string text = co_await helper_output(ctx, what, name, std::move(args));
   double seconds = 0;
   if (std::sscanf(text.c_str(), "seconds %lf", &seconds) != 1 || seconds <= 0)
     throw std::runtime_error("spawn baseline printed \"" + text + "\"");

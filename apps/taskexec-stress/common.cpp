@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "stress.hpp"
+#include "taskexec/task_executor.hpp"
 
 namespace stress {
 
@@ -241,6 +242,20 @@ void pipe_pair::close_write() {
   if (write_fd >= 0)
     ::close(write_fd);
   write_fd = -1;
+}
+
+asio::awaitable<std::string> helper_output(context& ctx, const std::string& what,
+                                           const std::string& name, std::vector<std::string> args) {
+  taskexec::task_executor t(ctx.reaper);
+  pipe_pair out;
+  auto cmd = ctx.helper(name, std::move(args));
+  cmd.stdout_fd = out.write_fd;
+  if (auto r = co_await t.launch(cmd); !r)
+    throw std::runtime_error(what + ": " + r.error().message);
+  out.close_write();
+  std::string text = co_await read_all(ctx.io, out.read_fd);
+  co_await t.wait();
+  co_return text;
 }
 
 asio::awaitable<std::string> read_all(asio::io_context& io, int fd, std::size_t limit) {

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "stress.hpp"
-#include "taskexec/task_executor.hpp"
 
 namespace stress {
 
@@ -63,16 +62,11 @@ struct floor_result {
 asio::awaitable<floor_result> run_floor(context& ctx, std::size_t n,
                                         std::chrono::milliseconds interval,
                                         std::chrono::seconds hold) {
-  taskexec::task_executor t(ctx.reaper);
-  pipe_pair out;
-  auto cmd = ctx.helper("fleet-floor", {std::to_string(n), std::to_string(interval.count()),
-                                        std::to_string(hold.count() * 1000)});
-  cmd.stdout_fd = out.write_fd;
-  if (auto r = co_await t.launch(cmd); !r)
-    throw std::runtime_error("fleet floor: " + r.error().message);
-  out.close_write();
-  auto text = co_await read_all(ctx.io, out.read_fd);
-  co_await t.wait();
+  // Named, not temporaries in the co_await's full expression (GCC 12).
+  std::vector<std::string> args{std::to_string(n), std::to_string(interval.count()),
+                                std::to_string(hold.count() * 1000)};
+  const std::string what = "fleet floor", name = "fleet-floor";
+  const std::string text = co_await helper_output(ctx, what, name, std::move(args));
   floor_result f;
   if (std::sscanf(text.c_str(), "cpu_seconds %lf hold_seconds %lf lines %llu members %zu",
                   &f.cpu_seconds, &f.hold_seconds, &f.lines, &f.members) != 4 ||

@@ -191,6 +191,12 @@ struct pipe_pair {
 /// Read `fd` to EOF (at most `limit` bytes).
 asio::awaitable<std::string> read_all(asio::io_context& io, int fd, std::size_t limit = 1 << 20);
 
+/// `taskexec-stress --helper NAME ARGS...` as a task of our own, to its
+/// exit: what it printed on stdout (read to EOF). Throws std::runtime_error
+/// naming `what` when it cannot be launched.
+asio::awaitable<std::string> helper_output(context& ctx, const std::string& what,
+                                           const std::string& name, std::vector<std::string> args);
+
 /// Read `fd` up to and including the first newline (at most `limit` bytes);
 /// the line without it, or what came before EOF.
 asio::awaitable<std::string> read_line(asio::io_context& io, int fd, std::size_t limit = 4096);

@@ -458,12 +458,7 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
       if (got < 0 && errno == EINTR)
         continue;
       if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        auto [ec] = co_await self->sock.async_wait(local::socket::wait_read,
-                                                   asio::as_tuple(asio::use_awaitable));
-        if (ec) {
-          self->fail(lost_connection());
-          break;
-        }
+        drained = true;
         continue;
       }
       if (got <= 0) {
