@@ -337,6 +337,56 @@ BOOST_AUTO_TEST_CASE(distinct_intervals_share_readings_and_at_most_16_are_in_use
   });
 }
 
+// A sample's walk skips the executor's watchdog (a helper that starts
+// nothing) by its pid: neither it nor anything under it is read or listed,
+// while every other child of ours and what it started still is.
+BOOST_AUTO_TEST_CASE(a_sample_walk_skips_the_named_helper_and_only_it) {
+  run([]() -> asio::awaitable<void> {
+    task_executor helper(harness::get().reaper), other(harness::get().reaper);
+    exec_command helper_cmd, other_cmd;
+    helper_cmd.cmd = "/bin/sh";
+    helper_cmd.args = {"-c", "sleep 1000 & wait"};
+    other_cmd.cmd = "/bin/sleep";
+    other_cmd.args = {"1000"};
+    auto h = co_await helper.launch(helper_cmd);
+    BOOST_REQUIRE(h);
+    auto o = co_await other.launch(other_cmd);
+    BOOST_REQUIRE(o);
+    const int me = ::getpid(), helper_pid = h->pid, other_pid = o->pid;
+    auto has = [](const std::vector<detail::proc_stat>& v, auto pred) {
+      return std::any_of(v.begin(), v.end(), pred);
+    };
+    auto is = [](int pid) { return [pid](const detail::proc_stat& p) { return p.pid == pid; }; };
+    auto under = [](int pid) {
+      return [pid](const detail::proc_stat& p) { return p.ppid == pid && p.comm == "sleep"; };
+    };
+    std::optional<std::vector<detail::proc_stat>> all;
+    for (int i = 0; i < 1000; ++i) {
+      all = detail::scan_descendants(me);
+      BOOST_REQUIRE(all);
+      if (has(*all, under(helper_pid)))
+        break;
+      co_await pause_for(10ms);
+    }
+    BOOST_REQUIRE_MESSAGE(has(*all, under(helper_pid)), "the helper's sleep did not start in 10 s");
+    BOOST_TEST(has(*all, is(helper_pid)));
+    BOOST_TEST(has(*all, is(other_pid)));
+
+    auto skipped = detail::scan_descendants(me, nullptr, helper_pid);
+    BOOST_REQUIRE(skipped);
+    BOOST_TEST(!has(*skipped, is(helper_pid)));
+    BOOST_TEST(!has(*skipped, under(helper_pid)));
+    BOOST_TEST(has(*skipped, is(other_pid)));
+
+    // Named results, not co_await inside the macro (GCC 12).
+    const std::string kill = "SIGKILL";
+    auto hs = co_await helper.shutdown(kill, 0ms);
+    BOOST_TEST(hs.has_value());
+    auto os = co_await other.shutdown(kill, 0ms);
+    BOOST_TEST(os.has_value());
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
