@@ -85,9 +85,55 @@ BOOST_AUTO_TEST_CASE(limit_is_exact_and_enforced_before_the_newline) {
   BOOST_TEST(drain(g).empty());  // stays closed
 }
 
+// next_view() gives what next() would, from the framer's own buffer: each
+// view stays valid until the next call, across lines, blank lines and a
+// message split between reads.
+BOOST_AUTO_TEST_CASE(views_are_the_messages_next_would_copy) {
+  ndjson_framer f(1024);
+  f.feed("{\"a\":1}\n\n{\"b\":2}\r\n{\"c\"");
+  auto a = f.next_view();
+  BOOST_REQUIRE(a.has_value());
+  BOOST_TEST(*a == "{\"a\":1}");
+  auto b = f.next();  // a copy, as before
+  BOOST_REQUIRE(b.has_value());
+  BOOST_TEST(*b == "{\"b\":2}");
+  BOOST_TEST(!f.next_view().has_value());
+  f.feed(":3}\n");
+  auto c = f.next_view();
+  BOOST_REQUIRE(c.has_value());
+  BOOST_TEST(*c == "{\"c\":3}");
+  BOOST_TEST(!f.next_view().has_value());
+  BOOST_TEST(f.buffered() == 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(jsonrpc)
+
+// Params are moved out of the parsed document (ExecStreaming.Input's data
+// is not copied): every member of a batch, and a single request, keeps its
+// own, whole.
+BOOST_AUTO_TEST_CASE(params_arrive_whole_in_batches_and_alone) {
+  const std::string data(100000, 'Q');
+  const std::string one =
+      R"({"jsonrpc":"2.0","id":7,"method":"ExecStreaming.Input","params":{"session":"s1","data":")" +
+      data + R"("}})";
+  auto single = parse_message(one);
+  BOOST_REQUIRE_EQUAL(single.items.size(), 1u);
+  const auto& r = as_request(single.items[0]);
+  BOOST_TEST(r.params.at("data").as_string() == data);
+  BOOST_TEST(r.params.at("session").as_string() == "s1");
+
+  auto batch =
+      parse_message(R"([{"jsonrpc":"2.0","id":1,"method":"Signal","params":{"signal":"SIGHUP"}},
+                                 {"jsonrpc":"2.0","id":2,"method":"Signal","params":["x",2]}])");
+  BOOST_REQUIRE_EQUAL(batch.items.size(), 2u);
+  BOOST_TEST(as_request(batch.items[0]).params.at("signal").as_string() == "SIGHUP");
+  const auto& arr = as_request(batch.items[1]).params.as_array();
+  BOOST_REQUIRE_EQUAL(arr.size(), 2u);
+  BOOST_TEST(arr[0].as_string() == "x");
+  BOOST_TEST(arr[1].as_int64() == 2);
+}
 
 BOOST_AUTO_TEST_CASE(valid_request_and_notification) {
   auto m = parse_message(R"({"jsonrpc":"2.0","id":7,"method":"Version"})");

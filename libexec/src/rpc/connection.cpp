@@ -195,7 +195,8 @@ asio::awaitable<void> server::connection::reader() {
     // Messages already received are taken one at a time, and only while
     // the connection is below its limits.
     while (!closing && !saturated()) {
-      auto line = framer.next();
+      // In the framer's buffer: only this loop feeds it, below.
+      auto line = framer.next_view();
       if (!line)
         break;
       if (waiting >= max_pending) {
@@ -256,7 +257,7 @@ asio::awaitable<void> server::connection::reader() {
     disconnected();
 }
 
-std::optional<request> server::connection::handle(const std::string& line) {
+std::optional<request> server::connection::handle(std::string_view line) {
   auto m = parse_message(line);
   if (!m.batch) {
     auto& it = m.items.front();

@@ -213,7 +213,7 @@ struct server::connection : std::enable_shared_from_this<connection> {
   asio::awaitable<void> reader();
   /// A request to run in place (method_runs_in_place), or none: every
   /// other message is handled here.
-  std::optional<request> handle(const std::string& line);
+  std::optional<request> handle(std::string_view line);
   // Each request runs in its own coroutine: a pending Wait blocks nothing.
   void run_one(request r);
   // ...but one that completes at once runs in the reader's (no post to

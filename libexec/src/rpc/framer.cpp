@@ -34,6 +34,13 @@ void ndjson_framer::feed(std::string_view bytes) {
 }
 
 std::optional<std::string> ndjson_framer::next() {
+  auto line = next_view();
+  if (!line)
+    return std::nullopt;
+  return std::string(*line);
+}
+
+std::optional<std::string_view> ndjson_framer::next_view() {
   while (!overflowed_) {
     auto nl = buffer_.find('\n', start_ + scan_);
     if (nl == std::string::npos && start_ == buffer_.size()) {
@@ -67,7 +74,7 @@ std::optional<std::string> ndjson_framer::next() {
     std::string_view line(buffer_.data() + begin, len);
     if (line.find_first_not_of(" \t") == std::string_view::npos)
       continue;  // blank line
-    return std::string(line);
+    return line;
   }
   return std::nullopt;
 }

@@ -289,10 +289,14 @@ invalid duplicate_error(const json::value& member, const duplicate& d) {
 
 }  // namespace
 
-item parse_request(const json::value& v) {
+namespace {
+
+// As parse_request, taking `v` apart: its params are moved out (an
+// ExecStreaming.Input's data is the bulk of it), not copied.
+item take_request(json::value& v) {
   if (!v.is_object())
     return invalid_request(nullptr, "a request must be an object");
-  const auto& o = v.get_object();
+  auto& o = v.get_object();
 
   // The id first, so every later error can carry it.
   json::value id = nullptr;
@@ -310,10 +314,10 @@ item parse_request(const json::value& v) {
   if (!method || !method->is_string())
     return invalid_request(id, "method must be a string");
   json::value params = nullptr;
-  if (const auto* p = o.if_contains("params")) {
+  if (auto* p = o.if_contains("params")) {
     if (!p->is_object() && !p->is_array())
       return invalid_request(id, "params must be an object or an array");
-    params = *p;
+    params = std::move(*p);
   }
   for (const auto& kv : o) {
     auto k = kv.key();
@@ -326,6 +330,13 @@ item parse_request(const json::value& v) {
   r.method = std::string(method->get_string());
   r.params = std::move(params);
   return r;
+}
+
+}  // namespace
+
+item parse_request(const json::value& v) {
+  json::value copy = v;
+  return take_request(copy);
 }
 
 message parse_message(std::string_view text) {
@@ -341,7 +352,7 @@ message parse_message(std::string_view text) {
   if (duplicates)
     dups = find_duplicates(text);
   if (v.is_array()) {
-    const auto& a = v.get_array();
+    auto& a = v.get_array();
     if (a.empty()) {
       m.items.push_back(invalid_request(nullptr, "empty batch"));
       return m;
@@ -352,14 +363,14 @@ message parse_message(std::string_view text) {
       if (auto d = dups.find(i); d != dups.end())
         m.items.push_back(duplicate_error(a[i], d->second));
       else
-        m.items.push_back(parse_request(a[i]));
+        m.items.push_back(take_request(a[i]));
     }
     return m;
   }
   if (auto d = dups.find(0); d != dups.end())
     m.items.push_back(duplicate_error(v, d->second));
   else
-    m.items.push_back(parse_request(v));
+    m.items.push_back(take_request(v));
   return m;
 }
 

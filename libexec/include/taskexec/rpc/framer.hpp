@@ -29,6 +29,9 @@ class ndjson_framer {
   /// it); blank lines are skipped. nullopt when no complete message is
   /// buffered, or once overflowed.
   std::optional<std::string> next();
+  /// As next(), without a copy: the message in the framer's buffer, valid
+  /// until the next call of feed(), next() or next_view().
+  std::optional<std::string_view> next_view();
 
   bool overflowed() const noexcept { return overflowed_; }
   /// Bytes held (consumed messages are released on the next feed or next()).
