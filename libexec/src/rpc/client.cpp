@@ -476,7 +476,8 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
         if (!self->open)
           break;
         if (ec == asio::error::operation_aborted)
-          continue;  // a call now expects descriptors: read with recvmsg
+          continue;  // a call now expects descriptors (nothing else here
+                     // cancels this read): read with recvmsg
         if (ec) {
           self->fail(lost_connection());
           break;
@@ -484,7 +485,8 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
         drained = false;
         if (!self->take_input(std::string_view(buf.data(), n)))
           break;
-        co_await self->pause_while_behind();
+        if (self->session_bytes > max_session_bytes)
+          co_await self->pause_while_behind();
         continue;
       }
       if (drained) {
@@ -514,7 +516,8 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
       drained = n < small_read;
       if (!self->take_input(std::string_view(buf.data(), n)))
         break;
-      co_await self->pause_while_behind();
+      if (self->session_bytes > max_session_bytes)
+        co_await self->pause_while_behind();
     }
   }
 
@@ -978,23 +981,27 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
       tail.insert(0, head.data(), static_cast<std::size_t>(end - head.data()));
       self->send(std::move(tail));
     } else {
-      if (method == "ExecStreaming.Start" && params.is_object()) {
-        // Its answer may carry descriptors: the reader must read it with
-        // recvmsg, and a plain read already waiting could not.
-        if (const auto* f = params.as_object().if_contains("fds");
-            f && f->is_bool() && f->as_bool()) {
-          self->fds_expected.insert(id);
-          if (self->plain_reading)
-            self->plain_read.emit(asio::cancellation_type::terminal);
-        }
-      }
+      // Its answer may carry descriptors (ExecStreaming.Start with fds, the
+      // only answer that does): the reader must read it with recvmsg, and a
+      // plain read already waiting could not. Decided before the request
+      // is sent, once nothing can throw.
+      const auto* fds = method == "ExecStreaming.Start" && params.is_object()
+                            ? params.as_object().if_contains("fds")
+                            : nullptr;
+      const bool wants_fds = fds && fds->is_bool() && fds->as_bool();
       json::object req;
       req["jsonrpc"] = "2.0";
       req["id"] = id;
       req["method"] = method;
       if (!params.is_null())
         req["params"] = std::move(params);
-      self->send(json::serialize(req) + "\n");
+      std::string line = json::serialize(req) + "\n";
+      if (wants_fds) {
+        self->fds_expected.insert(id);
+        if (self->plain_reading)
+          self->plain_read.emit(asio::cancellation_type::terminal);
+      }
+      self->send(std::move(line));
     }
     while (!p.done) {
       auto [ec] = co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));

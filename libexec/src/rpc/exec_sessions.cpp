@@ -147,6 +147,9 @@ asio::awaitable<outcome> exec_streaming_start(server::state& srv, method_call ca
       names.emplace_back("stderr");
     }
     out["fds"] = std::move(names);
+    // The only answer that carries descriptors: clients (ours among them)
+    // read it with room for them because they asked, and may read anything
+    // else without.
     c->answer_fds[json::serialize(*call.r.id)] = std::move(fds);
   }
   co_return json::value(std::move(out));
