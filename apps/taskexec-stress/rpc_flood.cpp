@@ -197,6 +197,7 @@ asio::awaitable<void> run_rpc_flood(context& ctx, const options& opt, scenario_r
     });
   });
   const double version_rate = rate_of(t0);
+  const std::uint64_t version_calls = calls;
 
   // 4. The mix, with a Wait pending on every connection. Their state is
   // shared with the waiting coroutines, which may outlive this frame when
@@ -275,6 +276,7 @@ asio::awaitable<void> run_rpc_flood(context& ctx, const options& opt, scenario_r
   rep.figures["echo_calls_per_second"] = echo_rate;
   rep.figures["version_raw_client_calls_per_second"] = raw_version_rate;
   rep.figures["version_calls_per_second"] = version_rate;
+  rep.figures["version_calls"] = version_calls;
   rep.figures["mix_calls_per_second"] = mix_rate;
   rep.figures["failures"] = failures;
   auto& vl = rep.latency("Version");
