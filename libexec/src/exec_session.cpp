@@ -237,14 +237,28 @@ struct exec_session::state : std::enable_shared_from_this<state> {
       detail::kill_tree(cmd.pid, cmd.start_ticks);
   }
 
+  // Output read from a stream joins the event queued last when it is of
+  // the same stream and has room (max_data): a reader then takes it whole,
+  // and a burst is copied once, here, not again by next_event's merge (with
+  // the regrowth of its string). An event that takes a full read is given
+  // room for max_data at once; a small one (interactive output) only what
+  // it holds.
   void push(exec_stream s, const char* data, std::size_t n) {
     if (abandoned)
       return;
-    exec_event e;
-    e.stream = s;
-    e.data.assign(data, n);
     queued_bytes += n;
-    queue.push_back(std::move(e));
+    if (!queue.empty() && queue.back().kind == exec_event::type::output &&
+        queue.back().stream == s && !queue.back().closed &&
+        queue.back().data.size() + n <= exec_event::max_data) {
+      queue.back().data.append(data, n);
+    } else {
+      exec_event e;
+      e.stream = s;
+      if (n >= read_buffer)
+        e.data.reserve(exec_event::max_data);
+      e.data.assign(data, n);
+      queue.push_back(std::move(e));
+    }
     readable.notify_all();
   }
 
