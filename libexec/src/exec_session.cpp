@@ -34,10 +34,17 @@ ssize_t detail::write_no_sigpipe(int fd, const char* data, std::size_t n) {
   sigset_t pipe_set, old;
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
-  sigset_t pending;
-  sigpending(&pending);
-  const bool was_pending = sigismember(&pending, SIGPIPE) == 1;
   pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  // A SIGPIPE can be pending for this thread only while it is blocked here
+  // (unblocked, it would have been delivered): only then is there one of
+  // someone else's not to take back. The common case, SIGPIPE not blocked
+  // by the caller, needs no sigpending.
+  bool was_pending = false;
+  if (sigismember(&old, SIGPIPE) == 1) {
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending = sigismember(&pending, SIGPIPE) == 1;
+  }
   ssize_t r = ::write(fd, data, n);
   const int saved = errno;
   if (r < 0 && saved == EPIPE && !was_pending) {

@@ -2,6 +2,8 @@
 // pipes and on a pty; embedded (exec_session), through taskexecd (the
 // protocol and remote_exec_session), and from the CLI (`exec -i -t`).
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -9,6 +11,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -93,6 +96,40 @@ create_options daemon_in(const temp_dir& dir) {
   o.log_file = dir / "taskexecd.log";
   o.log_level = "debug";
   return o;
+}
+
+/// Our descriptors open write-only on a pipe, each with its link
+/// ("pipe:[inode]").
+std::map<int, std::string> writer_pipes() {
+  std::map<int, std::string> fds;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto link = std::filesystem::read_symlink(e.path(), ec).string();
+    if (ec || link.rfind("pipe:", 0) != 0)
+      continue;
+    const int fd = std::stoi(e.path().filename().string());
+    std::istringstream info(read_file("/proc/self/fdinfo/" + std::to_string(fd)));
+    for (std::string l; std::getline(info, l);) {
+      if (l.rfind("flags:", 0) == 0 &&
+          (std::stoul(l.substr(6), nullptr, 8) & O_ACCMODE) == O_WRONLY)
+        fds[fd] = link;
+    }
+  }
+  return fds;
+}
+
+/// Wait (polling /proc, bounded) until descriptor `fd` no longer names `link`.
+asio::awaitable<bool> wait_closed(int fd, const std::string& link) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  for (int i = 0; i < 1500; ++i) {
+    std::error_code ec;
+    const auto now = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd), ec);
+    if (ec || now.string() != link)
+      co_return true;
+    t.expires_after(20ms);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  co_return false;
 }
 
 }  // namespace
@@ -227,6 +264,65 @@ BOOST_AUTO_TEST_CASE(output_nobody_reads_blocks_the_command_and_nothing_is_lost)
     auto late = co_await drain(*tty);
     BOOST_TEST(late.out.size() == 72000u);
     BOOST_TEST(late.exit_code == 0);
+    BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
+  });
+}
+
+// Input to a command that closed its stdin fails with EPIPE inside the
+// session and is dropped: no SIGPIPE reaches the program, whatever its
+// disposition (the default, here, would end it), and one of someone
+// else's already pending in a thread that blocks SIGPIPE stays pending.
+BOOST_AUTO_TEST_CASE(input_after_the_command_closed_its_stdin_raises_no_sigpipe) {
+  run([]() -> asio::awaitable<void> {
+    task_executor t(harness::get().reaper);
+    pipe_reader out;
+    co_await launch_ready(t, out, "echo ready; exec sleep 1000");
+    struct sigaction dfl {
+    }, old_action{};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGPIPE, &dfl, &old_action);
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    // 0: SIGPIPE not blocked; 1: blocked, none pending; 2: blocked, one pending.
+    for (int mode = 0; mode < 3; ++mode) {
+      const auto before = writer_pipes();
+      auto d = co_await open_embedded(
+          t, session_of(list("/bin/sh", "-c", "exec 0<&-; echo closed; exec sleep 1000"), false));
+      std::map<int, std::string> fresh;
+      for (const auto& [fd, link] : writer_pipes()) {
+        if (!before.contains(fd) || before.at(fd) != link)
+          fresh[fd] = link;
+      }
+      BOOST_REQUIRE_MESSAGE(fresh.size() == 1u, "mode " << mode << ": the session's stdin, once");
+      const int in_fd = fresh.begin()->first;
+      const std::string in_link = fresh.begin()->second;
+      const std::string said = co_await read_until(*d, "closed\n");
+      BOOST_TEST(said == "closed\n");
+      sigset_t old_mask;
+      if (mode > 0)
+        ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+      if (mode == 2)
+        ::pthread_kill(::pthread_self(), SIGPIPE);
+      const auto w = co_await d->write(std::string(65536, 'x'));
+      BOOST_TEST(w.has_value(), "mode " << mode);
+      // The session's write met EPIPE and it closed its end of the pipe.
+      const bool closed = co_await wait_closed(in_fd, in_link);
+      BOOST_TEST(closed, "mode " << mode);
+      sigset_t pending;
+      sigpending(&pending);
+      BOOST_TEST(sigismember(&pending, SIGPIPE) == (mode == 2 ? 1 : 0), "mode " << mode);
+      if (mode == 2) {
+        const timespec zero{0, 0};
+        BOOST_TEST(sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE);
+      }
+      if (mode > 0)
+        ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+      co_await d->kill();
+      const auto tr = co_await drain(*d);
+      BOOST_TEST(tr.exit_code == 128 + SIGKILL);
+    }
+    ::sigaction(SIGPIPE, &old_action, nullptr);
     BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
   });
 }
