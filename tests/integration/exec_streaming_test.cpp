@@ -277,10 +277,25 @@ BOOST_AUTO_TEST_CASE(input_after_the_command_closed_its_stdin_raises_no_sigpipe)
     task_executor t(harness::get().reaper);
     pipe_reader out;
     co_await launch_ready(t, out, "echo ready; exec sleep 1000");
-    struct sigaction dfl {
-    }, old_action{};
+    // The disposition and this thread's mask are the program's again at the
+    // end, a failed check's exception included.
+    struct restore {
+      struct sigaction action = {};
+      sigset_t mask = {};
+      restore() {
+        ::sigaction(SIGPIPE, nullptr, &action);
+        ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+      }
+      ~restore() {
+        ::sigaction(SIGPIPE, &action, nullptr);
+        ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+      }
+      restore(const restore&) = delete;
+      restore& operator=(const restore&) = delete;
+    } const restore_at_end;
+    struct sigaction dfl = {};
     dfl.sa_handler = SIG_DFL;
-    ::sigaction(SIGPIPE, &dfl, &old_action);
+    ::sigaction(SIGPIPE, &dfl, nullptr);
     sigset_t pipe_set;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
@@ -300,8 +315,7 @@ BOOST_AUTO_TEST_CASE(input_after_the_command_closed_its_stdin_raises_no_sigpipe)
       const std::string said = co_await read_until(*d, "closed\n");
       BOOST_TEST(said == "closed\n");
       sigset_t old_mask;
-      if (mode > 0)
-        ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+      ::pthread_sigmask(mode > 0 ? SIG_BLOCK : SIG_UNBLOCK, &pipe_set, &old_mask);
       if (mode == 2)
         ::pthread_kill(::pthread_self(), SIGPIPE);
       const auto w = co_await d->write(std::string(65536, 'x'));
@@ -316,13 +330,11 @@ BOOST_AUTO_TEST_CASE(input_after_the_command_closed_its_stdin_raises_no_sigpipe)
         const timespec zero{0, 0};
         BOOST_TEST(sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE);
       }
-      if (mode > 0)
-        ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+      ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
       co_await d->kill();
       const auto tr = co_await drain(*d);
       BOOST_TEST(tr.exit_code == 128 + SIGKILL);
     }
-    ::sigaction(SIGPIPE, &old_action, nullptr);
     BOOST_TEST((co_await t.shutdown("SIGKILL", 0ms)).has_value());
   });
 }
