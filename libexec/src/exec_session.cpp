@@ -461,14 +461,7 @@ asio::awaitable<result<exec_event>> next_event(std::shared_ptr<exec_session::sta
       exec_event e = std::move(st->queue.front());
       st->queue.pop_front();
       st->queued_bytes -= e.data.size();
-      // What else of the same stream has arrived comes along.
-      while (!e.closed && !st->queue.empty() && !st->queue.front().closed &&
-             st->queue.front().stream == e.stream &&
-             e.data.size() + st->queue.front().data.size() <= exec_event::max_data) {
-        e.data += st->queue.front().data;
-        st->queued_bytes -= st->queue.front().data.size();
-        st->queue.pop_front();
-      }
+      // What else of the same stream has arrived is in it already (push).
       st->space.notify_all();
       co_return e;
     }
