@@ -21,9 +21,11 @@
 //   bench_exec_stream [--mib N] [--rounds N]
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +34,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -204,13 +207,24 @@ outcome raw_round(const std::string& data, std::size_t total) {
 // deadlock.
 int relay_main() {
   const int s = 3;
+  auto fail = [](const char* what) {
+    std::fprintf(stderr, "bench_exec_stream --relay: %s: %s\n", what, std::strerror(errno));
+    return 1;
+  };
+  struct stat st {};
+  if (::fstat(s, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    std::fprintf(stderr, "bench_exec_stream --relay: descriptor 3 must be the client's socket\n");
+    return 2;
+  }
+  // A cat gone early is an error of its own below, not a silent death.
+  ::signal(SIGPIPE, SIG_IGN);
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC | O_NONBLOCK) != 0 || ::pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0)
-    return 1;
+    return fail("pipe2");
   // cat's ends blocking, as raw_round's.
   if (::fcntl(in[0], F_SETFL, 0) != 0 || ::fcntl(out[1], F_SETFL, 0) != 0 ||
       ::fcntl(s, F_SETFL, O_NONBLOCK) != 0 || ::fcntl(s, F_SETFD, FD_CLOEXEC) != 0)
-    return 1;
+    return fail("fcntl");
   char* argv[] = {const_cast<char*>("cat"), nullptr};
   const pid_t cat = spawn_with("/bin/cat", argv, {{in[0], 0}, {out[1], 1}});
   ::close(in[0]);
@@ -244,8 +258,8 @@ int relay_main() {
       if (e.events == 0)
         e.fd = -1;
     }
-    if (::poll(p, 3, -1) < 0)
-      return 1;
+    if (::poll(p, 3, -1) < 0 && errno != EINTR)
+      return fail("poll");
     auto sized = [&](std::uint64_t n) {
       return static_cast<std::size_t>(std::min<std::uint64_t>(n, room));
     };
@@ -260,6 +274,8 @@ int relay_main() {
       const ssize_t n = ::write(cat_in, scratch.data(), sized(owed_cat));
       if (n > 0)
         to_cat += static_cast<std::uint64_t>(n);
+      else if (n < 0 && errno != EAGAIN && errno != EINTR)
+        return fail("write to cat");
     }
     if ((p[2].events & POLLIN) && (p[2].revents & (POLLIN | POLLHUP))) {
       const ssize_t n = ::read(out[0], scratch.data(), room - sized(owed_sock));
@@ -272,14 +288,22 @@ int relay_main() {
       const ssize_t n = ::send(s, scratch.data(), sized(owed_sock), MSG_NOSIGNAL);
       if (n > 0)
         to_sock += static_cast<std::uint64_t>(n);
+      else if (n < 0 && errno != EAGAIN && errno != EINTR)
+        return fail("send to the client");
     }
-    if (p[0].revents & POLLERR)
-      return 1;
+    if (p[0].revents & POLLERR) {
+      errno = ECONNRESET;
+      return fail("the client's socket");
+    }
   }
   ::shutdown(s, SHUT_WR);
   int status = 0;
   ::waitpid(cat, &status, 0);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "bench_exec_stream --relay: cat ended with status %d\n", status);
+    return 1;
+  }
+  return 0;
 }
 
 // The floor round: the relay above in the daemon's place, this process in
@@ -300,8 +324,10 @@ outcome floor_round(std::size_t total) {
     for (std::size_t sent = 0; sent < wire;) {
       const std::size_t n = std::min(piece.size(), wire - sent);
       const ssize_t k = ::send(sv[0], piece.data(), n, MSG_NOSIGNAL);
-      if (k <= 0)
+      if (k <= 0) {
+        std::fprintf(stderr, "floor round: send to the relay: %s\n", std::strerror(errno));
         std::exit(1);
+      }
       sent += static_cast<std::size_t>(k);
     }
     ::shutdown(sv[0], SHUT_WR);
