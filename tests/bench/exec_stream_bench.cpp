@@ -356,7 +356,7 @@ struct stream_state {
   int in_flight = 0;
   bool failed = false;
   asio::steady_timer wake;
-  explicit stream_state(asio::any_io_executor ex) : wake(ex) {}
+  explicit stream_state(const asio::any_io_executor& ex) : wake(ex) {}
 };
 
 asio::awaitable<void> feed(taskexec::remote_exec_session& s, const std::string& data,
