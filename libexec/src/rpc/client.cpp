@@ -27,6 +27,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <span>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -40,6 +41,7 @@
 #include "taskexec/rpc/framer.hpp"
 #include "taskexec/signals.hpp"
 #include "taskexec/version.hpp"
+#include "whole_writes.hpp"
 
 namespace taskexec {
 
@@ -395,10 +397,21 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
 
   static asio::awaitable<void> write_loop(std::shared_ptr<impl> self) {
     while (self->open && !self->outbox.empty()) {
-      std::string msg = std::move(self->outbox.front());
-      self->outbox.pop_front();
-      auto [ec, n] = co_await asio::async_write(self->sock, asio::buffer(msg),
-                                                asio::as_tuple(asio::use_awaitable));
+      // What is queued goes out together (a stream's Inputs in flight),
+      // taken out of the queue first as the daemon's writer does.
+      std::vector<std::string> batch;
+      std::size_t bytes = 0;
+      while (!self->outbox.empty() && batch.size() < max_batch && bytes < max_batch_bytes) {
+        bytes += self->outbox.front().size();
+        batch.push_back(std::move(self->outbox.front()));
+        self->outbox.pop_front();
+      }
+      std::array<asio::const_buffer, max_batch> bufs;
+      for (std::size_t i = 0; i < batch.size(); ++i)
+        bufs[i] = asio::buffer(batch[i]);
+      auto [ec, n] =
+          co_await asio::async_write(self->sock, std::span(bufs.data(), batch.size()),
+                                     rpc::whole_writes{}, asio::as_tuple(asio::use_awaitable));
       (void)n;
       if (ec) {
         // The peer has closed. What it said before (a refusal, say) may
@@ -445,6 +458,10 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   }
 
   static constexpr std::size_t direct_send_max = 4096;
+  // The writer's batch: at most this many queued messages, and it stops
+  // taking more once it holds this many bytes.
+  static constexpr std::size_t max_batch = 16;
+  static constexpr std::size_t max_batch_bytes = 256 * 1024;
   static constexpr std::size_t small_read = 4096;
 
   static asio::awaitable<void> read_loop(std::shared_ptr<impl> self) {

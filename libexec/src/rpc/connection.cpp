@@ -17,6 +17,7 @@
 #include <span>
 
 #include "methods.hpp"
+#include "whole_writes.hpp"
 
 namespace taskexec::rpc {
 
@@ -117,7 +118,7 @@ asio::awaitable<boost::system::error_code> server::connection::send_with_fds(out
   if (sent < m.line.size()) {
     auto [ec, n] =
         co_await asio::async_write(socket, asio::buffer(m.line.data() + sent, m.line.size() - sent),
-                                   asio::as_tuple(asio::use_awaitable));
+                                   whole_writes{}, asio::as_tuple(asio::use_awaitable));
     (void)n;
     co_return ec;
   }
@@ -150,8 +151,9 @@ asio::awaitable<void> server::connection::writer() {
         for (std::size_t i = 0; i < batch.size(); ++i)
           bufs[i] = asio::buffer(batch[i]);
         writing_bytes = bytes;
-        auto [wec, n] = co_await asio::async_write(socket, std::span(bufs.data(), batch.size()),
-                                                   asio::as_tuple(asio::use_awaitable));
+        auto [wec, n] =
+            co_await asio::async_write(socket, std::span(bufs.data(), batch.size()), whole_writes{},
+                                       asio::as_tuple(asio::use_awaitable));
         (void)n;
         ec = wec;
       }
