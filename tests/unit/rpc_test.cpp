@@ -106,6 +106,50 @@ BOOST_AUTO_TEST_CASE(views_are_the_messages_next_would_copy) {
   BOOST_TEST(f.buffered() == 0u);
 }
 
+// Once every message is taken, a buffer up to keep_bytes stays for the next
+// read (a stream drains it at every read); one grown past it by a burst is
+// given back then; release() gives back the rest, but not while a message
+// is still arriving.
+BOOST_AUTO_TEST_CASE(keeps_up_to_keep_bytes_between_reads_and_release_gives_it_back) {
+  constexpr std::size_t keep = 256 * 1024;
+  ndjson_framer f(1024 * 1024, keep);
+  const std::string line = std::string(100 * 1024, 'a') + "\n";
+  f.feed(line);
+  f.feed(line);  // 200 KiB buffered: more than the default 64 KiB, under keep
+  BOOST_TEST(drain(f).size() == 2u);
+  BOOST_TEST(f.buffered() == 0u);
+  const std::size_t kept = f.capacity();
+  BOOST_TEST(kept >= 2 * line.size());
+  BOOST_TEST(kept <= keep);
+  f.feed(line);  // the next read needs no new buffer
+  BOOST_TEST(f.capacity() == kept);
+  BOOST_TEST(drain(f).size() == 1u);
+
+  f.feed(std::string(300 * 1024, 'b') + "\n");  // a burst past keep
+  BOOST_TEST(f.capacity() > keep);
+  BOOST_TEST(drain(f).size() == 1u);
+  BOOST_TEST(f.capacity() < 64u);  // given back at the drain
+
+  f.feed(line);
+  f.feed("{\"partial\":");  // a message still arriving: release keeps it
+  BOOST_TEST(drain(f).size() == 1u);
+  f.release();
+  BOOST_TEST(f.capacity() >= line.size());
+  f.feed("1}\n");
+  BOOST_TEST(drain(f) == std::vector<std::string>{"{\"partial\":1}"},
+             boost::test_tools::per_element());
+  BOOST_TEST(f.capacity() >= line.size());  // kept: under keep
+  f.release();
+  BOOST_TEST(f.capacity() < 64u);
+  f.feed("{}\n");  // and it works on after a release
+  BOOST_TEST(drain(f) == std::vector<std::string>{"{}"}, boost::test_tools::per_element());
+
+  ndjson_framer d(1024 * 1024);  // the default keeps 64 KiB
+  d.feed(line);
+  BOOST_TEST(drain(d).size() == 1u);
+  BOOST_TEST(d.capacity() < 64u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(jsonrpc)

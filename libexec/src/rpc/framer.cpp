@@ -2,13 +2,16 @@
 
 namespace taskexec::rpc {
 
-namespace {
-// An idle connection keeps at most this much buffer.
-constexpr std::size_t keep_capacity = 64 * 1024;
-}  // namespace
-
 void ndjson_framer::drop_all() {
   overflowed_ = true;
+  buffer_.clear();
+  buffer_.shrink_to_fit();
+  start_ = scan_ = 0;
+}
+
+void ndjson_framer::release() {
+  if (overflowed_ || start_ != buffer_.size())
+    return;
   buffer_.clear();
   buffer_.shrink_to_fit();
   start_ = scan_ = 0;
@@ -45,9 +48,13 @@ std::optional<std::string_view> ndjson_framer::next_view() {
     auto nl = buffer_.find('\n', start_ + scan_);
     if (nl == std::string::npos && start_ == buffer_.size()) {
       // Everything taken: give back what a burst made the buffer grow to.
+      // A buffer kept (up to keep_) serves the next read without an
+      // allocation: freed and taken again at every drain, as a stream of
+      // messages drains the buffer, it made malloc give the pages back to
+      // the kernel and fault them in again each time.
       buffer_.clear();
       start_ = scan_ = 0;
-      if (buffer_.capacity() > keep_capacity)
+      if (buffer_.capacity() > keep_)
         buffer_.shrink_to_fit();
       return std::nullopt;
     }

@@ -4,8 +4,10 @@
 // Limits: a message longer than `max_message_bytes` (without its '\n'),
 // complete or still arriving, puts the framer in the overflowed state; the
 // connection then answers -32600 with id null and closes. Memory held is
-// bounded by max_message_bytes plus one read; once every message is taken,
-// a buffer grown by a burst shrinks back to 64 KiB.
+// bounded by max_message_bytes plus one read. Once every message is taken,
+// a buffer grown past `keep_bytes` (64 KiB unless given) is given back; one
+// at most that big is kept for the next read, as a stream of messages
+// needs it, until release().
 #pragma once
 
 #include <cstddef>
@@ -16,11 +18,13 @@
 namespace taskexec::rpc {
 
 inline constexpr std::size_t default_max_message_bytes = 4 * 1024 * 1024;
+inline constexpr std::size_t default_keep_bytes = 64 * 1024;
 
 class ndjson_framer {
  public:
-  explicit ndjson_framer(std::size_t max_message_bytes = default_max_message_bytes)
-      : max_(max_message_bytes) {}
+  explicit ndjson_framer(std::size_t max_message_bytes = default_max_message_bytes,
+                         std::size_t keep_bytes = default_keep_bytes)
+      : max_(max_message_bytes), keep_(keep_bytes) {}
 
   /// Append received bytes. Ignored once overflowed.
   void feed(std::string_view bytes);
@@ -37,11 +41,18 @@ class ndjson_framer {
   /// Bytes held (consumed messages are released on the next feed or next()).
   std::size_t buffered() const noexcept { return buffer_.size() - start_; }
   std::size_t max_message_bytes() const noexcept { return max_; }
+  /// Bytes of buffer held (what the limits above bound).
+  std::size_t capacity() const noexcept { return buffer_.capacity(); }
+
+  /// When every message is taken, give back the buffer kept for the next
+  /// read (a connection gone quiet); otherwise nothing.
+  void release();
 
  private:
   void compact();
   void drop_all();  // overflowed: nothing is kept
   std::size_t max_;
+  std::size_t keep_;
   std::string buffer_;
   std::size_t start_ = 0;  // first unconsumed byte
   std::size_t scan_ = 0;   // bytes from start_ already known to hold no '\n'
