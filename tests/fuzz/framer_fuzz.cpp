@@ -3,8 +3,9 @@
 // comes out must be exactly the model's messages, with the overflow state
 // the model predicts and memory within the documented bound.
 //
-// Input: byte 0 picks the limit (1..256 bytes), byte 1 seeds the chunking,
-// the rest is the stream.
+// Input: byte 0 picks the limit (1..256 bytes), byte 1 seeds the chunking
+// (and the buffer kept between reads, and release() calls between chunks,
+// which must lose nothing), the rest is the stream.
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,7 +52,7 @@ FUZZ_TARGET(data, size) {
   unsigned seed = data[1];
   const std::string_view stream = as_text(data + 2, size - 2);
 
-  taskexec::rpc::ndjson_framer framer(max);
+  taskexec::rpc::ndjson_framer framer(max, (seed & 1) ? 256 : 16);
   std::vector<std::string> got;
   auto drain = [&] {
     while (auto m = framer.next()) {
@@ -71,6 +72,11 @@ FUZZ_TARGET(data, size) {
       drain();
       // Drained, what is held is one partial message within its bound.
       FUZZ_CHECK(framer.overflowed() || framer.buffered() <= max + 1);
+    }
+    if ((seed >> 9) & 1) {
+      const std::size_t held = framer.buffered();
+      framer.release();  // gives back memory, never bytes
+      FUZZ_CHECK(framer.buffered() == held);
     }
   }
   drain();

@@ -56,8 +56,6 @@ namespace {
 // line is broken.
 constexpr std::size_t max_response_bytes = 64 * 1024 * 1024;
 constexpr std::size_t framer_keep_bytes = 256 * 1024;
-// The most bytes one ExecStreaming.Output carries (docs/protocol.md).
-constexpr std::size_t full_output_chunk = 4096;
 constexpr std::size_t max_queued_samples = 64;
 // A passed session: after the exit, output of what the command left behind
 // is taken this long (the daemon's linger).
@@ -315,9 +313,8 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
   bool writing = false;
   // It keeps up to 256 KiB between reads: a stream of output drains it at
   // every read, and a buffer freed and taken again each time made malloc
-  // give its pages back to the kernel and fault them in again (measured:
-  // a fifth of the client's CPU on the JSON path). It is given back once
-  // the connection goes quiet (take_input).
+  // give its pages back to the kernel and fault them in again. It is given
+  // back at a small read once no exec session is open (take_input).
   rpc::ndjson_framer framer{max_response_bytes, framer_keep_bytes};
   // Why the connection ended, when the daemon said so (e.g. -32005).
   std::optional<error> close_reason;
@@ -557,8 +554,8 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     }
     if (framer.overflowed())
       fail(make_error(errc::protocol_error, "taskexecd sent a message over 64 MiB"));
-    else if (bytes.size() < small_read)
-      framer.release();  // a small read: answers, not a stream; quiet now
+    else if (bytes.size() < small_read && sessions.empty())
+      framer.release();  // a small read and no session: quiet now
     return open;
   }
 
@@ -621,28 +618,30 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     // A stream's closing chunk stays an event of its own, as it came.
     if (s && !closed && !s->events.empty()) {
       auto& last = s->events.back();
+      const std::size_t padding = b64.ends_with("==") ? 2 : b64.ends_with('=') ? 1 : 0;
+      const std::size_t n = b64.size() / 4 * 3 - std::min(padding, b64.size() / 4 * 3);
       if (last.kind == exec_event::type::output && !last.closed && last.stream == stream &&
-          last.data.size() + b64.size() / 4 * 3 <= exec_event::max_data) {
+          last.data.size() + n <= exec_event::max_data) {
+        // A second chunk for the event: output is streaming in, and the
+        // event gets room for max_data at once, as the daemon's session's
+        // do, not a string regrown (copied, its new pages faulted in) four
+        // times on the way there.
+        if (last.data.capacity() < exec_event::max_data)
+          last.data.reserve(exec_event::max_data);
         const std::size_t before = last.data.size();
         if (!base64_decode_append(last.data, b64))
           return false;
-        const std::size_t n = last.data.size() - before;
-        s->bytes += n;
-        session_bytes += n;
+        const std::size_t added = last.data.size() - before;
+        s->bytes += added;
+        session_bytes += added;
         s->wake.cancel();
         return true;
       }
     }
-    // A full chunk (the protocol's most) is output streaming in: its event
-    // gets room for max_data at once, as the daemon's session does, not a
-    // string regrown (copied, and its new pages faulted in) four times on
-    // the way to max_data.
-    std::string decoded;
-    if (!closed && b64.size() / 4 * 3 >= full_output_chunk)
-      decoded.reserve(exec_event::max_data);
-    if (!base64_decode_append(decoded, b64))
+    auto decoded = base64_decode(b64);
+    if (!decoded)
       return false;
-    deliver_output(sid, stream, std::move(decoded), closed);
+    deliver_output(sid, stream, std::move(*decoded), closed);
     return true;
   }
 
@@ -691,14 +690,6 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     if (!s) {
       sessions.erase(it);
       return;
-    }
-    // The event queued last takes no more once another follows it: room it
-    // was given and did not fill (a stream that alternates in full chunks)
-    // is given back, so that what waits stays near the bytes it holds.
-    if (!s->events.empty()) {
-      auto& last = s->events.back().data;
-      if (last.capacity() > 2 * last.size() + full_output_chunk)
-        last.shrink_to_fit();
     }
     exec_event e;
     e.stream = stream;

@@ -4,7 +4,8 @@
 // Limits: a message longer than `max_message_bytes` (without its '\n'),
 // complete or still arriving, puts the framer in the overflowed state; the
 // connection then answers -32600 with id null and closes. Memory held is
-// bounded by max_message_bytes plus one read. Once every message is taken,
+// bounded by the larger of keep_bytes and max_message_bytes plus one read.
+// Once every message is taken,
 // a buffer grown past `keep_bytes` (64 KiB unless given) is given back; one
 // at most that big is kept for the next read, as a stream of messages
 // needs it, until release().
@@ -34,7 +35,7 @@ class ndjson_framer {
   /// buffered, or once overflowed.
   std::optional<std::string> next();
   /// As next(), without a copy: the message in the framer's buffer, valid
-  /// until the next call of feed(), next() or next_view().
+  /// until the next call of feed(), next(), next_view() or release().
   std::optional<std::string_view> next_view();
 
   bool overflowed() const noexcept { return overflowed_; }
