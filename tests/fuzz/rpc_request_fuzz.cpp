@@ -8,12 +8,12 @@
 // choose an object, a key of it and a spelling, and the rest is JSON: it is
 // written back with that key twice (the second time null, and maybe with
 // its first character as a \u escape).
-// Properties: nothing throws or crashes; every error is one the protocol
-// defines, with data.field naming a member when it is -32602; a decoded
-// Launch or UpdateResources encodes back to JSON that decodes again to the
-// same JSON; responses serialise. In the duplicate mode: the request holding
-// the duplicate is refused, -32602 when the object is inside its params and
-// -32600 anywhere else, the message naming the key; every other request of
+// Properties: nothing throws or crashes; in mode 0, a line the daemon's
+// fast path (parse_exec_input) takes is the request the parser makes of it; every error is one the
+// protocol defines, with data.field naming a member when it is -32602; a decoded Launch or
+// UpdateResources encodes back to JSON that decodes again to the same JSON; responses serialise. In
+// the duplicate mode: the request holding the duplicate is refused, -32602 when the object is
+// inside its params and -32600 anywhere else, the message naming the key; every other request of
 // the message gets the verdict it gets without the duplicate.
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -194,6 +194,32 @@ void duplicate_mode(const std::uint8_t* data, std::size_t size) {
   }
 }
 
+// parse_exec_input (the daemon's fast path) against the parser: a line it
+// takes is one request, the same id, method, session and decoded data as
+// parse_message and decode_exec_input make of it.
+void fast_input_agrees(std::string_view line) {
+  auto fast = rpc::parse_exec_input(line);
+  if (!fast)
+    return;
+  const auto msg = rpc::parse_message(line);
+  FUZZ_CHECK(!msg.batch && msg.items.size() == 1);
+  const auto* r = std::get_if<rpc::request>(&msg.items.front());
+  FUZZ_CHECK(r != nullptr);
+  FUZZ_CHECK(fast->id.has_value() && r->id.has_value() && *fast->id == *r->id);
+  FUZZ_CHECK(fast->method == r->method && r->method == "ExecStreaming.Input");
+  FUZZ_CHECK(!r->input_data.has_value());
+  auto slow = rpc::decode_exec_input(r->params);
+  FUZZ_CHECK(slow.has_value());
+  FUZZ_CHECK(slow->data.has_value() && fast->input_data.has_value() &&
+             *slow->data == *fast->input_data);
+  FUZZ_CHECK(!slow->close && !slow->size.has_value());
+  // Its params: the session alone, which decodes as the parser's does.
+  const auto* p = fast->params.if_object();
+  FUZZ_CHECK(p != nullptr && p->size() == 1);
+  auto quick = rpc::decode_exec_input(fast->params);
+  FUZZ_CHECK(quick.has_value() && quick->session == slow->session && !quick->data.has_value());
+}
+
 }  // namespace
 
 FUZZ_TARGET(data, size) {
@@ -205,6 +231,7 @@ FUZZ_TARGET(data, size) {
   }
   const std::string_view text = as_text(data + 1, size - 1);
   if (data[0] % 15 == 0) {
+    fast_input_agrees(text);
     const auto msg = rpc::parse_message(text);
     FUZZ_CHECK(!msg.items.empty());
     FUZZ_CHECK(msg.batch || msg.items.size() == 1);

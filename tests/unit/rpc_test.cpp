@@ -438,6 +438,68 @@ BOOST_AUTO_TEST_CASE(domain_errors_map_in_one_place) {
   BOOST_TEST(field.data.at("field").as_string() == "resources.cpu_shares");
 }
 
+// The daemon's fast path for ExecStreaming.Input takes exactly the form our
+// client writes, and what it takes is what the parser and the params
+// decoder make of the same line; any other line is left to the parser.
+BOOST_AUTO_TEST_CASE(fast_exec_input_agrees_with_the_parser_or_declines) {
+  const auto line = [](std::string id, std::string session, std::string data) {
+    return R"({"jsonrpc":"2.0","id":)" + id +
+           R"(,"method":"ExecStreaming.Input","params":{"session":")" + session + R"(","data":")" +
+           data + R"("}})";
+  };
+  const std::vector<std::string> taken = {
+      line("1", "exec-1", "aGVsbG8="),
+      line("0", "exec-12", ""),
+      line("999999999999999999", "a.B_c-9", "AAECAwQF"),
+      line("42", std::string(256, 's'), "/w=="),
+  };
+  for (const auto& l : taken) {
+    BOOST_TEST_CONTEXT(l.substr(0, 120)) {
+      auto fast = parse_exec_input(l);
+      BOOST_REQUIRE(fast.has_value());
+      auto m = parse_message(l);
+      BOOST_REQUIRE(!m.batch);
+      BOOST_REQUIRE(m.items.size() == 1u);
+      const auto& r = as_request(m.items.front());
+      BOOST_TEST(*fast->id == *r.id);
+      BOOST_TEST(fast->id->is_int64());
+      BOOST_TEST(fast->method == r.method);
+      auto slow = decode_exec_input(r.params);
+      BOOST_REQUIRE(slow.has_value());
+      BOOST_REQUIRE(fast->input_data.has_value());
+      BOOST_TEST(*fast->input_data == *slow->data);
+      auto quick = decode_exec_input(fast->params);
+      BOOST_REQUIRE(quick.has_value());
+      BOOST_TEST(quick->session == slow->session);
+      BOOST_TEST(!quick->data.has_value());
+    }
+  }
+  BOOST_TEST(*parse_exec_input(taken[0])->input_data == "hello");
+  BOOST_TEST(parse_exec_input(taken[2])->input_data->size() == 6u);
+
+  const std::vector<std::string> declined = {
+      line("01", "exec-1", "aGk="),                   // a leading zero: not JSON
+      line("-1", "exec-1", "aGk="),                   // negative
+      line("1000000000000000000", "exec-1", "aGk="),  // 19 digits
+      line("\"a\"", "exec-1", "aGk="),                // a string id
+      line("1", "", "aGk="),                          // no session
+      line("1", std::string(257, 's'), "aGk="),       // session too long
+      line("1", "exec 1", "aGk="),                    // a space in it
+      line("1", "exec\\u002d1", "aGk="),              // an escape in it
+      line("1", "exec-1", "aGk"),                     // not base64 (no padding)
+      line("1", "exec-1", "aG\\u006b="),              // an escape in the data
+      line("1", "exec-1", "aGk=\",\"close\":true"),   // another member after
+      line("1", "exec-1", "aGk=") + " ",              // white space after
+      " " + line("1", "exec-1", "aGk="),              // and before
+      R"({"jsonrpc":"2.0","method":"ExecStreaming.Input","params":{"session":"exec-1","data":"aGk="}})",
+      R"({"jsonrpc":"2.0","id":1,"method":"ExecStreaming.Input","params":{"data":"aGk=","session":"exec-1"}})",
+      R"({"jsonrpc":"2.0","id":1,"method":"ExecStreaming.Cancel","params":{"session":"exec-1","data":"aGk="}})",
+      R"({"jsonrpc":"2.0","id":1, "method":"ExecStreaming.Input","params":{"session":"exec-1","data":"aGk="}})",
+  };
+  for (const auto& l : declined)
+    BOOST_TEST(!parse_exec_input(l).has_value(), l);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(journal)

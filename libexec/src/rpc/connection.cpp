@@ -260,6 +260,12 @@ asio::awaitable<void> server::connection::reader() {
 }
 
 std::optional<request> server::connection::handle(std::string_view line) {
+  // A stream's input, as our client writes it: no JSON parser (it would
+  // validate and copy every byte of the base64). Anything else is parsed.
+  if (auto in = parse_exec_input(line)) {
+    run_one(std::move(*in));
+    return std::nullopt;
+  }
   auto m = parse_message(line);
   if (!m.batch) {
     auto& it = m.items.front();

@@ -7,6 +7,8 @@
 #include <map>
 #include <set>
 
+#include "taskexec/base64.hpp"
+
 namespace taskexec::rpc {
 namespace json = boost::json;
 
@@ -337,6 +339,60 @@ item take_request(json::value& v) {
 item parse_request(const json::value& v) {
   json::value copy = v;
   return take_request(copy);
+}
+
+std::optional<request> parse_exec_input(std::string_view line) {
+  constexpr std::string_view head = R"({"jsonrpc":"2.0","id":)";
+  constexpr std::string_view method = R"(,"method":"ExecStreaming.Input","params":{"session":")";
+  constexpr std::string_view data = R"(","data":")";
+  constexpr std::string_view tail = R"("}})";
+  constexpr std::size_t max_id_digits = 18;  // any such number fits an int64
+  constexpr std::size_t max_session = 256;
+  if (!line.starts_with(head))
+    return std::nullopt;
+  line.remove_prefix(head.size());
+  std::size_t digits = 0;
+  std::int64_t id = 0;
+  while (digits < line.size() && line[digits] >= '0' && line[digits] <= '9') {
+    id = id * 10 + (line[digits] - '0');
+    if (++digits > max_id_digits)
+      return std::nullopt;
+  }
+  if (digits == 0 || (digits > 1 && line[0] == '0'))
+    return std::nullopt;
+  line.remove_prefix(digits);
+  if (!line.starts_with(method))
+    return std::nullopt;
+  line.remove_prefix(method.size());
+  std::size_t n = 0;
+  for (; n < line.size() && n <= max_session; ++n) {
+    const char c = line[n];
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '.' || c == '_' || c == '-';
+    if (!plain)
+      break;
+  }
+  if (n == 0 || n > max_session)
+    return std::nullopt;
+  const std::string_view session = line.substr(0, n);
+  line.remove_prefix(n);
+  if (!line.starts_with(data) || !line.ends_with(tail))
+    return std::nullopt;
+  line.remove_prefix(data.size());
+  line.remove_suffix(tail.size());
+  // B: what lies between; base64 has no '"' or '\\', and a B that holds
+  // anything but base64 is refused by the decoder below.
+  std::string bytes;
+  if (!base64_decode_append(bytes, line))
+    return std::nullopt;
+  request r;
+  r.id = json::value(id);
+  r.method = "ExecStreaming.Input";
+  json::object params;
+  params["session"] = session;
+  r.params = std::move(params);
+  r.input_data = std::move(bytes);
+  return r;
 }
 
 message parse_message(std::string_view text) {

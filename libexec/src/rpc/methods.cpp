@@ -279,6 +279,18 @@ asio::awaitable<outcome> decoded(server::state& srv, method_call c) {
   co_return co_await std::move(call);
 }
 
+// ExecStreaming.Input: its data may have come decoded already
+// (parse_exec_input), its params then holding only the session.
+asio::awaitable<outcome> exec_input_call(server::state& srv, method_call c) {
+  auto d = decode_exec_input(c.r.params);
+  if (!d)
+    co_return d.error();
+  if (c.r.input_data)
+    d->data = std::move(c.r.input_data);
+  auto call = exec_streaming_input(srv, std::move(c), std::move(*d));
+  co_return co_await std::move(call);
+}
+
 struct method {
   std::string_view name;
   bool may_wait;  // see method_may_wait
@@ -301,7 +313,7 @@ constexpr std::array<method, 16> methods = {{
     {"UpdateResources", false, false, decoded<decode_update_resources, on_update_resources>},
     {"Exec", true, false, decoded<decode_exec, on_exec>},
     {"ExecStreaming.Start", true, false, decoded<decode_exec_start, exec_streaming_start>},
-    {"ExecStreaming.Input", true, false, decoded<decode_exec_input, exec_streaming_input>},
+    {"ExecStreaming.Input", true, false, exec_input_call},
     {"ExecStreaming.Cancel", false, false, decoded<decode_exec_cancel, exec_streaming_cancel>},
 }};
 

@@ -47,6 +47,9 @@ struct request {
   std::optional<boost::json::value> id;
   std::string method;
   boost::json::value params;  ///< object, array, or null when absent
+  /// ExecStreaming.Input's data, already decoded by parse_exec_input (its
+  /// params then hold only "session"); empty otherwise.
+  std::optional<std::string> input_data;
 };
 
 /// What a received message holds: one request, a batch of them (each either
@@ -69,6 +72,18 @@ message parse_message(std::string_view text);
 
 /// Validate one decoded request object.
 item parse_request(const boost::json::value& v);
+
+/// The fast path of the bulk of a stream's traffic: an ExecStreaming.Input
+/// exactly as taskexec's client writes it,
+///   {"jsonrpc":"2.0","id":N,"method":"ExecStreaming.Input","params":{"session":"S","data":"B"}}
+/// (those members in that order, no white space; N an integer of 1 to 18
+/// digits without a leading zero, or 0; S 1 to 256 of [A-Za-z0-9._-]; B
+/// base64 that decodes), taken apart without a JSON parser: the request
+/// with params {"session":"S"} and input_data the decoded B. nullopt for
+/// any other line, which parse_message then reads as usual. A request it
+/// returns is the one parse_message and decode_exec_input would make of
+/// the line (the fuzz target rpc_request checks this on every input).
+std::optional<request> parse_exec_input(std::string_view line);
 
 boost::json::object make_result(const boost::json::value& id, boost::json::value result);
 boost::json::object make_error(const boost::json::value& id, const rpc_error& e);
