@@ -205,7 +205,8 @@ void fast_input_agrees(std::string_view line) {
   FUZZ_CHECK(!msg.batch && msg.items.size() == 1);
   const auto* r = std::get_if<rpc::request>(&msg.items.front());
   FUZZ_CHECK(r != nullptr);
-  FUZZ_CHECK(fast->id.has_value() && r->id.has_value() && *fast->id == *r->id);
+  FUZZ_CHECK(fast->id.has_value() && r->id.has_value() && *fast->id == *r->id &&
+             fast->id->kind() == r->id->kind());
   FUZZ_CHECK(fast->method == r->method && r->method == "ExecStreaming.Input");
   FUZZ_CHECK(!r->input_data.has_value());
   auto slow = rpc::decode_exec_input(r->params);

@@ -463,6 +463,7 @@ BOOST_AUTO_TEST_CASE(fast_exec_input_agrees_with_the_parser_or_declines) {
       const auto& r = as_request(m.items.front());
       BOOST_TEST(*fast->id == *r.id);
       BOOST_TEST(fast->id->is_int64());
+      BOOST_TEST(r.id->is_int64());
       BOOST_TEST(fast->method == r.method);
       auto slow = decode_exec_input(r.params);
       BOOST_REQUIRE(slow.has_value());
@@ -478,19 +479,25 @@ BOOST_AUTO_TEST_CASE(fast_exec_input_agrees_with_the_parser_or_declines) {
   BOOST_TEST(parse_exec_input(taken[2])->input_data->size() == 6u);
 
   const std::vector<std::string> declined = {
-      line("01", "exec-1", "aGk="),                   // a leading zero: not JSON
-      line("-1", "exec-1", "aGk="),                   // negative
-      line("1000000000000000000", "exec-1", "aGk="),  // 19 digits
-      line("\"a\"", "exec-1", "aGk="),                // a string id
-      line("1", "", "aGk="),                          // no session
-      line("1", std::string(257, 's'), "aGk="),       // session too long
-      line("1", "exec 1", "aGk="),                    // a space in it
-      line("1", "exec\\u002d1", "aGk="),              // an escape in it
-      line("1", "exec-1", "aGk"),                     // not base64 (no padding)
-      line("1", "exec-1", "aG\\u006b="),              // an escape in the data
-      line("1", "exec-1", "aGk=\",\"close\":true"),   // another member after
-      line("1", "exec-1", "aGk=") + " ",              // white space after
-      " " + line("1", "exec-1", "aGk="),              // and before
+      line("01", "exec-1", "aGk="),                    // a leading zero: not JSON
+      line("-1", "exec-1", "aGk="),                    // negative
+      line("1000000000000000000", "exec-1", "aGk="),   // 19 digits
+      line("9999999999999999999", "exec-1", "aGk="),   // 19, past an int64
+      line("99999999999999999999", "exec-1", "aGk="),  // 20
+      line("\"a\"", "exec-1", "aGk="),                 // a string id
+      line("1", "", "aGk="),                           // no session
+      line("1", std::string(257, 's'), "aGk="),        // session too long
+      line("1", "exec 1", "aGk="),                     // a space in it
+      line("1", "exec\\u002d1", "aGk="),               // an escape in it
+      line("1", "exec-1", "aGk"),                      // not base64 (no padding)
+      line("1", "exec-1", "aG\\u006b="),               // an escape in the data
+      line("1", "exec-1", "a\\/k="),                   // and another
+      line("1", "exec-1", "aGl="),                     // bits under the padding
+      line("1", "exec-1", "aGk=") + "\r",              // a '\r' the framer left
+      R"({"jsonrpc":"2.0","id":1,"method":"ExecStreaming.Input","params":{"session":"s","data":"}})",
+      line("1", "exec-1", "aGk=\",\"close\":true"),  // another member after
+      line("1", "exec-1", "aGk=") + " ",             // white space after
+      " " + line("1", "exec-1", "aGk="),             // and before
       R"({"jsonrpc":"2.0","method":"ExecStreaming.Input","params":{"session":"exec-1","data":"aGk="}})",
       R"({"jsonrpc":"2.0","id":1,"method":"ExecStreaming.Input","params":{"data":"aGk=","session":"exec-1"}})",
       R"({"jsonrpc":"2.0","id":1,"method":"ExecStreaming.Cancel","params":{"session":"exec-1","data":"aGk="}})",

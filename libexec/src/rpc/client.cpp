@@ -626,7 +626,7 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
         // event gets room for max_data at once, as the daemon's session's
         // do, not a string regrown (copied, its new pages faulted in) four
         // times on the way there.
-        if (last.data.capacity() < exec_event::max_data)
+        if (n > 0 && last.data.capacity() < exec_event::max_data)
           last.data.reserve(exec_event::max_data);
         const std::size_t before = last.data.size();
         if (!base64_decode_append(last.data, b64))
@@ -690,6 +690,15 @@ struct remote_executor::impl : std::enable_shared_from_this<impl> {
     if (!s) {
       sessions.erase(it);
       return;
+    }
+    // The event queued last takes no more once another follows it: room it
+    // was given for max_data and did not fill (streams alternating, a chunk
+    // or two each) is given back, so that what waits, bounded by
+    // max_session_bytes, stays near the bytes it holds.
+    if (!s->events.empty()) {
+      auto& last = s->events.back().data;
+      if (last.capacity() > 2 * last.size() + 4096)
+        last.shrink_to_fit();
     }
     exec_event e;
     e.stream = stream;

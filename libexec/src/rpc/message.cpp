@@ -354,9 +354,10 @@ std::optional<request> parse_exec_input(std::string_view line) {
   std::size_t digits = 0;
   std::int64_t id = 0;
   while (digits < line.size() && line[digits] >= '0' && line[digits] <= '9') {
+    if (digits == max_id_digits)
+      return std::nullopt;  // before the digit: a 19th would overflow
     id = id * 10 + (line[digits] - '0');
-    if (++digits > max_id_digits)
-      return std::nullopt;
+    ++digits;
   }
   if (digits == 0 || (digits > 1 && line[0] == '0'))
     return std::nullopt;
@@ -376,7 +377,9 @@ std::optional<request> parse_exec_input(std::string_view line) {
     return std::nullopt;
   const std::string_view session = line.substr(0, n);
   line.remove_prefix(n);
-  if (!line.starts_with(data) || !line.ends_with(tail))
+  // The size first: `","data":"}}` starts with the one and ends with the
+  // other, their '"' shared.
+  if (line.size() < data.size() + tail.size() || !line.starts_with(data) || !line.ends_with(tail))
     return std::nullopt;
   line.remove_prefix(data.size());
   line.remove_suffix(tail.size());
