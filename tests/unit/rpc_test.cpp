@@ -108,8 +108,8 @@ BOOST_AUTO_TEST_CASE(views_are_the_messages_next_would_copy) {
 
 // Once every message is taken, a buffer up to keep_bytes stays for the next
 // read (a stream drains it at every read); one grown past it by a burst is
-// given back then; release() gives back the rest, but not while a message
-// is still arriving.
+// given back then; release() gives back the rest over 64 KiB, but not
+// while a message is still arriving.
 BOOST_AUTO_TEST_CASE(keeps_up_to_keep_bytes_between_reads_and_release_gives_it_back) {
   constexpr std::size_t keep = 256 * 1024;
   ndjson_framer f(1024 * 1024, keep);
@@ -143,6 +143,12 @@ BOOST_AUTO_TEST_CASE(keeps_up_to_keep_bytes_between_reads_and_release_gives_it_b
   BOOST_TEST(f.capacity() < 64u);
   f.feed("{}\n");  // and it works on after a release
   BOOST_TEST(drain(f) == std::vector<std::string>{"{}"}, boost::test_tools::per_element());
+  f.feed(std::string(1000, 'c') + "\n");
+  BOOST_TEST(drain(f).size() == 1u);
+  const std::size_t small = f.capacity();
+  BOOST_TEST(small >= 1000u);
+  f.release();  // 64 KiB or less stays, as the default keeps it
+  BOOST_TEST(f.capacity() == small);
 
   ndjson_framer d(1024 * 1024);  // the default keeps 64 KiB
   d.feed(line);

@@ -10,7 +10,7 @@ void ndjson_framer::drop_all() {
 }
 
 void ndjson_framer::release() {
-  if (overflowed_ || start_ != buffer_.size())
+  if (overflowed_ || start_ != buffer_.size() || buffer_.capacity() <= default_keep_bytes)
     return;
   buffer_.clear();
   buffer_.shrink_to_fit();

@@ -46,7 +46,8 @@ class ndjson_framer {
   std::size_t capacity() const noexcept { return buffer_.capacity(); }
 
   /// When every message is taken, give back the buffer kept for the next
-  /// read (a connection gone quiet); otherwise nothing.
+  /// read if it is over 64 KiB (default_keep_bytes: a connection gone quiet
+  /// keeps what the default would); otherwise nothing.
   void release();
 
  private:
