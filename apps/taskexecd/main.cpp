@@ -269,7 +269,7 @@ int main(int argc, char** argv) {
   // blocks come and go) the heap gave pages back and faulted them in again
   // while an ExecStreaming session ran: 3 000 to 17 000 page faults per
   // 300 MiB of `bench_exec_stream`, depending on which blocks a run freed
-  // first, against about 700 with these; a fault costs some 11 us on the
+  // first, against about 440 with these; a fault costs some 11 us on the
   // development VM.
   ::mallopt(M_TRIM_THRESHOLD, 8 << 20);
   ::mallopt(M_MMAP_THRESHOLD, 4 << 20);

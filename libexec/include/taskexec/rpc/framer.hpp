@@ -5,10 +5,9 @@
 // complete or still arriving, puts the framer in the overflowed state; the
 // connection then answers -32600 with id null and closes. Memory held is
 // bounded by the larger of keep_bytes and max_message_bytes plus one read.
-// Once every message is taken,
-// a buffer grown past `keep_bytes` (64 KiB unless given) is given back; one
-// at most that big is kept for the next read, as a stream of messages
-// needs it, until release().
+// Once every message is taken, a buffer grown past `keep_bytes` (64 KiB
+// unless given) is given back; one at most that big is kept for the next
+// read, as a stream of messages needs it, until release().
 #pragma once
 
 #include <cstddef>
