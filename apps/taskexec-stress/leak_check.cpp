@@ -126,14 +126,15 @@ memory_figures read_memory(const std::string& proc_root, int pid) {
   return parse_smaps_rollup(text);
 }
 
-long parse_vm_rss(std::string_view text) {
-  if (text.starts_with("VmRSS:"))
-    return kib_field(text, "VmRSS:");
-  return kib_field(text, "\nVmRSS:");
+long parse_status_kib(std::string_view text, std::string_view field) {
+  const std::string key = std::string(field) + ":";
+  if (text.starts_with(key))
+    return kib_field(text, key);
+  return kib_field(text, "\n" + key);
 }
 
-long read_vm_rss(const std::string& proc_root, int pid) {
-  return parse_vm_rss(slurp(proc_root + "/" + std::to_string(pid) + "/status", 16384));
+long read_status_kib(const std::string& proc_root, int pid, std::string_view field) {
+  return parse_status_kib(slurp(proc_root + "/" + std::to_string(pid) + "/status", 16384), field);
 }
 
 std::set<std::string> list_cgroups(const std::vector<std::string>& parents) {

@@ -48,12 +48,13 @@ memory_figures read_memory(const std::string& proc_root, int pid);
 /// Parse the text of smaps_rollup.
 memory_figures parse_smaps_rollup(std::string_view text);
 
-/// VmRSS of /proc/<pid>/status, KiB (-1 when unreadable). The kernel's
-/// counters, not a walk of the page tables as smaps_rollup is: cheap enough
-/// to sample every few milliseconds without slowing the process down.
-long read_vm_rss(const std::string& proc_root, int pid);
-/// Parse the text of /proc/<pid>/status for VmRSS.
-long parse_vm_rss(std::string_view status_text);
+/// A field of /proc/<pid>/status in KiB, `field` without its colon
+/// (VmRSS, RssAnon); -1 when unreadable or absent. The kernel's counters,
+/// not a walk of the page tables as smaps_rollup is: cheap enough to sample
+/// every few milliseconds without slowing the process down.
+long read_status_kib(const std::string& proc_root, int pid, std::string_view field);
+/// Parse the text of /proc/<pid>/status for `field`.
+long parse_status_kib(std::string_view status_text, std::string_view field);
 
 /// Directories below each of `parents` (absent parents are empty).
 std::set<std::string> list_cgroups(const std::vector<std::string>& parents);

@@ -81,10 +81,10 @@ const std::vector<scenario>& scenarios() {
        {{"rounds", "10", "clients killed per kind of call"},
         {"reconnects", "2000", "connections opened and closed"},
         {"max-growth-kib", "1024",
-         "the daemon's allowed growth at rest: Private_Dirty, and VmRSS after each hostile "
+         "the daemon's allowed growth at rest: Private_Dirty, and RssAnon after each hostile "
          "case (0: unchecked)"},
         {"max-peak-kib", "65536",
-         "the daemon's allowed VmRSS peak above idle under a hostile case (0: unchecked)"},
+         "the daemon's allowed RssAnon peak above idle under a hostile case (0: unchecked)"},
         {"max-version-ms", "1000", "a Version under a hostile case slower than this fails"},
         {"attack-ms", "2000", "how long the long grace and the Stats flood are held"}},
        run_faults,

@@ -178,16 +178,22 @@ BOOST_AUTO_TEST_CASE(smaps_rollup_figures) {
   BOOST_TEST(parse_smaps_rollup("\nnothing here").pss_kib == -1);
 }
 
-BOOST_AUTO_TEST_CASE(vm_rss_of_status) {
-  // The fields of /proc/<pid>/status are tab-separated; VmRSS, not VmHWM or
-  // RssAnon, and not a key that merely ends like it.
-  BOOST_TEST(parse_vm_rss("Name:\ttaskexecd\nVmHWM:\t   9000 kB\nVmRSS:\t    4321 kB\n"
-                          "RssAnon:\t    1000 kB\n") == 4321);
-  BOOST_TEST(parse_vm_rss("VmRSS:\t12 kB\n") == 12);
-  BOOST_TEST(parse_vm_rss("Name:\tx\nXVmRSS:\t5 kB\n") == -1);
-  BOOST_TEST(parse_vm_rss("Name:\tkthreadd\n") == -1);  // kernel threads have none
-  BOOST_TEST(read_vm_rss("/proc", ::getpid()) > 0);
-  BOOST_TEST(read_vm_rss("/nonexistent", 1) == -1);
+BOOST_AUTO_TEST_CASE(fields_of_status) {
+  // The fields of /proc/<pid>/status are tab-separated; the one named, not
+  // another on the same line's neighbours, and not a key that merely ends
+  // like it.
+  const std::string status =
+      "Name:\ttaskexecd\nVmHWM:\t   9000 kB\nVmRSS:\t    4321 kB\nRssAnon:\t    1000 kB\n"
+      "RssFile:\t    3321 kB\n";
+  BOOST_TEST(parse_status_kib(status, "VmRSS") == 4321);
+  BOOST_TEST(parse_status_kib(status, "RssAnon") == 1000);
+  BOOST_TEST(parse_status_kib(status, "VmHWM") == 9000);
+  BOOST_TEST(parse_status_kib("VmRSS:\t12 kB\n", "VmRSS") == 12);
+  BOOST_TEST(parse_status_kib("Name:\tx\nXVmRSS:\t5 kB\n", "VmRSS") == -1);
+  BOOST_TEST(parse_status_kib("Name:\tkthreadd\n", "RssAnon") == -1);  // kernel threads have none
+  BOOST_TEST(read_status_kib("/proc", ::getpid(), "VmRSS") > 0);
+  BOOST_TEST(read_status_kib("/proc", ::getpid(), "RssAnon") > 0);
+  BOOST_TEST(read_status_kib("/nonexistent", 1, "VmRSS") == -1);
 }
 
 BOOST_AUTO_TEST_CASE(finds_zombies_leftovers_cgroups_and_sockets) {
