@@ -9,7 +9,7 @@ packages=(
   cmake ninja-build g++ ccache
   libboost1.81-dev libboost-json1.81-dev libboost-log1.81-dev
   libboost-test1.81-dev libboost-thread1.81-dev libboost-filesystem1.81-dev
-  libcap-dev pkgconf libcli11-dev
+  libcap-dev pkgconf libcli11-dev lld
 )
 if [[ ${1:-} == hardening ]]; then
   packages+=(clang-14 libclang-rt-14-dev clang-tidy-14 cppcheck)
