@@ -117,6 +117,7 @@ memory_figures parse_smaps_rollup(std::string_view text) {
   memory_figures m;
   m.pss_kib = kib_field(text, "\nPss:");
   m.private_dirty_kib = kib_field(text, "\nPrivate_Dirty:");
+  m.anonymous_kib = kib_field(text, "\nAnonymous:");
   return m;
 }
 

@@ -43,6 +43,11 @@ int count_fds(const std::string& proc_root, int pid);
 struct memory_figures {
   long pss_kib = -1;
   long private_dirty_kib = -1;
+  /// Anonymous: what the process allocated (heap, stacks, its copies of
+  /// relocated data). Private_Dirty also counts the pages of a file it maps
+  /// that are dirty in the page cache: a binary linked a moment before,
+  /// until it is written back.
+  long anonymous_kib = -1;
 };
 memory_figures read_memory(const std::string& proc_root, int pid);
 /// Parse the text of smaps_rollup.

@@ -58,7 +58,8 @@ const std::vector<scenario>& scenarios() {
        {{"connections", "8", "connections"},
         {"phase-ms", "5000", "length of each phase"},
         {"max-calls", "10000000", "calls per phase at most"},
-        {"max-growth-kib", "1024", "the daemon's allowed Private_Dirty growth (0: unchecked)"}},
+        {"max-growth-kib", "1024",
+         "the daemon's allowed growth of anonymous memory (0: unchecked)"}},
        run_rpc_flood,
        {"--phase-ms", "400"}},
       {"reaper-storm",
@@ -81,7 +82,7 @@ const std::vector<scenario>& scenarios() {
        {{"rounds", "10", "clients killed per kind of call"},
         {"reconnects", "2000", "connections opened and closed"},
         {"max-growth-kib", "1024",
-         "the daemon's allowed growth at rest: Private_Dirty, and RssAnon after each hostile "
+         "the daemon's allowed growth at rest: anonymous memory, and RssAnon after each hostile "
          "case (0: unchecked)"},
         {"max-peak-kib", "65536",
          "the daemon's allowed RssAnon peak above idle under a hostile case (0: unchecked)"},

@@ -172,9 +172,11 @@ BOOST_AUTO_TEST_SUITE(stress_leak_check)
 BOOST_AUTO_TEST_CASE(smaps_rollup_figures) {
   auto m = parse_smaps_rollup(
       "\n55d0-7ffd ---p 00000000 00:00 0 [rollup]\nRss:  1200 kB\nPss:   345 kB\n"
-      "Pss_Anon: 200 kB\nShared_Clean: 10 kB\nPrivate_Dirty:   256 kB\n");
+      "Pss_Anon: 200 kB\nShared_Clean: 10 kB\nPrivate_Dirty:   256 kB\nReferenced: 1200 kB\n"
+      "Anonymous:   212 kB\nLazyFree: 0 kB\n");
   BOOST_TEST(m.pss_kib == 345);
   BOOST_TEST(m.private_dirty_kib == 256);
+  BOOST_TEST(m.anonymous_kib == 212);
   BOOST_TEST(parse_smaps_rollup("\nnothing here").pss_kib == -1);
 }
 
