@@ -2,9 +2,10 @@
 # Regenerate apps/taskexecd/text-order.txt: the functions of taskexecd that
 # a daemon runs for a task's whole life (start, Launch with and without a
 # cgroup, Version, Stats, Signal, Events, Shutdown, Wait, Destroy), one
-# mangled name per line, in the order of first use. The daemon is linked
-# with them first, in that order (lld's --symbol-ordering-file,
-# apps/taskexecd/CMakeLists.txt), so that the text
+# mangled name per line, grouped by the step that first ran them (within a
+# step, in callgrind's order). The daemon is linked with them first, in
+# that order (lld's --symbol-ordering-file, apps/taskexecd/CMakeLists.txt),
+# so that the text
 # a daemon touches is a few hundred contiguous pages instead of pages spread
 # over all of it: the kernel maps a file's pages 64 KiB at a time around
 # each fault, so scattered hot code keeps most of the binary resident.
@@ -18,17 +19,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "text-order: needs valgrind" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "text-order: needs root (a task in a cgroup)" >&2; exit 2; }
+command -v callgrind_control >/dev/null || { echo "text-order: needs callgrind_control (valgrind)" >&2; exit 2; }
 BUILD_TARGET=taskexecd scripts/build.sh
-BUILD_TARGET=taskexec scripts/build.sh
-bin=$PWD/build/bin
+BUILD_TARGET=taskexec-cli scripts/build.sh
+bin=$PWD/${BUILD_DIR:-build}/bin
 work=$(mktemp -d /tmp/taskexec-text-order.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+daemon=
+# On the way out, also on a failed step: the daemon under valgrind (it
+# takes its task and the task's cgroup with it) and the scratch directory.
+cleanup() {
+  if [[ -n $daemon ]] && kill -0 "$daemon" 2>/dev/null; then
+    kill -TERM "$daemon" 2>/dev/null || true
+    wait "$daemon" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # One daemon's life under callgrind, in steps; $1 names the round, the
 # rest are Launch's options. After each step the profile is dumped
 # (callgrind_control) and what the step ran moves to $work/step.N, so the
-# list comes in the order of first use: a daemon that only starts and
-# launches touches the front of it alone.
+# list is grouped by the step that first ran each function: a daemon that
+# only starts and launches touches the front of it alone.
 round() {
   local name=$1 sock=$work/$1.sock
   shift
@@ -39,7 +51,8 @@ round() {
   valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/dumps/%p.out" \
     --dump-before=execve --dump-before=syscall \
     "$bin/taskexecd" --socket "$sock" --log-level info >"$work/$name.log" 2>&1 &
-  local daemon=$! n=0
+  daemon=$!
+  local n=0
   collect() {  # $1: the step's number
     mkdir -p "$work/step.$1"
     local f
@@ -55,7 +68,11 @@ round() {
     local k=$1
     shift
     "$@" >/dev/null
-    callgrind_control -d "$daemon" >/dev/null 2>&1
+    if ! callgrind_control -d "$daemon" >"$work/control.log" 2>&1; then
+      echo "text-order: callgrind_control could not dump the daemon's profile:" >&2
+      cat "$work/control.log" "$work/$name.log" >&2
+      exit 1
+    fi
     collect "$k"
   }
   for _ in $(seq 300); do
@@ -75,6 +92,7 @@ round() {
   step 9 "${t[@]}" wait
   "${t[@]}" destroy >/dev/null
   wait "$daemon"
+  daemon=
   collect 10
 }
 round host
@@ -86,9 +104,10 @@ round cgroup --limits --memory-max-mb 64 --pids-max 64
 files=()
 for k in $(seq 10); do
   for f in "$work/step.$k"/host.* "$work/step.$k"/cgroup.*; do
-    [[ -s $f ]] && files+=("$f")
+    if [[ -s $f ]]; then files+=("$f"); fi
   done
 done
+((${#files[@]} > 0)) || { echo "text-order: callgrind wrote no profile" >&2; exit 1; }
 awk '
   FNR == 1 { delete ob; delete fn; cur = "" }
   match($0, /^c?ob=\([0-9]+\)/) {
@@ -101,10 +120,17 @@ awk '
     id = substr($0, 1, RLENGTH); sub(/^c?fn=/, "", id)
     if (length($0) > RLENGTH) fn[id] = substr($0, RLENGTH + 2)
     name = fn[id]
+    sub(/\047[0-9]+$/, "", name)  # a recursion level: callgrind adds a quote and the depth
     if ($0 ~ /^fn=/ && cur ~ /\/taskexecd$/ && name !~ /^0x/ && name != "(below main)" && !(name in seen)) {
       seen[name] = 1
       print name
     }
   }
-' "${files[@]}" >apps/taskexecd/text-order.txt
+' "${files[@]}" >"$work/list"
+# A daemon's start alone runs several hundred of its functions.
+if (($(wc -l <"$work/list") < 200)); then
+  echo "text-order: only $(wc -l <"$work/list") functions found; the list is left as it was" >&2
+  exit 1
+fi
+mv "$work/list" apps/taskexecd/text-order.txt
 echo "text-order: $(wc -l <apps/taskexecd/text-order.txt) functions in apps/taskexecd/text-order.txt"

@@ -107,10 +107,10 @@ asio::awaitable<taskexec::result<void>> destroy_daemon(daemon_handle& d,
 
 /// Once a scenario's clients are gone: the daemon's descriptors must come
 /// back to `fds_before` (it notices closed sockets asynchronously: looked at
-/// for up to 2 s) and its Private_Dirty to within `growth_limit` KiB of
-/// `before` (it trims its heap about a second after going idle: looked at
-/// for up to 3 s; 0: unchecked). Then the daemon is destroyed. The figures
-/// and checks go into `rep`.
+/// for up to 2 s) and its anonymous memory (smaps_rollup's Anonymous) to
+/// within `growth_limit` KiB of `before` (it trims its heap about a second
+/// after going idle: looked at for up to 3 s; 0: unchecked). Then the
+/// daemon is destroyed. The figures and checks go into `rep`.
 asio::awaitable<void> check_daemon_at_rest_and_destroy(daemon_handle& d, int fds_before,
                                                        memory_figures before,
                                                        long long growth_limit,
