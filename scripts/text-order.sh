@@ -36,22 +36,41 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# One daemon's life under callgrind, in steps; $1 names the round, the
-# rest are Launch's options. After each step the profile is dumped
-# (callgrind_control) and what the step ran moves to $work/step.N, so the
-# list is grouped by the step that first ran each function: a daemon that
-# only starts and launches touches the front of it alone.
+# One daemon's life under callgrind, in steps; $1 names the round, $2 says
+# how the daemon starts (start: as an agent starts it, through `taskexec
+# start`, create_executor's options and handshake; direct: by hand or a
+# unit, logging at info), the rest are Launch's options. After each step
+# the profile is dumped (callgrind_control) and what the step ran moves to
+# $work/step.N, so the list is grouped by the step that first ran each
+# function: a daemon that only starts and launches touches the front of it
+# alone.
 round() {
-  local name=$1 sock=$work/$1.sock
-  shift
+  local name=$1 how=$2 sock=$work/$1.sock
+  shift 2
   mkdir -p "$work/dumps"
   # A launch's child runs the daemon's text too, in the daemon's memory
   # (CLONE_VM), until its exec: valgrind makes it a process of its own,
-  # dumped as it execs (execve; execveat through syscall()).
-  valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/dumps/%p.out" \
-    --dump-before=execve --dump-before=syscall \
-    "$bin/taskexecd" --socket "$sock" --log-level info >"$work/$name.log" 2>&1 &
-  daemon=$!
+  # dumped as it execs (execve; execveat through syscall()). valgrind runs
+  # the daemon in its own process: the pid the handshake names.
+  local grind=(valgrind --tool=callgrind --demangle=no
+               "--callgrind-out-file=$work/dumps/%p.out" --dump-before=execve
+               --dump-before=syscall)
+  local t=("$bin/taskexec" --socket "$sock")
+  if [[ $how == start ]]; then
+    printf '#!/bin/sh\nexec %s "%s" "$@"\n' "${grind[*]}" "$bin/taskexecd" >"$work/taskexecd"
+    chmod +x "$work/taskexecd"
+    "${t[@]}" --daemon "$work/taskexecd" start >"$work/$name.config" 2>"$work/$name.log" ||
+      { echo "text-order: taskexec start failed" >&2; cat "$work/$name.log" >&2; exit 1; }
+    daemon=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$work/$name.config")
+  else
+    "${grind[@]}" "$bin/taskexecd" --socket "$sock" --log-level info >"$work/$name.log" 2>&1 &
+    daemon=$!
+    for _ in $(seq 300); do
+      [[ -S $sock ]] && break
+      sleep 0.1  # valgrind's start; not a measurement
+    done
+    [[ -S $sock ]] || { echo "text-order: the daemon did not start" >&2; cat "$work/$name.log" >&2; exit 1; }
+  fi
   local n=0
   collect() {  # $1: the step's number
     mkdir -p "$work/step.$1"
@@ -75,12 +94,6 @@ round() {
     fi
     collect "$k"
   }
-  for _ in $(seq 300); do
-    [[ -S $sock ]] && break
-    sleep 0.1  # valgrind's start; not a measurement
-  done
-  [[ -S $sock ]] || { echo "text-order: the daemon did not start" >&2; cat "$work/$name.log" >&2; exit 1; }
-  local t=("$bin/taskexec" --socket "$sock")
   step 1 true
   step 2 "${t[@]}" launch --stdout "$work/$name.stdout" "$@" -- /bin/sh -c 'echo up; exec sleep 1000'
   step 3 "${t[@]}" version
@@ -91,19 +104,26 @@ round() {
   step 8 "${t[@]}" shutdown
   step 9 "${t[@]}" wait
   "${t[@]}" destroy >/dev/null
-  wait "$daemon"
+  # Gone, and its last profile written (not always our child: `start`'s
+  # daemon is not).
+  for _ in $(seq 300); do
+    kill -0 "$daemon" 2>/dev/null || break
+    sleep 0.1  # valgrind writing its profile; not a measurement
+  done
+  wait "$daemon" 2>/dev/null || true
   daemon=
   collect 10
 }
-round host
-round cgroup --limits --memory-max-mb 64 --pids-max 64
+round host start
+round cgroup start --limits --memory-max-mb 64 --pids-max 64
+round direct direct
 
 # The functions whose object is taskexecd, each once, where a step first
 # ran it: callgrind names each object (ob=) and function (fn=) once with an
 # id, then by the id alone (ids are per file).
 files=()
 for k in $(seq 10); do
-  for f in "$work/step.$k"/host.* "$work/step.$k"/cgroup.*; do
+  for f in "$work/step.$k"/host.* "$work/step.$k"/cgroup.* "$work/step.$k"/direct.*; do
     if [[ -s $f ]]; then files+=("$f"); fi
   done
 done
