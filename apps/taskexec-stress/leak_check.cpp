@@ -8,8 +8,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
+
+#include "taskexec/detail/proc.hpp"
 
 namespace stress {
 
@@ -128,10 +132,9 @@ memory_figures read_memory(const std::string& proc_root, int pid) {
 }
 
 long parse_status_kib(std::string_view text, std::string_view field) {
-  const std::string key = std::string(field) + ":";
-  if (text.starts_with(key))
-    return kib_field(text, key);
-  return kib_field(text, "\n" + key);
+  // The library's parser (the sampler reads VmSwap with it); -1 for absent.
+  const auto kib = taskexec::detail::parse_status_kib(text, field);
+  return kib && *kib <= static_cast<std::uint64_t>(LONG_MAX) ? static_cast<long>(*kib) : -1;
 }
 
 long read_status_kib(const std::string& proc_root, int pid, std::string_view field) {
